@@ -1,0 +1,425 @@
+use std::{fmt, path::Path};
+
+use codeseal_signer::{
+    key_kind_of, DigestAlgorithm, KeyKind, KeySigner, SignError, SignatureAlgorithm,
+};
+use der::{oid::AssociatedOid, Decode, Encode};
+use pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use rsa::{Pkcs1v15Sign, RsaPrivateKey};
+use secrecy::{ExposeSecret, SecretString};
+use signature::hazmat::PrehashSigner;
+use spki::SubjectPublicKeyInfoOwned;
+use x509_cert::Certificate;
+use zeroize::Zeroizing;
+
+/// Why a key file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is larger than any key file could be.
+    #[error("key file {path} is {size} bytes; a key file is at most {max} bytes")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The key is encrypted and no password was given.
+    #[error("the key is encrypted: give its password (CODESEAL_KEY_PASSWORD or a password file)")]
+    PasswordRequired,
+    /// The password is wrong or the encryption scheme is unsupported.
+    #[error("cannot decrypt the key: wrong password or unsupported encryption ({0})")]
+    Decrypt(String),
+    /// The bytes are not a key in a format we know.
+    #[error("not a private key in a supported format (PKCS#8, PKCS#1, SEC1 PEM/DER, PKCS#12): {0}")]
+    Format(String),
+    /// The key parsed but is of a type or size codeseal does not sign with.
+    #[error(transparent)]
+    Unsupported(#[from] SignError),
+    /// A PKCS#12 file holds no private key.
+    #[error("the PKCS#12 file holds no private key")]
+    NoKeyInPkcs12,
+}
+
+/// Largest key file we read (a PKCS#12 with a long chain is a few KiB).
+const MAX_KEY_FILE: u64 = 1 << 20;
+
+enum Inner {
+    Rsa(Box<RsaPrivateKey>),
+    P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
+}
+
+/// A private key in memory, loaded from a file or generated.
+pub struct LocalKey {
+    inner: Inner,
+    kind: KeyKind,
+    public: SubjectPublicKeyInfoOwned,
+    source: String,
+}
+
+/// What a PKCS#12 file holds: the key and the certificates, leaf first.
+pub struct Pkcs12Contents {
+    /// The private key.
+    pub key: LocalKey,
+    /// The certificate chain stored with the key, leaf first (may be empty).
+    pub chain: Vec<Certificate>,
+}
+
+impl fmt::Debug for LocalKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalKey")
+            .field("kind", &self.kind)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalKey {
+    fn from_inner(inner: Inner, source: String) -> Result<Self, LoadError> {
+        let der = match &inner {
+            Inner::Rsa(k) => k.to_public_key().to_public_key_der(),
+            Inner::P256(k) => k.verifying_key().to_public_key_der(),
+            Inner::P384(k) => k.verifying_key().to_public_key_der(),
+        }
+        .map_err(|e| LoadError::Format(e.to_string()))?;
+        let public = SubjectPublicKeyInfoOwned::from_der(der.as_bytes())
+            .map_err(|e| LoadError::Format(e.to_string()))?;
+        let kind = key_kind_of(&public)?;
+        Ok(Self {
+            inner,
+            kind,
+            public,
+            source,
+        })
+    }
+
+    /// Makes a new random key of `kind` (for throwaway test PKIs).
+    pub fn generate(kind: KeyKind) -> Result<Self, LoadError> {
+        let mut rng = rand_core::OsRng;
+        let inner = match kind {
+            KeyKind::Rsa { bits } => Inner::Rsa(Box::new(
+                RsaPrivateKey::new(&mut rng, bits as usize)
+                    .map_err(|e| LoadError::Format(e.to_string()))?,
+            )),
+            KeyKind::EcP256 => Inner::P256(p256::ecdsa::SigningKey::random(&mut rng)),
+            KeyKind::EcP384 => Inner::P384(p384::ecdsa::SigningKey::random(&mut rng)),
+        };
+        Self::from_inner(inner, format!("generated {kind}"))
+    }
+
+    /// Decodes a PKCS#8 `PrivateKeyInfo` in DER.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, LoadError> {
+        Self::from_pkcs8_der_named(der, "PKCS#8 DER".into())
+    }
+
+    fn from_pkcs8_der_named(der: &[u8], source: String) -> Result<Self, LoadError> {
+        let info = pkcs8::PrivateKeyInfo::from_der(der).map_err(|e| LoadError::Format(e.to_string()))?;
+        let alg = info.algorithm.oid;
+        let inner = if alg == pkcs1::ALGORITHM_OID {
+            Inner::Rsa(Box::new(
+                RsaPrivateKey::from_pkcs8_der(der).map_err(|e| LoadError::Format(e.to_string()))?,
+            ))
+        } else if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_der(der) {
+            Inner::P256(k)
+        } else if let Ok(k) = p384::ecdsa::SigningKey::from_pkcs8_der(der) {
+            Inner::P384(k)
+        } else {
+            return Err(SignError::UnsupportedKey(format!(
+                "private key algorithm {alg} (codeseal signs with RSA, P-256 and P-384 keys)"
+            ))
+            .into());
+        };
+        Self::from_inner(inner, source)
+    }
+
+    /// Decodes a PEM private key: `PRIVATE KEY` (PKCS#8), `ENCRYPTED PRIVATE KEY` (needs
+    /// `password`), `RSA PRIVATE KEY` (PKCS#1) or `EC PRIVATE KEY` (SEC1).
+    pub fn from_pem(pem: &str, password: Option<&SecretString>) -> Result<Self, LoadError> {
+        Self::from_pem_named(pem, password, "PEM".into())
+    }
+
+    fn from_pem_named(
+        pem: &str,
+        password: Option<&SecretString>,
+        source: String,
+    ) -> Result<Self, LoadError> {
+        let (label, der) = der::pem::decode_vec(pem.as_bytes())
+            .map_err(|e| LoadError::Format(format!("PEM: {e}")))?;
+        let der = Zeroizing::new(der);
+        match label {
+            "PRIVATE KEY" => Self::from_pkcs8_der_named(&der, source),
+            "ENCRYPTED PRIVATE KEY" => {
+                let pw = password.ok_or(LoadError::PasswordRequired)?;
+                let enc = pkcs8::EncryptedPrivateKeyInfo::from_der(&der)
+                    .map_err(|e| LoadError::Format(e.to_string()))?;
+                let doc = enc
+                    .decrypt(pw.expose_secret().as_bytes())
+                    .map_err(|e| LoadError::Decrypt(e.to_string()))?;
+                Self::from_pkcs8_der_named(doc.as_bytes(), source)
+            }
+            "RSA PRIVATE KEY" => {
+                use pkcs1::DecodeRsaPrivateKey;
+                let k = RsaPrivateKey::from_pkcs1_der(&der)
+                    .map_err(|e| LoadError::Format(e.to_string()))?;
+                Self::from_inner(Inner::Rsa(Box::new(k)), source)
+            }
+            "EC PRIVATE KEY" => {
+                let ec = sec1::EcPrivateKey::from_der(&der)
+                    .map_err(|e| LoadError::Format(e.to_string()))?;
+                let curve = ec.parameters.and_then(|p| p.named_curve());
+                let inner = match curve {
+                    Some(c) if c == p256::NistP256::OID => Inner::P256(
+                        p256::ecdsa::SigningKey::from_slice(ec.private_key)
+                            .map_err(|e| LoadError::Format(e.to_string()))?,
+                    ),
+                    Some(c) if c == p384::NistP384::OID => Inner::P384(
+                        p384::ecdsa::SigningKey::from_slice(ec.private_key)
+                            .map_err(|e| LoadError::Format(e.to_string()))?,
+                    ),
+                    _ => {
+                        return Err(SignError::UnsupportedKey(
+                            "SEC1 EC key on a curve other than P-256/P-384".into(),
+                        )
+                        .into())
+                    }
+                };
+                Self::from_inner(inner, source)
+            }
+            other => Err(LoadError::Format(format!(
+                "PEM block {other:?} is not a private key"
+            ))),
+        }
+    }
+
+    /// Decodes a PKCS#12 file (`.p12`/`.pfx`) with its password: the key and the chain.
+    pub fn from_pkcs12(der: &[u8], password: &SecretString) -> Result<Pkcs12Contents, LoadError> {
+        Self::from_pkcs12_named(der, password, "PKCS#12".into())
+    }
+
+    fn from_pkcs12_named(
+        der: &[u8],
+        password: &SecretString,
+        source: String,
+    ) -> Result<Pkcs12Contents, LoadError> {
+        let store = p12_keystore::KeyStore::from_pkcs12(der, password.expose_secret())
+            .map_err(|e| LoadError::Decrypt(e.to_string()))?;
+        let (_, chain) = store.private_key_chain().ok_or(LoadError::NoKeyInPkcs12)?;
+        let key = Self::from_pkcs8_der_named(chain.key(), source)?;
+        let certs = chain
+            .chain()
+            .iter()
+            .map(|c| Certificate::from_der(c.as_der()).map_err(|e| LoadError::Format(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Pkcs12Contents { key, chain: certs })
+    }
+
+    /// Reads a key file, detecting the format: PKCS#12 by extension (`.p12`, `.pfx`) or
+    /// content, else PEM, else DER PKCS#8.
+    pub fn from_file(
+        path: &Path,
+        password: Option<&SecretString>,
+    ) -> Result<Pkcs12Contents, LoadError> {
+        let shown = path.display().to_string();
+        let io = |source| LoadError::Io {
+            path: shown.clone(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(io)?.len();
+        if size > MAX_KEY_FILE {
+            return Err(LoadError::TooLarge {
+                path: shown,
+                size,
+                max: MAX_KEY_FILE,
+            });
+        }
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(io)?);
+        let source = format!("file:{shown}");
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let is_p12 = matches!(ext.as_deref(), Some("p12" | "pfx"));
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            if !is_p12 && text.contains("-----BEGIN") {
+                let key = Self::from_pem_named(text, password, source)?;
+                return Ok(Pkcs12Contents { key, chain: vec![] });
+            }
+        }
+        if !is_p12 {
+            if let Ok(key) = Self::from_pkcs8_der_named(&bytes, source.clone()) {
+                return Ok(Pkcs12Contents { key, chain: vec![] });
+            }
+        }
+        let empty = SecretString::from(String::new());
+        let pw = password.unwrap_or(&empty);
+        match Self::from_pkcs12_named(&bytes, pw, source) {
+            Err(LoadError::Decrypt(_)) if password.is_none() => Err(LoadError::PasswordRequired),
+            other => other,
+        }
+    }
+
+    /// The key as unencrypted PKCS#8 PEM (for writing throwaway test keys).
+    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, LoadError> {
+        let pem = match &self.inner {
+            Inner::Rsa(k) => k.to_pkcs8_pem(pkcs8::LineEnding::LF),
+            Inner::P256(k) => k.to_pkcs8_pem(pkcs8::LineEnding::LF),
+            Inner::P384(k) => k.to_pkcs8_pem(pkcs8::LineEnding::LF),
+        }
+        .map_err(|e| LoadError::Format(e.to_string()))?;
+        Ok(pem)
+    }
+
+    /// The public key's DER.
+    pub fn public_key_der(&self) -> Result<Vec<u8>, SignError> {
+        self.public
+            .to_der()
+            .map_err(|e| SignError::malformed("public key", e))
+    }
+}
+
+impl KeySigner for LocalKey {
+    fn key_kind(&self) -> KeyKind {
+        self.kind
+    }
+
+    fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
+        &self.public
+    }
+
+    fn describe(&self) -> String {
+        self.source.clone()
+    }
+
+    fn sign_digest(
+        &self,
+        algorithm: SignatureAlgorithm,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, SignError> {
+        if !self.supports(algorithm) {
+            return Err(SignError::UnsupportedAlgorithm {
+                key: self.kind,
+                requested: algorithm,
+            });
+        }
+        if digest.len() != algorithm.digest.output_len() {
+            return Err(SignError::DigestLength {
+                algorithm: algorithm.digest,
+                expected: algorithm.digest.output_len(),
+                actual: digest.len(),
+            });
+        }
+        let fail = |e: &dyn std::fmt::Display| {
+            SignError::backend("local", format!("signing failed: {e}"), None)
+        };
+        match &self.inner {
+            Inner::Rsa(k) => {
+                let scheme = match algorithm.digest {
+                    DigestAlgorithm::Sha1 => Pkcs1v15Sign::new::<sha1::Sha1>(),
+                    DigestAlgorithm::Sha256 => Pkcs1v15Sign::new::<sha2::Sha256>(),
+                    DigestAlgorithm::Sha384 => Pkcs1v15Sign::new::<sha2::Sha384>(),
+                    DigestAlgorithm::Sha512 => Pkcs1v15Sign::new::<sha2::Sha512>(),
+                };
+                k.sign(scheme, digest).map_err(|e| fail(&e))
+            }
+            Inner::P256(k) => {
+                let sig: p256::ecdsa::Signature = k.sign_prehash(digest).map_err(|e| fail(&e))?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+            Inner::P384(k) => {
+                let sig: p384::ecdsa::Signature = k.sign_prehash(digest).map_err(|e| fail(&e))?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use codeseal_signer::{verify_prehash, RustCryptoSigner};
+
+    use super::*;
+
+    #[test]
+    fn generated_keys_sign_and_verify_every_digest() {
+        for kind in [KeyKind::EcP256, KeyKind::EcP384, KeyKind::Rsa { bits: 2048 }] {
+            let key = LocalKey::generate(kind).expect("generate");
+            for d in DigestAlgorithm::ALL {
+                if !kind.can_sign(d) {
+                    assert!(key.sign_digest(kind.with_digest(d), &d.digest(b"m")).is_err());
+                    continue;
+                }
+                let digest = d.digest(b"message");
+                let sig = key
+                    .sign_digest(kind.with_digest(d), &digest)
+                    .expect("sign");
+                verify_prehash(key.public_key(), d, &digest, &sig).expect("verify");
+                let mut other = digest.clone();
+                other[0] ^= 1;
+                assert!(verify_prehash(key.public_key(), d, &other, &sig).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_algorithm_and_length_are_typed_errors() {
+        let key = LocalKey::generate(KeyKind::EcP256).expect("generate");
+        let rsa = KeyKind::Rsa { bits: 2048 }.with_digest(DigestAlgorithm::Sha256);
+        assert!(matches!(
+            key.sign_digest(rsa, &[0; 32]),
+            Err(SignError::UnsupportedAlgorithm { .. })
+        ));
+        let alg = KeyKind::EcP256.with_digest(DigestAlgorithm::Sha256);
+        assert!(matches!(
+            key.sign_digest(alg, &[0; 31]),
+            Err(SignError::DigestLength { expected: 32, actual: 31, .. })
+        ));
+    }
+
+    #[test]
+    fn pem_round_trip_and_debug_hides_key() {
+        let key = LocalKey::generate(KeyKind::EcP256).expect("generate");
+        let pem = key.to_pkcs8_pem().expect("pem");
+        let back = LocalKey::from_pem(&pem, None).expect("parse");
+        assert_eq!(back.public_key(), key.public_key());
+        let dbg = format!("{back:?}");
+        assert!(!dbg.contains("PRIVATE"), "{dbg}");
+        let scalar = &pem[40..80];
+        assert!(!dbg.contains(scalar));
+    }
+
+    #[test]
+    fn garbage_is_a_format_error() {
+        assert!(matches!(
+            LocalKey::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", None),
+            Err(LoadError::Format(_))
+        ));
+        assert!(LocalKey::from_pkcs8_der(b"\x30\x03\x02\x01\x00").is_err());
+    }
+
+    #[test]
+    fn rustcrypto_adapter_signs_messages() {
+        use signature::{Keypair, Signer};
+        let key = Arc::new(LocalKey::generate(KeyKind::EcP256).expect("generate"));
+        let alg = KeyKind::EcP256.with_digest(DigestAlgorithm::Sha256);
+        let s = RustCryptoSigner::new(key.clone(), alg).expect("adapter");
+        let sig = s.try_sign(b"hello").expect("sign");
+        let d = DigestAlgorithm::Sha256.digest(b"hello");
+        verify_prehash(&s.verifying_key().0, DigestAlgorithm::Sha256, &d, sig.as_bytes())
+            .expect("verify");
+        let rsa = KeyKind::Rsa { bits: 2048 }.with_digest(DigestAlgorithm::Sha256);
+        assert!(RustCryptoSigner::new(key, rsa).is_err());
+    }
+}
