@@ -42,18 +42,24 @@ fn decode(spki: &SubjectPublicKeyInfoOwned) -> Result<Pub, SignError> {
             .as_ref()
             .and_then(|p| p.decode_as::<const_oid::ObjectIdentifier>().ok());
         return match curve {
-            Some(c) if c == rfc5912::SECP_256_R_1 => p256::ecdsa::VerifyingKey::from_public_key_der(&der)
-                .map(Pub::P256)
-                .map_err(|e| SignError::malformed("P-256 public key", e)),
-            Some(c) if c == rfc5912::SECP_384_R_1 => p384::ecdsa::VerifyingKey::from_public_key_der(&der)
-                .map(Pub::P384)
-                .map_err(|e| SignError::malformed("P-384 public key", e)),
+            Some(c) if c == rfc5912::SECP_256_R_1 => {
+                p256::ecdsa::VerifyingKey::from_public_key_der(&der)
+                    .map(Pub::P256)
+                    .map_err(|e| SignError::malformed("P-256 public key", e))
+            }
+            Some(c) if c == rfc5912::SECP_384_R_1 => {
+                p384::ecdsa::VerifyingKey::from_public_key_der(&der)
+                    .map(Pub::P384)
+                    .map_err(|e| SignError::malformed("P-384 public key", e))
+            }
             _ => Err(SignError::UnsupportedKey(
                 "EC key on a curve other than P-256 or P-384 (or with explicit parameters)".into(),
             )),
         };
     }
-    Err(SignError::UnsupportedKey(format!("public key algorithm {oid}")))
+    Err(SignError::UnsupportedKey(format!(
+        "public key algorithm {oid}"
+    )))
 }
 
 /// The kind of the key in a SubjectPublicKeyInfo.

@@ -41,7 +41,9 @@ pub enum LoadError {
     #[error("cannot decrypt the key: wrong password or unsupported encryption ({0})")]
     Decrypt(String),
     /// The bytes are not a key in a format we know.
-    #[error("not a private key in a supported format (PKCS#8, PKCS#1, SEC1 PEM/DER, PKCS#12): {0}")]
+    #[error(
+        "not a private key in a supported format (PKCS#8, PKCS#1, SEC1 PEM/DER, PKCS#12): {0}"
+    )]
     Format(String),
     /// The key parsed but is of a type or size codeseal does not sign with.
     #[error(transparent)]
@@ -124,7 +126,8 @@ impl LocalKey {
     }
 
     fn from_pkcs8_der_named(der: &[u8], source: String) -> Result<Self, LoadError> {
-        let info = pkcs8::PrivateKeyInfo::from_der(der).map_err(|e| LoadError::Format(e.to_string()))?;
+        let info =
+            pkcs8::PrivateKeyInfo::from_der(der).map_err(|e| LoadError::Format(e.to_string()))?;
         let alg = info.algorithm.oid;
         let inner = if alg == pkcs1::ALGORITHM_OID {
             Inner::Rsa(Box::new(
@@ -219,7 +222,9 @@ impl LocalKey {
         let certs = chain
             .chain()
             .iter()
-            .map(|c| Certificate::from_der(c.as_der()).map_err(|e| LoadError::Format(e.to_string())))
+            .map(|c| {
+                Certificate::from_der(c.as_der()).map_err(|e| LoadError::Format(e.to_string()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Pkcs12Contents { key, chain: certs })
     }
@@ -354,17 +359,21 @@ mod tests {
 
     #[test]
     fn generated_keys_sign_and_verify_every_digest() {
-        for kind in [KeyKind::EcP256, KeyKind::EcP384, KeyKind::Rsa { bits: 2048 }] {
+        for kind in [
+            KeyKind::EcP256,
+            KeyKind::EcP384,
+            KeyKind::Rsa { bits: 2048 },
+        ] {
             let key = LocalKey::generate(kind).expect("generate");
             for d in DigestAlgorithm::ALL {
                 if !kind.can_sign(d) {
-                    assert!(key.sign_digest(kind.with_digest(d), &d.digest(b"m")).is_err());
+                    assert!(key
+                        .sign_digest(kind.with_digest(d), &d.digest(b"m"))
+                        .is_err());
                     continue;
                 }
                 let digest = d.digest(b"message");
-                let sig = key
-                    .sign_digest(kind.with_digest(d), &digest)
-                    .expect("sign");
+                let sig = key.sign_digest(kind.with_digest(d), &digest).expect("sign");
                 verify_prehash(key.public_key(), d, &digest, &sig).expect("verify");
                 let mut other = digest.clone();
                 other[0] ^= 1;
@@ -384,7 +393,11 @@ mod tests {
         let alg = KeyKind::EcP256.with_digest(DigestAlgorithm::Sha256);
         assert!(matches!(
             key.sign_digest(alg, &[0; 31]),
-            Err(SignError::DigestLength { expected: 32, actual: 31, .. })
+            Err(SignError::DigestLength {
+                expected: 32,
+                actual: 31,
+                ..
+            })
         ));
     }
 
@@ -403,7 +416,10 @@ mod tests {
     #[test]
     fn garbage_is_a_format_error() {
         assert!(matches!(
-            LocalKey::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", None),
+            LocalKey::from_pem(
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                None
+            ),
             Err(LoadError::Format(_))
         ));
         assert!(LocalKey::from_pkcs8_der(b"\x30\x03\x02\x01\x00").is_err());
@@ -417,8 +433,13 @@ mod tests {
         let s = RustCryptoSigner::new(key.clone(), alg).expect("adapter");
         let sig = s.try_sign(b"hello").expect("sign");
         let d = DigestAlgorithm::Sha256.digest(b"hello");
-        verify_prehash(&s.verifying_key().0, DigestAlgorithm::Sha256, &d, sig.as_bytes())
-            .expect("verify");
+        verify_prehash(
+            &s.verifying_key().0,
+            DigestAlgorithm::Sha256,
+            &d,
+            sig.as_bytes(),
+        )
+        .expect("verify");
         let rsa = KeyKind::Rsa { bits: 2048 }.with_digest(DigestAlgorithm::Sha256);
         assert!(RustCryptoSigner::new(key, rsa).is_err());
     }

@@ -1,0 +1,39 @@
+//! # codeseal-authenticode
+//!
+//! Authenticode for PE files (exe, dll, sys, efi; PE32 and PE32+; any machine):
+//!
+//! - [`pe`]: a checked reader of the headers Authenticode needs;
+//! - [`digest`]: the image digest and PE checksum in one streaming pass (constant memory);
+//! - [`spc`]: Microsoft's ASN.1 types; [`pkcs7`]: build and parse the SignedData;
+//! - [`wincert`]: the certificate table; [`sign`]: sign a file; [`verify`]: verify one.
+//!
+//! ```no_run
+//! use std::{path::Path, sync::Arc};
+//! use codeseal_authenticode::{sign_file, verify_file, SignOptions};
+//! use codeseal_signer::SigningIdentity;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let key: Arc<dyn codeseal_signer::KeySigner> = unimplemented!();
+//! # let chain = vec![];
+//! let identity = SigningIdentity::new(key, chain)?; // checks key == leaf certificate
+//! sign_file(&identity, Path::new("app.exe"), Path::new("app-signed.exe"), &SignOptions::default())?;
+//! assert!(verify_file(Path::new("app-signed.exe"))?.valid);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![deny(clippy::indexing_slicing)]
+
+pub mod digest;
+mod error;
+pub mod pe;
+pub mod pkcs7;
+pub mod sign;
+pub mod spc;
+pub mod verify;
+pub mod wincert;
+
+pub use error::{Error, Result};
+pub use pe::PeInfo;
+pub use pkcs7::OpusInfo;
+pub use sign::{sign_file, sign_file_async, PreparedSigning, SignOptions, SignOutcome};
+pub use verify::{verify, verify_file, VerifyReport};

@@ -1,0 +1,434 @@
+//! Building and parsing the PKCS#7 SignedData of an Authenticode signature, with `cms` types.
+//!
+//! Building is two-step, so a remote key signs only a digest: [`SignatureRequest::new`] makes
+//! the SpcIndirectDataContent and the signed attributes and says which digest to sign;
+//! [`SignatureRequest::assemble`] puts the key's signature and the chain around them.
+//!
+//! Parsing keeps the **original bytes** of what was signed (the signed attributes and the
+//! SpcIndirectDataContent) so verification never depends on re-encoding.
+use cms::{
+    cert::{CertificateChoices, IssuerAndSerialNumber},
+    content_info::{CmsVersion, ContentInfo},
+    signed_data::{
+        CertificateSet, EncapsulatedContentInfo, SignedAttributes, SignedData, SignerIdentifier,
+        SignerInfo, SignerInfos,
+    },
+};
+use codeseal_signer::{DigestAlgorithm, SignatureAlgorithm};
+use const_oid::ObjectIdentifier;
+use der::{
+    asn1::{Any, AnyRef, BitString, BmpString, Ia5String, OctetString, SetOfVec},
+    Decode, Encode, Reader, SliceReader, Tag, TagNumber, Tagged,
+};
+use x509_cert::{attr::Attribute, Certificate};
+
+use crate::{
+    error::{Error, Result},
+    spc::*,
+};
+
+/// The most certificates we accept in one SignedData.
+pub const MAX_CERTIFICATES: usize = 64;
+
+/// Program name and URL shown by Windows in the UAC prompt ("SpcSpOpusInfo").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpusInfo {
+    /// Program name (`--name`).
+    pub program_name: Option<String>,
+    /// More-info URL (`--url`).
+    pub url: Option<String>,
+}
+
+fn attr(oid: ObjectIdentifier, value: Any) -> Result<Attribute> {
+    let mut values = SetOfVec::new();
+    values.insert(value)?;
+    Ok(Attribute { oid, values })
+}
+
+/// What must be signed for one Authenticode signature, and everything needed to finish it.
+#[derive(Clone, Debug)]
+pub struct SignatureRequest {
+    /// The signature algorithm.
+    pub algorithm: SignatureAlgorithm,
+    /// The DER of the SpcIndirectDataContent.
+    pub spc: Any,
+    /// The signed attributes.
+    pub signed_attrs: SignedAttributes,
+    /// Their DER (as a SET OF): the bytes the key's signature covers.
+    pub signed_attrs_der: Vec<u8>,
+    /// The hash of `signed_attrs_der` with the algorithm's hash: what the key signs.
+    pub digest_to_sign: Vec<u8>,
+}
+
+impl SignatureRequest {
+    /// Builds the SpcIndirectDataContent for a PE image digest and the signed attributes
+    /// (contentType, messageDigest, SpcSpOpusInfo, SpcStatementType).
+    pub fn new(
+        algorithm: SignatureAlgorithm,
+        image_digest: &[u8],
+        opus: &OpusInfo,
+    ) -> Result<Self> {
+        let digest_alg = algorithm.digest;
+        if image_digest.len() != digest_alg.output_len() {
+            return Err(Error::Usage(format!(
+                "image digest of {} bytes for {digest_alg}",
+                image_digest.len()
+            )));
+        }
+        let pe_image = SpcPeImageData {
+            flags: Some(BitString::from_bytes(&[])?),
+            file: Some(SpcLink::File(SpcString::Unicode(BmpString::from_utf8(
+                OBSOLETE_LINK,
+            )?))),
+        };
+        let spc = SpcIndirectDataContent {
+            data: SpcAttributeTypeAndOptionalValue {
+                value_type: SPC_PE_IMAGE_DATA,
+                value: Some(Any::encode_from(&pe_image)?),
+            },
+            message_digest: DigestInfo {
+                digest_algorithm: digest_alg.algorithm_identifier(),
+                digest: OctetString::new(image_digest)?,
+            },
+        };
+        let spc = Any::encode_from(&spc)?;
+        // messageDigest covers the content octets of the SpcIndirectDataContent, without its
+        // outer SEQUENCE tag and length (PKCS#7 v1.5 style, as Windows computes it).
+        let content_digest = digest_alg.digest(spc.value());
+
+        let opus_info = SpcSpOpusInfo {
+            program_name: opus
+                .program_name
+                .as_deref()
+                .map(|n| BmpString::from_utf8(n).map(SpcString::Unicode))
+                .transpose()
+                .map_err(|e| Error::Usage(format!("program name: {e}")))?,
+            more_info: opus
+                .url
+                .as_deref()
+                .map(|u| Ia5String::new(u).map(SpcLink::Url))
+                .transpose()
+                .map_err(|e| Error::Usage(format!("URL must be ASCII: {e}")))?,
+        };
+        let statement = vec![SPC_INDIVIDUAL_SP_KEY_PURPOSE];
+        let attrs = vec![
+            attr(PKCS9_CONTENT_TYPE, Any::encode_from(&SPC_INDIRECT_DATA)?)?,
+            attr(
+                PKCS9_MESSAGE_DIGEST,
+                Any::encode_from(&OctetString::new(content_digest)?)?,
+            )?,
+            attr(SPC_SP_OPUS_INFO, Any::encode_from(&opus_info)?)?,
+            attr(SPC_STATEMENT_TYPE, Any::encode_from(&statement)?)?,
+        ];
+        let signed_attrs = SignedAttributes::try_from(attrs)?;
+        let signed_attrs_der = signed_attrs.to_der()?;
+        let digest_to_sign = digest_alg.digest(&signed_attrs_der);
+        Ok(Self {
+            algorithm,
+            spc,
+            signed_attrs,
+            signed_attrs_der,
+            digest_to_sign,
+        })
+    }
+
+    /// Wraps the key's `signature` and the certificate `chain` (leaf first) into the
+    /// DER ContentInfo(SignedData) that goes into the WIN_CERTIFICATE entry.
+    pub fn assemble(&self, chain: &[Certificate], signature: &[u8]) -> Result<Vec<u8>> {
+        let leaf = chain
+            .first()
+            .ok_or_else(|| Error::Usage("no signer certificate".into()))?;
+        let digest_alg = self.algorithm.digest.algorithm_identifier();
+        let signer = SignerInfo {
+            version: CmsVersion::V1,
+            sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+                issuer: leaf.tbs_certificate.issuer.clone(),
+                serial_number: leaf.tbs_certificate.serial_number.clone(),
+            }),
+            digest_alg: digest_alg.clone(),
+            signed_attrs: Some(self.signed_attrs.clone()),
+            signature_algorithm: self.algorithm.cms_signature_algorithm(),
+            signature: OctetString::new(signature)?,
+            unsigned_attrs: None,
+        };
+        let mut certs = SetOfVec::new();
+        for c in chain {
+            let choice = CertificateChoices::Certificate(c.clone());
+            if !certs.iter().any(|x| x == &choice) {
+                certs.insert(choice)?;
+            }
+        }
+        let mut digest_algorithms = SetOfVec::new();
+        digest_algorithms.insert(digest_alg)?;
+        let mut signer_infos = SetOfVec::new();
+        signer_infos.insert(signer)?;
+        // Version 1, not the 3 RFC 5652 asks for with a non-data content type: Windows,
+        // SignTool, osslsigncode and jsign write 1, and signify cannot parse 3.
+        let sd = SignedData {
+            version: CmsVersion::V1,
+            digest_algorithms,
+            encap_content_info: EncapsulatedContentInfo {
+                econtent_type: SPC_INDIRECT_DATA,
+                econtent: Some(self.spc.clone()),
+            },
+            certificates: Some(CertificateSet(certs)),
+            crls: None,
+            signer_infos: SignerInfos(signer_infos),
+        };
+        let ci = ContentInfo {
+            content_type: ID_SIGNED_DATA,
+            content: Any::encode_from(&sd)?,
+        };
+        Ok(ci.to_der()?)
+    }
+}
+
+/// One parsed Authenticode signature (a ContentInfo with SignedData).
+#[derive(Clone, Debug)]
+pub struct ParsedSignature {
+    /// The SignedData.
+    pub signed_data: SignedData,
+    /// The SpcIndirectDataContent.
+    pub spc: SpcIndirectDataContent,
+    /// The original content octets of the SpcIndirectDataContent (what messageDigest covers).
+    pub spc_content: Vec<u8>,
+    /// The digest algorithm (the same in SignedData, SignerInfo and SpcIndirectData).
+    pub digest_algorithm: DigestAlgorithm,
+    /// The only SignerInfo.
+    pub signer_info: SignerInfo,
+    /// The original bytes of the signed attributes, re-tagged as SET OF: what the signature covers.
+    pub signed_attrs_der: Vec<u8>,
+    /// Length of the DER ContentInfo; bytes after it in the entry are padding.
+    pub der_len: usize,
+    /// Structural notes that do not make the signature unreadable.
+    pub notes: Vec<String>,
+}
+
+fn malformed(what: impl std::fmt::Display) -> Error {
+    Error::MalformedSignature(what.to_string())
+}
+
+/// Finds the original bytes of the first SignerInfo's `[0] IMPLICIT` signed attributes in the
+/// SignedData content octets, and returns them re-tagged as a SET.
+fn raw_signed_attrs(signed_data_value: &[u8]) -> Result<Option<Vec<u8>>> {
+    let mut r = SliceReader::new(signed_data_value).map_err(malformed)?;
+    let mut last = None;
+    while !r.is_finished() {
+        last = Some(AnyRef::decode(&mut r).map_err(malformed)?);
+    }
+    let infos = last.ok_or_else(|| malformed("empty SignedData"))?;
+    if infos.tag() != Tag::Set {
+        return Err(malformed("SignedData does not end with signerInfos"));
+    }
+    let mut r = SliceReader::new(infos.value()).map_err(malformed)?;
+    let first = AnyRef::decode(&mut r).map_err(malformed)?;
+    let mut r = SliceReader::new(first.value()).map_err(malformed)?;
+    while !r.is_finished() {
+        let field = AnyRef::decode(&mut r).map_err(malformed)?;
+        if field.tag()
+            == (Tag::ContextSpecific {
+                constructed: true,
+                number: TagNumber::N0,
+            })
+        {
+            let set = AnyRef::new(Tag::Set, field.value()).map_err(malformed)?;
+            return Ok(Some(set.to_der().map_err(malformed)?));
+        }
+    }
+    Ok(None)
+}
+
+fn single_attr<'a>(attrs: &'a SignedAttributes, oid: ObjectIdentifier) -> Result<Option<&'a Any>> {
+    let mut found = attrs.iter().filter(|a| a.oid == oid);
+    let Some(a) = found.next() else {
+        return Ok(None);
+    };
+    if found.next().is_some() || a.values.len() != 1 {
+        return Err(malformed(format!(
+            "attribute {oid} must appear once with one value"
+        )));
+    }
+    Ok(a.values.iter().next())
+}
+
+impl ParsedSignature {
+    /// Parses the data of a WIN_CERTIFICATE entry: a DER ContentInfo, possibly followed by
+    /// padding. Checks the Authenticode shape: SignedData version 1, content type
+    /// SpcIndirectData, exactly one SignerInfo, one digest algorithm used consistently,
+    /// digest length equal to the hash length, signed attributes with contentType and
+    /// messageDigest present.
+    pub fn parse(data: &[u8]) -> Result<Self> {
+        let mut notes = Vec::new();
+        let mut r = SliceReader::new(data).map_err(malformed)?;
+        let ci = ContentInfo::decode(&mut r).map_err(|e| malformed(format!("ContentInfo: {e}")))?;
+        let der_len = u32::from(r.position()) as usize;
+        let trailing = data.get(der_len..).unwrap_or_default();
+        if trailing.len() > 7 {
+            notes.push(format!(
+                "{} bytes follow the signature inside its WIN_CERTIFICATE entry (at most 7 bytes of padding are expected)",
+                trailing.len()
+            ));
+        } else if trailing.iter().any(|&b| b != 0) {
+            notes.push(
+                "non-zero padding bytes after the signature inside its WIN_CERTIFICATE entry"
+                    .into(),
+            );
+        }
+        if ci.content_type != ID_SIGNED_DATA {
+            return Err(malformed(format!(
+                "content type {} is not SignedData",
+                ci.content_type
+            )));
+        }
+        let sd_bytes = ci.content.value();
+        let sd = SignedData::from_der(&ci.content.to_der()?)
+            .map_err(|e| malformed(format!("SignedData: {e}")))?;
+        if sd.version != CmsVersion::V1 {
+            notes.push(format!(
+                "SignedData version {:?}; Authenticode uses 1",
+                sd.version
+            ));
+        }
+        if sd.encap_content_info.econtent_type != SPC_INDIRECT_DATA {
+            return Err(malformed(format!(
+                "content type {} is not SpcIndirectDataContent",
+                sd.encap_content_info.econtent_type
+            )));
+        }
+        let econtent = sd
+            .encap_content_info
+            .econtent
+            .as_ref()
+            .ok_or_else(|| malformed("no SpcIndirectDataContent"))?;
+        let spc: SpcIndirectDataContent = econtent
+            .decode_as()
+            .map_err(|e| malformed(format!("SpcIndirectDataContent: {e}")))?;
+        let spc_content = econtent.value().to_vec();
+        let alg_oid = spc.message_digest.digest_algorithm.oid;
+        let digest_algorithm = DigestAlgorithm::from_oid(&alg_oid)
+            .ok_or_else(|| malformed(format!("unsupported digest algorithm {alg_oid}")))?;
+        let image_digest_len = spc.message_digest.digest.as_bytes().len();
+        if image_digest_len != digest_algorithm.output_len() {
+            return Err(malformed(format!(
+                "the image digest is {image_digest_len} bytes; {digest_algorithm} gives {}",
+                digest_algorithm.output_len()
+            )));
+        }
+        if sd.signer_infos.0.len() != 1 {
+            return Err(malformed(format!(
+                "{} SignerInfos; Authenticode has exactly one",
+                sd.signer_infos.0.len()
+            )));
+        }
+        let signer_info = sd
+            .signer_infos
+            .0
+            .iter()
+            .next()
+            .cloned()
+            .ok_or_else(|| malformed("no SignerInfo"))?;
+        if signer_info.digest_alg.oid != alg_oid {
+            return Err(malformed(format!(
+                "the SignerInfo digest algorithm {} differs from the image digest's {alg_oid}",
+                signer_info.digest_alg.oid
+            )));
+        }
+        if !sd.digest_algorithms.iter().any(|a| a.oid == alg_oid) {
+            return Err(malformed(
+                "SignedData.digestAlgorithms lacks the digest algorithm in use",
+            ));
+        }
+        if sd.digest_algorithms.len() != 1 {
+            notes.push(format!(
+                "SignedData lists {} digest algorithms; Authenticode uses one",
+                sd.digest_algorithms.len()
+            ));
+        }
+        if let Some(certs) = &sd.certificates {
+            if certs.0.len() > MAX_CERTIFICATES {
+                return Err(malformed(format!(
+                    "more than {MAX_CERTIFICATES} certificates"
+                )));
+            }
+        }
+        let attrs = signer_info
+            .signed_attrs
+            .as_ref()
+            .ok_or_else(|| malformed("the SignerInfo has no signed attributes"))?;
+        let ct = single_attr(attrs, PKCS9_CONTENT_TYPE)?
+            .ok_or_else(|| malformed("no contentType signed attribute"))?;
+        let ct: ObjectIdentifier = ct.decode_as().map_err(malformed)?;
+        if ct != SPC_INDIRECT_DATA {
+            return Err(malformed(format!(
+                "contentType attribute is {ct}, not SpcIndirectData"
+            )));
+        }
+        single_attr(attrs, PKCS9_MESSAGE_DIGEST)?
+            .ok_or_else(|| malformed("no messageDigest signed attribute"))?;
+        let signed_attrs_der =
+            raw_signed_attrs(sd_bytes)?.ok_or_else(|| malformed("signed attributes not found"))?;
+        Ok(Self {
+            signed_data: sd,
+            spc,
+            spc_content,
+            digest_algorithm,
+            signer_info,
+            signed_attrs_der,
+            der_len,
+            notes,
+        })
+    }
+
+    /// The image digest the signature carries.
+    pub fn image_digest(&self) -> &[u8] {
+        self.spc.message_digest.digest.as_bytes()
+    }
+
+    /// The messageDigest signed attribute's value.
+    pub fn message_digest_attr(&self) -> Result<Vec<u8>> {
+        let attrs = self
+            .signer_info
+            .signed_attrs
+            .as_ref()
+            .ok_or_else(|| malformed("no signed attributes"))?;
+        let v = single_attr(attrs, PKCS9_MESSAGE_DIGEST)?
+            .ok_or_else(|| malformed("no messageDigest"))?;
+        let o: OctetString = v.decode_as().map_err(malformed)?;
+        Ok(o.into_bytes())
+    }
+
+    /// The SpcSpOpusInfo signed attribute, if present and readable.
+    pub fn opus_info(&self) -> Option<SpcSpOpusInfo> {
+        let attrs = self.signer_info.signed_attrs.as_ref()?;
+        single_attr(attrs, SPC_SP_OPUS_INFO).ok()??.decode_as().ok()
+    }
+
+    /// The embedded X.509 certificates.
+    pub fn certificates(&self) -> impl Iterator<Item = &Certificate> {
+        self.signed_data
+            .certificates
+            .iter()
+            .flat_map(|s| s.0.iter())
+            .filter_map(|c| match c {
+                CertificateChoices::Certificate(c) => Some(c),
+                _ => None,
+            })
+    }
+
+    /// The certificate the SignerInfo names (by issuer and serial, or subject key id).
+    pub fn signer_certificate(&self) -> Option<&Certificate> {
+        match &self.signer_info.sid {
+            SignerIdentifier::IssuerAndSerialNumber(ias) => self.certificates().find(|c| {
+                c.tbs_certificate.issuer == ias.issuer
+                    && c.tbs_certificate.serial_number == ias.serial_number
+            }),
+            SignerIdentifier::SubjectKeyIdentifier(skid) => self.certificates().find(|c| {
+                c.tbs_certificate
+                    .get::<x509_cert::ext::pkix::SubjectKeyIdentifier>()
+                    .ok()
+                    .flatten()
+                    .is_some_and(|(_, k)| k.0 == skid.0)
+            }),
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Microsoft's Authenticode ASN.1 types ("SPC" = Software Publishing Certificate), as typed
+//! `der` structures.
+//!
+//! ```text
+//! SpcIndirectDataContent ::= SEQUENCE {
+//!     data                    SpcAttributeTypeAndOptionalValue,
+//!     messageDigest           DigestInfo }
+//! SpcAttributeTypeAndOptionalValue ::= SEQUENCE {
+//!     type                    ObjectID,
+//!     value                   [0] EXPLICIT ANY OPTIONAL }   -- written without the [0]
+//! DigestInfo ::= SEQUENCE { digestAlgorithm AlgorithmIdentifier, digest OCTET STRING }
+//! SpcPeImageData ::= SEQUENCE {
+//!     flags                   SpcPeImageFlags DEFAULT { includeResources },
+//!     file                    [0] EXPLICIT SpcLink OPTIONAL }
+//! SpcLink ::= CHOICE {
+//!     url                     [0] IMPLICIT IA5STRING,
+//!     moniker                 [1] IMPLICIT SpcSerializedObject,
+//!     file                    [2] EXPLICIT SpcString }
+//! SpcString ::= CHOICE { unicode [0] IMPLICIT BMPSTRING, ascii [1] IMPLICIT IA5STRING }
+//! SpcSerializedObject ::= SEQUENCE { classId OCTET STRING (SIZE(16)), serializedData OCTET STRING }
+//! SpcSpOpusInfo ::= SEQUENCE {
+//!     programName             [0] EXPLICIT SpcString OPTIONAL,
+//!     moreInfo                [1] EXPLICIT SpcLink OPTIONAL }
+//! ```
+use const_oid::ObjectIdentifier;
+use der::{
+    asn1::{Any, BitString, BmpString, Ia5String, OctetString},
+    Choice, Sequence, Tag, TagNumber, Tagged,
+};
+use spki::AlgorithmIdentifierOwned;
+
+/// SPC_INDIRECT_DATA_OBJID: the content type of an Authenticode SignedData.
+pub const SPC_INDIRECT_DATA: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.4");
+/// SPC_PE_IMAGE_DATA_OBJID: `SpcAttributeTypeAndOptionalValue.type` for PE files.
+pub const SPC_PE_IMAGE_DATA: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.15");
+/// SPC_SP_OPUS_INFO_OBJID: signed attribute with the program name and URL.
+pub const SPC_SP_OPUS_INFO: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.12");
+/// SPC_STATEMENT_TYPE_OBJID: signed attribute naming the statement type.
+pub const SPC_STATEMENT_TYPE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.11");
+/// SPC_INDIVIDUAL_SP_KEY_PURPOSE_OBJID: "individual code signing".
+pub const SPC_INDIVIDUAL_SP_KEY_PURPOSE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.21");
+/// Nested signature: unsigned attribute holding further SignedData blobs.
+pub const SPC_NESTED_SIGNATURE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.4.1");
+/// RFC 3161 time-stamp token as an unsigned attribute.
+pub const SPC_RFC3161_TIMESTAMP: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.3.3.1");
+/// PKCS#9 countersignature (legacy Authenticode time stamp).
+pub const PKCS9_COUNTERSIGNATURE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.6");
+/// PKCS#9 contentType attribute.
+pub const PKCS9_CONTENT_TYPE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
+/// PKCS#9 messageDigest attribute.
+pub const PKCS9_MESSAGE_DIGEST: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
+/// PKCS#9 signingTime attribute.
+pub const PKCS9_SIGNING_TIME: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
+/// CMS id-signedData.
+pub const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
+
+/// The "file" link Windows and osslsigncode put in SpcPeImageData.
+pub const OBSOLETE_LINK: &str = "<<<Obsolete>>>";
+
+/// `SpcIndirectDataContent`: what an Authenticode signature signs.
+#[derive(Clone, Debug, PartialEq, Eq, Sequence)]
+pub struct SpcIndirectDataContent {
+    /// The kind of file and its attributes (SpcPeImageData for PE).
+    pub data: SpcAttributeTypeAndOptionalValue,
+    /// The file's Authenticode digest.
+    pub message_digest: DigestInfo,
+}
+
+/// `SpcAttributeTypeAndOptionalValue`.
+#[derive(Clone, Debug, PartialEq, Eq, Sequence)]
+pub struct SpcAttributeTypeAndOptionalValue {
+    /// SPC_PE_IMAGE_DATA_OBJID for PE files.
+    pub value_type: ObjectIdentifier,
+    /// SpcPeImageData for PE files.
+    #[asn1(optional = "true")]
+    pub value: Option<Any>,
+}
+
+/// PKCS#1 `DigestInfo`.
+#[derive(Clone, Debug, PartialEq, Eq, Sequence)]
+pub struct DigestInfo {
+    /// The hash algorithm.
+    pub digest_algorithm: AlgorithmIdentifierOwned,
+    /// The digest.
+    pub digest: OctetString,
+}
+
+/// `SpcPeImageData`.
+#[derive(Clone, Debug, PartialEq, Eq, Sequence)]
+pub struct SpcPeImageData {
+    /// SpcPeImageFlags; writers put an empty BIT STRING here.
+    #[asn1(optional = "true")]
+    pub flags: Option<BitString>,
+    /// A link; "<<<Obsolete>>>" or, with page hashes, a serialized object.
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    pub file: Option<SpcLink>,
+}
+
+/// `SpcLink`.
+#[derive(Clone, Debug, PartialEq, Eq, Choice)]
+pub enum SpcLink {
+    /// A URL.
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", type = "IA5String")]
+    Url(Ia5String),
+    /// A serialized object (page hashes).
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", constructed = "true")]
+    Moniker(SpcSerializedObject),
+    /// A file name.
+    #[asn1(context_specific = "2", tag_mode = "EXPLICIT", constructed = "true")]
+    File(SpcString),
+}
+
+/// `SpcString` (a CHOICE of `[0] IMPLICIT BMPString` and `[1] IMPLICIT IA5String`).
+///
+/// Implemented by hand: `der`'s derive has no BMPString variant type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpcString {
+    /// UTF-16 (BMPString).
+    Unicode(BmpString),
+    /// ASCII.
+    Ascii(Ia5String),
+}
+
+const SPC_STRING_UNICODE: Tag = Tag::ContextSpecific {
+    constructed: false,
+    number: TagNumber::N0,
+};
+const SPC_STRING_ASCII: Tag = Tag::ContextSpecific {
+    constructed: false,
+    number: TagNumber::N1,
+};
+
+impl<'a> der::Choice<'a> for SpcString {
+    fn can_decode(tag: Tag) -> bool {
+        tag == SPC_STRING_UNICODE || tag == SPC_STRING_ASCII
+    }
+}
+
+impl<'a> der::Decode<'a> for SpcString {
+    fn decode<R: der::Reader<'a>>(reader: &mut R) -> der::Result<Self> {
+        let any = der::asn1::AnyRef::decode(reader)?;
+        match any.tag() {
+            SPC_STRING_UNICODE => Ok(Self::Unicode(BmpString::from_ucs2(any.value())?)),
+            SPC_STRING_ASCII => Ok(Self::Ascii(Ia5String::new(any.value())?)),
+            other => Err(other.unexpected_error(None)),
+        }
+    }
+}
+
+impl der::EncodeValue for SpcString {
+    fn value_len(&self) -> der::Result<der::Length> {
+        match self {
+            Self::Unicode(s) => der::Length::try_from(s.as_bytes().len()),
+            Self::Ascii(s) => der::Length::try_from(s.as_bytes().len()),
+        }
+    }
+
+    fn encode_value(&self, writer: &mut impl der::Writer) -> der::Result<()> {
+        match self {
+            Self::Unicode(s) => writer.write(s.as_bytes()),
+            Self::Ascii(s) => writer.write(s.as_bytes()),
+        }
+    }
+}
+
+impl der::Tagged for SpcString {
+    fn tag(&self) -> Tag {
+        match self {
+            Self::Unicode(_) => SPC_STRING_UNICODE,
+            Self::Ascii(_) => SPC_STRING_ASCII,
+        }
+    }
+}
+
+impl SpcString {
+    /// The text, lossily.
+    pub fn to_text(&self) -> String {
+        match self {
+            Self::Unicode(s) => s.to_string(),
+            Self::Ascii(s) => s.to_string(),
+        }
+    }
+}
+
+/// `SpcSerializedObject`.
+#[derive(Clone, Debug, PartialEq, Eq, Sequence)]
+pub struct SpcSerializedObject {
+    /// The class id (16 bytes).
+    pub class_id: OctetString,
+    /// The serialized data.
+    pub serialized_data: OctetString,
+}
+
+/// `SpcSpOpusInfo`: program name and "more info" URL shown by Windows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Sequence)]
+pub struct SpcSpOpusInfo {
+    /// The program name.
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    pub program_name: Option<SpcString>,
+    /// A URL with more information.
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
+    pub more_info: Option<SpcLink>,
+}
+
+#[cfg(test)]
+mod tests {
+    use der::{Decode, Encode};
+
+    use super::*;
+
+    #[test]
+    fn pe_image_data_encodes_like_osslsigncode() {
+        let v = SpcPeImageData {
+            flags: Some(BitString::from_bytes(&[]).expect("bits")),
+            file: Some(SpcLink::File(SpcString::Unicode(
+                BmpString::from_utf8(OBSOLETE_LINK).expect("bmp"),
+            ))),
+        };
+        let der = v.to_der().expect("der");
+        // SEQUENCE { BIT STRING '', [0] { [2] { [0] "<<<Obsolete>>>" (UTF-16BE) } } }
+        assert_eq!(&der[..7], &[0x30, 0x25, 0x03, 0x01, 0x00, 0xa0, 0x20]);
+        assert_eq!(&der[7..11], &[0xa2, 0x1e, 0x80, 0x1c]);
+        assert_eq!(&der[11..13], &[0x00, b'<']);
+        assert_eq!(SpcPeImageData::from_der(&der).expect("decode"), v);
+    }
+
+    #[test]
+    fn opus_info_round_trips() {
+        let v = SpcSpOpusInfo {
+            program_name: Some(SpcString::Unicode(
+                BmpString::from_utf8("Demo").expect("bmp"),
+            )),
+            more_info: Some(SpcLink::Url(
+                Ia5String::new("https://example.com").expect("ia5"),
+            )),
+        };
+        let der = v.to_der().expect("der");
+        assert_eq!(SpcSpOpusInfo::from_der(&der).expect("decode"), v);
+        assert_eq!(der[0], 0x30);
+        assert_eq!(der[2], 0xa0);
+    }
+}

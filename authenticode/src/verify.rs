@@ -1,0 +1,294 @@
+//! Verification as a library: a typed report for every signature in a file.
+//!
+//! This first verifier recomputes the image digest (one streamed pass for all digest
+//! algorithms in use), compares it with each signature's SpcIndirectData digest, checks the
+//! messageDigest attribute, and checks the PKCS#7 signature over the **original** signed
+//! attribute bytes with the embedded signer certificate. Chain building, EKU and time
+//! stamps slot into [`SignatureReport`] later.
+use std::{
+    fs::File,
+    io::{BufReader, Read, Seek, SeekFrom},
+    path::Path,
+};
+
+use codeseal_signer::{verify_prehash, DigestAlgorithm};
+use serde::Serialize;
+use x509_cert::Certificate;
+
+use crate::{
+    digest::stream_image,
+    error::{Error, Result},
+    pe::PeInfo,
+    pkcs7::ParsedSignature,
+    wincert::{parse_table, WIN_CERT_TYPE_PKCS_SIGNED_DATA},
+};
+
+/// The largest certificate table read into memory.
+pub const MAX_CERT_TABLE: u64 = 16 << 20;
+
+/// A certificate, summarised for reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct CertSummary {
+    /// Subject DN.
+    pub subject: String,
+    /// Issuer DN.
+    pub issuer: String,
+    /// Serial number, hex.
+    pub serial: String,
+    /// SHA-256 of the DER certificate, hex.
+    pub sha256: String,
+}
+
+impl CertSummary {
+    /// Summarises `c`.
+    pub fn of(c: &Certificate) -> Self {
+        use der::Encode;
+        Self {
+            subject: c.tbs_certificate.subject.to_string(),
+            issuer: c.tbs_certificate.issuer.to_string(),
+            serial: hex::encode(c.tbs_certificate.serial_number.as_bytes()),
+            sha256: c
+                .to_der()
+                .map(|d| hex::encode(DigestAlgorithm::Sha256.digest(&d)))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The checks made on one signature.
+#[derive(Clone, Debug, Serialize)]
+pub struct SignatureReport {
+    /// Index of the WIN_CERTIFICATE entry.
+    pub index: usize,
+    /// Digest algorithm.
+    pub digest_algorithm: DigestAlgorithm,
+    /// The digest the signature carries, hex.
+    pub signed_digest: String,
+    /// The digest recomputed from the file, hex.
+    pub computed_digest: String,
+    /// Whether they are equal.
+    pub image_digest_ok: bool,
+    /// Whether the messageDigest attribute equals the hash of the SpcIndirectDataContent.
+    pub message_digest_ok: bool,
+    /// Whether the signature over the signed attributes verifies with the signer's key.
+    pub signature_ok: bool,
+    /// The signer certificate, if found.
+    pub signer: Option<CertSummary>,
+    /// All embedded certificates.
+    pub certificates: Vec<CertSummary>,
+    /// Program name from SpcSpOpusInfo.
+    pub program_name: Option<String>,
+    /// URL from SpcSpOpusInfo.
+    pub more_info: Option<String>,
+    /// Why the signature is invalid, if it is.
+    pub errors: Vec<String>,
+    /// Findings that do not invalidate the signature.
+    pub warnings: Vec<String>,
+}
+
+impl SignatureReport {
+    /// Whether every check passed.
+    pub fn is_valid(&self) -> bool {
+        self.errors.is_empty()
+            && self.image_digest_ok
+            && self.message_digest_ok
+            && self.signature_ok
+    }
+}
+
+/// The result of verifying a file.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    /// File length.
+    pub file_len: u64,
+    /// The CheckSum field.
+    pub checksum_in_header: u32,
+    /// The recomputed checksum.
+    pub checksum_computed: u32,
+    /// One entry per signature found.
+    pub signatures: Vec<SignatureReport>,
+    /// File-level problems that make the file invalid.
+    pub errors: Vec<String>,
+    /// File-level findings that do not (e.g. a stale CheckSum).
+    pub warnings: Vec<String>,
+    /// The verdict.
+    pub valid: bool,
+}
+
+/// Verifies the Authenticode signatures of the file at `path`.
+pub fn verify_file(path: &Path) -> Result<VerifyReport> {
+    let f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    verify(&mut BufReader::with_capacity(64 << 10, f))
+}
+
+/// Reads the certificate table bytes of `pe`.
+pub(crate) fn read_cert_table<R: Read + Seek>(r: &mut R, pe: &PeInfo) -> Result<Vec<u8>> {
+    let loc = pe.cert_table.ok_or(Error::NotSigned)?;
+    if loc.size > MAX_CERT_TABLE {
+        return Err(Error::CertTable(format!(
+            "the table is {} bytes; codeseal reads at most {MAX_CERT_TABLE}",
+            loc.size
+        )));
+    }
+    r.seek(SeekFrom::Start(loc.offset))
+        .map_err(|e| Error::io("seeking to the certificate table", e))?;
+    let mut table = vec![0u8; loc.size as usize];
+    r.read_exact(&mut table)
+        .map_err(|e| Error::io("reading the certificate table", e))?;
+    Ok(table)
+}
+
+/// Checks one parsed signature against a computed image digest.
+pub(crate) fn check_signature(
+    index: usize,
+    sig: &ParsedSignature,
+    computed: &[u8],
+) -> SignatureReport {
+    let alg = sig.digest_algorithm;
+    let mut errors = Vec::new();
+    let image_digest_ok = sig.image_digest() == computed;
+    if !image_digest_ok {
+        errors.push("the file's digest does not match the signed digest (the file was modified after signing)".into());
+    }
+    let message_digest_ok = match sig.message_digest_attr() {
+        Ok(md) => md == alg.digest(&sig.spc_content),
+        Err(e) => {
+            errors.push(e.to_string());
+            false
+        }
+    };
+    if !message_digest_ok {
+        errors.push("the messageDigest attribute does not match the SpcIndirectDataContent".into());
+    }
+    let signer = sig.signer_certificate();
+    let signature_ok = match signer {
+        None => {
+            errors.push("the signer's certificate is not in the signature".into());
+            false
+        }
+        Some(cert) => {
+            let tbs = alg.digest(&sig.signed_attrs_der);
+            match verify_prehash(
+                &cert.tbs_certificate.subject_public_key_info,
+                alg,
+                &tbs,
+                sig.signer_info.signature.as_bytes(),
+            ) {
+                Ok(()) => true,
+                Err(e) => {
+                    errors.push(format!(
+                        "the signature over the signed attributes is invalid: {e}"
+                    ));
+                    false
+                }
+            }
+        }
+    };
+    let mut warnings = sig.notes.clone();
+    if alg.is_weak() {
+        warnings.push(format!("weak digest algorithm {alg}"));
+    }
+    let opus = sig.opus_info();
+    SignatureReport {
+        index,
+        digest_algorithm: alg,
+        signed_digest: hex::encode(sig.image_digest()),
+        computed_digest: hex::encode(computed),
+        image_digest_ok,
+        message_digest_ok,
+        signature_ok,
+        signer: signer.map(CertSummary::of),
+        certificates: sig.certificates().map(CertSummary::of).collect(),
+        program_name: opus
+            .as_ref()
+            .and_then(|o| o.program_name.as_ref())
+            .map(|s| s.to_text()),
+        more_info: opus.and_then(|o| match o.more_info {
+            Some(crate::spc::SpcLink::Url(u)) => Some(u.to_string()),
+            _ => None,
+        }),
+        errors,
+        warnings,
+    }
+}
+
+/// Verifies the Authenticode signatures of the PE file in `r`.
+pub fn verify<R: Read + Seek>(r: &mut R) -> Result<VerifyReport> {
+    let pe = PeInfo::read(r)?;
+    let table = read_cert_table(r, &pe)?;
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let after = pe.bytes_after_cert_table();
+    if after > 0 {
+        errors.push(format!(
+            "{after} bytes follow the certificate table; a signature does not cover them (CVE-2012-0151)"
+        ));
+    }
+    let (entries, notes) = parse_table(&table)?;
+    warnings.extend(notes.into_iter().map(|n| n.0));
+    let mut parsed = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e.cert_type != WIN_CERT_TYPE_PKCS_SIGNED_DATA {
+            warnings.push(format!(
+                "entry {i} has certificate type {:#x}; skipped",
+                e.cert_type
+            ));
+            continue;
+        }
+        match ParsedSignature::parse(e.data) {
+            Ok(p) => parsed.push((i, p)),
+            Err(err) => errors.push(format!("signature {i}: {err}")),
+        }
+    }
+    if parsed.is_empty() && errors.is_empty() {
+        return Err(Error::NotSigned);
+    }
+    let mut algs: Vec<DigestAlgorithm> = parsed.iter().map(|(_, p)| p.digest_algorithm).collect();
+    algs.sort_by_key(|a| a.output_len());
+    algs.dedup();
+    let pass = stream_image(r, &pe, &algs, None)?;
+    // The checksum covers the table too.
+    let mut cks = pass.checksum.clone();
+    cks.update(pe.security_dir_offset, &{
+        let mut d = [0u8; 8];
+        if let Some(t) = pe.cert_table {
+            d[..4].copy_from_slice(&(t.offset as u32).to_le_bytes());
+            d[4..].copy_from_slice(&(t.size as u32).to_le_bytes());
+        }
+        d
+    });
+    if let Some(t) = pe.cert_table {
+        cks.update(t.offset, &table);
+        // Bytes after the table also count; they were read neither by the pass nor here.
+        if after > 0 {
+            warnings
+                .push("checksum not computed over the bytes after the certificate table".into());
+        }
+    }
+    let checksum_computed = cks.finish(pe.file_len);
+    if pe.checksum != checksum_computed {
+        warnings.push(format!(
+            "the PE CheckSum is {:#010x}; the file's checksum is {checksum_computed:#010x} (not covered by the signature)",
+            pe.checksum
+        ));
+    }
+    let signatures: Vec<SignatureReport> = parsed
+        .iter()
+        .map(|(i, p)| {
+            let computed = pass.digest(p.digest_algorithm).unwrap_or_default();
+            check_signature(*i, p, computed)
+        })
+        .collect();
+    let valid = errors.is_empty()
+        && !signatures.is_empty()
+        && signatures.iter().all(SignatureReport::is_valid);
+    Ok(VerifyReport {
+        file_len: pe.file_len,
+        checksum_in_header: pe.checksum,
+        checksum_computed,
+        signatures,
+        errors,
+        warnings,
+        valid,
+    })
+}

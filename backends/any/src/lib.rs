@@ -1,0 +1,204 @@
+//! # codeseal-keys
+//!
+//! Turns a key URI into a [`KeySigner`]: the one place that knows every backend, shared by
+//! the CLI and the signing service.
+//!
+//! | URI | backend |
+//! |---|---|
+//! | `file:/path/key.pem`, `file:///path/key.p12`, or a plain path | `codeseal-local` |
+//!
+//! A password for an encrypted key or a PKCS#12 file is never part of the URI: it comes from
+//! `?password-env=VAR` (an environment variable), `?password-file=PATH` (a file, first line),
+//! or, by default, `CODESEAL_KEY_PASSWORD` / `CODESEAL_KEY_PASSWORD_FILE`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::{path::Path, sync::Arc};
+
+use codeseal_local::{LoadError, LocalKey};
+use codeseal_signer::KeySigner;
+use secrecy::SecretString;
+use x509_cert::Certificate;
+use zeroize::Zeroizing;
+
+/// Environment variable holding a key password, by default.
+pub const PASSWORD_ENV: &str = "CODESEAL_KEY_PASSWORD";
+/// Environment variable naming a file that holds a key password, by default.
+pub const PASSWORD_FILE_ENV: &str = "CODESEAL_KEY_PASSWORD_FILE";
+
+/// Why a key could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The URI is not one we understand.
+    #[error("invalid key URI {uri:?}: {reason}")]
+    BadUri {
+        /// The URI (never contains a secret: passwords are not accepted in URIs).
+        uri: String,
+        /// Why.
+        reason: String,
+    },
+    /// The scheme names a backend this build does not include yet.
+    #[error("key URI scheme {0:?} is not supported by this build (supported: file:)")]
+    UnsupportedScheme(String),
+    /// Loading a local key failed.
+    #[error(transparent)]
+    Local(#[from] LoadError),
+    /// Reading the password failed.
+    #[error("cannot read the key password: {0}")]
+    Password(String),
+    /// Reading certificates failed.
+    #[error("cannot read certificates from {path}: {reason}")]
+    Certificates {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A key opened from a URI, with the certificates that came with it (PKCS#12 only).
+#[derive(Debug, Clone)]
+pub struct OpenedKey {
+    /// The key.
+    pub key: Arc<dyn KeySigner>,
+    /// Certificates stored with the key, leaf first (empty unless the key file carries them).
+    pub chain: Vec<Certificate>,
+}
+
+fn password(query: &[(String, String)]) -> Result<Option<SecretString>, KeyError> {
+    let from_file = |p: &str| -> Result<SecretString, KeyError> {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(p).map_err(|e| KeyError::Password(format!("{p}: {e}")))?,
+        );
+        let line = text.lines().next().unwrap_or_default();
+        Ok(SecretString::from(line.to_string()))
+    };
+    for (k, v) in query {
+        match k.as_str() {
+            "password-env" => {
+                return std::env::var(v)
+                    .map(|s| Some(SecretString::from(s)))
+                    .map_err(|_| {
+                        KeyError::Password(format!("environment variable {v} is not set"))
+                    })
+            }
+            "password-file" => return from_file(v).map(Some),
+            _ => {}
+        }
+    }
+    if let Ok(p) = std::env::var(PASSWORD_ENV) {
+        return Ok(Some(SecretString::from(p)));
+    }
+    if let Ok(f) = std::env::var(PASSWORD_FILE_ENV) {
+        return from_file(&f).map(Some);
+    }
+    Ok(None)
+}
+
+fn split_query(rest: &str) -> (&str, Vec<(String, String)>) {
+    match rest.split_once('?') {
+        None => (rest, vec![]),
+        Some((path, q)) => (
+            path,
+            q.split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (k.to_string(), v.to_string())
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Opens the key named by `uri`.
+pub fn open_key(uri: &str) -> Result<OpenedKey, KeyError> {
+    let bad = |reason: &str| KeyError::BadUri {
+        uri: uri.to_string(),
+        reason: reason.to_string(),
+    };
+    let (scheme, rest) = match uri.split_once(':') {
+        // A Windows drive letter or a plain path is a file.
+        Some((s, r)) if s.len() > 1 && s.chars().all(|c| c.is_ascii_alphanumeric()) => (s, r),
+        _ => ("file", uri),
+    };
+    match scheme {
+        "file" => {
+            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            let (path, query) = split_query(rest);
+            if let Some((k, _)) = query
+                .iter()
+                .find(|(k, _)| !matches!(k.as_str(), "password-env" | "password-file"))
+            {
+                return Err(bad(&format!(
+                    "unknown parameter {k:?} (passwords are never accepted in a URI; use password-env or password-file)"
+                )));
+            }
+            if path.is_empty() {
+                return Err(bad("no path"));
+            }
+            let pw = password(&query)?;
+            let loaded = LocalKey::from_file(Path::new(path), pw.as_ref())?;
+            Ok(OpenedKey {
+                key: Arc::new(loaded.key),
+                chain: loaded.chain,
+            })
+        }
+        other => Err(KeyError::UnsupportedScheme(other.to_string())),
+    }
+}
+
+/// Reads every PEM certificate in a file (leaf first, as given), or one DER certificate.
+pub fn load_certificates(path: &Path) -> Result<Vec<Certificate>, KeyError> {
+    let err = |reason: String| KeyError::Certificates {
+        path: path.display().to_string(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let certs = if bytes.starts_with(b"-----") || bytes.windows(10).any(|w| w == b"-----BEGIN") {
+        Certificate::load_pem_chain(&bytes).map_err(|e| err(e.to_string()))?
+    } else {
+        use der::Decode;
+        vec![Certificate::from_der(&bytes).map_err(|e| err(e.to_string()))?]
+    };
+    if certs.is_empty() {
+        return Err(err("no certificate found".into()));
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_forms() {
+        assert!(
+            matches!(open_key("awskms:///alias/x"), Err(KeyError::UnsupportedScheme(s)) if s == "awskms")
+        );
+        assert!(matches!(open_key("file:"), Err(KeyError::BadUri { .. })));
+        assert!(matches!(
+            open_key("file:/k.pem?pin-value=1234"),
+            Err(KeyError::BadUri { .. })
+        ));
+        let e = open_key("/nonexistent/key.pem").expect_err("missing");
+        assert!(e.to_string().contains("/nonexistent/key.pem"), "{e}");
+    }
+
+    #[test]
+    fn opens_a_pem_file_by_every_uri_form() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = LocalKey::generate(codeseal_signer::KeyKind::EcP256).expect("gen");
+        let path = dir.path().join("k.pem");
+        std::fs::write(&path, key.to_pkcs8_pem().expect("pem").as_bytes()).expect("write");
+        let p = path.display().to_string();
+        for uri in [p.clone(), format!("file:{p}"), format!("file://{p}")] {
+            let k = open_key(&uri).expect(&uri);
+            assert_eq!(
+                k.key.public_key(),
+                codeseal_signer::KeySigner::public_key(&key)
+            );
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! `codeseal`: sign and verify Windows PE files (Authenticode) with local, KMS or HSM keys.
+#![forbid(unsafe_code)]
+
+mod demo;
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use codeseal_authenticode::{
+    pe::PeInfo, sign_file, verify::VerifyReport, verify_file, OpusInfo, SignOptions,
+};
+use codeseal_signer::{DigestAlgorithm, SigningIdentity};
+
+#[derive(Parser)]
+#[command(
+    name = "codeseal",
+    version,
+    about = "Authenticode signing with keys that never leave their hardware"
+)]
+struct Cli {
+    /// More logging (-v info, -vv debug, -vvv trace). RUST_LOG also works.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sign a PE file (exe, dll, sys, efi).
+    Sign(SignArgs),
+    /// Verify the signatures of a PE file; exit status 0 if and only if valid.
+    Verify(VerifyArgs),
+    /// Show PE facts and the signatures found.
+    Info {
+        /// The PE file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a throwaway test PKI, sign a bundled sample PE with it and verify the result.
+    Demo {
+        /// Keep the files in this directory (default: a temp dir that is deleted).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct SignArgs {
+    /// The key: `file:/path/key.pem`, a PKCS#12 `file:/path/id.p12`, or a plain path.
+    /// Passwords come from CODESEAL_KEY_PASSWORD / CODESEAL_KEY_PASSWORD_FILE, never argv.
+    #[arg(long, env = "CODESEAL_KEY")]
+    key: String,
+    /// PEM file with the certificate chain, leaf first (optional with a PKCS#12 key).
+    #[arg(long, env = "CODESEAL_CERT")]
+    cert: Option<PathBuf>,
+    /// Digest algorithm: sha256 (default), sha384, sha512, or sha1 with --allow-sha1.
+    #[arg(long, default_value = "sha256")]
+    digest: DigestAlgorithm,
+    /// Allow SHA-1 (legacy).
+    #[arg(long)]
+    allow_sha1: bool,
+    /// Program name shown by Windows.
+    #[arg(long, short = 'n')]
+    name: Option<String>,
+    /// "More info" URL.
+    #[arg(long, short = 'i')]
+    url: Option<String>,
+    /// Replace an existing signature.
+    #[arg(long)]
+    replace: bool,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    force: bool,
+    /// The file to sign.
+    input: PathBuf,
+    /// Where to write the signed file (default: replace the input, atomically).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The PE file.
+    file: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Sign(a) => cmd_sign(a),
+        Command::Verify(a) => cmd_verify(a),
+        Command::Info { file, json } => cmd_info(file, json),
+        Command::Demo { dir } => demo::run(dir),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("codeseal: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Opens the key and its chain and checks that they belong together.
+pub(crate) fn identity(
+    key_uri: &str,
+    cert: Option<&std::path::Path>,
+) -> anyhow::Result<SigningIdentity> {
+    let opened =
+        codeseal_keys::open_key(key_uri).with_context(|| format!("opening key {key_uri}"))?;
+    let chain = match cert {
+        Some(p) => codeseal_keys::load_certificates(p)?,
+        None if !opened.chain.is_empty() => opened.chain.clone(),
+        None => bail!("--cert is required (the key file carries no certificate)"),
+    };
+    Ok(SigningIdentity::new(Arc::clone(&opened.key), chain)?)
+}
+
+fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
+    let id = identity(&a.key, a.cert.as_deref())?;
+    let output = a.output.clone().unwrap_or_else(|| a.input.clone());
+    let opts = SignOptions {
+        digest: a.digest,
+        opus: OpusInfo {
+            program_name: a.name,
+            url: a.url,
+        },
+        replace: a.replace,
+        force: a.force,
+        allow_sha1: a.allow_sha1,
+    };
+    let out = sign_file(&id, &a.input, &output, &opts)
+        .with_context(|| format!("signing {}", a.input.display()))?;
+    println!(
+        "signed {} -> {} ({}, digest {})",
+        a.input.display(),
+        out.output.display(),
+        out.signature_algorithm,
+        hex::encode(&out.image_digest)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn print_report(r: &VerifyReport) {
+    for s in &r.signatures {
+        println!("Signature {}:", s.index);
+        if let Some(signer) = &s.signer {
+            println!("  Signer:              {}", signer.subject);
+            println!("  Issuer:              {}", signer.issuer);
+        }
+        if let Some(n) = &s.program_name {
+            println!("  Program name:        {n}");
+        }
+        println!("  Digest algorithm:    {}", s.digest_algorithm);
+        println!("  Signed digest:       {}", s.signed_digest);
+        println!("  Computed digest:     {}", s.computed_digest);
+        let ok = |b: bool| if b { "ok" } else { "FAILED" };
+        println!("  Image digest:        {}", ok(s.image_digest_ok));
+        println!("  Message digest:      {}", ok(s.message_digest_ok));
+        println!("  Signature:           {}", ok(s.signature_ok));
+        for e in &s.errors {
+            println!("  error: {e}");
+        }
+        for w in &s.warnings {
+            println!("  warning: {w}");
+        }
+    }
+    for e in &r.errors {
+        println!("error: {e}");
+    }
+    for w in &r.warnings {
+        println!("warning: {w}");
+    }
+    println!("{}", if r.valid { "Succeeded" } else { "Failed" });
+}
+
+fn cmd_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let report = match verify_file(&a.file) {
+        Ok(r) => r,
+        Err(e) => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": false, "error": e.to_string()})
+                );
+            } else {
+                println!("error: {e}\nFailed");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn cmd_info(file: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    let mut f = std::io::BufReader::new(
+        std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?,
+    );
+    let pe = PeInfo::read(&mut f)?;
+    let report = if pe.cert_table.is_some() {
+        verify_file(&file).ok()
+    } else {
+        None
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"pe": pe, "verification": report}))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("File:            {}", file.display());
+    println!("Size:            {} bytes", pe.file_len);
+    println!(
+        "Format:          {}",
+        if pe.pe32_plus { "PE32+" } else { "PE32" }
+    );
+    println!(
+        "Machine:         {} ({:#06x})",
+        pe.machine_name(),
+        pe.machine
+    );
+    println!(
+        "Kind:            {}",
+        if pe.is_dll() { "DLL" } else { "executable" }
+    );
+    println!("CheckSum:        {:#010x}", pe.checksum);
+    println!(
+        "Sections:        {}",
+        pe.sections
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    match pe.cert_table {
+        None => println!("Signatures:      none"),
+        Some(t) => {
+            println!("Cert table:      {} bytes at {:#x}", t.size, t.offset);
+            if let Some(r) = report {
+                print_report(&r);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
