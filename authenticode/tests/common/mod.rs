@@ -1,0 +1,156 @@
+//! Shared set-up for integration tests: the project's fixtures and test PKI (made by
+//! `scripts/test-env.sh`), and the independent verifiers (osslsigncode, signify).
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{Arc, OnceLock},
+};
+
+use codeseal_local::LocalKey;
+use codeseal_signer::SigningIdentity;
+
+pub struct TestEnv {
+    pub fixtures: PathBuf,
+    pub pki: PathBuf,
+    pub python: PathBuf,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The test environment, built on first use by `scripts/test-env.sh` (idempotent, locked).
+pub fn env() -> &'static TestEnv {
+    static ENV: OnceLock<TestEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let root = workspace_root();
+        let dir = std::env::var_os("CODESEAL_TEST_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target/test-env"));
+        let st = Command::new("bash")
+            .arg(root.join("scripts/test-env.sh"))
+            .arg(&dir)
+            .status()
+            .expect("running scripts/test-env.sh (needs bash, openssl, mingw-w64: run scripts/setup.sh)");
+        assert!(st.success(), "scripts/test-env.sh failed: run scripts/setup.sh first");
+        let venv = std::env::var_os("CODESEAL_VENV").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/codeseal/venv")
+        });
+        let python = venv.join("bin/python");
+        assert!(
+            python.exists(),
+            "no Python venv with signify at {}: run scripts/setup.sh",
+            venv.display()
+        );
+        TestEnv {
+            fixtures: dir.join("fixtures"),
+            pki: dir.join("pki"),
+            python,
+        }
+    })
+}
+
+pub const FIXTURES: [&str; 7] = [
+    "pe32.exe",
+    "pe64.exe",
+    "pe32.dll",
+    "pe64.dll",
+    "overlay.exe",
+    "oddsize.exe",
+    "unstripped.exe",
+];
+pub const LEAVES: [&str; 3] = ["leaf-rsa2048", "leaf-rsa4096", "leaf-p256"];
+
+pub fn fixture(name: &str) -> PathBuf {
+    env().fixtures.join(name)
+}
+
+pub fn pki(name: &str) -> PathBuf {
+    env().pki.join(name)
+}
+
+pub fn root() -> PathBuf {
+    pki("root.pem")
+}
+
+/// The signing identity of a test leaf (key file + chain file).
+pub fn identity(leaf: &str) -> SigningIdentity {
+    let key = LocalKey::from_file(&pki(&format!("{leaf}.key")), None)
+        .expect("key")
+        .key;
+    let chain =
+        codeseal_keys::load_certificates(&pki(&format!("{leaf}-chain.pem"))).expect("chain");
+    SigningIdentity::new(Arc::new(key), chain).expect("identity")
+}
+
+/// `osslsigncode verify -CAfile ROOT`: success is exit 0 *and* a `Succeeded` line.
+pub fn osslsigncode_verify(file: &Path, root: &Path) -> (bool, String) {
+    let o = Command::new("osslsigncode")
+        .args(["verify", "-CAfile"])
+        .arg(root)
+        .arg("-in")
+        .arg(file)
+        .output()
+        .expect("osslsigncode (run scripts/setup.sh)");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ok = o.status.success() && out.lines().any(|l| l.trim() == "Succeeded");
+    (ok, out)
+}
+
+/// signify, strict, trusting only `root`.
+pub fn signify_verify(file: &Path, root: &Path) -> (bool, String) {
+    let o = Command::new(&env().python)
+        .arg(workspace_root().join("scripts/signify-verify.py"))
+        .arg(file)
+        .arg("--trust")
+        .arg(root)
+        .output()
+        .expect("python");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_ne!(
+        o.status.code(),
+        Some(2),
+        "signify-verify usage error: {out}"
+    );
+    (o.status.success(), out)
+}
+
+/// Signs with osslsigncode itself (for digest comparisons and "files signed by others").
+pub fn osslsigncode_sign(input: &Path, output: &Path, leaf: &str, digest: &str) {
+    let _ = std::fs::remove_file(output);
+    let o = Command::new("osslsigncode")
+        .arg("sign")
+        .arg("-certs")
+        .arg(pki(&format!("{leaf}-chain.pem")))
+        .arg("-key")
+        .arg(pki(&format!("{leaf}.key")))
+        .args(["-h", digest, "-in"])
+        .arg(input)
+        .arg("-out")
+        .arg(output)
+        .output()
+        .expect("osslsigncode");
+    assert!(
+        o.status.success(),
+        "osslsigncode sign failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+pub fn sha256_file(p: &Path) -> Vec<u8> {
+    codeseal_signer::DigestAlgorithm::Sha256.digest(&std::fs::read(p).expect("read"))
+}
