@@ -91,7 +91,7 @@ impl PeChecksum {
         // Now `data` starts at an even offset: its 4-byte groups are two whole words each.
         let mut groups = data.chunks_exact(4);
         for g in &mut groups {
-            acc += u64::from(u32::from_le_bytes([g[0], g[1], g[2], g[3]]));
+            acc += u64::from(u32::from_le_bytes(g.try_into().unwrap_or([0; 4])));
         }
         for (i, &b) in groups.remainder().iter().enumerate() {
             acc += u64::from(b) << (8 * (i % 2));
@@ -113,6 +113,7 @@ impl PeChecksum {
     }
 
     /// The reference algorithm over a whole in-memory file, for tests and small inputs.
+    #[allow(clippy::indexing_slicing)] // `chunks(2)` yields non-empty slices
     pub fn of_file(file: &[u8], checksum_offset: usize) -> u32 {
         let mut sum: u32 = 0;
         for (i, w) in file.chunks(2).enumerate() {
@@ -244,6 +245,7 @@ fn feed(
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -84,12 +84,12 @@ pub struct PeInfo {
 
 fn u16_at(b: &[u8], off: usize) -> Option<u16> {
     let s = b.get(off..off.checked_add(2)?)?;
-    Some(u16::from_le_bytes([s[0], s[1]]))
+    Some(u16::from_le_bytes(s.try_into().ok()?))
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
     let s = b.get(off..off.checked_add(4)?)?;
-    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    Some(u32::from_le_bytes(s.try_into().ok()?))
 }
 
 /// Reads exactly `len` bytes at `offset`, after checking they are inside the file.
@@ -305,6 +305,7 @@ impl PeInfo {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use std::io::Cursor;
 

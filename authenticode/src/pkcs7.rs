@@ -238,7 +238,7 @@ fn raw_signed_attrs(signed_data_value: &[u8]) -> Result<Option<Vec<u8>>> {
     Ok(None)
 }
 
-fn single_attr<'a>(attrs: &'a SignedAttributes, oid: ObjectIdentifier) -> Result<Option<&'a Any>> {
+fn single_attr(attrs: &SignedAttributes, oid: ObjectIdentifier) -> Result<Option<&Any>> {
     let mut found = attrs.iter().filter(|a| a.oid == oid);
     let Some(a) = found.next() else {
         return Ok(None);

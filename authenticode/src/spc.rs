@@ -214,6 +214,7 @@ pub struct SpcSpOpusInfo {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use der::{Decode, Encode};
 

@@ -53,9 +53,10 @@ pub fn parse_table(table: &[u8]) -> Result<(Vec<WinCertificate<'_>>, Vec<TableNo
                 table.len() - off
             ))
         })?;
-        let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let revision = u16::from_le_bytes([header[4], header[5]]);
-        let cert_type = u16::from_le_bytes([header[6], header[7]]);
+        let field = |a: usize, b: usize| header.get(a..b).unwrap_or_default();
+        let length = u32::from_le_bytes(field(0, 4).try_into().unwrap_or_default());
+        let revision = u16::from_le_bytes(field(4, 6).try_into().unwrap_or_default());
+        let cert_type = u16::from_le_bytes(field(6, 8).try_into().unwrap_or_default());
         if length <= 8 {
             return Err(Error::CertTable(format!(
                 "entry at {off:#x} has dwLength {length}; it must exceed the 8-byte header"
@@ -122,6 +123,7 @@ pub fn build_entry(pkcs7_der: &[u8]) -> Result<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh Debian 12 machine (as root) or a prepared one.
+#
+#   scripts/test.sh            install what the tests need, lint, build fixtures, run all tests
+#
+# What it installs and starts (scripts/setup.sh): osslsigncode >= 2.9, mingw-w64, openssl,
+# a Python venv with signify (independent verifier). Fixtures and the test PKI are made by
+# scripts/test-env.sh into target/test-env.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+start=$(date +%s)
+step() { printf '\n== %s (%ss)\n' "$1" "$(( $(date +%s) - start ))"; }
+
+step "setup"
+bash scripts/setup.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "fixtures and test PKI"
+export CODESEAL_TEST_ENV="$PWD/target/test-env"
+bash scripts/test-env.sh "$CODESEAL_TEST_ENV"
+
+step "tests"
+cargo test --workspace --locked
+
+step "demo (the README's first command)"
+cargo run --quiet --locked -p codeseal -- demo
+
+step "done"
