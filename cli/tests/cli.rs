@@ -13,11 +13,18 @@ fn codeseal(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn test_env() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("root")
+        .to_path_buf();
     let dir = std::env::var_os("CODESEAL_TEST_ENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/test-env"));
@@ -37,10 +44,15 @@ fn demo_signs_and_verifies_and_osslsigncode_agrees() {
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("Succeeded"), "{t}");
-    assert!(t.contains("osslsigncode verify -CAfile root.pem: Succeeded"), "{t}");
+    assert!(
+        t.contains("osslsigncode verify -CAfile root.pem: Succeeded"),
+        "{t}"
+    );
     // The demo's output verifies on its own too, and fails once modified.
     let signed = dir.path().join("sample-signed.exe");
-    assert!(codeseal(&["verify", signed.to_str().expect("utf8")]).status.success());
+    assert!(codeseal(&["verify", signed.to_str().expect("utf8")])
+        .status
+        .success());
     let mut b = std::fs::read(&signed).expect("read");
     b[0x400] ^= 0xff;
     let bad = dir.path().join("bad.exe");
@@ -60,7 +72,18 @@ fn sign_verify_json_and_errors() {
     let input = env.join("fixtures/pe32.dll");
     let out = dir.path().join("out.dll");
     let s = |p: &Path| p.to_str().expect("utf8").to_string();
-    let o = codeseal(&["sign", "--key", &key, "--cert", &s(&chain), "--name", "Test", &s(&input), "-o", &s(&out)]);
+    let o = codeseal(&[
+        "sign",
+        "--key",
+        &key,
+        "--cert",
+        &s(&chain),
+        "--name",
+        "Test",
+        &s(&input),
+        "-o",
+        &s(&out),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let o = codeseal(&["verify", "--json", &s(&out)]);
     assert!(o.status.success(), "{}", text(&o));
@@ -69,21 +92,50 @@ fn sign_verify_json_and_errors() {
     assert_eq!(v["signatures"][0]["program_name"], "Test");
     assert_eq!(v["signatures"][0]["digest_algorithm"], "sha256");
     // Existing output: refused without --force.
-    let o = codeseal(&["sign", "--key", &key, "--cert", &s(&chain), &s(&input), "-o", &s(&out)]);
+    let o = codeseal(&[
+        "sign",
+        "--key",
+        &key,
+        "--cert",
+        &s(&chain),
+        &s(&input),
+        "-o",
+        &s(&out),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("--force"), "{}", text(&o));
     // Wrong certificate for the key.
     let other = pki.join("leaf-p256-chain.pem");
-    let o = codeseal(&["sign", "--key", &key, "--cert", &s(&other), &s(&input), "-o", &s(&dir.path().join("x.dll"))]);
+    let o = codeseal(&[
+        "sign",
+        "--key",
+        &key,
+        "--cert",
+        &s(&other),
+        &s(&input),
+        "-o",
+        &s(&dir.path().join("x.dll")),
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("does not belong to this key"), "{}", text(&o));
+    assert!(
+        text(&o).contains("does not belong to this key"),
+        "{}",
+        text(&o)
+    );
     // Unsigned file: verify says so, exit 1.
     let o = codeseal(&["verify", &s(&input)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("not signed"), "{}", text(&o));
     // A PKCS#12 key without its password: a clear message, no secret on argv needed.
     let p12 = format!("file:{}", pki.join("leaf-rsa2048.p12").display());
-    let o = codeseal(&["sign", "--key", &p12, &s(&input), "-o", &s(&dir.path().join("y.dll"))]);
+    let o = codeseal(&[
+        "sign",
+        "--key",
+        &p12,
+        &s(&input),
+        "-o",
+        &s(&dir.path().join("y.dll")),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("CODESEAL_KEY_PASSWORD"), "{}", text(&o));
     // With the password from a file named in the URI, and the chain from the PKCS#12.
@@ -92,5 +144,9 @@ fn sign_verify_json_and_errors() {
     let o = codeseal(&["sign", "--key", &p12, &s(&input), "-o", &s(&y)]);
     assert!(o.status.success(), "{}", text(&o));
     let o = codeseal(&["info", &s(&y)]);
-    assert!(o.status.success() && text(&o).contains("DLL") && text(&o).contains("Succeeded"), "{}", text(&o));
+    assert!(
+        o.status.success() && text(&o).contains("DLL") && text(&o).contains("Succeeded"),
+        "{}",
+        text(&o)
+    );
 }
