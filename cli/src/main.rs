@@ -40,6 +40,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make a PKCS#10 certificate signing request with a key (local, KMS or HSM).
+    Csr(CsrArgs),
     /// Make a throwaway test PKI, sign a bundled sample PE with it and verify the result.
     Demo {
         /// Keep the files in this directory (default: a temp dir that is deleted).
@@ -83,6 +85,34 @@ struct SignArgs {
 }
 
 #[derive(Args)]
+struct CsrArgs {
+    /// The key URI (as for `sign`).
+    #[arg(long, env = "CODESEAL_KEY")]
+    key: String,
+    /// The subject, RFC 4514 style: "CN=Example Ltd,O=Example Ltd,L=City,C=US".
+    #[arg(long)]
+    subject: String,
+    /// Digest for the request's signature.
+    #[arg(long, default_value = "sha256")]
+    digest: DigestAlgorithm,
+    /// Request the codeSigning extended key usage.
+    #[arg(long)]
+    eku_code_signing: bool,
+    /// Request the digitalSignature key usage.
+    #[arg(long)]
+    key_usage: bool,
+    /// Write DER instead of PEM.
+    #[arg(long, conflicts_with = "pem")]
+    der: bool,
+    /// Write PEM (the default).
+    #[arg(long)]
+    pem: bool,
+    /// Output file (default: standard output, PEM only).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct VerifyArgs {
     /// The PE file.
     file: PathBuf,
@@ -113,6 +143,7 @@ fn main() -> ExitCode {
         Command::Sign(a) => cmd_sign(a),
         Command::Verify(a) => cmd_verify(a),
         Command::Info { file, json } => cmd_info(file, json),
+        Command::Csr(a) => cmd_csr(a),
         Command::Demo { dir } => demo::run(dir),
     };
     match result {
@@ -137,6 +168,36 @@ pub(crate) fn identity(
         None => bail!("--cert is required (the key file carries no certificate)"),
     };
     Ok(SigningIdentity::new(Arc::clone(&opened.key), chain)?)
+}
+
+fn cmd_csr(a: CsrArgs) -> anyhow::Result<ExitCode> {
+    use der::{Encode, EncodePem};
+    let opened =
+        codeseal_keys::open_key(&a.key).with_context(|| format!("opening key {}", a.key))?;
+    let opts = codeseal_signer::csr::CsrOptions {
+        digest: a.digest,
+        code_signing_eku: a.eku_code_signing,
+        digital_signature_key_usage: a.key_usage,
+    };
+    let req = codeseal_signer::csr::build_csr(&opened.key, &a.subject, &opts)?;
+    let bytes = if a.der {
+        req.to_der()?
+    } else {
+        req.to_pem(der::pem::LineEnding::LF)?.into_bytes()
+    };
+    match a.output {
+        Some(p) => {
+            std::fs::write(&p, &bytes).with_context(|| format!("writing {}", p.display()))?;
+            eprintln!(
+                "wrote {} ({})",
+                p.display(),
+                if a.der { "DER" } else { "PEM" }
+            );
+        }
+        None if a.der => bail!("DER output needs -o FILE"),
+        None => print!("{}", String::from_utf8_lossy(&bytes)),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {

@@ -150,3 +150,84 @@ fn sign_verify_json_and_errors() {
         text(&o)
     );
 }
+
+fn openssl(args: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl")
+}
+
+#[test]
+fn csr_from_local_keys_verifies_with_openssl_and_carries_the_key() {
+    let env = test_env();
+    let dir = tempfile::tempdir().expect("tmp");
+    for leaf in ["leaf-rsa2048", "leaf-p256"] {
+        let key = env.join(format!("pki/{leaf}.key"));
+        let csr = dir.path().join(format!("{leaf}.csr"));
+        let o = codeseal(&[
+            "csr",
+            "--key",
+            key.to_str().expect("utf8"),
+            "--subject",
+            "CN=codeseal CSR test,O=codeseal,C=US",
+            "--eku-code-signing",
+            "--key-usage",
+            "-o",
+            csr.to_str().expect("utf8"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        // `openssl req -verify` exits 0 even on a bad signature: read its words.
+        let v = openssl(&[
+            "req",
+            "-verify",
+            "-noout",
+            "-text",
+            "-in",
+            csr.to_str().expect("utf8"),
+        ]);
+        let t = text(&v);
+        assert!(
+            t.contains("verify OK") || t.contains("Certificate request self-signature verify OK"),
+            "{leaf}: {t}"
+        );
+        assert!(!t.contains("verify failure"), "{leaf}: {t}");
+        assert!(t.contains("Code Signing"), "{leaf}: {t}");
+        assert!(
+            t.contains("CN=codeseal CSR test") || t.contains("CN = codeseal CSR test"),
+            "{t}"
+        );
+        let from_csr = openssl(&[
+            "req",
+            "-pubkey",
+            "-noout",
+            "-in",
+            csr.to_str().expect("utf8"),
+        ]);
+        let from_key = openssl(&["pkey", "-pubout", "-in", key.to_str().expect("utf8")]);
+        assert_eq!(
+            from_csr.stdout, from_key.stdout,
+            "{leaf}: CSR public key differs from the key's"
+        );
+        // Tampering with the CSR is detected by openssl.
+        let mut der =
+            openssl(&["req", "-in", csr.to_str().expect("utf8"), "-outform", "DER"]).stdout;
+        let n = der.len();
+        der[n - 5] ^= 1;
+        let bad = dir.path().join("bad.der");
+        std::fs::write(&bad, der).expect("write");
+        let t = text(&openssl(&[
+            "req",
+            "-verify",
+            "-noout",
+            "-inform",
+            "DER",
+            "-in",
+            bad.to_str().expect("utf8"),
+        ]));
+        assert!(
+            !t.contains("verify OK") || t.contains("failure"),
+            "{leaf}: tampered CSR verified: {t}"
+        );
+    }
+}

@@ -202,3 +202,38 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    /// A sentinel password must never show up in errors or Debug output.
+    #[test]
+    fn password_never_leaks() {
+        const SENTINEL: &str = "SENTINEL-pw-7f3a9c";
+        let dir = tempfile::tempdir().expect("tmp");
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, SENTINEL).expect("write");
+        // An encrypted-looking file that is not a key: the loader fails after reading the password.
+        let p12 = dir.path().join("x.p12");
+        std::fs::write(&p12, b"\x30\x03\x02\x01\x03").expect("write");
+        let e = open_key(&format!(
+            "file:{}?password-file={}",
+            p12.display(),
+            pwfile.display()
+        ))
+        .expect_err("not a p12");
+        assert!(!format!("{e} {e:?}").contains(SENTINEL));
+        let key = LocalKey::generate(codeseal_signer::KeyKind::EcP256).expect("gen");
+        let path = dir.path().join("k.pem");
+        std::fs::write(&path, key.to_pkcs8_pem().expect("pem").as_bytes()).expect("write");
+        let opened = open_key(&format!(
+            "file:{}?password-file={}",
+            path.display(),
+            pwfile.display()
+        ))
+        .expect("open");
+        assert!(!format!("{opened:?}").contains(SENTINEL));
+        assert!(!format!("{opened:?}").contains("PRIVATE KEY"));
+    }
+}

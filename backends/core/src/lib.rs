@@ -13,12 +13,14 @@
 //!   (`signature::Signer`, `signature::hazmat::PrehashSigner`, `signature::Keypair`,
 //!   `async_signature::AsyncSigner` (and a non-blocking `sign_async`), `spki::DynSignatureAlgorithmIdentifier`), so that
 //!   `x509-cert`'s builders and `cms` take any codeseal key.
+//! - [`csr`]: PKCS#10 requests made with any key (to buy a certificate for a KMS/HSM key).
 //! - [`verify_prehash`]: checks a signature over a digest with a public key; backends use it
 //!   to check every signature a remote key returns before it is used.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod algorithm;
+pub mod csr;
 mod error;
 mod identity;
 mod rustcrypto;

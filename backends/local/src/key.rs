@@ -444,3 +444,48 @@ mod tests {
         assert!(RustCryptoSigner::new(key, rsa).is_err());
     }
 }
+
+#[cfg(test)]
+mod faulty_backend_tests {
+    use codeseal_signer::{KeySigner, SignError};
+
+    use super::*;
+
+    /// A fake backend in addition to the real ones: a key whose signatures are corrupted,
+    /// as a faulty HSM or a re-pointed KMS alias would return.
+    #[derive(Debug)]
+    struct Faulty(LocalKey);
+
+    impl KeySigner for Faulty {
+        fn key_kind(&self) -> KeyKind {
+            self.0.key_kind()
+        }
+        fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
+            self.0.public_key()
+        }
+        fn describe(&self) -> String {
+            "faulty test key".into()
+        }
+        fn sign_digest(&self, a: SignatureAlgorithm, d: &[u8]) -> Result<Vec<u8>, SignError> {
+            let mut s = self.0.sign_digest(a, d)?;
+            if let Some(b) = s.last_mut() {
+                *b ^= 1;
+            }
+            Ok(s)
+        }
+    }
+
+    #[test]
+    fn checked_signing_catches_a_bad_signature_from_the_key() {
+        for kind in [KeyKind::EcP256, KeyKind::Rsa { bits: 2048 }] {
+            let k: Box<dyn KeySigner> = Box::new(Faulty(LocalKey::generate(kind).expect("gen")));
+            let alg = kind.with_digest(DigestAlgorithm::Sha256);
+            let e = k
+                .sign_digest_checked(alg, &[7; 32])
+                .expect_err("must be caught");
+            assert!(matches!(e, SignError::BadSignatureFromKey { .. }), "{e}");
+            let good: Box<dyn KeySigner> = Box::new(LocalKey::generate(kind).expect("gen"));
+            good.sign_digest_checked(alg, &[7; 32]).expect("good key");
+        }
+    }
+}
