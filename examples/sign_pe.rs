@@ -71,7 +71,7 @@ fn run() -> anyhow::Result<bool> {
     let identity = match SigningIdentity::new(key, chain) {
         Ok(id) => id,
         Err(e @ SignError::KeyMismatch { .. }) => {
-            bail!("{} does not match the key: {e}", chain_path.display())
+            bail!("{}: {e}", chain_path.display())
         }
         Err(e) => return Err(e).context("building the signing identity"),
     };

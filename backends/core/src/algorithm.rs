@@ -209,7 +209,8 @@ impl fmt::Display for SignatureAlgorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.key {
             KeyKind::Rsa { .. } => write!(f, "RSASSA-PKCS1-v1_5 with {}", self.digest),
-            _ => write!(f, "ECDSA ({}) with {}", self.key, self.digest),
+            KeyKind::EcP256 => write!(f, "ECDSA P-256 with {}", self.digest),
+            KeyKind::EcP384 => write!(f, "ECDSA P-384 with {}", self.digest),
         }
     }
 }
