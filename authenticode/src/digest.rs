@@ -13,6 +13,7 @@ use digest::Digest;
 
 use crate::{
     error::{Error, Result},
+    pagehash::PageHasher,
     pe::PeInfo,
 };
 
@@ -162,7 +163,18 @@ pub fn stream_image<R: Read + Seek>(
     r: &mut R,
     pe: &PeInfo,
     algs: &[DigestAlgorithm],
+    sink: Option<&mut dyn Write>,
+) -> Result<ImagePass> {
+    stream_image_with_pages(r, pe, algs, sink, &mut [])
+}
+
+/// [`stream_image`], also feeding a page-hash table in the same pass.
+pub fn stream_image_with_pages<R: Read + Seek>(
+    r: &mut R,
+    pe: &PeInfo,
+    algs: &[DigestAlgorithm],
     mut sink: Option<&mut dyn Write>,
+    pages: &mut [PageHasher],
 ) -> Result<ImagePass> {
     let end = pe.image_end();
     let skips = [
@@ -192,10 +204,18 @@ pub fn stream_image<R: Read + Seek>(
                 continue;
             }
             let s = s.max(cur);
-            feed(&mut hashers, &mut checksum, chunk, pos, cur, s);
+            feed(&mut hashers, &mut checksum, pages, chunk, pos, cur, s);
             cur = e.min(chunk_end);
         }
-        feed(&mut hashers, &mut checksum, chunk, pos, cur, chunk_end);
+        feed(
+            &mut hashers,
+            &mut checksum,
+            pages,
+            chunk,
+            pos,
+            cur,
+            chunk_end,
+        );
         pos = chunk_end;
     }
     let padding = (8 - end % 8) % 8;
@@ -227,6 +247,7 @@ pub fn stream_image<R: Read + Seek>(
 fn feed(
     hashers: &mut [Hasher],
     checksum: &mut PeChecksum,
+    pages: &mut [PageHasher],
     chunk: &[u8],
     base: u64,
     from: u64,
@@ -241,6 +262,9 @@ fn feed(
             h.update(part);
         }
         checksum.update(from, part);
+        for p in pages.iter_mut() {
+            p.update(from, part);
+        }
     }
 }
 

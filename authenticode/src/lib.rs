@@ -25,14 +25,18 @@
 
 pub mod digest;
 mod error;
+pub mod manage;
+pub mod pagehash;
 pub mod pe;
 pub mod pkcs7;
 pub mod sign;
 pub mod spc;
+pub mod stage;
 pub mod verify;
 pub mod wincert;
 
 pub use error::{Error, Result};
+pub use manage::{attach_signature, extract_signature, remove_signature, AttachOptions};
 pub use pe::PeInfo;
 pub use pkcs7::OpusInfo;
 pub use sign::{sign_file, sign_file_async, PreparedSigning, SignOptions, SignOutcome};

@@ -45,6 +45,123 @@ fn attr(oid: ObjectIdentifier, value: Any) -> Result<Attribute> {
     Ok(Attribute { oid, values })
 }
 
+/// The SpcSerializedObject that carries a page-hash table.
+pub fn page_hash_object(alg: DigestAlgorithm, table: &[u8]) -> Result<SpcSerializedObject> {
+    let mut tables = SetOfVec::new();
+    tables.insert(Any::encode_from(&OctetString::new(table)?)?)?;
+    let mut set = SetOfVec::new();
+    set.insert(SpcAttributeTypeAndOptionalValue {
+        value_type: crate::pagehash::page_hash_oid(alg),
+        value: Some(Any::encode_from(&tables)?),
+    })?;
+    Ok(SpcSerializedObject {
+        class_id: OctetString::new(crate::pagehash::PAGE_HASH_CLASS_ID.as_slice())?,
+        serialized_data: OctetString::new(set.to_der()?)?,
+    })
+}
+
+/// The page-hash table in a signature's SpcPeImageData, if there is one:
+/// `Ok(None)` when absent, an error when present but malformed.
+pub fn page_hashes_of(spc: &SpcIndirectDataContent) -> Result<Option<(DigestAlgorithm, Vec<u8>)>> {
+    let Some(value) = &spc.data.value else {
+        return Ok(None);
+    };
+    let image: SpcPeImageData = value
+        .decode_as()
+        .map_err(|e| malformed(format!("SpcPeImageData: {e}")))?;
+    let Some(SpcLink::Moniker(obj)) = image.file else {
+        return Ok(None);
+    };
+    if obj.class_id.as_bytes() != crate::pagehash::PAGE_HASH_CLASS_ID {
+        return Ok(None);
+    }
+    let set: SetOfVec<SpcAttributeTypeAndOptionalValue> =
+        SetOfVec::from_der(obj.serialized_data.as_bytes())
+            .map_err(|e| malformed(format!("page hashes: {e}")))?;
+    let attr = set
+        .iter()
+        .next()
+        .ok_or_else(|| malformed("empty page-hash object"))?;
+    let alg = if attr.value_type == crate::pagehash::PAGE_HASHES_V1 {
+        DigestAlgorithm::Sha1
+    } else if attr.value_type == crate::pagehash::PAGE_HASHES_V2 {
+        DigestAlgorithm::Sha256
+    } else {
+        return Err(malformed(format!(
+            "unknown page-hash type {}",
+            attr.value_type
+        )));
+    };
+    let tables: SetOfVec<OctetString> = attr
+        .value
+        .as_ref()
+        .ok_or_else(|| malformed("page-hash attribute without a value"))?
+        .decode_as()
+        .map_err(|e| malformed(format!("page-hash table: {e}")))?;
+    let table = tables
+        .iter()
+        .next()
+        .ok_or_else(|| malformed("no page-hash table"))?;
+    Ok(Some((alg, table.as_bytes().to_vec())))
+}
+
+/// The deepest nesting of signatures we follow.
+pub const MAX_NESTING: usize = 8;
+/// The most nested signatures we read from one signature.
+pub const MAX_NESTED: usize = 16;
+
+/// Adds `value` to the unsigned attribute `oid` of the only SignerInfo of the DER ContentInfo
+/// `ci_der`, and returns the new DER. The signature must re-encode byte for byte (so adding to
+/// it cannot break it): otherwise this refuses.
+pub fn add_unsigned_attr(ci_der: &[u8], oid: ObjectIdentifier, value: Any) -> Result<Vec<u8>> {
+    let ci = ContentInfo::from_der(ci_der).map_err(|e| malformed(format!("ContentInfo: {e}")))?;
+    if ci.to_der()? != ci_der {
+        return Err(malformed(
+            "the existing signature is not canonical DER; adding to it would break it",
+        ));
+    }
+    let mut sd: SignedData = ci
+        .content
+        .decode_as()
+        .map_err(|e| malformed(format!("SignedData: {e}")))?;
+    let mut infos: Vec<SignerInfo> = sd.signer_infos.0.into_vec();
+    let [info] = infos.as_mut_slice() else {
+        return Err(malformed("expected exactly one SignerInfo"));
+    };
+    let mut attrs: Vec<Attribute> = info
+        .unsigned_attrs
+        .take()
+        .map(|a| a.into_vec())
+        .unwrap_or_default();
+    match attrs.iter_mut().find(|a| a.oid == oid) {
+        Some(a) => {
+            if a.values.len() >= MAX_NESTED {
+                return Err(Error::Usage(format!(
+                    "the signature already holds {} values of {oid}",
+                    a.values.len()
+                )));
+            }
+            a.values.insert(value)?;
+        }
+        None => attrs.push(attr(oid, value)?),
+    }
+    info.unsigned_attrs = Some(SetOfVec::try_from(attrs)?);
+    sd.signer_infos = SignerInfos(SetOfVec::try_from(infos)?);
+    let out = ContentInfo {
+        content_type: ci.content_type,
+        content: Any::encode_from(&sd)?,
+    }
+    .to_der()?;
+    Ok(out)
+}
+
+/// Adds the DER ContentInfo `nested` as a nested signature (unsigned attribute
+/// 1.3.6.1.4.1.311.2.4.1) of the primary signature `primary`.
+pub fn nest_signature(primary: &[u8], nested: &[u8]) -> Result<Vec<u8>> {
+    let value = Any::from_der(nested).map_err(|e| malformed(format!("nested signature: {e}")))?;
+    add_unsigned_attr(primary, SPC_NESTED_SIGNATURE, value)
+}
+
 /// What must be signed for one Authenticode signature, and everything needed to finish it.
 #[derive(Clone, Debug)]
 pub struct SignatureRequest {
@@ -67,6 +184,7 @@ impl SignatureRequest {
         algorithm: SignatureAlgorithm,
         image_digest: &[u8],
         opus: &OpusInfo,
+        page_hashes: Option<&(DigestAlgorithm, Vec<u8>)>,
     ) -> Result<Self> {
         let digest_alg = algorithm.digest;
         if image_digest.len() != digest_alg.output_len() {
@@ -75,11 +193,18 @@ impl SignatureRequest {
                 image_digest.len()
             )));
         }
-        let pe_image = SpcPeImageData {
-            flags: Some(BitString::from_bytes(&[])?),
-            file: Some(SpcLink::File(SpcString::Unicode(BmpString::from_utf8(
-                OBSOLETE_LINK,
-            )?))),
+        let pe_image = match page_hashes {
+            None => SpcPeImageData {
+                flags: Some(BitString::from_bytes(&[])?),
+                file: Some(SpcLink::File(SpcString::Unicode(BmpString::from_utf8(
+                    OBSOLETE_LINK,
+                )?))),
+            },
+            Some((alg, table)) => SpcPeImageData {
+                // includeResources, as SignTool and osslsigncode write it with page hashes.
+                flags: Some(BitString::new(7, [0x80u8].as_slice())?),
+                file: Some(SpcLink::Moniker(page_hash_object(*alg, table)?)),
+            },
         };
         let spc = SpcIndirectDataContent {
             data: SpcAttributeTypeAndOptionalValue {
@@ -377,6 +502,19 @@ impl ParsedSignature {
             der_len,
             notes,
         })
+    }
+
+    /// The nested signatures (unsigned attribute 1.3.6.1.4.1.311.2.4.1) as DER ContentInfos.
+    pub fn nested_der(&self) -> Vec<Vec<u8>> {
+        let Some(attrs) = &self.signer_info.unsigned_attrs else {
+            return vec![];
+        };
+        attrs
+            .iter()
+            .filter(|a| a.oid == SPC_NESTED_SIGNATURE)
+            .flat_map(|a| a.values.iter())
+            .filter_map(|v| v.to_der().ok())
+            .collect()
     }
 
     /// The image digest the signature carries.

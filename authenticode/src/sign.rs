@@ -1,29 +1,21 @@
-//! Signing a PE file: one streaming pass, one key call, temp file + verify + rename.
+//! Signing a PE file: one streaming pass, one key call, temp file + check + rename.
 //!
 //! ```text
-//! input ─▶ headers ─▶ one pass: read → hash + checksum → copy to a temp file beside the output
+//! input ─▶ headers ─▶ one pass: read → hash (+ page hashes) + checksum → copy to a temp file
 //!       ─▶ SpcIndirectData + signed attributes ─▶ key signs their digest (one call)
-//!       ─▶ SignedData ─▶ WIN_CERTIFICATE appended, Security entry and CheckSum patched
-//!       ─▶ output re-read and checked (headers, table, signature, digest) ─▶ fsync ─▶ rename
+//!       ─▶ SignedData [nested into the existing one with --append]
+//!       ─▶ WIN_CERTIFICATE appended, Security entry and CheckSum patched
+//!       ─▶ output re-read and checked (headers, table, every signature, digests) ─▶ fsync ─▶ rename
 //! ```
-//! The input is never modified in place: signing "in place" writes a temp file and renames it
-//! over the input only after the result checked out.
-use std::{
-    fs::File,
-    io::{BufReader, BufWriter, Seek, SeekFrom, Write},
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use codeseal_signer::{DigestAlgorithm, KeySigner, SignatureAlgorithm, SigningIdentity};
-use tempfile::NamedTempFile;
 
 use crate::{
-    digest::{stream_image, ImagePass},
     error::{Error, Result},
-    pe::PeInfo,
-    pkcs7::{OpusInfo, ParsedSignature, SignatureRequest},
-    verify::{check_signature, read_cert_table},
-    wincert::{build_entry, parse_table},
+    pagehash::page_hash_algorithm,
+    pkcs7::{nest_signature, OpusInfo, SignatureRequest},
+    stage::{Existing, StagedImage},
 };
 
 /// How to sign.
@@ -35,6 +27,10 @@ pub struct SignOptions {
     pub opus: OpusInfo,
     /// Replace an existing signature instead of refusing.
     pub replace: bool,
+    /// Add the new signature as a nested signature of the existing one (dual signing).
+    pub append: bool,
+    /// Include a page-hash table (SHA-256 v2; SHA-1 v1 with a SHA-1 signature).
+    pub page_hashes: bool,
     /// Overwrite an existing output file (other than the input).
     pub force: bool,
     /// Allow SHA-1 (legacy).
@@ -47,6 +43,8 @@ impl Default for SignOptions {
             digest: DigestAlgorithm::Sha256,
             opus: OpusInfo::default(),
             replace: false,
+            append: false,
+            page_hashes: false,
             force: false,
             allow_sha1: false,
         }
@@ -66,8 +64,8 @@ pub struct SignOutcome {
     pub signature_algorithm: SignatureAlgorithm,
     /// Size of the output.
     pub output_len: u64,
-    /// Whether an existing signature was replaced.
-    pub replaced: bool,
+    /// Whether the new signature was nested into an existing one.
+    pub appended: bool,
 }
 
 /// A file whose image was hashed and copied, waiting for the key's signature.
@@ -76,21 +74,31 @@ pub struct SignOutcome {
 /// is all the key sees; [`finish`](Self::finish) takes the signature.
 #[derive(Debug)]
 pub struct PreparedSigning {
-    tmp: NamedTempFile,
-    pe: PeInfo,
-    pass: ImagePass,
+    staged: StagedImage,
     request: SignatureRequest,
-    output: PathBuf,
-    overwrite: bool,
-    replaced: bool,
-    permissions: Option<std::fs::Permissions>,
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
+fn check_algorithm(key: &dyn KeySigner, opts: &SignOptions) -> Result<SignatureAlgorithm> {
+    if opts.digest.is_weak() && !opts.allow_sha1 {
+        return Err(Error::Usage(
+            "SHA-1 is weak; it is allowed only when asked for explicitly (legacy dual signing)"
+                .into(),
+        ));
     }
+    if opts.append && opts.replace {
+        return Err(Error::Usage(
+            "--append and --replace exclude each other".into(),
+        ));
+    }
+    let algorithm = key.key_kind().with_digest(opts.digest);
+    if !key.supports(algorithm) {
+        return Err(codeseal_signer::SignError::UnsupportedAlgorithm {
+            key: key.key_kind(),
+            requested: algorithm,
+        }
+        .into());
+    }
+    Ok(algorithm)
 }
 
 impl PreparedSigning {
@@ -102,80 +110,32 @@ impl PreparedSigning {
         output: &Path,
         opts: &SignOptions,
     ) -> Result<Self> {
-        if opts.digest.is_weak() && !opts.allow_sha1 {
-            return Err(Error::Usage(
-                "SHA-1 is weak; it is allowed only when asked for explicitly (legacy dual signing)"
-                    .into(),
-            ));
-        }
-        let key: &dyn KeySigner = identity.key().as_ref();
-        let algorithm = key.key_kind().with_digest(opts.digest);
-        if !key.supports(algorithm) {
-            return Err(codeseal_signer::SignError::UnsupportedAlgorithm {
-                key: key.key_kind(),
-                requested: algorithm,
-            }
-            .into());
-        }
-        let in_place = output == input || same_file(input, output);
-        if !in_place && !opts.force && output.exists() {
-            return Err(Error::OutputExists(output.display().to_string()));
-        }
-        let file =
-            File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
-        let permissions = file.metadata().ok().map(|m| m.permissions());
-        let mut r = BufReader::with_capacity(64 << 10, file);
-        let pe = PeInfo::read(&mut r)?;
-        let mut replaced = false;
-        if let Some(t) = pe.cert_table {
-            if !opts.replace {
-                return Err(Error::AlreadySigned);
-            }
-            if pe.bytes_after_cert_table() > 0 {
-                return Err(Error::CertTable(format!(
-                    "{} bytes follow the certificate table at {:#x}; refusing to re-sign a file with unsigned trailing data",
-                    pe.bytes_after_cert_table(),
-                    t.offset
-                )));
-            }
-            replaced = true;
-        }
-        let dir = output
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".codeseal-")
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))?;
-        let pass = {
-            let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-            let pass = stream_image(&mut r, &pe, &[opts.digest], Some(&mut w))?;
-            w.flush()
-                .map_err(|e| Error::io("writing the temp file", e))?;
-            pass
+        let algorithm = check_algorithm(identity.key().as_ref(), opts)?;
+        let existing = if opts.append {
+            Existing::Keep
+        } else if opts.replace {
+            Existing::Replace
+        } else {
+            Existing::Refuse
         };
-        let image_digest = pass
+        let pages = opts.page_hashes.then(|| page_hash_algorithm(opts.digest));
+        let staged =
+            StagedImage::stage(input, output, opts.force, existing, &[opts.digest], pages)?;
+        if opts.append && staged.existing_signature().is_none() {
+            return Err(Error::NotSigned);
+        }
+        let image_digest = staged
             .digest(opts.digest)
             .ok_or_else(|| Error::Usage("digest missing".into()))?;
-        let request = SignatureRequest::new(algorithm, image_digest, &opts.opus)?;
+        let request =
+            SignatureRequest::new(algorithm, image_digest, &opts.opus, staged.page_hashes())?;
         tracing::debug!(
             input = %input.display(),
             digest = %hex::encode(image_digest),
             algorithm = %algorithm,
             "image hashed"
         );
-        Ok(Self {
-            tmp,
-            pe,
-            pass,
-            request,
-            output: output.to_path_buf(),
-            overwrite: in_place || opts.force,
-            replaced,
-            permissions,
-        })
+        Ok(Self { staged, request })
     }
 
     /// The digest the key must sign, and with which algorithm.
@@ -183,119 +143,47 @@ impl PreparedSigning {
         (&self.request.digest_to_sign, self.request.algorithm)
     }
 
+    /// The signature request (SpcIndirectData, signed attributes).
+    pub fn request(&self) -> &SignatureRequest {
+        &self.request
+    }
+
     /// The image's Authenticode digest.
     pub fn image_digest(&self) -> &[u8] {
-        self.pass
+        self.staged
             .digest(self.request.algorithm.digest)
             .unwrap_or_default()
     }
 
-    /// Assembles the signature, appends it, patches the headers, checks the result and
+    /// Assembles the signature (nesting it when appending), writes it, checks the result and
     /// renames it over the output.
-    pub fn finish(mut self, identity: &SigningIdentity, signature: &[u8]) -> Result<SignOutcome> {
+    pub fn finish(self, identity: &SigningIdentity, signature: &[u8]) -> Result<SignOutcome> {
         let pkcs7 = self.request.assemble(identity.chain(), signature)?;
-        let entry = build_entry(&pkcs7)?;
-        let table_offset = self.pass.image_len + self.pass.padding;
-        let table_size =
-            u32::try_from(entry.len()).map_err(|_| Error::Usage("signature too large".into()))?;
-        let table_offset32 = u32::try_from(table_offset).map_err(|_| {
-            Error::Usage(
-                "the file is larger than 4 GiB; PE certificate tables cannot be placed there"
-                    .into(),
-            )
-        })?;
-        let mut dir = [0u8; 8];
-        dir[..4].copy_from_slice(&table_offset32.to_le_bytes());
-        dir[4..].copy_from_slice(&table_size.to_le_bytes());
-        let total = table_offset + entry.len() as u64;
-        let mut cks = self.pass.checksum.clone();
-        cks.update(self.pe.security_dir_offset, &dir);
-        cks.update(table_offset, &entry);
-        let checksum = cks.finish(total);
+        self.finish_with_pkcs7(pkcs7)
+    }
 
-        let f = self.tmp.as_file_mut();
-        let io = |what: &str| {
-            let what = what.to_string();
-            move |e| Error::io(what, e)
+    /// Like [`finish`](Self::finish) with an already assembled DER ContentInfo.
+    pub fn finish_with_pkcs7(self, pkcs7: Vec<u8>) -> Result<SignOutcome> {
+        let (table, appended) = match self.staged.existing_signature() {
+            Some(primary) => (nest_signature(primary, &pkcs7)?, true),
+            None => (pkcs7, false),
         };
-        f.seek(SeekFrom::Start(table_offset))
-            .map_err(io("seeking in the temp file"))?;
-        f.write_all(&entry).map_err(io("writing the signature"))?;
-        f.seek(SeekFrom::Start(self.pe.security_dir_offset))
-            .map_err(io("seeking in the temp file"))?;
-        f.write_all(&dir)
-            .map_err(io("writing the Security directory"))?;
-        f.seek(SeekFrom::Start(self.pe.checksum_offset))
-            .map_err(io("seeking in the temp file"))?;
-        f.write_all(&checksum.to_le_bytes())
-            .map_err(io("writing the CheckSum"))?;
-        f.set_len(total).map_err(io("truncating the temp file"))?;
-
-        // Check what was written: headers, table, signature and digest, read back from disk.
-        self.check_output(total)?;
-
-        f_sync(self.tmp.as_file())?;
-        if let Some(p) = self.permissions.take() {
-            let _ = self.tmp.as_file().set_permissions(p);
-        }
-        let output = self.output.clone();
-        let persisted = if self.overwrite {
-            self.tmp.persist(&output).map_err(|e| e.error)
-        } else {
-            self.tmp.persist_noclobber(&output).map_err(|e| e.error)
-        };
-        persisted.map_err(|e| {
-            Error::io(
-                format!("renaming the signed file to {}", output.display()),
-                e,
-            )
-        })?;
-        if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if let Ok(d) = File::open(parent) {
-                let _ = d.sync_all();
-            }
-        }
+        let image_digest = self.image_digest().to_vec();
+        let output = PathBuf::from(self.staged_output());
+        let output_len = self.staged.commit(Some(&table))?;
         Ok(SignOutcome {
             output,
-            image_digest: self
-                .pass
-                .digest(self.request.algorithm.digest)
-                .unwrap_or_default()
-                .to_vec(),
+            image_digest,
             digest_algorithm: self.request.algorithm.digest,
             signature_algorithm: self.request.algorithm,
-            output_len: total,
-            replaced: self.replaced,
+            output_len,
+            appended,
         })
     }
 
-    fn check_output(&mut self, total: u64) -> Result<()> {
-        let fail = |m: String| Error::OutputCheck(m);
-        let f = self.tmp.as_file_mut();
-        f.seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io("rewinding the temp file", e))?;
-        let mut r = BufReader::new(&mut *f);
-        let pe = PeInfo::read(&mut r).map_err(|e| fail(e.to_string()))?;
-        if pe.file_len != total || pe.bytes_after_cert_table() != 0 {
-            return Err(fail("unexpected output length".into()));
-        }
-        let table = read_cert_table(&mut r, &pe).map_err(|e| fail(e.to_string()))?;
-        let (entries, _) = parse_table(&table).map_err(|e| fail(e.to_string()))?;
-        let [entry] = entries.as_slice() else {
-            return Err(fail(format!("{} entries in the new table", entries.len())));
-        };
-        let parsed = ParsedSignature::parse(entry.data).map_err(|e| fail(e.to_string()))?;
-        let report = check_signature(0, &parsed, self.image_digest());
-        if !report.is_valid() {
-            return Err(fail(report.errors.join("; ")));
-        }
-        Ok(())
+    fn staged_output(&self) -> &Path {
+        self.staged.output()
     }
-}
-
-fn f_sync(f: &File) -> Result<()> {
-    f.sync_all()
-        .map_err(|e| Error::io("syncing the temp file", e))
 }
 
 /// Signs `input` with `identity` and writes the result to `output` (which may be `input`:

@@ -25,7 +25,7 @@
 use const_oid::ObjectIdentifier;
 use der::{
     asn1::{Any, BitString, BmpString, Ia5String, OctetString},
-    Choice, Sequence, Tag, TagNumber, Tagged,
+    Choice, Sequence, Tag, TagNumber, Tagged, ValueOrd,
 };
 use spki::AlgorithmIdentifierOwned;
 
@@ -78,7 +78,7 @@ pub struct SpcIndirectDataContent {
 }
 
 /// `SpcAttributeTypeAndOptionalValue`.
-#[derive(Clone, Debug, PartialEq, Eq, Sequence)]
+#[derive(Clone, Debug, PartialEq, Eq, Sequence, ValueOrd)]
 pub struct SpcAttributeTypeAndOptionalValue {
     /// SPC_PE_IMAGE_DATA_OBJID for PE files.
     pub value_type: ObjectIdentifier,

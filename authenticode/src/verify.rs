@@ -16,10 +16,11 @@ use serde::Serialize;
 use x509_cert::Certificate;
 
 use crate::{
-    digest::stream_image,
+    digest::stream_image_with_pages,
     error::{Error, Result},
+    pagehash::PageHasher,
     pe::PeInfo,
-    pkcs7::ParsedSignature,
+    pkcs7::{page_hashes_of, ParsedSignature, MAX_NESTED, MAX_NESTING},
     wincert::{parse_table, WIN_CERT_TYPE_PKCS_SIGNED_DATA},
 };
 
@@ -58,8 +59,13 @@ impl CertSummary {
 /// The checks made on one signature.
 #[derive(Clone, Debug, Serialize)]
 pub struct SignatureReport {
-    /// Index of the WIN_CERTIFICATE entry.
-    pub index: usize,
+    /// Where the signature is: `"0"` for the first WIN_CERTIFICATE entry, `"0.1"` for the
+    /// first signature nested in it.
+    pub index: String,
+    /// Whether the signature is nested in another one.
+    pub nested: bool,
+    /// Page hashes: `None` when the signature has none, else whether they match.
+    pub page_hashes_ok: Option<bool>,
     /// Digest algorithm.
     pub digest_algorithm: DigestAlgorithm,
     /// The digest the signature carries, hex.
@@ -144,6 +150,10 @@ pub(crate) fn check_signature(
     sig: &ParsedSignature,
     computed: &[u8],
 ) -> SignatureReport {
+    check_signature_at(index.to_string(), sig, computed)
+}
+
+fn check_signature_at(index: String, sig: &ParsedSignature, computed: &[u8]) -> SignatureReport {
     let alg = sig.digest_algorithm;
     let mut errors = Vec::new();
     let image_digest_ok = sig.image_digest() == computed;
@@ -190,7 +200,9 @@ pub(crate) fn check_signature(
     }
     let opus = sig.opus_info();
     SignatureReport {
+        nested: index.contains('.'),
         index,
+        page_hashes_ok: None,
         digest_algorithm: alg,
         signed_digest: hex::encode(sig.image_digest()),
         computed_digest: hex::encode(computed),
@@ -226,7 +238,7 @@ pub fn verify<R: Read + Seek>(r: &mut R) -> Result<VerifyReport> {
     }
     let (entries, notes) = parse_table(&table)?;
     warnings.extend(notes.into_iter().map(|n| n.0));
-    let mut parsed = Vec::new();
+    let mut parsed: Vec<(String, ParsedSignature)> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         if e.cert_type != WIN_CERT_TYPE_PKCS_SIGNED_DATA {
             warnings.push(format!(
@@ -235,9 +247,29 @@ pub fn verify<R: Read + Seek>(r: &mut R) -> Result<VerifyReport> {
             ));
             continue;
         }
-        match ParsedSignature::parse(e.data) {
-            Ok(p) => parsed.push((i, p)),
-            Err(err) => errors.push(format!("signature {i}: {err}")),
+        // Depth-first over nested signatures, bounded in depth and count.
+        let mut todo: Vec<(String, Vec<u8>, usize)> = vec![(i.to_string(), e.data.to_vec(), 0)];
+        while let Some((index, der, depth)) = todo.pop() {
+            match ParsedSignature::parse(&der) {
+                Ok(p) => {
+                    let nested = p.nested_der();
+                    if depth >= MAX_NESTING && !nested.is_empty() {
+                        errors.push(format!(
+                            "signature {index}: nested deeper than {MAX_NESTING}"
+                        ));
+                    } else {
+                        for (k, n) in nested.into_iter().enumerate().rev() {
+                            todo.push((format!("{index}.{}", k + 1), n, depth + 1));
+                        }
+                    }
+                    parsed.push((index, p));
+                }
+                Err(err) => errors.push(format!("signature {index}: {err}")),
+            }
+            if parsed.len() > MAX_NESTED * 4 {
+                errors.push("too many signatures".into());
+                break;
+            }
         }
     }
     if parsed.is_empty() && errors.is_empty() {
@@ -246,7 +278,27 @@ pub fn verify<R: Read + Seek>(r: &mut R) -> Result<VerifyReport> {
     let mut algs: Vec<DigestAlgorithm> = parsed.iter().map(|(_, p)| p.digest_algorithm).collect();
     algs.sort_by_key(|a| a.output_len());
     algs.dedup();
-    let pass = stream_image(r, &pe, &algs, None)?;
+    // Page-hash tables to recompute, one per algorithm in use.
+    let mut page_tables: Vec<(String, DigestAlgorithm, Vec<u8>)> = Vec::new();
+    for (index, p) in &parsed {
+        match page_hashes_of(&p.spc) {
+            Ok(Some((alg, table))) => page_tables.push((index.clone(), alg, table)),
+            Ok(None) => {}
+            Err(e) => errors.push(format!("signature {index}: {e}")),
+        }
+    }
+    let mut page_algs: Vec<DigestAlgorithm> = page_tables.iter().map(|(_, a, _)| *a).collect();
+    page_algs.dedup();
+    let mut hashers = Vec::new();
+    for a in &page_algs {
+        match PageHasher::new(&pe, *a) {
+            Ok(h) => hashers.push(h),
+            Err(e) => errors.push(format!("page hashes cannot be checked: {e}")),
+        }
+    }
+    let pass = stream_image_with_pages(r, &pe, &algs, None, &mut hashers)?;
+    let computed_pages: Vec<(DigestAlgorithm, Vec<u8>)> =
+        hashers.into_iter().map(PageHasher::finish).collect();
     // The checksum covers the table too.
     let mut cks = pass.checksum.clone();
     cks.update(pe.security_dir_offset, &{
@@ -276,7 +328,17 @@ pub fn verify<R: Read + Seek>(r: &mut R) -> Result<VerifyReport> {
         .iter()
         .map(|(i, p)| {
             let computed = pass.digest(p.digest_algorithm).unwrap_or_default();
-            check_signature(*i, p, computed)
+            let mut report = check_signature_at(i.clone(), p, computed);
+            if let Some((_, alg, table)) = page_tables.iter().find(|(idx, _, _)| idx == i) {
+                let ok = computed_pages.iter().any(|(a, t)| a == alg && t == table);
+                report.page_hashes_ok = Some(ok);
+                if !ok {
+                    report
+                        .errors
+                        .push(format!("the {alg} page hashes do not match the file"));
+                }
+            }
+            report
         })
         .collect();
     let valid = errors.is_empty()

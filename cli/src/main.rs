@@ -40,6 +40,47 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove every signature from a PE file.
+    Remove {
+        /// The signed file.
+        input: PathBuf,
+        /// Output (default: the input, replaced atomically).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Overwrite an existing output.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write the signature of a PE file as PKCS#7 (DER, or PEM with --pem).
+    Extract {
+        /// The signed file.
+        input: PathBuf,
+        /// Where to write the signature.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Write PEM.
+        #[arg(long)]
+        pem: bool,
+    },
+    /// Attach a detached PKCS#7 signature to a PE file after checking it matches the file.
+    Attach {
+        /// The file to attach to.
+        input: PathBuf,
+        /// The signature (DER or PEM).
+        signature: PathBuf,
+        /// Output (default: the input, replaced atomically).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Replace an existing signature.
+        #[arg(long)]
+        replace: bool,
+        /// Nest into the existing signature.
+        #[arg(long)]
+        append: bool,
+        /// Overwrite an existing output.
+        #[arg(long)]
+        force: bool,
+    },
     /// Make a PKCS#10 certificate signing request with a key (local, KMS or HSM).
     Csr(CsrArgs),
     /// Make a throwaway test PKI, sign a bundled sample PE with it and verify the result.
@@ -72,8 +113,14 @@ struct SignArgs {
     #[arg(long, short = 'i')]
     url: Option<String>,
     /// Replace an existing signature.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "append")]
     replace: bool,
+    /// Add a nested signature to an already signed file (dual signing).
+    #[arg(long, visible_alias = "nest")]
+    append: bool,
+    /// Include page hashes (SHA-256 v2; SHA-1 v1 with --digest sha1).
+    #[arg(long, visible_alias = "ph")]
+    page_hashes: bool,
     /// Overwrite an existing output file.
     #[arg(long)]
     force: bool,
@@ -144,6 +191,46 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd_verify(a),
         Command::Info { file, json } => cmd_info(file, json),
         Command::Csr(a) => cmd_csr(a),
+        Command::Remove {
+            input,
+            output,
+            force,
+        } => {
+            let out = output.unwrap_or_else(|| input.clone());
+            codeseal_authenticode::remove_signature(&input, &out, force)
+                .with_context(|| format!("removing the signature of {}", input.display()))
+                .map(|len| {
+                    println!("removed the signature: {} ({len} bytes)", out.display());
+                    ExitCode::SUCCESS
+                })
+        }
+        Command::Extract { input, output, pem } => cmd_extract(input, output, pem),
+        Command::Attach {
+            input,
+            signature,
+            output,
+            replace,
+            append,
+            force,
+        } => {
+            let out = output.unwrap_or_else(|| input.clone());
+            let sig = std::fs::read(&signature)
+                .with_context(|| format!("reading {}", signature.display()));
+            sig.and_then(|sig| {
+                let opts = codeseal_authenticode::AttachOptions {
+                    replace,
+                    append,
+                    force,
+                };
+                codeseal_authenticode::attach_signature(&input, &sig, &out, opts).with_context(
+                    || format!("attaching {} to {}", signature.display(), input.display()),
+                )
+            })
+            .map(|len| {
+                println!("attached: {} ({len} bytes)", out.display());
+                ExitCode::SUCCESS
+            })
+        }
         Command::Demo { dir } => demo::run(dir),
     };
     match result {
@@ -200,6 +287,21 @@ fn cmd_csr(a: CsrArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn cmd_extract(input: PathBuf, output: PathBuf, pem: bool) -> anyhow::Result<ExitCode> {
+    let der = codeseal_authenticode::extract_signature(&input)
+        .with_context(|| format!("reading the signature of {}", input.display()))?;
+    let bytes = if pem {
+        der::pem::encode_string("PKCS7", der::pem::LineEnding::LF, &der)
+            .map_err(|e| anyhow::anyhow!("PEM: {e}"))?
+            .into_bytes()
+    } else {
+        der
+    };
+    std::fs::write(&output, bytes).with_context(|| format!("writing {}", output.display()))?;
+    println!("wrote {}", output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
     let id = identity(&a.key, a.cert.as_deref())?;
     let output = a.output.clone().unwrap_or_else(|| a.input.clone());
@@ -210,6 +312,8 @@ fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
             url: a.url,
         },
         replace: a.replace,
+        append: a.append,
+        page_hashes: a.page_hashes,
         force: a.force,
         allow_sha1: a.allow_sha1,
     };

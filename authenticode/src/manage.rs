@@ -1,0 +1,108 @@
+//! Signature management around a signature: remove, extract, attach.
+use std::path::Path;
+
+use codeseal_signer::DigestAlgorithm;
+
+use crate::{
+    error::{Error, Result},
+    pkcs7::{page_hashes_of, ParsedSignature},
+    stage::{read_primary_signature, Existing, StagedImage},
+};
+
+/// Removes every signature from `input`, writing the result to `output` (may be `input`).
+/// The image digest of the result equals the signed file's.
+pub fn remove_signature(input: &Path, output: &Path, force: bool) -> Result<u64> {
+    let staged = StagedImage::stage(input, output, force, Existing::Replace, &[], None)?;
+    if staged.pe().cert_table.is_none() {
+        return Err(Error::NotSigned);
+    }
+    staged.commit(None)
+}
+
+/// The primary signature of a signed file, as a DER ContentInfo (PKCS#7), nested signatures
+/// and time stamps included.
+pub fn extract_signature(input: &Path) -> Result<Vec<u8>> {
+    read_primary_signature(input)
+}
+
+/// How to attach a detached signature.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AttachOptions {
+    /// Replace an existing signature.
+    pub replace: bool,
+    /// Nest into the existing signature instead.
+    pub append: bool,
+    /// Overwrite an existing output.
+    pub force: bool,
+}
+
+/// Attaches the DER (or PEM) PKCS#7 signature `pkcs7` to `input`, after checking that its
+/// digest (and page hashes, if any) match the file. The result is checked as a whole before
+/// it replaces `output`.
+pub fn attach_signature(
+    input: &Path,
+    pkcs7: &[u8],
+    output: &Path,
+    opts: AttachOptions,
+) -> Result<u64> {
+    let der = if pkcs7.starts_with(b"-----BEGIN") {
+        let (_, der) = der::pem::decode_vec(pkcs7)
+            .map_err(|e| Error::MalformedSignature(format!("PEM: {e}")))?;
+        der
+    } else {
+        pkcs7.to_vec()
+    };
+    let parsed = ParsedSignature::parse(&der)?;
+    let der = der.get(..parsed.der_len).unwrap_or_default().to_vec();
+    let existing = if opts.append {
+        Existing::Keep
+    } else if opts.replace {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    };
+    let pages = page_hashes_of(&parsed.spc)?.map(|(alg, _)| alg);
+    let staged = StagedImage::stage(
+        input,
+        output,
+        opts.force,
+        existing,
+        &[parsed.digest_algorithm],
+        pages,
+    )?;
+    let computed = staged
+        .digest(parsed.digest_algorithm)
+        .ok_or_else(|| Error::Usage("digest missing".into()))?;
+    if computed != parsed.image_digest() {
+        return Err(Error::Usage(format!(
+            "the signature is for another file: its {} digest is {}, this file's is {}",
+            parsed.digest_algorithm,
+            hex::encode(parsed.image_digest()),
+            hex::encode(computed)
+        )));
+    }
+    if let (Some((_, theirs)), Some((_, ours))) =
+        (page_hashes_of(&parsed.spc)?, staged.page_hashes())
+    {
+        if &theirs != ours {
+            return Err(Error::Usage(
+                "the signature's page hashes do not match this file".into(),
+            ));
+        }
+    }
+    let table = match staged.existing_signature() {
+        Some(primary) => crate::pkcs7::nest_signature(primary, &der)?,
+        None => der,
+    };
+    staged.commit(Some(&table))
+}
+
+/// The digest algorithms in use by a DER signature and its nested ones.
+pub fn digest_algorithms(pkcs7: &[u8]) -> Result<Vec<DigestAlgorithm>> {
+    let p = ParsedSignature::parse(pkcs7)?;
+    let mut v = vec![p.digest_algorithm];
+    for n in p.nested_der() {
+        v.push(ParsedSignature::parse(&n)?.digest_algorithm);
+    }
+    Ok(v)
+}

@@ -1,0 +1,316 @@
+//! The write side shared by sign, append, attach and remove: the image copied to a temp file
+//! beside the output in one hashing pass, then a new certificate table, patched headers, a
+//! check of what was written, fsync and rename. The input is never modified in place.
+use std::{
+    fs::File,
+    io::{BufReader, BufWriter, Seek, SeekFrom, Write},
+    path::{Path, PathBuf},
+};
+
+use codeseal_signer::DigestAlgorithm;
+use tempfile::NamedTempFile;
+
+use crate::{
+    digest::{stream_image_with_pages, ImagePass},
+    error::{Error, Result},
+    pagehash::PageHasher,
+    pe::PeInfo,
+    pkcs7::{page_hashes_of, ParsedSignature, MAX_NESTING},
+    verify::{check_signature, read_cert_table},
+    wincert::{build_entry, parse_table, WIN_CERT_TYPE_PKCS_SIGNED_DATA},
+};
+
+/// What to do with a signature the input already has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse a signed input.
+    #[default]
+    Refuse,
+    /// Drop the existing signature.
+    Replace,
+    /// Keep it (the caller nests into it or removes it).
+    Keep,
+}
+
+/// The input's image, hashed and copied to a temp file, waiting for its certificate table.
+#[derive(Debug)]
+pub struct StagedImage {
+    tmp: NamedTempFile,
+    pe: PeInfo,
+    pass: ImagePass,
+    page_hashes: Option<(DigestAlgorithm, Vec<u8>)>,
+    existing: Option<Vec<u8>>,
+    output: PathBuf,
+    overwrite: bool,
+    permissions: Option<std::fs::Permissions>,
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// The first signature's ContentInfo (without entry padding) from a certificate table.
+pub(crate) fn primary_signature(table: &[u8]) -> Result<Vec<u8>> {
+    let (entries, _) = parse_table(table)?;
+    let entry = entries
+        .iter()
+        .find(|e| e.cert_type == WIN_CERT_TYPE_PKCS_SIGNED_DATA)
+        .ok_or_else(|| Error::CertTable("no PKCS#7 entry".into()))?;
+    let parsed = ParsedSignature::parse(entry.data)?;
+    Ok(entry
+        .data
+        .get(..parsed.der_len)
+        .unwrap_or_default()
+        .to_vec())
+}
+
+impl StagedImage {
+    /// Reads `input` once: checks its headers, hashes its image with `algs` (and a page-hash
+    /// table with `pages`, if asked) and copies it to a temp file beside `output`.
+    pub fn stage(
+        input: &Path,
+        output: &Path,
+        force: bool,
+        existing: Existing,
+        extra_algs: &[DigestAlgorithm],
+        pages: Option<DigestAlgorithm>,
+    ) -> Result<Self> {
+        let in_place = output == input || same_file(input, output);
+        if !in_place && !force && output.exists() {
+            return Err(Error::OutputExists(output.display().to_string()));
+        }
+        let file =
+            File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
+        let permissions = file.metadata().ok().map(|m| m.permissions());
+        let mut r = BufReader::with_capacity(64 << 10, file);
+        let pe = PeInfo::read(&mut r)?;
+        let mut kept = None;
+        let mut algs: Vec<DigestAlgorithm> = extra_algs.to_vec();
+        if let Some(t) = pe.cert_table {
+            if existing == Existing::Refuse {
+                return Err(Error::AlreadySigned);
+            }
+            if pe.bytes_after_cert_table() > 0 {
+                return Err(Error::CertTable(format!(
+                    "{} bytes follow the certificate table at {:#x}; refusing to rewrite a file with unsigned trailing data",
+                    pe.bytes_after_cert_table(),
+                    t.offset
+                )));
+            }
+            if existing == Existing::Keep {
+                let table = read_cert_table(&mut r, &pe)?;
+                let primary = primary_signature(&table)?;
+                let parsed = ParsedSignature::parse(&primary)?;
+                algs.push(parsed.digest_algorithm);
+                for n in parsed.nested_der() {
+                    if let Ok(p) = ParsedSignature::parse(&n) {
+                        algs.push(p.digest_algorithm);
+                    }
+                }
+                kept = Some(primary);
+            }
+        }
+        algs.sort_by_key(|a| a.output_len());
+        algs.dedup();
+        let mut page_hasher: Vec<PageHasher> = pages
+            .map(|a| PageHasher::new(&pe, a))
+            .transpose()?
+            .into_iter()
+            .collect();
+        let dir = output
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".codeseal-")
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))?;
+        let pass = {
+            let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            let pass = stream_image_with_pages(
+                &mut r,
+                &pe,
+                &algs,
+                Some(&mut w),
+                page_hasher.as_mut_slice(),
+            )?;
+            w.flush()
+                .map_err(|e| Error::io("writing the temp file", e))?;
+            pass
+        };
+        Ok(Self {
+            tmp,
+            pe,
+            pass,
+            page_hashes: page_hasher.pop().map(PageHasher::finish),
+            existing: kept,
+            output: output.to_path_buf(),
+            overwrite: in_place || force,
+            permissions,
+        })
+    }
+
+    /// The image digest for `alg` (computed if it was asked for).
+    pub fn digest(&self, alg: DigestAlgorithm) -> Option<&[u8]> {
+        self.pass.digest(alg)
+    }
+
+    /// The page-hash table, if one was asked for.
+    pub fn page_hashes(&self) -> Option<&(DigestAlgorithm, Vec<u8>)> {
+        self.page_hashes.as_ref()
+    }
+
+    /// The input's primary signature (DER ContentInfo), when it was kept.
+    pub fn existing_signature(&self) -> Option<&[u8]> {
+        self.existing.as_deref()
+    }
+
+    /// Where the result goes.
+    pub fn output(&self) -> &Path {
+        &self.output
+    }
+
+    /// The input's headers.
+    pub fn pe(&self) -> &PeInfo {
+        &self.pe
+    }
+
+    /// Writes `signature` (a DER ContentInfo; `None` removes the signature) as the
+    /// certificate table, patches the Security entry and CheckSum, checks the result read back
+    /// from disk (every signature's digest equals this image's, every signature verifies),
+    /// fsyncs and renames it over the output. Returns the output length.
+    pub fn commit(mut self, signature: Option<&[u8]>) -> Result<u64> {
+        let entry = signature.map(build_entry).transpose()?;
+        let table_offset = self.pass.image_len + self.pass.padding;
+        let (dir, total) = match &entry {
+            Some(e) => {
+                let off = u32::try_from(table_offset).map_err(|_| {
+                    Error::Usage(
+                        "the file is larger than 4 GiB; a certificate table cannot be placed there"
+                            .into(),
+                    )
+                })?;
+                let size = u32::try_from(e.len())
+                    .map_err(|_| Error::Usage("signature too large".into()))?;
+                let mut d = [0u8; 8];
+                d[..4].copy_from_slice(&off.to_le_bytes());
+                d[4..].copy_from_slice(&size.to_le_bytes());
+                (d, table_offset + e.len() as u64)
+            }
+            None => ([0u8; 8], table_offset),
+        };
+        let mut cks = self.pass.checksum.clone();
+        cks.update(self.pe.security_dir_offset, &dir);
+        if let Some(e) = &entry {
+            cks.update(table_offset, e);
+        }
+        let checksum = cks.finish(total);
+
+        let f = self.tmp.as_file_mut();
+        let io = |what: &'static str| move |e| Error::io(what, e);
+        if let Some(e) = &entry {
+            f.seek(SeekFrom::Start(table_offset))
+                .map_err(io("seeking in the temp file"))?;
+            f.write_all(e).map_err(io("writing the signature"))?;
+        }
+        f.seek(SeekFrom::Start(self.pe.security_dir_offset))
+            .map_err(io("seeking in the temp file"))?;
+        f.write_all(&dir)
+            .map_err(io("writing the Security directory"))?;
+        f.seek(SeekFrom::Start(self.pe.checksum_offset))
+            .map_err(io("seeking in the temp file"))?;
+        f.write_all(&checksum.to_le_bytes())
+            .map_err(io("writing the CheckSum"))?;
+        f.set_len(total).map_err(io("truncating the temp file"))?;
+
+        self.check_output(total, signature.is_some())?;
+
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(io("syncing the temp file"))?;
+        if let Some(p) = self.permissions.take() {
+            let _ = self.tmp.as_file().set_permissions(p);
+        }
+        let output = self.output.clone();
+        let persisted = if self.overwrite {
+            self.tmp.persist(&output).map_err(|e| e.error)
+        } else {
+            self.tmp.persist_noclobber(&output).map_err(|e| e.error)
+        };
+        persisted
+            .map_err(|e| Error::io(format!("renaming the result to {}", output.display()), e))?;
+        if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(d) = File::open(parent) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(total)
+    }
+
+    fn check_output(&mut self, total: u64, signed: bool) -> Result<()> {
+        let fail = |m: String| Error::OutputCheck(m);
+        let f = self.tmp.as_file_mut();
+        f.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("rewinding the temp file", e))?;
+        let mut r = BufReader::new(&mut *f);
+        let pe = PeInfo::read(&mut r).map_err(|e| fail(e.to_string()))?;
+        if pe.file_len != total || pe.bytes_after_cert_table() != 0 {
+            return Err(fail("unexpected output length".into()));
+        }
+        if !signed {
+            return if pe.cert_table.is_none() {
+                Ok(())
+            } else {
+                Err(fail("a certificate table is still present".into()))
+            };
+        }
+        let table = read_cert_table(&mut r, &pe).map_err(|e| fail(e.to_string()))?;
+        let (entries, _) = parse_table(&table).map_err(|e| fail(e.to_string()))?;
+        let [entry] = entries.as_slice() else {
+            return Err(fail(format!("{} entries in the new table", entries.len())));
+        };
+        let mut todo = vec![(entry.data.to_vec(), 0usize)];
+        while let Some((der, depth)) = todo.pop() {
+            let parsed = ParsedSignature::parse(&der).map_err(|e| fail(e.to_string()))?;
+            let computed = self
+                .pass
+                .digest(parsed.digest_algorithm)
+                .ok_or_else(|| fail(format!("no {} digest computed", parsed.digest_algorithm)))?;
+            let report = check_signature(0, &parsed, computed);
+            if !report.is_valid() {
+                return Err(fail(report.errors.join("; ")));
+            }
+            if let Some((alg, table)) =
+                page_hashes_of(&parsed.spc).map_err(|e| fail(e.to_string()))?
+            {
+                if self
+                    .page_hashes
+                    .as_ref()
+                    .is_some_and(|(a, t)| *a == alg && t != &table)
+                {
+                    return Err(fail(
+                        "the page-hash table differs from the one computed".into(),
+                    ));
+                }
+            }
+            if depth < MAX_NESTING {
+                todo.extend(parsed.nested_der().into_iter().map(|d| (d, depth + 1)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the whole primary signature of a signed file (DER ContentInfo, no padding).
+pub fn read_primary_signature(path: &Path) -> Result<Vec<u8>> {
+    let f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let mut r = BufReader::new(f);
+    let pe = PeInfo::read(&mut r)?;
+    let table = read_cert_table(&mut r, &pe)?;
+    primary_signature(&table)
+}
