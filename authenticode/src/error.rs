@@ -57,6 +57,9 @@ pub enum Error {
     /// Encoding our own ASN.1 failed (a bug or an absurd input such as a huge name).
     #[error("encoding the signature failed: {0}")]
     Encode(#[from] der::Error),
+    /// No valid time stamp could be had; nothing was written.
+    #[error("time stamp failed: {0}; the output was not written")]
+    Timestamp(String),
     /// The signed output did not verify; nothing was written.
     #[error("the signed output did not verify ({0}); the output was not written")]
     OutputCheck(String),

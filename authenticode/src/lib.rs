@@ -32,6 +32,7 @@ pub mod pkcs7;
 pub mod sign;
 pub mod spc;
 pub mod stage;
+pub mod timestamp;
 pub mod verify;
 pub mod wincert;
 

@@ -106,3 +106,40 @@ pub fn digest_algorithms(pkcs7: &[u8]) -> Result<Vec<DigestAlgorithm>> {
     }
     Ok(v)
 }
+
+/// Adds a time stamp to the primary signature of `input` (which must have none of that
+/// protocol yet), writing the result to `output` (may be `input`).
+pub fn timestamp_file(
+    input: &Path,
+    output: &Path,
+    force: bool,
+    opts: &crate::timestamp::TimestampOptions,
+    transport: &dyn crate::timestamp::Transport,
+) -> Result<crate::timestamp::Stamp> {
+    let staged = StagedImage::stage(input, output, force, Existing::Keep, &[], None)?;
+    let primary = staged
+        .existing_signature()
+        .ok_or(Error::NotSigned)?
+        .to_vec();
+    let parsed = ParsedSignature::parse(&primary)?;
+    if !parsed
+        .unsigned_values(crate::spc::SPC_RFC3161_TIMESTAMP)
+        .is_empty()
+        || !parsed
+            .unsigned_values(crate::spc::PKCS9_COUNTERSIGNATURE)
+            .is_empty()
+    {
+        return Err(Error::Usage(
+            "the signature already has a time stamp".into(),
+        ));
+    }
+    let stamp = crate::timestamp::stamp(parsed.signer_info.signature.as_bytes(), opts, transport)?;
+    let new = crate::pkcs7::add_unsigned_attr_and_certs(
+        &primary,
+        stamp.attr_oid,
+        stamp.value.clone(),
+        &stamp.certs,
+    )?;
+    staged.commit(Some(&new))?;
+    Ok(stamp)
+}

@@ -111,9 +111,19 @@ pub const MAX_NESTING: usize = 8;
 pub const MAX_NESTED: usize = 16;
 
 /// Adds `value` to the unsigned attribute `oid` of the only SignerInfo of the DER ContentInfo
-/// `ci_der`, and returns the new DER. The signature must re-encode byte for byte (so adding to
-/// it cannot break it): otherwise this refuses.
+/// `ci_der`, and `certs` to its certificates, and returns the new DER. The signature must
+/// re-encode byte for byte (so adding to it cannot break it): otherwise this refuses.
 pub fn add_unsigned_attr(ci_der: &[u8], oid: ObjectIdentifier, value: Any) -> Result<Vec<u8>> {
+    add_unsigned_attr_and_certs(ci_der, oid, value, &[])
+}
+
+/// [`add_unsigned_attr`], also adding `certs` (those not there yet) to the certificates.
+pub fn add_unsigned_attr_and_certs(
+    ci_der: &[u8],
+    oid: ObjectIdentifier,
+    value: Any,
+    certs: &[Certificate],
+) -> Result<Vec<u8>> {
     let ci = ContentInfo::from_der(ci_der).map_err(|e| malformed(format!("ContentInfo: {e}")))?;
     if ci.to_der()? != ci_der {
         return Err(malformed(
@@ -147,6 +157,16 @@ pub fn add_unsigned_attr(ci_der: &[u8], oid: ObjectIdentifier, value: Any) -> Re
     }
     info.unsigned_attrs = Some(SetOfVec::try_from(attrs)?);
     sd.signer_infos = SignerInfos(SetOfVec::try_from(infos)?);
+    if !certs.is_empty() {
+        let mut set = sd.certificates.take().map(|c| c.0).unwrap_or_default();
+        for c in certs {
+            let choice = CertificateChoices::Certificate(c.clone());
+            if !set.iter().any(|x| x == &choice) {
+                set.insert(choice)?;
+            }
+        }
+        sd.certificates = Some(CertificateSet(set));
+    }
     let out = ContentInfo {
         content_type: ci.content_type,
         content: Any::encode_from(&sd)?,
@@ -333,9 +353,8 @@ fn malformed(what: impl std::fmt::Display) -> Error {
     Error::MalformedSignature(what.to_string())
 }
 
-/// Finds the original bytes of the first SignerInfo's `[0] IMPLICIT` signed attributes in the
-/// SignedData content octets, and returns them re-tagged as a SET.
-fn raw_signed_attrs(signed_data_value: &[u8]) -> Result<Option<Vec<u8>>> {
+/// The SignerInfo SEQUENCEs (original bytes) of a SignedData, from its content octets.
+pub(crate) fn raw_signer_infos(signed_data_value: &[u8]) -> Result<Vec<Vec<u8>>> {
     let mut r = SliceReader::new(signed_data_value).map_err(malformed)?;
     let mut last = None;
     while !r.is_finished() {
@@ -346,8 +365,23 @@ fn raw_signed_attrs(signed_data_value: &[u8]) -> Result<Option<Vec<u8>>> {
         return Err(malformed("SignedData does not end with signerInfos"));
     }
     let mut r = SliceReader::new(infos.value()).map_err(malformed)?;
-    let first = AnyRef::decode(&mut r).map_err(malformed)?;
-    let mut r = SliceReader::new(first.value()).map_err(malformed)?;
+    let mut out = Vec::new();
+    while !r.is_finished() {
+        out.push(
+            AnyRef::decode(&mut r)
+                .map_err(malformed)?
+                .to_der()
+                .map_err(malformed)?,
+        );
+    }
+    Ok(out)
+}
+
+/// The original bytes of a SignerInfo's `[0] IMPLICIT` signed attributes, re-tagged as the
+/// SET OF that the signature covers.
+pub(crate) fn raw_signed_attrs_of(signer_info_der: &[u8]) -> Result<Option<Vec<u8>>> {
+    let info = AnyRef::from_der(signer_info_der).map_err(malformed)?;
+    let mut r = SliceReader::new(info.value()).map_err(malformed)?;
     while !r.is_finished() {
         let field = AnyRef::decode(&mut r).map_err(malformed)?;
         if field.tag()
@@ -361,6 +395,97 @@ fn raw_signed_attrs(signed_data_value: &[u8]) -> Result<Option<Vec<u8>>> {
         }
     }
     Ok(None)
+}
+
+/// Finds the original bytes of the first SignerInfo's signed attributes in the SignedData
+/// content octets, re-tagged as a SET.
+fn raw_signed_attrs(signed_data_value: &[u8]) -> Result<Option<Vec<u8>>> {
+    let infos = raw_signer_infos(signed_data_value)?;
+    let first = infos.first().ok_or_else(|| malformed("no SignerInfo"))?;
+    raw_signed_attrs_of(first)
+}
+
+/// Checks a CMS SignerInfo (from a time-stamp token or a countersignature): its
+/// messageDigest attribute equals the hash of `content`, its contentType attribute (when
+/// `content_type` is given) matches, and its signature over the **original** signed-attribute
+/// bytes verifies with `cert`'s key. Returns the digest algorithm used.
+pub fn verify_cms_signer(
+    info: &SignerInfo,
+    signed_attrs_der: &[u8],
+    content: &[u8],
+    content_type: Option<ObjectIdentifier>,
+    cert: &Certificate,
+) -> Result<DigestAlgorithm> {
+    let alg = DigestAlgorithm::from_oid(&info.digest_alg.oid).ok_or_else(|| {
+        malformed(format!(
+            "unsupported digest algorithm {}",
+            info.digest_alg.oid
+        ))
+    })?;
+    let attrs = info
+        .signed_attrs
+        .as_ref()
+        .ok_or_else(|| malformed("no signed attributes"))?;
+    let md: OctetString = single_attr(attrs, PKCS9_MESSAGE_DIGEST)?
+        .ok_or_else(|| malformed("no messageDigest attribute"))?
+        .decode_as()
+        .map_err(malformed)?;
+    if md.as_bytes() != alg.digest(content).as_slice() {
+        return Err(malformed(
+            "the messageDigest attribute does not match the content",
+        ));
+    }
+    if let Some(ct) = content_type {
+        let got: ObjectIdentifier = single_attr(attrs, PKCS9_CONTENT_TYPE)?
+            .ok_or_else(|| malformed("no contentType attribute"))?
+            .decode_as()
+            .map_err(malformed)?;
+        if got != ct {
+            return Err(malformed(format!(
+                "contentType attribute {got}, expected {ct}"
+            )));
+        }
+    }
+    let tbs = alg.digest(signed_attrs_der);
+    codeseal_signer::verify_prehash(
+        &cert.tbs_certificate.subject_public_key_info,
+        alg,
+        &tbs,
+        info.signature.as_bytes(),
+    )
+    .map_err(|e| malformed(format!("signature: {e}")))?;
+    Ok(alg)
+}
+
+/// The certificate a SignerInfo names, among `certs`.
+pub fn find_signer<'a>(
+    info: &SignerInfo,
+    mut certs: impl Iterator<Item = &'a Certificate>,
+) -> Option<&'a Certificate> {
+    match &info.sid {
+        SignerIdentifier::IssuerAndSerialNumber(ias) => certs.find(|c| {
+            c.tbs_certificate.issuer == ias.issuer
+                && c.tbs_certificate.serial_number == ias.serial_number
+        }),
+        SignerIdentifier::SubjectKeyIdentifier(skid) => certs.find(|c| {
+            c.tbs_certificate
+                .get::<x509_cert::ext::pkix::SubjectKeyIdentifier>()
+                .ok()
+                .flatten()
+                .is_some_and(|(_, k)| k.0 == skid.0)
+        }),
+    }
+}
+
+/// The certificates of a SignedData.
+pub fn certificates_of(sd: &SignedData) -> impl Iterator<Item = &Certificate> {
+    sd.certificates
+        .iter()
+        .flat_map(|s| s.0.iter())
+        .filter_map(|c| match c {
+            CertificateChoices::Certificate(c) => Some(c),
+            _ => None,
+        })
 }
 
 fn single_attr(attrs: &SignedAttributes, oid: ObjectIdentifier) -> Result<Option<&Any>> {
@@ -543,30 +668,22 @@ impl ParsedSignature {
 
     /// The embedded X.509 certificates.
     pub fn certificates(&self) -> impl Iterator<Item = &Certificate> {
-        self.signed_data
-            .certificates
-            .iter()
-            .flat_map(|s| s.0.iter())
-            .filter_map(|c| match c {
-                CertificateChoices::Certificate(c) => Some(c),
-                _ => None,
-            })
+        certificates_of(&self.signed_data)
     }
 
     /// The certificate the SignerInfo names (by issuer and serial, or subject key id).
     pub fn signer_certificate(&self) -> Option<&Certificate> {
-        match &self.signer_info.sid {
-            SignerIdentifier::IssuerAndSerialNumber(ias) => self.certificates().find(|c| {
-                c.tbs_certificate.issuer == ias.issuer
-                    && c.tbs_certificate.serial_number == ias.serial_number
-            }),
-            SignerIdentifier::SubjectKeyIdentifier(skid) => self.certificates().find(|c| {
-                c.tbs_certificate
-                    .get::<x509_cert::ext::pkix::SubjectKeyIdentifier>()
-                    .ok()
-                    .flatten()
-                    .is_some_and(|(_, k)| k.0 == skid.0)
-            }),
-        }
+        find_signer(&self.signer_info, self.certificates())
+    }
+
+    /// The unsigned attribute values with `oid`.
+    pub fn unsigned_values(&self, oid: ObjectIdentifier) -> Vec<&Any> {
+        self.signer_info
+            .unsigned_attrs
+            .iter()
+            .flat_map(|a| a.iter())
+            .filter(|a| a.oid == oid)
+            .flat_map(|a| a.values.iter())
+            .collect()
     }
 }

@@ -14,8 +14,9 @@ use codeseal_signer::{DigestAlgorithm, KeySigner, SignatureAlgorithm, SigningIde
 use crate::{
     error::{Error, Result},
     pagehash::page_hash_algorithm,
-    pkcs7::{nest_signature, OpusInfo, SignatureRequest},
+    pkcs7::{add_unsigned_attr_and_certs, nest_signature, OpusInfo, SignatureRequest},
     stage::{Existing, StagedImage},
+    timestamp::{TimestampOptions, UreqTransport},
 };
 
 /// How to sign.
@@ -35,6 +36,8 @@ pub struct SignOptions {
     pub force: bool,
     /// Allow SHA-1 (legacy).
     pub allow_sha1: bool,
+    /// Time-stamp the new signature (RFC 3161 or legacy). When it fails, nothing is written.
+    pub timestamp: Option<TimestampOptions>,
 }
 
 impl Default for SignOptions {
@@ -47,6 +50,7 @@ impl Default for SignOptions {
             page_hashes: false,
             force: false,
             allow_sha1: false,
+            timestamp: None,
         }
     }
 }
@@ -76,6 +80,7 @@ pub struct SignOutcome {
 pub struct PreparedSigning {
     staged: StagedImage,
     request: SignatureRequest,
+    timestamp: Option<TimestampOptions>,
 }
 
 fn check_algorithm(key: &dyn KeySigner, opts: &SignOptions) -> Result<SignatureAlgorithm> {
@@ -135,7 +140,11 @@ impl PreparedSigning {
             algorithm = %algorithm,
             "image hashed"
         );
-        Ok(Self { staged, request })
+        Ok(Self {
+            staged,
+            request,
+            timestamp: opts.timestamp.clone(),
+        })
     }
 
     /// The digest the key must sign, and with which algorithm.
@@ -158,7 +167,11 @@ impl PreparedSigning {
     /// Assembles the signature (nesting it when appending), writes it, checks the result and
     /// renames it over the output.
     pub fn finish(self, identity: &SigningIdentity, signature: &[u8]) -> Result<SignOutcome> {
-        let pkcs7 = self.request.assemble(identity.chain(), signature)?;
+        let mut pkcs7 = self.request.assemble(identity.chain(), signature)?;
+        if let Some(ts) = &self.timestamp {
+            let stamp = crate::timestamp::stamp(signature, ts, &UreqTransport)?;
+            pkcs7 = add_unsigned_attr_and_certs(&pkcs7, stamp.attr_oid, stamp.value, &stamp.certs)?;
+        }
         self.finish_with_pkcs7(pkcs7)
     }
 

@@ -12,6 +12,7 @@ use std::{
 };
 
 use codeseal_signer::{verify_prehash, DigestAlgorithm};
+use der::{Decode, Encode};
 use serde::Serialize;
 use x509_cert::Certificate;
 
@@ -56,6 +57,97 @@ impl CertSummary {
     }
 }
 
+/// A time stamp found on a signature.
+#[derive(Clone, Debug, Serialize)]
+pub struct TimestampReport {
+    /// RFC 3161 or legacy.
+    pub protocol: crate::timestamp::Protocol,
+    /// The time stamped (RFC 3339), if readable.
+    pub time: Option<String>,
+    /// The TSA certificate's subject.
+    pub tsa: Option<String>,
+    /// Whether the time stamp is valid for this signature (token signature, imprint, EKU).
+    pub valid: bool,
+    /// Why not, if not.
+    pub error: Option<String>,
+}
+
+fn rfc3339(t: &der::asn1::GeneralizedTime) -> String {
+    let d = t.to_date_time();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        d.year(),
+        d.month(),
+        d.day(),
+        d.hour(),
+        d.minutes(),
+        d.seconds()
+    )
+}
+
+fn check_timestamps(sig: &ParsedSignature) -> Vec<TimestampReport> {
+    use crate::timestamp::{legacy_signing_time, validate_token, Protocol};
+    let signature = sig.signer_info.signature.as_bytes();
+    let mut out = Vec::new();
+    for v in sig.unsigned_values(crate::spc::SPC_RFC3161_TIMESTAMP) {
+        let r = v.to_der().map_err(|e| e.to_string()).and_then(|der| {
+            // The imprint algorithm is the token's own; check the value against it.
+            let probe = validate_token(&der, None, None, None)?;
+            let alg = probe.imprint_algorithm.ok_or("unknown imprint algorithm")?;
+            if probe.imprint != alg.digest(signature) {
+                return Err(
+                    "the time stamp is for another signature (imprint mismatch)".to_string()
+                );
+            }
+            Ok(probe)
+        });
+        out.push(match r {
+            Ok(info) => TimestampReport {
+                protocol: Protocol::Rfc3161,
+                time: Some(rfc3339(&info.time)),
+                tsa: Some(info.tsa_subject),
+                valid: true,
+                error: None,
+            },
+            Err(e) => TimestampReport {
+                protocol: Protocol::Rfc3161,
+                time: None,
+                tsa: None,
+                valid: false,
+                error: Some(e),
+            },
+        });
+    }
+    for v in sig.unsigned_values(crate::spc::PKCS9_COUNTERSIGNATURE) {
+        let r = (|| -> std::result::Result<TimestampReport, String> {
+            let der = v.to_der().map_err(|e| e.to_string())?;
+            let info = cms::signed_data::SignerInfo::from_der(&der).map_err(|e| e.to_string())?;
+            let cert = crate::pkcs7::find_signer(&info, sig.certificates())
+                .ok_or("the TSA certificate is not in the signature")?;
+            let attrs = crate::pkcs7::raw_signed_attrs_of(&der)
+                .map_err(|e| e.to_string())?
+                .ok_or("no signed attributes")?;
+            crate::pkcs7::verify_cms_signer(&info, &attrs, signature, None, cert)
+                .map_err(|e| e.to_string())?;
+            Ok(TimestampReport {
+                protocol: Protocol::Legacy,
+                time: legacy_signing_time(&info).map(|t| rfc3339(&t)),
+                tsa: Some(cert.tbs_certificate.subject.to_string()),
+                valid: true,
+                error: None,
+            })
+        })();
+        out.push(r.unwrap_or_else(|e| TimestampReport {
+            protocol: Protocol::Legacy,
+            time: None,
+            tsa: None,
+            valid: false,
+            error: Some(e),
+        }));
+    }
+    out
+}
+
 /// The checks made on one signature.
 #[derive(Clone, Debug, Serialize)]
 pub struct SignatureReport {
@@ -66,6 +158,8 @@ pub struct SignatureReport {
     pub nested: bool,
     /// Page hashes: `None` when the signature has none, else whether they match.
     pub page_hashes_ok: Option<bool>,
+    /// Time stamps on this signature.
+    pub timestamps: Vec<TimestampReport>,
     /// Digest algorithm.
     pub digest_algorithm: DigestAlgorithm,
     /// The digest the signature carries, hex.
@@ -203,6 +297,16 @@ fn check_signature_at(index: String, sig: &ParsedSignature, computed: &[u8]) -> 
         nested: index.contains('.'),
         index,
         page_hashes_ok: None,
+        timestamps: {
+            let ts = check_timestamps(sig);
+            for t in ts.iter().filter(|t| !t.valid) {
+                errors.push(format!(
+                    "invalid time stamp: {}",
+                    t.error.clone().unwrap_or_default()
+                ));
+            }
+            ts
+        },
         digest_algorithm: alg,
         signed_digest: hex::encode(sig.image_digest()),
         computed_digest: hex::encode(computed),

@@ -81,6 +81,19 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Add a time stamp to the signature of a signed PE file.
+    Timestamp {
+        /// The signed file.
+        input: PathBuf,
+        /// Output (default: the input, replaced atomically).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Overwrite an existing output.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        ts: TimestampArgs,
+    },
     /// Make a PKCS#10 certificate signing request with a key (local, KMS or HSM).
     Csr(CsrArgs),
     /// Make a throwaway test PKI, sign a bundled sample PE with it and verify the result.
@@ -124,11 +137,58 @@ struct SignArgs {
     /// Overwrite an existing output file.
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    ts: TimestampArgs,
     /// The file to sign.
     input: PathBuf,
     /// Where to write the signed file (default: replace the input, atomically).
     #[arg(short, long)]
     output: Option<PathBuf>,
+}
+
+/// Time-stamp options (shared by `sign` and `timestamp`).
+#[derive(Args, Clone)]
+struct TimestampArgs {
+    /// RFC 3161 time-stamp server URL (repeat for fallbacks), like SignTool /tr, osslsigncode -ts.
+    #[arg(long = "ts", value_name = "URL")]
+    rfc3161: Vec<String>,
+    /// Legacy Authenticode time-stamp server URL (repeat for fallbacks), like SignTool /t.
+    #[arg(long = "legacy-ts", value_name = "URL", conflicts_with = "rfc3161")]
+    legacy: Vec<String>,
+    /// Attempts in all (at least one per URL).
+    #[arg(long, default_value_t = 3)]
+    ts_attempts: u32,
+    /// Seconds to wait before the first retry (doubles after each).
+    #[arg(long, default_value_t = 2.0)]
+    ts_retry_wait: f64,
+    /// Seconds before one request times out.
+    #[arg(long, default_value_t = 10.0)]
+    ts_timeout: f64,
+    /// Hash for the RFC 3161 message imprint.
+    #[arg(long, default_value = "sha256")]
+    ts_digest: DigestAlgorithm,
+}
+
+impl TimestampArgs {
+    fn options(&self) -> Option<codeseal_authenticode::timestamp::TimestampOptions> {
+        use codeseal_authenticode::timestamp::{Protocol, TimestampOptions};
+        let (urls, protocol) = if !self.rfc3161.is_empty() {
+            (self.rfc3161.clone(), Protocol::Rfc3161)
+        } else if !self.legacy.is_empty() {
+            (self.legacy.clone(), Protocol::Legacy)
+        } else {
+            return None;
+        };
+        Some(TimestampOptions {
+            urls,
+            protocol,
+            digest: self.ts_digest,
+            attempts: self.ts_attempts,
+            retry_wait: std::time::Duration::from_secs_f64(self.ts_retry_wait.max(0.0)),
+            timeout: std::time::Duration::from_secs_f64(self.ts_timeout.max(0.1)),
+            ..TimestampOptions::default()
+        })
+    }
 }
 
 #[derive(Args)]
@@ -205,6 +265,32 @@ fn main() -> ExitCode {
                 })
         }
         Command::Extract { input, output, pem } => cmd_extract(input, output, pem),
+        Command::Timestamp {
+            input,
+            output,
+            force,
+            ts,
+        } => (|| {
+            let opts = ts
+                .options()
+                .context("give a time-stamp server with --ts URL or --legacy-ts URL")?;
+            let out = output.unwrap_or_else(|| input.clone());
+            let stamp = codeseal_authenticode::manage::timestamp_file(
+                &input,
+                &out,
+                force,
+                &opts,
+                &codeseal_authenticode::timestamp::UreqTransport,
+            )
+            .with_context(|| format!("time-stamping {}", input.display()))?;
+            println!(
+                "time-stamped {} by {} ({})",
+                out.display(),
+                stamp.tsa,
+                stamp.url
+            );
+            Ok(ExitCode::SUCCESS)
+        })(),
         Command::Attach {
             input,
             signature,
@@ -316,6 +402,7 @@ fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
         page_hashes: a.page_hashes,
         force: a.force,
         allow_sha1: a.allow_sha1,
+        timestamp: a.ts.options(),
     };
     let out = sign_file(&id, &a.input, &output, &opts)
         .with_context(|| format!("signing {}", a.input.display()))?;
@@ -331,7 +418,11 @@ fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn print_report(r: &VerifyReport) {
     for s in &r.signatures {
-        println!("Signature {}:", s.index);
+        println!(
+            "Signature {}{}:",
+            s.index,
+            if s.nested { " (nested)" } else { "" }
+        );
         if let Some(signer) = &s.signer {
             println!("  Signer:              {}", signer.subject);
             println!("  Issuer:              {}", signer.issuer);
@@ -346,6 +437,18 @@ pub(crate) fn print_report(r: &VerifyReport) {
         println!("  Image digest:        {}", ok(s.image_digest_ok));
         println!("  Message digest:      {}", ok(s.message_digest_ok));
         println!("  Signature:           {}", ok(s.signature_ok));
+        if let Some(p) = s.page_hashes_ok {
+            println!("  Page hashes:         {}", ok(p));
+        }
+        for t in &s.timestamps {
+            println!(
+                "  Time stamp ({:?}):   {} {} by {}",
+                t.protocol,
+                ok(t.valid),
+                t.time.as_deref().unwrap_or("?"),
+                t.tsa.as_deref().unwrap_or("?")
+            );
+        }
         for e in &s.errors {
             println!("  error: {e}");
         }
