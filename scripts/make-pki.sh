@@ -18,6 +18,14 @@
 #   leaf-rsa2048-pkcs1.key  same key as leaf-rsa2048.key, "BEGIN RSA PRIVATE KEY"
 #   leaf-p256-sec1.key      same key as leaf-p256.key, "BEGIN EC PRIVATE KEY"
 #   other-root.pem other-root.key  an unrelated self-signed root (untrusted-root tests)
+#   tsa-root.pem tsa-root.key  separate self-signed time-stamping root CA (RSA-2048)
+#   tsa.{key,pem} + tsa-chain.pem  RSA-2048 TSA cert issued by tsa-root: CA:FALSE,
+#                           keyUsage critical digitalSignature,nonRepudiation,
+#                           EKU critical timeStamping; chain = tsa.pem then tsa-root.pem
+#   tsa-noncrit.{key,pem} + tsa-noncrit-chain.pem  same, but EKU timeStamping NOT
+#                           critical (fault case: RFC 3161 2.3 requires critical)
+#   leaf-expired.{key,pem} + leaf-expired-chain.pem  RSA-2048 codeSigning leaf from
+#                           the intermediate, valid 3 days ago .. 1 day ago (expired)
 #   openssl.cnf             the config used
 #   pki.txt                 list of the files above, one per line (written last)
 set -euo pipefail
@@ -106,6 +114,20 @@ keyUsage               = critical, digitalSignature
 extendedKeyUsage       = serverAuth
 subjectKeyIdentifier   = hash
 authorityKeyIdentifier = keyid:always
+
+[ v3_tsa ]
+basicConstraints       = CA:FALSE
+keyUsage               = critical, digitalSignature, nonRepudiation
+extendedKeyUsage       = critical, timeStamping
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid:always
+
+[ v3_tsa_noncrit ]
+basicConstraints       = CA:FALSE
+keyUsage               = critical, digitalSignature, nonRepudiation
+extendedKeyUsage       = timeStamping
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid:always
 EOF
 
 OSSL_CA=(openssl ca -batch -notext -config openssl.cnf -startdate "$START")
@@ -156,6 +178,27 @@ for leaf in "${LEAVES[@]}"; do
   cat "$leaf.pem" intermediate.pem >"$leaf-chain.pem"
 done
 
+# Time-stamping PKI: a separate root, a proper TSA (EKU timeStamping critical)
+# and a faulty one (EKU not critical).
+selfsigned_root tsa-root "/CN=codeseal Test TSA Root CA/$O"
+TSA_CERTS=(tsa tsa-noncrit)
+declare -A TSA_EXT=([tsa]=v3_tsa [tsa-noncrit]=v3_tsa_noncrit)
+for t in "${TSA_CERTS[@]}"; do
+  genkey "$t" rsa2048
+  csr "$t" "/CN=codeseal test TSA ($t)/$O"
+  issue "$t" tsa-root "${TSA_EXT[$t]}" "$END_LEAF"
+  cat "$t.pem" tsa-root.pem >"$t-chain.pem"
+done
+
+# Expired code-signing leaf: valid from 3 days ago until 1 day ago.
+genkey leaf-expired rsa2048
+csr leaf-expired "/CN=codeseal test signer (leaf-expired)/$O"
+openssl ca -batch -notext -config openssl.cnf -startdate "$(utc '3 days ago')" \
+  -enddate "$(utc '1 day ago')" -cert intermediate.pem -keyfile intermediate.key \
+  -extensions v3_codesign -in leaf-expired.csr -out leaf-expired.pem 2>leaf-expired.log \
+  || { cat leaf-expired.log >&2; die "signing leaf-expired failed"; }
+cat leaf-expired.pem intermediate.pem >leaf-expired-chain.pem
+
 # Alternative key encodings of the same keys.
 openssl rsa -in leaf-rsa2048.key -traditional -out leaf-rsa2048-pkcs1.key 2>/dev/null
 openssl ec -in leaf-p256.key -out leaf-p256-sec1.key 2>/dev/null
@@ -169,7 +212,7 @@ openssl pkcs12 -export -name "codeseal test signer (leaf-rsa2048)" \
 # --- self-checks -------------------------------------------------------------
 
 first_line() { head -n 1 "$1"; }
-for k in root intermediate other-root "${LEAVES[@]}"; do
+for k in root intermediate other-root "${LEAVES[@]}" tsa-root "${TSA_CERTS[@]}" leaf-expired; do
   [[ "$(first_line "$k.key")" == "-----BEGIN PRIVATE KEY-----" ]] || die "$k.key is not PKCS#8"
 done
 [[ "$(first_line leaf-rsa2048-pkcs1.key)" == "-----BEGIN RSA PRIVATE KEY-----" ]] || die "pkcs1 key has wrong format"
@@ -188,12 +231,43 @@ if openssl x509 -in leaf-serverauth.pem -noout -ext extendedKeyUsage | grep -q '
 fi
 openssl pkcs12 -in leaf-rsa2048.p12 -passin "file:p12-pass.txt" -noout || die "p12 does not open"
 
+# TSA certificates: chain to tsa-root only, EKU timeStamping (critical only for tsa).
+for t in "${TSA_CERTS[@]}"; do
+  openssl verify -CAfile tsa-root.pem "$t.pem" >/dev/null || die "$t does not chain to tsa-root"
+  if openssl verify -CAfile root.pem "$t.pem" >/dev/null 2>&1; then
+    die "$t unexpectedly chains to root"
+  fi
+  openssl x509 -in "$t.pem" -noout -ext extendedKeyUsage | grep -q 'Time Stamping' || die "$t EKU missing"
+  [[ "$(openssl x509 -in "$t-chain.pem" -noout -subject)" == "$(openssl x509 -in "$t.pem" -noout -subject)" ]] \
+    || die "$t-chain.pem does not start with $t.pem"
+done
+openssl verify -CAfile tsa-root.pem -purpose timestampsign tsa.pem >/dev/null || die "tsa not valid for timestampsign"
+openssl x509 -in tsa.pem -noout -ext extendedKeyUsage | grep -q 'critical' || die "tsa EKU not critical"
+if openssl x509 -in tsa-noncrit.pem -noout -ext extendedKeyUsage | grep -q 'critical'; then
+  die "tsa-noncrit EKU is critical"
+fi
+
+# Expired leaf: chains to root (ignoring time), but fails now as expired.
+# NB: root/intermediate are only valid from START (1 day ago), so there is no
+# earlier instant at which the whole chain is valid.
+openssl verify -CAfile root.pem -untrusted intermediate.pem -no_check_time \
+  leaf-expired.pem >/dev/null || die "leaf-expired does not chain to root"
+if openssl verify -CAfile root.pem -untrusted intermediate.pem leaf-expired.pem >leaf-expired.vlog 2>&1; then
+  die "leaf-expired is unexpectedly valid now"
+fi
+grep -q 'certificate has expired' leaf-expired.vlog || { cat leaf-expired.vlog >&2; die "leaf-expired: not 'expired'"; }
+openssl x509 -in leaf-expired.pem -noout -ext extendedKeyUsage | grep -q 'Code Signing' || die "leaf-expired EKU missing"
+
 # --- publish -------------------------------------------------------------------
 
 FILES=(openssl.cnf root.pem root.key intermediate.pem intermediate.key other-root.pem other-root.key
        leaf-rsa2048-pkcs1.key leaf-p256-sec1.key leaf-rsa2048.p12 p12-pass.txt)
 for leaf in "${LEAVES[@]}"; do
   FILES+=("$leaf.key" "$leaf.pem" "$leaf-chain.pem")
+done
+FILES+=(tsa-root.pem tsa-root.key)
+for f in "${TSA_CERTS[@]}" leaf-expired; do
+  FILES+=("$f.key" "$f.pem" "$f-chain.pem")
 done
 
 rm -f "$OUTDIR/pki.txt"
