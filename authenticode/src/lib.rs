@@ -31,6 +31,7 @@ pub mod pe;
 pub mod pkcs7;
 pub mod sign;
 pub mod spc;
+pub mod split;
 pub mod stage;
 pub mod timestamp;
 pub mod verify;

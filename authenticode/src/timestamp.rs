@@ -18,7 +18,7 @@ use der::{
 use serde::Serialize;
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::{ext::pkix::ExtendedKeyUsage, Certificate};
-use x509_tsp::{MessageImprint, TimeStampReq, TimeStampResp, TspVersion, TstInfo};
+use x509_tsp::{MessageImprint, TimeStampReq, TspVersion, TstInfo};
 
 use crate::{
     error::Error,
@@ -391,32 +391,29 @@ fn rfc3161_once(
         reason,
         hint: hint_legacy.clone(),
     };
-    let resp = TimeStampResp::from_der(&reply.body)
-        .map_err(|e| malformed(format!("TimeStampResp: {e}")))?;
-    let status = resp.status.status as u8;
+    let resp = Resp::from_der(&reply.body).map_err(|e| malformed(format!("TimeStampResp: {e}")))?;
+    let status = u8::try_from(resp.status.status).unwrap_or(u8::MAX);
     if status > 1 {
         let text = resp
             .status
             .status_string
             .as_ref()
-            .map(|s| {
-                format!(
-                    " ({})",
-                    s.iter()
-                        .map(|x| x.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )
-            })
+            .map(|s| format!(" ({})", s.join("; ")))
+            .unwrap_or_default();
+        let fail = resp
+            .status
+            .fail_info
+            .as_ref()
+            .map(|b| format!(" failInfo bits {}", hex::encode(b.raw_bytes())))
             .unwrap_or_default();
         return Err(TimestampError::Rejected {
             url: url.into(),
             status,
-            text,
+            text: text + &fail,
         });
     }
     let token = resp
-        .time_stamp_token
+        .token
         .ok_or_else(|| malformed("status granted but no token".into()))?;
     let token_der = token.to_der().map_err(|e| malformed(e.to_string()))?;
     let v = validate_token(
@@ -465,6 +462,24 @@ fn check_time(t: &GeneralizedTime, skew: Duration) -> std::result::Result<(), St
         ));
     }
     Ok(())
+}
+
+/// `TimeStampResp`, read leniently: x509-tsp's type rejects valid `failInfo` bit strings
+/// longer than its flag set, and a rejection must still be read to be reported.
+#[derive(Clone, Debug, Sequence)]
+struct Resp {
+    status: RespStatus,
+    #[asn1(optional = "true")]
+    token: Option<ContentInfo>,
+}
+
+#[derive(Clone, Debug, Sequence)]
+struct RespStatus {
+    status: u32,
+    #[asn1(optional = "true")]
+    status_string: Option<Vec<String>>,
+    #[asn1(optional = "true")]
+    fail_info: Option<der::asn1::BitString>,
 }
 
 /// What a valid RFC 3161 token says.

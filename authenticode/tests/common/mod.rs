@@ -154,3 +154,92 @@ pub fn osslsigncode_sign(input: &Path, output: &Path, leaf: &str, digest: &str) 
 pub fn sha256_file(p: &Path) -> Vec<u8> {
     codeseal_signer::DigestAlgorithm::Sha256.digest(&std::fs::read(p).expect("read"))
 }
+
+/// The base URL (`http://127.0.0.1:PORT`) of the project's local test TSA
+/// (`scripts/tsa-server.py`), started once per test process; it stops by itself when the
+/// test process is gone.
+pub fn tsa() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let e = env();
+        let work = tempfile::Builder::new()
+            .prefix("codeseal-tsa-")
+            .tempdir()
+            .expect("tmp")
+            .keep();
+        let port_file = work.join("port");
+        let log = std::fs::File::create(work.join("tsa.log")).expect("log");
+        // Kept for the life of the test process; the server exits when the process is gone.
+        static CHILD: OnceLock<std::sync::Mutex<std::process::Child>> = OnceLock::new();
+        let child = Command::new(&e.python)
+            .arg(workspace_root().join("scripts/tsa-server.py"))
+            .arg("--pki")
+            .arg(&e.pki)
+            .arg("--workdir")
+            .arg(&work)
+            .args(["--port", "0", "--slow-seconds", "20", "--exit-with-parent"])
+            .arg(std::process::id().to_string())
+            .arg("--port-file")
+            .arg(&port_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting scripts/tsa-server.py");
+        let _ = CHILD.set(std::sync::Mutex::new(child));
+        for _ in 0..100 {
+            if let Ok(p) = std::fs::read_to_string(&port_file) {
+                if !p.trim().is_empty() {
+                    return format!("http://127.0.0.1:{}", p.trim());
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "the test TSA did not start; see {}",
+            work.join("tsa.log").display()
+        );
+    })
+}
+
+/// `osslsigncode verify` with the TSA root trusted too; success requires the time-stamp
+/// line to say ok (osslsigncode exits 0 when only the TSA chain fails).
+pub fn osslsigncode_verify_ts(file: &Path) -> (bool, String) {
+    let o = Command::new("osslsigncode")
+        .args(["verify", "-CAfile"])
+        .arg(root())
+        .arg("-TSA-CAfile")
+        .arg(pki("tsa-root.pem"))
+        .arg("-in")
+        .arg(file)
+        .output()
+        .expect("osslsigncode");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ok = o.status.success()
+        && out.lines().any(|l| l.trim() == "Succeeded")
+        && out.contains("Timestamp Server Signature verification: ok")
+        && !out.contains("Timestamp Server Signature verification: failed");
+    (ok, out)
+}
+
+/// signify, trusting the test root and the TSA root.
+pub fn signify_verify_ts(file: &Path) -> (bool, String) {
+    let o = Command::new(&env().python)
+        .arg(workspace_root().join("scripts/signify-verify.py"))
+        .arg(file)
+        .arg("--trust")
+        .arg(root())
+        .arg("--trust")
+        .arg(pki("tsa-root.pem"))
+        .output()
+        .expect("python");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), out)
+}

@@ -81,7 +81,7 @@ pub(crate) fn check_request(
     Ok(())
 }
 
-impl dyn KeySigner {
+impl dyn KeySigner + '_ {
     /// Signs `digest` after checking the request (algorithm fits the key, digest length),
     /// then verifies the returned signature with the key's public key, so that a faulty or
     /// re-pointed remote key is caught before its signature is used.

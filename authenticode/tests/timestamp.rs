@@ -1,0 +1,181 @@
+//! Time stamps against the project's local TSA: good stamps pass osslsigncode (time-stamp
+//! line checked) and signify; every fault gives a clear error and writes nothing.
+mod common;
+
+use std::{path::Path, time::Duration};
+
+use codeseal_authenticode::{
+    manage::timestamp_file,
+    sign_file,
+    timestamp::{Protocol, TimestampOptions, UreqTransport},
+    verify_file, Error, SignOptions,
+};
+use codeseal_signer::DigestAlgorithm;
+use common::*;
+
+fn ts(routes: &[&str], protocol: Protocol) -> TimestampOptions {
+    TimestampOptions {
+        urls: routes.iter().map(|r| format!("{}{r}", tsa())).collect(),
+        protocol,
+        attempts: 3,
+        retry_wait: Duration::from_millis(50),
+        timeout: Duration::from_secs(3),
+        budget: Duration::from_secs(30),
+        ..TimestampOptions::default()
+    }
+}
+
+fn sign_ts(out: &Path, t: TimestampOptions) -> Result<(), Error> {
+    let o = SignOptions {
+        timestamp: Some(t),
+        ..SignOptions::default()
+    };
+    sign_file(&identity("leaf-rsa2048"), &fixture("pe64.exe"), out, &o).map(|_| ())
+}
+
+fn all_accept_with_timestamp(out: &Path, protocol: Protocol) {
+    let (ok, text) = osslsigncode_verify_ts(out);
+    assert!(ok, "osslsigncode:\n{text}");
+    let (ok, text) = signify_verify_ts(out);
+    assert!(ok, "signify:\n{text}");
+    let r = verify_file(out).expect("verify");
+    assert!(r.valid, "{r:#?}");
+    let t = &r.signatures[0].timestamps;
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(t[0].protocol, protocol);
+    assert!(t[0].valid && t[0].time.is_some(), "{t:?}");
+}
+
+#[test]
+fn rfc3161_and_legacy_stamps_pass_osslsigncode_and_signify() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let a = dir.path().join("rfc.exe");
+    sign_ts(&a, ts(&["/rfc3161"], Protocol::Rfc3161)).expect("rfc3161");
+    all_accept_with_timestamp(&a, Protocol::Rfc3161);
+    let b = dir.path().join("legacy.exe");
+    sign_ts(&b, ts(&["/legacy"], Protocol::Legacy)).expect("legacy");
+    all_accept_with_timestamp(&b, Protocol::Legacy);
+    // A SHA-384 imprint works too.
+    let c = dir.path().join("rfc384.exe");
+    sign_ts(
+        &c,
+        TimestampOptions {
+            digest: DigestAlgorithm::Sha384,
+            ..ts(&["/rfc3161"], Protocol::Rfc3161)
+        },
+    )
+    .expect("sha384 imprint");
+    all_accept_with_timestamp(&c, Protocol::Rfc3161);
+}
+
+#[test]
+fn every_fault_is_a_clear_error_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let before = sha256_file(&fixture("pe64.exe"));
+    let cases: &[(&str, Protocol, &str)] = &[
+        ("/fail500", Protocol::Rfc3161, "HTTP 500"),
+        ("/reject", Protocol::Rfc3161, "refused"),
+        ("/garbage", Protocol::Rfc3161, "malformed"),
+        ("/slow", Protocol::Rfc3161, "time"),
+        ("/wrongnonce", Protocol::Rfc3161, "nonce"),
+        ("/wrongimprint", Protocol::Rfc3161, "imprint"),
+        ("/noncritical", Protocol::Rfc3161, "not critical"),
+        ("/fail500", Protocol::Legacy, "HTTP 500"),
+        ("/garbage", Protocol::Legacy, "malformed"),
+        // Protocol mix-ups get a hint.
+        ("/legacy", Protocol::Rfc3161, "legacy"),
+        ("/rfc3161", Protocol::Legacy, "RFC 3161"),
+    ];
+    for (i, (route, proto, needle)) in cases.iter().enumerate() {
+        let out = dir.path().join(format!("{i}.exe"));
+        let mut t = ts(&[route], *proto);
+        t.attempts = 2;
+        t.timeout = Duration::from_secs(1);
+        let e = sign_ts(&out, t).expect_err(route);
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Timestamp(_)), "{route}: {msg}");
+        assert!(
+            msg.to_lowercase().contains(&needle.to_lowercase()),
+            "{route} ({proto:?}): expected {needle:?} in: {msg}"
+        );
+        assert!(!out.exists(), "{route}: an output was written");
+    }
+    assert_eq!(sha256_file(&fixture("pe64.exe")), before, "input modified");
+    let leftovers = std::fs::read_dir(dir.path()).expect("ls").count();
+    assert_eq!(leftovers, 0, "temp files left behind");
+}
+
+#[test]
+fn a_rejection_is_not_retried_but_transport_errors_fall_back_to_the_next_url() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Fallback: the first URL fails (500), the second answers.
+    let out = dir.path().join("fallback.exe");
+    sign_ts(&out, ts(&["/fail500", "/rfc3161"], Protocol::Rfc3161)).expect("fallback");
+    all_accept_with_timestamp(&out, Protocol::Rfc3161);
+    // Retry on the same URL: /flaky fails every other request.
+    let key = format!("/flaky/{}", std::process::id());
+    let out = dir.path().join("flaky.exe");
+    sign_ts(&out, ts(&[&key], Protocol::Rfc3161)).expect("retry");
+    all_accept_with_timestamp(&out, Protocol::Rfc3161);
+    // A validated rejection stops at once: one attempt, even with a good URL behind it.
+    let out = dir.path().join("rejected.exe");
+    let e = sign_ts(&out, ts(&["/reject", "/rfc3161"], Protocol::Rfc3161)).expect_err("rejected");
+    assert!(e.to_string().contains("refused"), "{e}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn timestamp_an_existing_signature_and_a_nested_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let signed = dir.path().join("s.exe");
+    sign_file(
+        &identity("leaf-p256"),
+        &fixture("pe32.exe"),
+        &signed,
+        &SignOptions::default(),
+    )
+    .expect("sign");
+    let stamped = dir.path().join("t.exe");
+    let stamp = timestamp_file(
+        &signed,
+        &stamped,
+        false,
+        &ts(&["/rfc3161"], Protocol::Rfc3161),
+        &UreqTransport,
+    )
+    .expect("timestamp");
+    assert!(stamp.tsa.contains("TSA") || !stamp.tsa.is_empty());
+    all_accept_with_timestamp(&stamped, Protocol::Rfc3161);
+    let e = timestamp_file(
+        &stamped,
+        &stamped,
+        false,
+        &ts(&["/rfc3161"], Protocol::Rfc3161),
+        &UreqTransport,
+    )
+    .expect_err("twice");
+    assert!(e.to_string().contains("already"), "{e}");
+    // Append a time-stamped SHA-256 signature to a SHA-1 one.
+    let dual = dir.path().join("dual.exe");
+    let o = SignOptions {
+        digest: DigestAlgorithm::Sha1,
+        allow_sha1: true,
+        ..SignOptions::default()
+    };
+    sign_file(&identity("leaf-rsa2048"), &fixture("pe64.exe"), &dual, &o).expect("sha1");
+    let o = SignOptions {
+        append: true,
+        timestamp: Some(ts(&["/rfc3161"], Protocol::Rfc3161)),
+        ..SignOptions::default()
+    };
+    sign_file(&identity("leaf-rsa2048"), &dual, &dual, &o).expect("append");
+    let (ok, text) = osslsigncode_verify_ts(&dual);
+    assert!(
+        ok && text.contains("Number of verified signatures: 2"),
+        "{text}"
+    );
+    let (ok, text) = signify_verify_ts(&dual);
+    assert!(ok, "{text}");
+    let r = verify_file(&dual).expect("v");
+    assert_eq!(r.signatures[1].timestamps.len(), 1);
+}
