@@ -94,6 +94,19 @@ enum Command {
         #[command(flatten)]
         ts: TimestampArgs,
     },
+    /// List the tokens and keys of a PKCS#11 module (logs in when a PIN is given through
+    /// CODESEAL_PKCS11_PIN / CODESEAL_PKCS11_PIN_FILE or --pin-file).
+    Keys {
+        /// The PKCS#11 module (e.g. /opt/cloudhsm/lib/libcloudhsm_pkcs11.so).
+        #[arg(long, env = "CODESEAL_PKCS11_MODULE")]
+        module: PathBuf,
+        /// Only this token (needed to log in when the module has several).
+        #[arg(long)]
+        token: Option<String>,
+        /// A file whose first line is the PIN (CloudHSM: USER:PASSWORD).
+        #[arg(long)]
+        pin_file: Option<PathBuf>,
+    },
     /// Make a PKCS#10 certificate signing request with a key (local, KMS or HSM).
     Csr(CsrArgs),
     /// Make a throwaway test PKI, sign a bundled sample PE with it and verify the result.
@@ -251,6 +264,11 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd_verify(a),
         Command::Info { file, json } => cmd_info(file, json),
         Command::Csr(a) => cmd_csr(a),
+        Command::Keys {
+            module,
+            token,
+            pin_file,
+        } => cmd_keys(module, token, pin_file),
         Command::Remove {
             input,
             output,
@@ -333,8 +351,9 @@ pub(crate) fn identity(
     key_uri: &str,
     cert: Option<&std::path::Path>,
 ) -> anyhow::Result<SigningIdentity> {
+    let shown = codeseal_keys::redact_uri(key_uri);
     let opened =
-        codeseal_keys::open_key(key_uri).with_context(|| format!("opening key {key_uri}"))?;
+        codeseal_keys::open_key(key_uri).with_context(|| format!("opening key {shown}"))?;
     let chain = match cert {
         Some(p) => codeseal_keys::load_certificates(p)?,
         None if !opened.chain.is_empty() => opened.chain.clone(),
@@ -345,8 +364,8 @@ pub(crate) fn identity(
 
 fn cmd_csr(a: CsrArgs) -> anyhow::Result<ExitCode> {
     use der::{Encode, EncodePem};
-    let opened =
-        codeseal_keys::open_key(&a.key).with_context(|| format!("opening key {}", a.key))?;
+    let shown = codeseal_keys::redact_uri(&a.key);
+    let opened = codeseal_keys::open_key(&a.key).with_context(|| format!("opening key {shown}"))?;
     let opts = codeseal_signer::csr::CsrOptions {
         digest: a.digest,
         code_signing_eku: a.eku_code_signing,
@@ -369,6 +388,53 @@ fn cmd_csr(a: CsrArgs) -> anyhow::Result<ExitCode> {
         }
         None if a.der => bail!("DER output needs -o FILE"),
         None => print!("{}", String::from_utf8_lossy(&bytes)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_keys(
+    module: PathBuf,
+    token: Option<String>,
+    pin_file: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use secrecy::SecretString;
+    let pin = match pin_file
+        .or_else(|| std::env::var_os(codeseal_pkcs11::PIN_FILE_ENV).map(PathBuf::from))
+    {
+        Some(f) => {
+            let text =
+                std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+            Some(SecretString::from(
+                text.lines().next().unwrap_or_default().to_string(),
+            ))
+        }
+        None => std::env::var(codeseal_pkcs11::PIN_ENV)
+            .ok()
+            .map(SecretString::from),
+    };
+    let tokens = codeseal_pkcs11::list_tokens_and_keys(&module, token.as_deref(), pin.as_ref())?;
+    for t in tokens {
+        println!(
+            "token {:?} serial {} slot {} ({} {}){}",
+            t.label,
+            t.serial,
+            t.slot_id,
+            t.manufacturer,
+            t.model,
+            if t.logged_in { ", logged in" } else { "" }
+        );
+        for k in t.keys {
+            println!(
+                "  {} {:<24} id {:<8} {}",
+                if k.private { "private" } else { "public " },
+                format!("{:?}", k.label),
+                k.id_hex(),
+                k.kind
+                    .map(|k| k.to_string())
+                    .unwrap_or_else(|| k.description.clone()),
+            );
+            println!("      {}", k.uri);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@
 //! | URI | backend |
 //! |---|---|
 //! | `file:/path/key.pem`, `file:///path/key.p12`, or a plain path | `codeseal-local` |
+//! | `pkcs11:token=..;object=..;id=%01?module-path=/lib.so&pin-source=file:/pin` (RFC 7512) | `codeseal-pkcs11` (feature `pkcs11`) |
 //!
 //! A password for an encrypted key or a PKCS#12 file is never part of the URI: it comes from
 //! `?password-env=VAR` (an environment variable), `?password-file=PATH` (a file, first line),
@@ -39,11 +40,15 @@ pub enum KeyError {
         reason: String,
     },
     /// The scheme names a backend this build does not include yet.
-    #[error("key URI scheme {0:?} is not supported by this build (supported: file:)")]
+    #[error("key URI scheme {0:?} is not supported by this build (supported: file:, pkcs11:)")]
     UnsupportedScheme(String),
     /// Loading a local key failed.
     #[error(transparent)]
     Local(#[from] LoadError),
+    /// Opening a PKCS#11 key failed.
+    #[cfg(feature = "pkcs11")]
+    #[error(transparent)]
+    Pkcs11(#[from] codeseal_pkcs11::Pkcs11Error),
     /// Reading the password failed.
     #[error("cannot read the key password: {0}")]
     Password(String),
@@ -112,6 +117,25 @@ fn split_query(rest: &str) -> (&str, Vec<(String, String)>) {
     }
 }
 
+/// `uri` with secret-bearing parameters (`pin-value`, `password`) masked, for messages and logs.
+pub fn redact_uri(uri: &str) -> String {
+    let mut out = String::with_capacity(uri.len());
+    let mut rest = uri;
+    while let Some(pos) = ["pin-value=", "password="]
+        .iter()
+        .filter_map(|k| rest.find(k).map(|p| p + k.len()))
+        .min()
+    {
+        out.push_str(&rest[..pos]);
+        out.push_str("***");
+        let tail = &rest[pos..];
+        let end = tail.find(['&', ';', '?']).unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Opens the key named by `uri`.
 pub fn open_key(uri: &str) -> Result<OpenedKey, KeyError> {
     let bad = |reason: &str| KeyError::BadUri {
@@ -145,6 +169,14 @@ pub fn open_key(uri: &str) -> Result<OpenedKey, KeyError> {
                 chain: loaded.chain,
             })
         }
+        #[cfg(feature = "pkcs11")]
+        "pkcs11" => {
+            let key = codeseal_pkcs11::open_uri(uri)?;
+            Ok(OpenedKey {
+                key: Arc::new(key),
+                chain: vec![],
+            })
+        }
         other => Err(KeyError::UnsupportedScheme(other.to_string())),
     }
 }
@@ -171,6 +203,19 @@ pub fn load_certificates(path: &Path) -> Result<Vec<Certificate>, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact_uri("pkcs11:object=a?module-path=/m.so&pin-value=1234&x=1"),
+            "pkcs11:object=a?module-path=/m.so&pin-value=***&x=1"
+        );
+        assert_eq!(redact_uri("file:/k.pem"), "file:/k.pem");
+        assert_eq!(
+            redact_uri("pkcs11:pin-value=9;object=b"),
+            "pkcs11:pin-value=***;object=b"
+        );
+    }
 
     #[test]
     fn uri_forms() {

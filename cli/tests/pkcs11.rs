@@ -1,0 +1,199 @@
+//! The CLI with keys made on a SoftHSM2 token (the stand-in for AWS CloudHSM): CSR from the
+//! token key, a certificate from the test CA, PE files signed through `pkcs11:` URIs and
+//! accepted by osslsigncode and signify.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("root")
+        .to_path_buf()
+}
+
+fn test_env() -> PathBuf {
+    let dir = std::env::var_os("CODESEAL_TEST_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/test-env"));
+    let st = Command::new("bash")
+        .arg(root().join("scripts/test-env.sh"))
+        .arg(&dir)
+        .status()
+        .expect("bash");
+    assert!(st.success());
+    dir
+}
+
+fn venv_python() -> PathBuf {
+    std::env::var_os("CODESEAL_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/codeseal/venv")
+        })
+        .join("bin/python")
+}
+
+#[test]
+fn sign_with_token_keys_through_pkcs11_uris() {
+    let env = test_env();
+    let pki = env.join("pki");
+    let hsm = Path::new(env!("CARGO_TARGET_TMPDIR")).join("softhsm-cli");
+    let o = run(Command::new("bash")
+        .arg(root().join("scripts/softhsm.sh"))
+        .arg("init")
+        .arg(&hsm));
+    assert!(
+        o.status.success(),
+        "softhsm.sh (run scripts/setup.sh): {}",
+        text(&o)
+    );
+    let conf = hsm.join("softhsm2.conf");
+    let pin = hsm.join("pin");
+    let module = "/usr/lib/softhsm/libsofthsm2.so";
+    let dir = tempfile::tempdir().expect("tmp");
+    let codeseal = |args: &[&str]| {
+        run(Command::new(env!("CARGO_BIN_EXE_codeseal"))
+            .args(args)
+            .env("SOFTHSM2_CONF", &conf)
+            .env_remove("CODESEAL_PKCS11_PIN"))
+    };
+    // keys: lists the token's keys after login.
+    let o = codeseal(&[
+        "keys",
+        "--module",
+        module,
+        "--token",
+        "codeseal-test",
+        "--pin-file",
+        pin.to_str().expect("utf8"),
+    ]);
+    assert!(
+        o.status.success() && text(&o).contains("rsa2048") && text(&o).contains("p256"),
+        "{}",
+        text(&o)
+    );
+
+    for (label, id) in [("rsa2048", "%01"), ("p256", "%03")] {
+        let uri = format!(
+            "pkcs11:token=codeseal-test;object={label};id={id}?module-path={module}&pin-source=file:{}",
+            pin.display()
+        );
+        // CSR with the token key, then a code-signing certificate from the test intermediate.
+        let csr = dir.path().join(format!("{label}.csr"));
+        let o = codeseal(&[
+            "csr",
+            "--key",
+            &uri,
+            "--subject",
+            &format!("CN=codeseal HSM {label}"),
+            "-o",
+            csr.to_str().expect("utf8"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let ext = dir.path().join("ext.cnf");
+        std::fs::write(&ext, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n")
+            .expect("write");
+        let cert = dir.path().join(format!("{label}.pem"));
+        let o = run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "30", "-sha256", "-in"])
+            .arg(&csr)
+            .arg("-CA")
+            .arg(pki.join("intermediate.pem"))
+            .arg("-CAkey")
+            .arg(pki.join("intermediate.key"))
+            .arg("-CAcreateserial")
+            .arg("-CAserial")
+            .arg(dir.path().join("serial"))
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(&cert));
+        assert!(o.status.success(), "{}", text(&o));
+        let chain = dir.path().join(format!("{label}-chain.pem"));
+        let mut c = std::fs::read(&cert).expect("cert");
+        c.extend(std::fs::read(pki.join("intermediate.pem")).expect("int"));
+        std::fs::write(&chain, c).expect("chain");
+
+        for fx in ["pe64.exe", "pe32.dll"] {
+            let out = dir.path().join(format!("{label}-{fx}"));
+            let o = codeseal(&[
+                "sign",
+                "--key",
+                &uri,
+                "--cert",
+                chain.to_str().expect("utf8"),
+                env.join("fixtures").join(fx).to_str().expect("utf8"),
+                "-o",
+                out.to_str().expect("utf8"),
+            ]);
+            assert!(o.status.success(), "{}", text(&o));
+            let o = run(Command::new("osslsigncode")
+                .args(["verify", "-CAfile"])
+                .arg(pki.join("root.pem"))
+                .arg("-in")
+                .arg(&out));
+            assert!(
+                o.status.success() && text(&o).contains("Succeeded"),
+                "osslsigncode: {}",
+                text(&o)
+            );
+            let o = run(Command::new(venv_python())
+                .arg(root().join("scripts/signify-verify.py"))
+                .arg(&out)
+                .arg("--trust")
+                .arg(pki.join("root.pem")));
+            assert!(o.status.success(), "signify: {}", text(&o));
+        }
+        // The certificate of another key is refused before anything is signed.
+        let other = pki.join("leaf-rsa2048-chain.pem");
+        let out = dir.path().join(format!("{label}-mismatch.exe"));
+        let o = codeseal(&[
+            "sign",
+            "--key",
+            &uri,
+            "--cert",
+            other.to_str().expect("utf8"),
+            env.join("fixtures/pe64.exe").to_str().expect("utf8"),
+            "-o",
+            out.to_str().expect("utf8"),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(
+            text(&o).contains("does not belong to this key"),
+            "{}",
+            text(&o)
+        );
+        assert!(!out.exists());
+    }
+    // pin-value in a URI is refused by default: no secrets on argv.
+    let o = codeseal(&[
+        "sign",
+        "--key",
+        &format!("pkcs11:token=codeseal-test;object=p256?module-path={module}&pin-value=1234"),
+        "--cert",
+        pki.join("leaf-p256-chain.pem").to_str().expect("utf8"),
+        env.join("fixtures/pe64.exe").to_str().expect("utf8"),
+        "-o",
+        dir.path().join("x.exe").to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        !text(&o).contains("1234"),
+        "the PIN was echoed: {}",
+        text(&o)
+    );
+}
