@@ -1,15 +1,14 @@
 //! `codeseal`: sign and verify Windows PE files (Authenticode) with local, KMS or HSM keys.
 #![forbid(unsafe_code)]
 
+mod batch;
 mod demo;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use codeseal_authenticode::{
-    pe::PeInfo, sign_file, verify::VerifyReport, verify_file, OpusInfo, SignOptions,
-};
+use codeseal_authenticode::{pe::PeInfo, verify::VerifyReport, verify_file, OpusInfo, SignOptions};
 use codeseal_signer::{DigestAlgorithm, SigningIdentity};
 
 #[derive(Parser)]
@@ -107,6 +106,71 @@ enum Command {
         #[arg(long)]
         pin_file: Option<PathBuf>,
     },
+    /// Split signing, step 1 (like SignTool /dg): hash a file and write what must be signed.
+    Digest {
+        /// The file to sign later.
+        input: PathBuf,
+        /// The certificate chain (leaf first) of the key that will sign.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Digest algorithm.
+        #[arg(long, default_value = "sha256")]
+        digest: DigestAlgorithm,
+        /// Program name.
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        /// More-info URL.
+        #[arg(long, short = 'i')]
+        url: Option<String>,
+        /// Include page hashes.
+        #[arg(long)]
+        page_hashes: bool,
+        /// The request file to write (JSON).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Split signing, step 2 (like SignTool /ds): sign a request, or a SignTool `.dig` file, with
+    /// only the key. Writes base64 of the signature (`.dig.signed` for SignTool).
+    SignDigest {
+        /// The key URI.
+        #[arg(long, env = "CODESEAL_KEY")]
+        key: String,
+        /// The request from `codeseal digest`, or a SignTool `.dig` file.
+        request: PathBuf,
+        /// Where to write the signature (default: REQUEST.sig, or X.dig.signed for X.dig).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Treat the input as a SignTool `.dig` file (automatic for the `.dig` extension).
+        #[arg(long)]
+        signtool: bool,
+        /// The digest algorithm of a `.dig` file (SignTool's /fd).
+        #[arg(long, default_value = "sha256")]
+        digest: DigestAlgorithm,
+    },
+    /// Split signing, step 3 (like SignTool /di): check the signature, assemble and attach it.
+    AttachDigestSignature {
+        /// The file the request was made from.
+        input: PathBuf,
+        /// The request from `codeseal digest`.
+        request: PathBuf,
+        /// The signature from `codeseal sign-digest` (base64).
+        signature: PathBuf,
+        /// The certificate chain, leaf first.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Output (default: the input, replaced atomically).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Replace an existing signature.
+        #[arg(long)]
+        replace: bool,
+        /// Nest into the existing signature.
+        #[arg(long)]
+        append: bool,
+        /// Overwrite an existing output.
+        #[arg(long)]
+        force: bool,
+    },
     /// Make a PKCS#10 certificate signing request with a key (local, KMS or HSM).
     Csr(CsrArgs),
     /// Make a throwaway test PKI, sign a bundled sample PE with it and verify the result.
@@ -152,11 +216,21 @@ struct SignArgs {
     force: bool,
     #[command(flatten)]
     ts: TimestampArgs,
-    /// The file to sign.
-    input: PathBuf,
-    /// Where to write the signed file (default: replace the input, atomically).
+    /// Files or directories to sign (directories: PE files inside; all levels with --recursive).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Where to write the signed file (one input only; default: replace the input, atomically).
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// Write signed files into this directory (same names) instead of replacing the inputs.
+    #[arg(long, conflicts_with = "output")]
+    out_dir: Option<PathBuf>,
+    /// Descend into subdirectories.
+    #[arg(short, long)]
+    recursive: bool,
+    /// Files signed at once (one key session shared by all).
+    #[arg(short, long, default_value_t = 4)]
+    jobs: usize,
 }
 
 /// Time-stamp options (shared by `sign` and `timestamp`).
@@ -264,6 +338,77 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd_verify(a),
         Command::Info { file, json } => cmd_info(file, json),
         Command::Csr(a) => cmd_csr(a),
+        Command::Digest {
+            input,
+            cert,
+            digest,
+            name,
+            url,
+            page_hashes,
+            output,
+        } => (|| {
+            let chain = codeseal_keys::load_certificates(&cert)?;
+            let leaf = chain.first().context("no certificate")?;
+            let req = codeseal_authenticode::split::make_request(
+                &input,
+                leaf,
+                digest,
+                &OpusInfo {
+                    program_name: name,
+                    url,
+                },
+                page_hashes,
+            )?;
+            std::fs::write(&output, serde_json::to_vec_pretty(&req)?)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!(
+                "wrote {} (sign its digest with `codeseal sign-digest`)",
+                output.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        })(),
+        Command::SignDigest {
+            key,
+            request,
+            output,
+            signtool,
+            digest,
+        } => cmd_sign_digest(&key, &request, output, signtool, digest),
+        Command::AttachDigestSignature {
+            input,
+            request,
+            signature,
+            cert,
+            output,
+            replace,
+            append,
+            force,
+        } => (|| {
+            use base64::Engine;
+            let req: codeseal_authenticode::split::DigestRequest = serde_json::from_slice(
+                &std::fs::read(&request)
+                    .with_context(|| format!("reading {}", request.display()))?,
+            )
+            .with_context(|| format!("{} is not a codeseal digest request", request.display()))?;
+            let text = std::fs::read_to_string(&signature)
+                .with_context(|| format!("reading {}", signature.display()))?;
+            let sig = base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .with_context(|| format!("{} is not base64", signature.display()))?;
+            let chain = codeseal_keys::load_certificates(&cert)?;
+            let out = output.unwrap_or_else(|| input.clone());
+            let opts = codeseal_authenticode::AttachOptions {
+                replace,
+                append,
+                force,
+            };
+            codeseal_authenticode::split::attach_request_signature(
+                &input, &req, &sig, &chain, &out, opts,
+            )
+            .with_context(|| format!("attaching the signature to {}", input.display()))?;
+            println!("signed {} -> {}", input.display(), out.display());
+            Ok(ExitCode::SUCCESS)
+        })(),
         Command::Keys {
             module,
             token,
@@ -392,6 +537,45 @@ fn cmd_csr(a: CsrArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn cmd_sign_digest(
+    key: &str,
+    request: &std::path::Path,
+    output: Option<PathBuf>,
+    signtool: bool,
+    digest: DigestAlgorithm,
+) -> anyhow::Result<ExitCode> {
+    use base64::Engine;
+    let shown = codeseal_keys::redact_uri(key);
+    let opened = codeseal_keys::open_key(key).with_context(|| format!("opening key {shown}"))?;
+    let bytes = std::fs::read(request).with_context(|| format!("reading {}", request.display()))?;
+    let is_dig = signtool
+        || request
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("dig"));
+    let (text, default_out) = if is_dig {
+        let sig =
+            codeseal_authenticode::split::sign_signtool_dig(opened.key.as_ref(), &bytes, digest)?;
+        (sig, PathBuf::from(format!("{}.signed", request.display())))
+    } else {
+        let req: codeseal_authenticode::split::DigestRequest = serde_json::from_slice(&bytes)
+            .with_context(|| {
+                format!(
+                    "{} is not a codeseal digest request (a SignTool .dig? pass --signtool)",
+                    request.display()
+                )
+            })?;
+        let sig = codeseal_authenticode::split::sign_request(opened.key.as_ref(), &req)?;
+        (
+            base64::engine::general_purpose::STANDARD.encode(sig),
+            PathBuf::from(format!("{}.sig", request.display())),
+        )
+    };
+    let out = output.unwrap_or(default_out);
+    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn cmd_keys(
     module: PathBuf,
     token: Option<String>,
@@ -456,7 +640,6 @@ fn cmd_extract(input: PathBuf, output: PathBuf, pem: bool) -> anyhow::Result<Exi
 
 fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
     let id = identity(&a.key, a.cert.as_deref())?;
-    let output = a.output.clone().unwrap_or_else(|| a.input.clone());
     let opts = SignOptions {
         digest: a.digest,
         opus: OpusInfo {
@@ -470,16 +653,30 @@ fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
         allow_sha1: a.allow_sha1,
         timestamp: a.ts.options(),
     };
-    let out = sign_file(&id, &a.input, &output, &opts)
-        .with_context(|| format!("signing {}", a.input.display()))?;
-    println!(
-        "signed {} -> {} ({}, digest {})",
-        a.input.display(),
-        out.output.display(),
-        out.signature_algorithm,
-        hex::encode(&out.image_digest)
-    );
-    Ok(ExitCode::SUCCESS)
+    let files = batch::collect_inputs(&a.inputs, a.recursive)?;
+    if a.output.is_some() && (files.len() != 1 || a.inputs.len() != 1) {
+        bail!("-o/--output takes one input file; use --out-dir for several");
+    }
+    let jobs: Vec<batch::Job> = files
+        .into_iter()
+        .map(|input| {
+            let output = match (&a.output, &a.out_dir) {
+                (Some(o), _) => o.clone(),
+                (None, Some(d)) => d.join(input.file_name().unwrap_or_default()),
+                (None, None) => input.clone(),
+            };
+            batch::Job { input, output }
+        })
+        .collect();
+    if let Some(d) = &a.out_dir {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let summary = batch::sign_all(&id, jobs, &opts, a.jobs);
+    Ok(if summary.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub(crate) fn print_report(r: &VerifyReport) {

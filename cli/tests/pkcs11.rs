@@ -158,6 +158,58 @@ fn sign_with_token_keys_through_pkcs11_uris() {
                 .arg(pki.join("root.pem")));
             assert!(o.status.success(), "signify: {}", text(&o));
         }
+        // Split signing with the token key: digest here, sign-digest with only the token,
+        // attach here.
+        let input = env.join("fixtures/pe64.exe");
+        let req = dir.path().join(format!("{label}.json"));
+        let o = codeseal(&[
+            "digest",
+            input.to_str().expect("utf8"),
+            "--cert",
+            chain.to_str().expect("utf8"),
+            "-o",
+            req.to_str().expect("utf8"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let sig = dir.path().join(format!("{label}.sig"));
+        let o = codeseal(&[
+            "sign-digest",
+            "--key",
+            &uri,
+            req.to_str().expect("utf8"),
+            "-o",
+            sig.to_str().expect("utf8"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let out = dir.path().join(format!("{label}-split.exe"));
+        let o = codeseal(&[
+            "attach-digest-signature",
+            input.to_str().expect("utf8"),
+            req.to_str().expect("utf8"),
+            sig.to_str().expect("utf8"),
+            "--cert",
+            chain.to_str().expect("utf8"),
+            "-o",
+            out.to_str().expect("utf8"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let o = run(Command::new("osslsigncode")
+            .args(["verify", "-CAfile"])
+            .arg(pki.join("root.pem"))
+            .arg("-in")
+            .arg(&out));
+        assert!(
+            o.status.success() && text(&o).contains("Succeeded"),
+            "osslsigncode (split): {}",
+            text(&o)
+        );
+        let o = run(Command::new(venv_python())
+            .arg(root().join("scripts/signify-verify.py"))
+            .arg(&out)
+            .arg("--trust")
+            .arg(pki.join("root.pem")));
+        assert!(o.status.success(), "signify (split): {}", text(&o));
+
         // The certificate of another key is refused before anything is signed.
         let other = pki.join("leaf-rsa2048-chain.pem");
         let out = dir.path().join(format!("{label}-mismatch.exe"));
