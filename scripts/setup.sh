@@ -165,6 +165,10 @@ else
 fi
 # Cheap; keeps things right even if someone reinstalled oscrypto by hand.
 fix_oscrypto
+# moto 5.2.5 signs KMS MessageType=DIGEST wrongly; teach the venv copy the AWS behaviour
+# (active only in a moto_server started with MOTO_KMS_DIGEST=aws, as scripts/moto.sh does).
+# Idempotent and cheap: a no-op once the marker is in place.
+"$VENV/bin/python" "$(dirname "${BASH_SOURCE[0]}")/patch-moto.py" "$VENV" >&2
 
 # --- checks ------------------------------------------------------------------
 
@@ -188,6 +192,7 @@ check "pkcs11-tool (opensc) present" command -v pkcs11-tool
 check "sbsign present" command -v sbsign
 check "libengine-pkcs11-openssl installed" pkg_installed libengine-pkcs11-openssl
 check "venv python imports signify ($VENV)" "$VENV/bin/python" -c "$PY_IMPORT_CHECK"
+check "moto patched for KMS MessageType=DIGEST" grep -rqF "codeseal: KMS Sign MessageType=DIGEST" "$VENV"/lib/python3*/site-packages/moto/kms/responses.py
 
 if [[ $fail -ne 0 ]]; then
   log "some checks failed"

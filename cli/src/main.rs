@@ -190,9 +190,10 @@ struct SignArgs {
     /// PEM file with the certificate chain, leaf first (optional with a PKCS#12 key).
     #[arg(long, env = "CODESEAL_CERT")]
     cert: Option<PathBuf>,
-    /// Digest algorithm: sha256 (default), sha384, sha512, or sha1 with --allow-sha1.
-    #[arg(long, default_value = "sha256")]
-    digest: DigestAlgorithm,
+    /// Digest algorithm: sha256 (the default; sha384 for P-384 keys), sha384, sha512, or sha1
+    /// with --allow-sha1.
+    #[arg(long)]
+    digest: Option<DigestAlgorithm>,
     /// Allow SHA-1 (legacy).
     #[arg(long)]
     allow_sha1: bool,
@@ -286,9 +287,9 @@ struct CsrArgs {
     /// The subject, RFC 4514 style: "CN=Example Ltd,O=Example Ltd,L=City,C=US".
     #[arg(long)]
     subject: String,
-    /// Digest for the request's signature.
-    #[arg(long, default_value = "sha256")]
-    digest: DigestAlgorithm,
+    /// Digest for the request's signature (default sha256; sha384 for P-384 keys).
+    #[arg(long)]
+    digest: Option<DigestAlgorithm>,
     /// Request the codeSigning extended key usage.
     #[arg(long)]
     eku_code_signing: bool,
@@ -512,7 +513,7 @@ fn cmd_csr(a: CsrArgs) -> anyhow::Result<ExitCode> {
     let shown = codeseal_keys::redact_uri(&a.key);
     let opened = codeseal_keys::open_key(&a.key).with_context(|| format!("opening key {shown}"))?;
     let opts = codeseal_signer::csr::CsrOptions {
-        digest: a.digest,
+        digest: a.digest.unwrap_or(opened.key.key_kind().default_digest()),
         code_signing_eku: a.eku_code_signing,
         digital_signature_key_usage: a.key_usage,
     };
@@ -641,7 +642,7 @@ fn cmd_extract(input: PathBuf, output: PathBuf, pem: bool) -> anyhow::Result<Exi
 fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
     let id = identity(&a.key, a.cert.as_deref())?;
     let opts = SignOptions {
-        digest: a.digest,
+        digest: a.digest.unwrap_or(id.key().key_kind().default_digest()),
         opus: OpusInfo {
             program_name: a.name,
             url: a.url,

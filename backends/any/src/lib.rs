@@ -6,6 +6,7 @@
 //! | URI | backend |
 //! |---|---|
 //! | `file:/path/key.pem`, `file:///path/key.p12`, or a plain path | `codeseal-local` |
+//! | `awskms:///alias/NAME`, `awskms://HOST:PORT/KEY`, `arn:aws:kms:...` | `codeseal-kms` (feature `kms`) |
 //! | `pkcs11:token=..;object=..;id=%01?module-path=/lib.so&pin-source=file:/pin` (RFC 7512) | `codeseal-pkcs11` (feature `pkcs11`) |
 //!
 //! A password for an encrypted key or a PKCS#12 file is never part of the URI: it comes from
@@ -40,7 +41,9 @@ pub enum KeyError {
         reason: String,
     },
     /// The scheme names a backend this build does not include yet.
-    #[error("key URI scheme {0:?} is not supported by this build (supported: file:, pkcs11:)")]
+    #[error(
+        "key URI scheme {0:?} is not supported by this build (supported: file:, pkcs11:, awskms:)"
+    )]
     UnsupportedScheme(String),
     /// Loading a local key failed.
     #[error(transparent)]
@@ -49,6 +52,10 @@ pub enum KeyError {
     #[cfg(feature = "pkcs11")]
     #[error(transparent)]
     Pkcs11(#[from] codeseal_pkcs11::Pkcs11Error),
+    /// Opening an AWS KMS key failed.
+    #[cfg(feature = "kms")]
+    #[error(transparent)]
+    Kms(#[from] codeseal_kms::KmsError),
     /// Reading the password failed.
     #[error("cannot read the key password: {0}")]
     Password(String),
@@ -172,6 +179,18 @@ pub fn open_key(uri: &str) -> Result<OpenedKey, KeyError> {
         #[cfg(feature = "pkcs11")]
         "pkcs11" => {
             let key = codeseal_pkcs11::open_uri(uri)?;
+            Ok(OpenedKey {
+                key: Arc::new(key),
+                chain: vec![],
+            })
+        }
+        #[cfg(feature = "kms")]
+        "awskms" | "arn" => {
+            let key_ref = codeseal_kms::KmsKeyRef::parse(uri)?;
+            let key = codeseal_kms::KmsKey::connect_blocking(
+                &key_ref,
+                &codeseal_kms::KmsOptions::default(),
+            )?;
             Ok(OpenedKey {
                 key: Arc::new(key),
                 chain: vec![],

@@ -133,6 +133,15 @@ impl KeyKind {
         !matches!((self, digest), (Self::EcP384, DigestAlgorithm::Sha1))
     }
 
+    /// The digest codeseal uses with this key when none is asked for: SHA-384 for P-384
+    /// (what AWS KMS offers for it), SHA-256 otherwise.
+    pub fn default_digest(self) -> DigestAlgorithm {
+        match self {
+            Self::EcP384 => DigestAlgorithm::Sha384,
+            _ => DigestAlgorithm::Sha256,
+        }
+    }
+
     /// Whether this is an RSA key.
     pub fn is_rsa(self) -> bool {
         matches!(self, Self::Rsa { .. })
