@@ -37,7 +37,7 @@ pub enum Error {
     #[error("malformed certificate table: {0}")]
     CertTable(String),
     /// The file is already signed and the caller did not ask to replace the signature.
-    #[error("the file is already signed; use --replace to replace its signature (or --append, later, to add one)")]
+    #[error("the file is already signed; use --replace to replace its signature or --append to add a nested one")]
     AlreadySigned,
     /// The file has no signature.
     #[error("the file is not signed")]

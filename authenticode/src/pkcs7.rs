@@ -345,6 +345,10 @@ pub struct ParsedSignature {
     pub signed_attrs_der: Vec<u8>,
     /// Length of the DER ContentInfo; bytes after it in the entry are padding.
     pub der_len: usize,
+    /// Bytes after the DER inside the entry (at most 7 zero bytes are expected).
+    pub trailing_len: usize,
+    /// Whether any of those bytes is non-zero.
+    pub trailing_nonzero: bool,
     /// Structural notes that do not make the signature unreadable.
     pub notes: Vec<String>,
 }
@@ -625,6 +629,8 @@ impl ParsedSignature {
             signer_info,
             signed_attrs_der,
             der_len,
+            trailing_len: trailing.len(),
+            trailing_nonzero: trailing.iter().any(|&b| b != 0),
             notes,
         })
     }

@@ -280,8 +280,18 @@ pub fn stamp(
     let mut wait = opts.retry_wait;
     let mut last = None;
     let mut made = 0;
+    // A URL that failed in a way retrying cannot fix (HTTP 4xx, an invalid token) is not
+    // tried again; the others still are.
+    let mut dead = vec![false; opts.urls.len()];
     for i in 0..attempts {
-        let Some(url) = opts.urls.get(i as usize % opts.urls.len()) else {
+        let n = opts.urls.len();
+        let Some(idx) = (0..n)
+            .map(|k| (i as usize + k) % n)
+            .find(|&k| !dead.get(k).copied().unwrap_or(true))
+        else {
+            break;
+        };
+        let Some(url) = opts.urls.get(idx) else {
             break;
         };
         if i > 0 {
@@ -305,9 +315,16 @@ pub fn stamp(
             Err(e) => {
                 tracing::warn!(url = %url, error = %e, attempt = i + 1, "time stamp attempt failed");
                 let retry = e.retriable();
+                let rejected = matches!(e, TimestampError::Rejected { .. });
                 last = Some(e);
-                if !retry {
+                if rejected {
+                    // A validated refusal: the TSA answered properly and said no.
                     break;
+                }
+                if !retry {
+                    if let Some(d) = dead.get_mut(idx) {
+                        *d = true;
+                    }
                 }
             }
         }
@@ -799,8 +816,8 @@ fn legacy_once(
     })
 }
 
-/// Legacy TSA certificates carry timeStamping; criticality is not required there.
-fn check_legacy_eku(cert: &Certificate) -> std::result::Result<(), String> {
+/// Legacy TSA certificates must carry timeStamping; criticality is not required there.
+pub fn check_legacy_eku(cert: &Certificate) -> std::result::Result<(), String> {
     match check_tsa_eku(cert) {
         Ok(()) => Ok(()),
         Err(e) if e.contains("not critical") => Ok(()),

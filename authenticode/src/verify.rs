@@ -1,10 +1,11 @@
 //! Verification as a library: a typed report for every signature in a file.
 //!
-//! This first verifier recomputes the image digest (one streamed pass for all digest
-//! algorithms in use), compares it with each signature's SpcIndirectData digest, checks the
-//! messageDigest attribute, and checks the PKCS#7 signature over the **original** signed
-//! attribute bytes with the embedded signer certificate. Chain building, EKU and time
-//! stamps slot into [`SignatureReport`] later.
+//! The verifier walks every WIN_CERTIFICATE entry and nested signature (depth-capped),
+//! recomputes the image digest and page hashes in one streamed pass for all algorithms in
+//! use, compares them with each signature's, checks the messageDigest attribute, the PKCS#7
+//! signature over the **original** signed-attribute bytes with the embedded signer
+//! certificate, and the time stamps (RFC 3161 tokens and legacy countersignatures).
+//! Chain building to trust anchors and EKU/KU policy slot into [`SignatureReport`] next.
 use std::{
     fs::File,
     io::{BufReader, Read, Seek, SeekFrom},
@@ -288,7 +289,23 @@ fn check_signature_at(index: String, sig: &ParsedSignature, computed: &[u8]) -> 
             }
         }
     };
-    let mut warnings = sig.notes.clone();
+    // Unhashed bytes inside the entry after the signature (CVE-2013-3900 shape): Windows'
+    // strict mode and careful verifiers refuse them.
+    if sig.trailing_len > 7 || sig.trailing_nonzero {
+        errors.push(format!(
+            "{} unsigned bytes{} follow the signature inside its WIN_CERTIFICATE entry (at most 7 zero bytes of padding are allowed; CVE-2013-3900)",
+            sig.trailing_len,
+            if sig.trailing_nonzero { ", not all zero," } else { "" }
+        ));
+    }
+    let mut warnings: Vec<String> = sig
+        .notes
+        .iter()
+        .filter(|n| {
+            !n.contains("follow the signature") && !n.contains("padding bytes after the signature")
+        })
+        .cloned()
+        .collect();
     if alg.is_weak() {
         warnings.push(format!("weak digest algorithm {alg}"));
     }
@@ -392,6 +409,7 @@ pub fn verify<R: Read + Seek>(r: &mut R) -> Result<VerifyReport> {
         }
     }
     let mut page_algs: Vec<DigestAlgorithm> = page_tables.iter().map(|(_, a, _)| *a).collect();
+    page_algs.sort_by_key(|a| a.output_len());
     page_algs.dedup();
     let mut hashers = Vec::new();
     for a in &page_algs {

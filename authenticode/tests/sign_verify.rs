@@ -371,6 +371,28 @@ fn damaged_real_files_give_typed_errors() {
     b[t.offset as usize + 8] = 0x04;
     let r = verify(&mut Cursor::new(&b)).expect("report");
     assert!(!r.valid && !r.errors.is_empty());
+    // Bytes smuggled inside the WIN_CERTIFICATE after the PKCS#7 (CVE-2013-3900 shape), with
+    // dwLength and the Security entry grown to cover them: invalid in ours, as in signify.
+    let mut b = bytes.clone();
+    let t = pe.cert_table.expect("table");
+    let extra = [0x41u8; 16];
+    b.extend_from_slice(&extra);
+    let start = t.offset as usize;
+    let len = u32::from_le_bytes(b[start..start + 4].try_into().expect("4")) + extra.len() as u32;
+    b[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    let dir_at = pe.security_dir_offset as usize;
+    b[dir_at + 4..dir_at + 8].copy_from_slice(&(t.size as u32 + extra.len() as u32).to_le_bytes());
+    let smuggled = dir.path().join("smuggled.exe");
+    fs::write(&smuggled, &b).expect("write");
+    let r = verify(&mut Cursor::new(&b)).expect("report");
+    assert!(!r.valid, "smuggled bytes accepted: {r:#?}");
+    assert!(
+        r.signatures[0]
+            .errors
+            .iter()
+            .any(|e| e.contains("CVE-2013-3900")),
+        "{r:#?}"
+    );
     // Unsigned file: NotSigned.
     assert!(matches!(
         verify_file(&fixture("pe64.exe")),

@@ -117,6 +117,10 @@ fn a_rejection_is_not_retried_but_transport_errors_fall_back_to_the_next_url() {
     let out = dir.path().join("flaky.exe");
     sign_ts(&out, ts(&[&key], Protocol::Rfc3161)).expect("retry");
     all_accept_with_timestamp(&out, Protocol::Rfc3161);
+    // A URL speaking the other protocol (HTTP 4xx) is dropped; the next URL is used.
+    let out = dir.path().join("wrong-then-good.exe");
+    sign_ts(&out, ts(&["/legacy", "/rfc3161"], Protocol::Rfc3161)).expect("4xx then good");
+    all_accept_with_timestamp(&out, Protocol::Rfc3161);
     // A validated rejection stops at once: one attempt, even with a good URL behind it.
     let out = dir.path().join("rejected.exe");
     let e = sign_ts(&out, ts(&["/reject", "/rfc3161"], Protocol::Rfc3161)).expect_err("rejected");

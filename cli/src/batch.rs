@@ -70,6 +70,21 @@ pub fn collect_inputs(inputs: &[PathBuf], recursive: bool) -> anyhow::Result<Vec
     Ok(out)
 }
 
+/// Refuses two jobs writing the same output (e.g. same names in different directories with
+/// --out-dir).
+pub fn check_distinct_outputs(work: &[Job]) -> anyhow::Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for j in work {
+        if !seen.insert(j.output.clone()) {
+            bail!(
+                "two inputs would be written to {} (same file name in different directories?)",
+                j.output.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Signs every job with `jobs` worker threads sharing `identity`.
 pub fn sign_all(
     identity: &SigningIdentity,
@@ -136,6 +151,9 @@ pub fn sign_all(
             summary.failed,
             start.elapsed()
         );
+    }
+    if let Some(calls) = codeseal_keys::remote_call_summary() {
+        println!("{calls}");
     }
     summary
 }

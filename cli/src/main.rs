@@ -71,7 +71,7 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Replace an existing signature.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "append")]
         replace: bool,
         /// Nest into the existing signature.
         #[arg(long)]
@@ -113,9 +113,12 @@ enum Command {
         /// The certificate chain (leaf first) of the key that will sign.
         #[arg(long)]
         cert: PathBuf,
-        /// Digest algorithm.
-        #[arg(long, default_value = "sha256")]
-        digest: DigestAlgorithm,
+        /// Digest algorithm (default sha256; sha384 for P-384 keys).
+        #[arg(long)]
+        digest: Option<DigestAlgorithm>,
+        /// Allow SHA-1 (legacy).
+        #[arg(long)]
+        allow_sha1: bool,
         /// Program name.
         #[arg(long, short = 'n')]
         name: Option<String>,
@@ -162,7 +165,7 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Replace an existing signature.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "append")]
         replace: bool,
         /// Nest into the existing signature.
         #[arg(long)]
@@ -183,8 +186,9 @@ enum Command {
 
 #[derive(Args)]
 struct SignArgs {
-    /// The key: `file:/path/key.pem`, a PKCS#12 `file:/path/id.p12`, or a plain path.
-    /// Passwords come from CODESEAL_KEY_PASSWORD / CODESEAL_KEY_PASSWORD_FILE, never argv.
+    /// The key: `file:/path/key.pem` (or `.p12`, or a plain path), `awskms:///alias/NAME`,
+    /// a KMS key ARN, or an RFC 7512 `pkcs11:` URI. Passwords and PINs come from the
+    /// environment or files (CODESEAL_KEY_PASSWORD[_FILE], pin-source=...), never argv.
     #[arg(long, env = "CODESEAL_KEY")]
     key: String,
     /// PEM file with the certificate chain, leaf first (optional with a PKCS#12 key).
@@ -343,6 +347,7 @@ fn main() -> ExitCode {
             input,
             cert,
             digest,
+            allow_sha1,
             name,
             url,
             page_hashes,
@@ -350,6 +355,11 @@ fn main() -> ExitCode {
         } => (|| {
             let chain = codeseal_keys::load_certificates(&cert)?;
             let leaf = chain.first().context("no certificate")?;
+            let kind = codeseal_signer::key_kind_of(&leaf.tbs_certificate.subject_public_key_info)?;
+            let digest = digest.unwrap_or(kind.default_digest());
+            if digest.is_weak() && !allow_sha1 {
+                bail!("SHA-1 is weak; pass --allow-sha1 to use it (legacy dual signing)");
+            }
             let req = codeseal_authenticode::split::make_request(
                 &input,
                 leaf,
@@ -505,7 +515,34 @@ pub(crate) fn identity(
         None if !opened.chain.is_empty() => opened.chain.clone(),
         None => bail!("--cert is required (the key file carries no certificate)"),
     };
+    warn_about_leaf(chain.first());
     Ok(SigningIdentity::new(Arc::clone(&opened.key), chain)?)
+}
+
+/// Warns (does not refuse) when the signing certificate is outside its validity or lacks the
+/// codeSigning extended key usage: verifiers will reject such signatures.
+fn warn_about_leaf(leaf: Option<&x509_cert::Certificate>) {
+    let Some(leaf) = leaf else { return };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let v = &leaf.tbs_certificate.validity;
+    if now < v.not_before.to_unix_duration() || now > v.not_after.to_unix_duration() {
+        eprintln!(
+            "codeseal: warning: the signing certificate is not valid now ({} to {}); without a time stamp inside that period the signature will not verify",
+            v.not_before, v.not_after
+        );
+    }
+    let eku = leaf
+        .tbs_certificate
+        .get::<x509_cert::ext::pkix::ExtendedKeyUsage>()
+        .ok()
+        .flatten();
+    if let Some((_, eku)) = eku {
+        if !eku.0.contains(&codeseal_signer::csr::ID_KP_CODE_SIGNING) {
+            eprintln!("codeseal: warning: the signing certificate lacks the codeSigning extended key usage");
+        }
+    }
 }
 
 fn cmd_csr(a: CsrArgs) -> anyhow::Result<ExitCode> {
@@ -669,6 +706,7 @@ fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
             batch::Job { input, output }
         })
         .collect();
+    batch::check_distinct_outputs(&jobs)?;
     if let Some(d) = &a.out_dir {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }

@@ -124,6 +124,22 @@ fn split_query(rest: &str) -> (&str, Vec<(String, String)>) {
     }
 }
 
+/// A line about remote-key calls made by this process so far (AWS KMS: DescribeKey,
+/// GetPublicKey and Sign counts), or `None` when no remote key was used.
+pub fn remote_call_summary() -> Option<String> {
+    #[cfg(feature = "kms")]
+    {
+        let c = codeseal_kms::call_counts();
+        if c.describe_key + c.get_public_key + c.sign > 0 {
+            return Some(format!(
+                "AWS KMS calls: {} DescribeKey, {} GetPublicKey, {} Sign",
+                c.describe_key, c.get_public_key, c.sign
+            ));
+        }
+    }
+    None
+}
+
 /// `uri` with secret-bearing parameters (`pin-value`, `password`) masked, for messages and logs.
 pub fn redact_uri(uri: &str) -> String {
     let mut out = String::with_capacity(uri.len());
