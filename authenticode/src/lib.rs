@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 #![deny(clippy::indexing_slicing)]
 
+pub mod chain;
 pub mod digest;
 mod error;
 pub mod manage;

@@ -5,11 +5,13 @@
 //! use, compares them with each signature's, checks the messageDigest attribute, the PKCS#7
 //! signature over the **original** signed-attribute bytes with the embedded signer
 //! certificate, and the time stamps (RFC 3161 tokens and legacy countersignatures).
-//! Chain building to trust anchors and EKU/KU policy slot into [`SignatureReport`] next.
+//! With trust anchors ([`VerifyOptions`]), each signer chain is built and checked (signatures,
+//! validity at the time-stamp time, CA constraints, codeSigning/timeStamping EKU, key usage).
 use std::{
     fs::File,
     io::{BufReader, Read, Seek, SeekFrom},
     path::Path,
+    time::Duration,
 };
 
 use codeseal_signer::{verify_prehash, DigestAlgorithm};
@@ -18,6 +20,7 @@ use serde::Serialize;
 use x509_cert::Certificate;
 
 use crate::{
+    chain::{ChainReport, Purpose},
     digest::stream_image_with_pages,
     error::{Error, Result},
     pagehash::PageHasher,
@@ -65,11 +68,16 @@ pub struct TimestampReport {
     pub protocol: crate::timestamp::Protocol,
     /// The time stamped (RFC 3339), if readable.
     pub time: Option<String>,
+    /// The time stamped, seconds since the Unix epoch.
+    pub time_unix: Option<u64>,
     /// The TSA certificate's subject.
     pub tsa: Option<String>,
-    /// Whether the time stamp is valid for this signature (token signature, imprint, EKU).
+    /// Whether the time stamp is valid for this signature (token signature, imprint,
+    /// ESSCertID, EKU; and, when TSA trust anchors are given, the TSA chain).
     pub valid: bool,
-    /// Why not, if not.
+    /// The TSA chain, when trust anchors were given.
+    pub chain: Option<ChainReport>,
+    /// Why not valid, if not.
     pub error: Option<String>,
 }
 
@@ -86,8 +94,48 @@ fn rfc3339(t: &der::asn1::GeneralizedTime) -> String {
     )
 }
 
-fn check_timestamps(sig: &ParsedSignature) -> Vec<TimestampReport> {
-    use crate::timestamp::{legacy_signing_time, validate_token, Protocol};
+struct FoundStamp {
+    report: TimestampReport,
+    tsa: Option<(Certificate, Vec<Certificate>)>,
+}
+
+fn stamp_ok(
+    protocol: crate::timestamp::Protocol,
+    time: Option<der::asn1::GeneralizedTime>,
+    tsa: Certificate,
+    pool: Vec<Certificate>,
+) -> FoundStamp {
+    FoundStamp {
+        report: TimestampReport {
+            protocol,
+            time: time.as_ref().map(rfc3339),
+            time_unix: time.map(|t| t.to_unix_duration().as_secs()),
+            tsa: Some(tsa.tbs_certificate.subject.to_string()),
+            valid: true,
+            chain: None,
+            error: None,
+        },
+        tsa: Some((tsa, pool)),
+    }
+}
+
+fn stamp_bad(protocol: crate::timestamp::Protocol, e: String) -> FoundStamp {
+    FoundStamp {
+        report: TimestampReport {
+            protocol,
+            time: None,
+            time_unix: None,
+            tsa: None,
+            valid: false,
+            chain: None,
+            error: Some(e),
+        },
+        tsa: None,
+    }
+}
+
+fn check_timestamps(sig: &ParsedSignature) -> Vec<FoundStamp> {
+    use crate::timestamp::{check_legacy_eku, legacy_signing_time, validate_token, Protocol};
     let signature = sig.signer_info.signature.as_bytes();
     let mut out = Vec::new();
     for v in sig.unsigned_values(crate::spc::SPC_RFC3161_TIMESTAMP) {
@@ -103,24 +151,17 @@ fn check_timestamps(sig: &ParsedSignature) -> Vec<TimestampReport> {
             Ok(probe)
         });
         out.push(match r {
-            Ok(info) => TimestampReport {
-                protocol: Protocol::Rfc3161,
-                time: Some(rfc3339(&info.time)),
-                tsa: Some(info.tsa_subject),
-                valid: true,
-                error: None,
-            },
-            Err(e) => TimestampReport {
-                protocol: Protocol::Rfc3161,
-                time: None,
-                tsa: None,
-                valid: false,
-                error: Some(e),
-            },
+            Ok(info) => stamp_ok(
+                Protocol::Rfc3161,
+                Some(info.time),
+                info.tsa_cert,
+                info.certs,
+            ),
+            Err(e) => stamp_bad(Protocol::Rfc3161, e),
         });
     }
     for v in sig.unsigned_values(crate::spc::PKCS9_COUNTERSIGNATURE) {
-        let r = (|| -> std::result::Result<TimestampReport, String> {
+        let r = (|| -> std::result::Result<FoundStamp, String> {
             let der = v.to_der().map_err(|e| e.to_string())?;
             let info = cms::signed_data::SignerInfo::from_der(&der).map_err(|e| e.to_string())?;
             let cert = crate::pkcs7::find_signer(&info, sig.certificates())
@@ -130,23 +171,139 @@ fn check_timestamps(sig: &ParsedSignature) -> Vec<TimestampReport> {
                 .ok_or("no signed attributes")?;
             crate::pkcs7::verify_cms_signer(&info, &attrs, signature, None, cert)
                 .map_err(|e| e.to_string())?;
-            Ok(TimestampReport {
-                protocol: Protocol::Legacy,
-                time: legacy_signing_time(&info).map(|t| rfc3339(&t)),
-                tsa: Some(cert.tbs_certificate.subject.to_string()),
-                valid: true,
-                error: None,
-            })
+            check_legacy_eku(cert)?;
+            Ok(stamp_ok(
+                Protocol::Legacy,
+                legacy_signing_time(&info),
+                cert.clone(),
+                sig.certificates().cloned().collect(),
+            ))
         })();
-        out.push(r.unwrap_or_else(|e| TimestampReport {
-            protocol: Protocol::Legacy,
-            time: None,
-            tsa: None,
-            valid: false,
-            error: Some(e),
-        }));
+        out.push(r.unwrap_or_else(|e| stamp_bad(Protocol::Legacy, e)));
     }
     out
+}
+
+/// Verification policy. The default checks integrity only (digests and signatures); give
+/// trust anchors to check chains, key usage and validity too.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyOptions {
+    /// Roots trusted for code signing. Empty: chains are not checked (reported as such).
+    pub trust_anchors: Vec<Certificate>,
+    /// Roots trusted for time stamping; when empty, `trust_anchors` are used.
+    pub tsa_anchors: Vec<Certificate>,
+    /// Check validity at this time (seconds since the Unix epoch) instead of the time stamp's
+    /// time or now.
+    pub at_time: Option<u64>,
+    /// Fail a signature that has no valid time stamp.
+    pub require_timestamp: bool,
+    /// Do not use time stamps: check validity at `at_time` or now.
+    pub ignore_timestamp: bool,
+    /// Treat SHA-1 signatures as invalid (by default they are accepted with a warning, as
+    /// osslsigncode and Windows' dual-signing support do).
+    pub reject_sha1: bool,
+    /// Require the signer certificate's hash to be this (algorithm, digest).
+    pub require_leaf_hash: Option<(DigestAlgorithm, Vec<u8>)>,
+}
+
+fn now_unix() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Applies the policy to one signature's report: time stamps' TSA chains, the signer chain at
+/// the right time, leaf pin, weak digests, required time stamp.
+fn apply_policy(
+    report: &mut SignatureReport,
+    sig: &ParsedSignature,
+    stamps: &[FoundStamp],
+    opts: &VerifyOptions,
+) {
+    let checking_chains = !opts.trust_anchors.is_empty();
+    let tsa_anchors = if opts.tsa_anchors.is_empty() {
+        &opts.trust_anchors
+    } else {
+        &opts.tsa_anchors
+    };
+    let mut stamp_time = None;
+    for (st, rep) in stamps.iter().zip(report.timestamps.iter_mut()) {
+        if let (Some((tsa, pool)), true) = (&st.tsa, checking_chains) {
+            let at = rep
+                .time_unix
+                .map(Duration::from_secs)
+                .unwrap_or_else(now_unix);
+            let chain =
+                crate::chain::verify_chain(tsa, pool, tsa_anchors, at, Purpose::TimeStamping);
+            if !chain.trusted {
+                rep.valid = false;
+                rep.error = Some(format!("TSA chain: {}", chain.errors.join("; ")));
+            }
+            rep.chain = Some(chain);
+        }
+        if rep.valid && stamp_time.is_none() {
+            stamp_time = rep.time_unix;
+        }
+    }
+    let at = match (opts.at_time, opts.ignore_timestamp) {
+        (Some(t), _) => Duration::from_secs(t),
+        (None, false) => stamp_time.map(Duration::from_secs).unwrap_or_else(now_unix),
+        (None, true) => now_unix(),
+    };
+    if checking_chains {
+        match sig.signer_certificate() {
+            Some(leaf) => {
+                let pool: Vec<Certificate> = sig.certificates().cloned().collect();
+                let chain = crate::chain::verify_chain(
+                    leaf,
+                    &pool,
+                    &opts.trust_anchors,
+                    at,
+                    Purpose::CodeSigning,
+                );
+                if !chain.trusted {
+                    report
+                        .errors
+                        .extend(chain.errors.iter().map(|e| format!("chain: {e}")));
+                }
+                report.chain = Some(chain);
+            }
+            None => report.errors.push("chain: no signer certificate".into()),
+        }
+    }
+    if let Some((alg, want)) = &opts.require_leaf_hash {
+        let got = sig
+            .signer_certificate()
+            .and_then(|c| der::Encode::to_der(c).ok())
+            .map(|d| alg.digest(&d));
+        if got.as_deref() != Some(want.as_slice()) {
+            report.errors.push(format!(
+                "the signer certificate is not the required one ({alg} pin)"
+            ));
+        }
+    }
+    if report.digest_algorithm.is_weak() {
+        let m = format!("weak digest algorithm {}", report.digest_algorithm);
+        if opts.reject_sha1 {
+            report.errors.push(m);
+        } else {
+            report.warnings.push(m);
+        }
+    }
+    if opts.require_timestamp && !report.timestamps.iter().any(|t| t.valid) {
+        report
+            .errors
+            .push("no valid time stamp, and one is required".into());
+    }
+    for t in report.timestamps.iter().filter(|t| !t.valid) {
+        let e = format!(
+            "invalid time stamp: {}",
+            t.error.clone().unwrap_or_default()
+        );
+        if !report.errors.contains(&e) {
+            report.errors.push(e);
+        }
+    }
 }
 
 /// The checks made on one signature.
@@ -161,6 +318,8 @@ pub struct SignatureReport {
     pub page_hashes_ok: Option<bool>,
     /// Time stamps on this signature.
     pub timestamps: Vec<TimestampReport>,
+    /// The signer's chain to a trust anchor (`None` when no anchors were given).
+    pub chain: Option<ChainReport>,
     /// Digest algorithm.
     pub digest_algorithm: DigestAlgorithm,
     /// The digest the signature carries, hex.
@@ -218,8 +377,13 @@ pub struct VerifyReport {
 
 /// Verifies the Authenticode signatures of the file at `path`.
 pub fn verify_file(path: &Path) -> Result<VerifyReport> {
+    verify_file_with(path, &VerifyOptions::default())
+}
+
+/// Verifies the file at `path` under the policy `opts`.
+pub fn verify_file_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
     let f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    verify(&mut BufReader::with_capacity(64 << 10, f))
+    verify_with(&mut BufReader::with_capacity(64 << 10, f), opts)
 }
 
 /// Reads the certificate table bytes of `pe`.
@@ -298,7 +462,7 @@ fn check_signature_at(index: String, sig: &ParsedSignature, computed: &[u8]) -> 
             if sig.trailing_nonzero { ", not all zero," } else { "" }
         ));
     }
-    let mut warnings: Vec<String> = sig
+    let warnings: Vec<String> = sig
         .notes
         .iter()
         .filter(|n| {
@@ -306,24 +470,16 @@ fn check_signature_at(index: String, sig: &ParsedSignature, computed: &[u8]) -> 
         })
         .cloned()
         .collect();
-    if alg.is_weak() {
-        warnings.push(format!("weak digest algorithm {alg}"));
-    }
     let opus = sig.opus_info();
     SignatureReport {
         nested: index.contains('.'),
         index,
         page_hashes_ok: None,
-        timestamps: {
-            let ts = check_timestamps(sig);
-            for t in ts.iter().filter(|t| !t.valid) {
-                errors.push(format!(
-                    "invalid time stamp: {}",
-                    t.error.clone().unwrap_or_default()
-                ));
-            }
-            ts
-        },
+        timestamps: check_timestamps(sig)
+            .into_iter()
+            .map(|f| f.report)
+            .collect(),
+        chain: None,
         digest_algorithm: alg,
         signed_digest: hex::encode(sig.image_digest()),
         computed_digest: hex::encode(computed),
@@ -347,6 +503,11 @@ fn check_signature_at(index: String, sig: &ParsedSignature, computed: &[u8]) -> 
 
 /// Verifies the Authenticode signatures of the PE file in `r`.
 pub fn verify<R: Read + Seek>(r: &mut R) -> Result<VerifyReport> {
+    verify_with(r, &VerifyOptions::default())
+}
+
+/// Verifies the Authenticode signatures of the PE file in `r` under the policy `opts`.
+pub fn verify_with<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<VerifyReport> {
     let pe = PeInfo::read(r)?;
     let table = read_cert_table(r, &pe)?;
     let mut errors = Vec::new();
@@ -451,6 +612,7 @@ pub fn verify<R: Read + Seek>(r: &mut R) -> Result<VerifyReport> {
         .map(|(i, p)| {
             let computed = pass.digest(p.digest_algorithm).unwrap_or_default();
             let mut report = check_signature_at(i.clone(), p, computed);
+            apply_policy(&mut report, p, &check_timestamps(p), opts);
             if let Some((_, alg, table)) = page_tables.iter().find(|(idx, _, _)| idx == i) {
                 let ok = computed_pages.iter().any(|(a, t)| a == alg && t == table);
                 report.page_hashes_ok = Some(ok);

@@ -318,6 +318,80 @@ struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Trusted root certificates (PEM, repeatable). Without it only integrity is checked.
+    #[arg(long, value_name = "ROOTS.pem")]
+    trust: Vec<PathBuf>,
+    /// Trusted roots for time-stamp authorities (default: the --trust roots).
+    #[arg(long, value_name = "ROOTS.pem")]
+    tsa_trust: Vec<PathBuf>,
+    /// Check validity at this time (Unix seconds or YYYY-MM-DDTHH:MM:SSZ) instead of the
+    /// time stamp's time or now.
+    #[arg(long)]
+    time: Option<String>,
+    /// Require the signer certificate to be this one: ALG:HEX (e.g. sha256:ab12...).
+    #[arg(long, value_name = "ALG:HEX")]
+    require_leaf_hash: Option<String>,
+    /// Fail signatures without a valid time stamp.
+    #[arg(long, conflicts_with = "ignore_timestamp")]
+    require_timestamp: bool,
+    /// Ignore time stamps (check validity now or at --time).
+    #[arg(long)]
+    ignore_timestamp: bool,
+    /// Treat SHA-1 signatures as invalid.
+    #[arg(long)]
+    reject_sha1: bool,
+}
+
+fn parse_time(s: &str) -> anyhow::Result<u64> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    let t: der::DateTime = s
+        .trim_end_matches('Z')
+        .parse::<der::DateTime>()
+        .map_err(|_| {
+            anyhow::anyhow!("--time {s:?}: expected Unix seconds or YYYY-MM-DDTHH:MM:SSZ")
+        })?;
+    Ok(t.unix_duration().as_secs())
+}
+
+impl VerifyArgs {
+    fn options(&self) -> anyhow::Result<codeseal_authenticode::verify::VerifyOptions> {
+        let load = |files: &[PathBuf]| -> anyhow::Result<Vec<x509_cert::Certificate>> {
+            let mut v = Vec::new();
+            for f in files {
+                v.extend(codeseal_keys::load_certificates(f)?);
+            }
+            Ok(v)
+        };
+        let leaf = match &self.require_leaf_hash {
+            None => None,
+            Some(spec) => {
+                let (alg, hex_digest) = spec
+                    .split_once(':')
+                    .context("--require-leaf-hash takes ALG:HEX")?;
+                let alg: DigestAlgorithm = alg.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+                let bytes = hex::decode(hex_digest.replace(':', ""))
+                    .context("--require-leaf-hash: bad hex")?;
+                if bytes.len() != alg.output_len() {
+                    bail!(
+                        "--require-leaf-hash: a {alg} hash has {} bytes",
+                        alg.output_len()
+                    );
+                }
+                Some((alg, bytes))
+            }
+        };
+        Ok(codeseal_authenticode::verify::VerifyOptions {
+            trust_anchors: load(&self.trust)?,
+            tsa_anchors: load(&self.tsa_trust)?,
+            at_time: self.time.as_deref().map(parse_time).transpose()?,
+            require_timestamp: self.require_timestamp,
+            ignore_timestamp: self.ignore_timestamp,
+            reject_sha1: self.reject_sha1,
+            require_leaf_hash: leaf,
+        })
+    }
 }
 
 fn init_logging(verbose: u8) {
@@ -742,6 +816,14 @@ pub(crate) fn print_report(r: &VerifyReport) {
         if let Some(p) = s.page_hashes_ok {
             println!("  Page hashes:         {}", ok(p));
         }
+        match &s.chain {
+            Some(c) => println!(
+                "  Chain:               {} ({})",
+                ok(c.trusted),
+                c.path.join(" <- ")
+            ),
+            None => println!("  Chain:               not checked (no --trust given)"),
+        }
         for t in &s.timestamps {
             println!(
                 "  Time stamp ({:?}):   {} {} by {}",
@@ -768,7 +850,8 @@ pub(crate) fn print_report(r: &VerifyReport) {
 }
 
 fn cmd_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let report = match verify_file(&a.file) {
+    let opts = a.options()?;
+    let report = match codeseal_authenticode::verify::verify_file_with(&a.file, &opts) {
         Ok(r) => r,
         Err(e) => {
             if a.json {

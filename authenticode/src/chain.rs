@@ -1,0 +1,236 @@
+//! Certificate chains: from a signer certificate, through the certificates a signature
+//! carries, to caller-given trust anchors — each link's signature checked, validity at the
+//! time that matters, CA basic constraints and key usage on issuers, and the leaf's purpose.
+//!
+//! This is a careful, small path builder for the Authenticode case (a handful of
+//! certificates, depth-capped), not a general RFC 5280 implementation: no name constraints,
+//! policies or revocation (CRL/OCSP) yet; those are reported as not checked.
+use std::time::Duration;
+
+use codeseal_signer::{verify_prehash, DigestAlgorithm};
+use const_oid::{db::rfc5912, ObjectIdentifier};
+use der::Encode;
+use serde::Serialize;
+use x509_cert::{
+    ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages},
+    Certificate,
+};
+
+/// The longest chain followed.
+pub const MAX_DEPTH: usize = 8;
+
+/// id-kp-codeSigning.
+pub const CODE_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.3");
+/// id-kp-timeStamping.
+pub const TIME_STAMPING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8");
+/// anyExtendedKeyUsage.
+pub const ANY_EKU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37.0");
+
+/// What a chain was checked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Code signing (the Authenticode signer).
+    CodeSigning,
+    /// Time stamping (a TSA).
+    TimeStamping,
+}
+
+/// The outcome of building and checking a chain.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChainReport {
+    /// Subjects from the leaf to the trust anchor, when a chain was found.
+    pub path: Vec<String>,
+    /// Whether the chain ends at a trust anchor and every check passed.
+    pub trusted: bool,
+    /// Why not.
+    pub errors: Vec<String>,
+}
+
+fn digest_of_sig_alg(oid: &ObjectIdentifier) -> Option<DigestAlgorithm> {
+    Some(match *oid {
+        rfc5912::SHA_256_WITH_RSA_ENCRYPTION | rfc5912::ECDSA_WITH_SHA_256 => {
+            DigestAlgorithm::Sha256
+        }
+        rfc5912::SHA_384_WITH_RSA_ENCRYPTION | rfc5912::ECDSA_WITH_SHA_384 => {
+            DigestAlgorithm::Sha384
+        }
+        rfc5912::SHA_512_WITH_RSA_ENCRYPTION | rfc5912::ECDSA_WITH_SHA_512 => {
+            DigestAlgorithm::Sha512
+        }
+        rfc5912::SHA_1_WITH_RSA_ENCRYPTION => DigestAlgorithm::Sha1,
+        _ if oid.to_string() == "1.2.840.10045.4.1" => DigestAlgorithm::Sha1,
+        _ => return None,
+    })
+}
+
+/// Whether `issuer`'s key signed `cert`.
+pub fn issued_by(cert: &Certificate, issuer: &Certificate) -> Result<(), String> {
+    if cert.tbs_certificate.issuer != issuer.tbs_certificate.subject {
+        return Err("issuer name differs".into());
+    }
+    let alg = digest_of_sig_alg(&cert.signature_algorithm.oid).ok_or_else(|| {
+        format!(
+            "unsupported certificate signature algorithm {}",
+            cert.signature_algorithm.oid
+        )
+    })?;
+    let tbs = cert.tbs_certificate.to_der().map_err(|e| e.to_string())?;
+    let sig = cert
+        .signature
+        .as_bytes()
+        .ok_or("certificate signature has unused bits")?;
+    verify_prehash(
+        &issuer.tbs_certificate.subject_public_key_info,
+        alg,
+        &alg.digest(&tbs),
+        sig,
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn same(a: &Certificate, b: &Certificate) -> bool {
+    a.to_der().ok() == b.to_der().ok()
+}
+
+fn valid_at(c: &Certificate, t: Duration) -> bool {
+    let v = &c.tbs_certificate.validity;
+    t >= v.not_before.to_unix_duration() && t <= v.not_after.to_unix_duration()
+}
+
+fn subject(c: &Certificate) -> String {
+    c.tbs_certificate.subject.to_string()
+}
+
+fn check_issuer_ca(c: &Certificate) -> Result<(), String> {
+    match c.tbs_certificate.get::<BasicConstraints>() {
+        Ok(Some((_, bc))) if bc.ca => {}
+        Ok(_) => {
+            return Err(format!(
+                "{} is used as an issuer but is not a CA",
+                subject(c)
+            ))
+        }
+        Err(e) => return Err(format!("{}: bad basic constraints: {e}", subject(c))),
+    }
+    if let Ok(Some((_, ku))) = c.tbs_certificate.get::<KeyUsage>() {
+        if !ku.0.contains(KeyUsages::KeyCertSign) {
+            return Err(format!(
+                "{} may not sign certificates (key usage)",
+                subject(c)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the leaf's purpose: extended key usage (when present) must allow `purpose`, and
+/// key usage (when present) must allow digitalSignature.
+pub fn check_leaf_purpose(leaf: &Certificate, purpose: Purpose) -> Result<(), String> {
+    let want = match purpose {
+        Purpose::CodeSigning => CODE_SIGNING,
+        Purpose::TimeStamping => TIME_STAMPING,
+    };
+    match leaf.tbs_certificate.get::<ExtendedKeyUsage>() {
+        Ok(Some((_, eku))) => {
+            let allowed = eku.0.contains(&want)
+                || (purpose == Purpose::CodeSigning && eku.0.contains(&ANY_EKU));
+            if !allowed {
+                return Err(format!(
+                    "{} lacks the {} extended key usage",
+                    subject(leaf),
+                    if purpose == Purpose::CodeSigning {
+                        "codeSigning"
+                    } else {
+                        "timeStamping"
+                    }
+                ));
+            }
+        }
+        Ok(None) if purpose == Purpose::TimeStamping => {
+            return Err(format!(
+                "{} has no timeStamping extended key usage",
+                subject(leaf)
+            ))
+        }
+        Ok(None) => {}
+        Err(e) => return Err(format!("{}: bad extended key usage: {e}", subject(leaf))),
+    }
+    if let Ok(Some((_, ku))) = leaf.tbs_certificate.get::<KeyUsage>() {
+        if !ku.0.contains(KeyUsages::DigitalSignature) {
+            return Err(format!(
+                "{} may not make digital signatures (key usage)",
+                subject(leaf)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Builds a chain from `leaf` through `pool` to one of `anchors` and checks it at time `at`
+/// (seconds since the Unix epoch).
+pub fn verify_chain(
+    leaf: &Certificate,
+    pool: &[Certificate],
+    anchors: &[Certificate],
+    at: Duration,
+    purpose: Purpose,
+) -> ChainReport {
+    let mut errors = Vec::new();
+    if let Err(e) = check_leaf_purpose(leaf, purpose) {
+        errors.push(e);
+    }
+    let mut path = vec![leaf.clone()];
+    let mut trusted = false;
+    while let Some(cur) = path.last().cloned() {
+        if anchors.iter().any(|a| same(a, &cur)) {
+            trusted = true;
+            break;
+        }
+        if path.len() > MAX_DEPTH {
+            errors.push(format!("no trust anchor within {MAX_DEPTH} certificates"));
+            break;
+        }
+        // Prefer an anchor as the issuer, then the carried certificates.
+        let next = anchors
+            .iter()
+            .chain(pool.iter())
+            .filter(|c| !path.iter().any(|p| same(p, c)))
+            .find(|c| issued_by(&cur, c).is_ok())
+            .cloned();
+        match next {
+            Some(n) => path.push(n),
+            None => {
+                // A self-signed end of the path that is not an anchor, or a missing issuer.
+                errors.push(format!(
+                    "the chain from {} does not lead to a trusted root (stops at {})",
+                    subject(leaf),
+                    subject(&cur)
+                ));
+                break;
+            }
+        }
+    }
+    for (i, c) in path.iter().enumerate() {
+        if !valid_at(c, at) {
+            errors.push(format!(
+                "{} is not valid at the signing time (valid {} to {})",
+                subject(c),
+                c.tbs_certificate.validity.not_before,
+                c.tbs_certificate.validity.not_after
+            ));
+        }
+        if i > 0 {
+            if let Err(e) = check_issuer_ca(c) {
+                // A trust anchor the caller chose is trusted as given.
+                if !anchors.iter().any(|a| same(a, c)) {
+                    errors.push(e);
+                }
+            }
+        }
+    }
+    ChainReport {
+        path: path.iter().map(subject).collect(),
+        trusted: trusted && errors.is_empty(),
+        errors,
+    }
+}

@@ -1,0 +1,216 @@
+//! Differential tests of the trust policy: our verdict (with trust anchors) against
+//! osslsigncode's and signify's on the same files.
+mod common;
+
+use std::{fs, path::Path, time::Duration};
+
+use codeseal_authenticode::{
+    sign_file,
+    timestamp::{Protocol, TimestampOptions},
+    verify::{verify_file_with, VerifyOptions},
+    SignOptions,
+};
+use codeseal_signer::DigestAlgorithm;
+use common::*;
+
+fn anchors(names: &[&str]) -> Vec<x509_cert::Certificate> {
+    names
+        .iter()
+        .flat_map(|n| codeseal_keys::load_certificates(&pki(n)).expect("certs"))
+        .collect()
+}
+
+fn ours(file: &Path, roots: &[&str], tsa_roots: &[&str]) -> (bool, String) {
+    let opts = VerifyOptions {
+        trust_anchors: anchors(roots),
+        tsa_anchors: anchors(tsa_roots),
+        ..VerifyOptions::default()
+    };
+    let r = verify_file_with(file, &opts).expect("report");
+    (r.valid, format!("{r:#?}"))
+}
+
+/// (osslsigncode, signify, ours) must agree with `want` for a file under the given roots.
+fn agree(file: &Path, root: &str, want: bool, what: &str) {
+    let (o, ot) = osslsigncode_verify(file, &pki(root));
+    let (s, st) = signify_verify(file, &pki(root));
+    let (c, ct) = ours(file, &[root], &[]);
+    assert_eq!(o, want, "{what}: osslsigncode says {o}:\n{ot}");
+    assert_eq!(s, want, "{what}: signify says {s}:\n{st}");
+    assert_eq!(c, want, "{what}: codeseal says {c}:\n{ct}");
+}
+
+#[test]
+fn verdicts_match_osslsigncode_and_signify() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let id = |l| identity(l);
+    for leaf in ["leaf-rsa2048", "leaf-p256", "leaf-rsa4096"] {
+        for d in [
+            DigestAlgorithm::Sha256,
+            DigestAlgorithm::Sha384,
+            DigestAlgorithm::Sha512,
+        ] {
+            let out = dir.path().join(format!("{leaf}-{d}.exe"));
+            sign_file(
+                &id(leaf),
+                &fixture("pe64.exe"),
+                &out,
+                &SignOptions {
+                    digest: d,
+                    ..SignOptions::default()
+                },
+            )
+            .expect("sign");
+            agree(&out, "root.pem", true, &format!("valid {leaf} {d}"));
+        }
+    }
+    let good = dir.path().join("leaf-rsa2048-sha256.exe");
+    agree(&good, "other-root.pem", false, "untrusted root");
+
+    // serverAuth-only leaf: refused by all.
+    let sa = dir.path().join("serverauth.exe");
+    let key = codeseal_local::LocalKey::from_file(&pki("leaf-serverauth.key"), None)
+        .expect("key")
+        .key;
+    let chain = codeseal_keys::load_certificates(&pki("leaf-serverauth-chain.pem")).expect("chain");
+    let sid = codeseal_signer::SigningIdentity::new(std::sync::Arc::new(key), chain).expect("id");
+    sign_file(&sid, &fixture("pe64.exe"), &sa, &SignOptions::default()).expect("sign");
+    agree(&sa, "root.pem", false, "serverAuth-only leaf");
+
+    // Expired leaf, no time stamp: refused by all.
+    let ex = dir.path().join("expired.exe");
+    let key = codeseal_local::LocalKey::from_file(&pki("leaf-expired.key"), None)
+        .expect("key")
+        .key;
+    let chain = codeseal_keys::load_certificates(&pki("leaf-expired-chain.pem")).expect("chain");
+    let eid = codeseal_signer::SigningIdentity::new(std::sync::Arc::new(key), chain).expect("id");
+    sign_file(&eid, &fixture("pe64.exe"), &ex, &SignOptions::default()).expect("sign");
+    agree(&ex, "root.pem", false, "expired leaf without time stamp");
+
+    // The last byte of the PKCS#7 changed (inside the signature value): refused by all.
+    let mut b = fs::read(&good).expect("read");
+    let pe = codeseal_authenticode::PeInfo::read(&mut std::io::Cursor::new(&b)).expect("pe");
+    let t = pe.cert_table.expect("table");
+    let sig = codeseal_authenticode::extract_signature(&good).expect("sig");
+    let last = (t.offset + 8) as usize + sig.len() - 1;
+    b[last] ^= 0x01;
+    let bad = dir.path().join("pkcs7-byte.exe");
+    fs::write(&bad, &b).expect("write");
+    agree(&bad, "root.pem", false, "last PKCS#7 byte changed");
+
+    // 8 bytes appended after the table: refused by all.
+    let mut b = fs::read(&good).expect("read");
+    b.extend_from_slice(&[0u8; 8]);
+    let app = dir.path().join("appended.exe");
+    fs::write(&app, &b).expect("write");
+    let (c, ct) = ours(&app, &["root.pem"], &[]);
+    assert!(!c, "{ct}");
+    assert!(
+        !signify_verify(&app, &root()).0,
+        "signify accepted bytes after the table"
+    );
+
+    // Signed by osslsigncode itself: accepted by us with the same roots.
+    let theirs = dir.path().join("ossl.exe");
+    osslsigncode_sign(&fixture("pe32.dll"), &theirs, "leaf-p256", "sha256");
+    agree(&theirs, "root.pem", true, "signed by osslsigncode");
+}
+
+#[test]
+fn time_stamps_with_trusted_and_untrusted_tsa_roots() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("ts.exe");
+    let ts = TimestampOptions {
+        urls: vec![format!("{}/rfc3161", tsa())],
+        protocol: Protocol::Rfc3161,
+        retry_wait: Duration::from_millis(50),
+        ..TimestampOptions::default()
+    };
+    sign_file(
+        &identity("leaf-rsa2048"),
+        &fixture("pe64.exe"),
+        &out,
+        &SignOptions {
+            timestamp: Some(ts),
+            ..SignOptions::default()
+        },
+    )
+    .expect("sign");
+    // TSA root trusted: valid everywhere.
+    assert!(osslsigncode_verify_ts(&out).0);
+    assert!(signify_verify_ts(&out).0);
+    let (c, ct) = ours(&out, &["root.pem"], &["tsa-root.pem"]);
+    assert!(c, "{ct}");
+    // TSA root not trusted: signify refuses; osslsigncode exits 0 but says the time-stamp
+    // check failed (a known osslsigncode quirk) — we follow signify.
+    let (_, ot) = osslsigncode_verify(&out, &root());
+    assert!(
+        ot.contains("Timestamp Server Signature verification: failed"),
+        "{ot}"
+    );
+    assert!(!signify_verify(&out, &root()).0);
+    let (c, ct) = ours(&out, &["root.pem"], &["other-root.pem"]);
+    assert!(!c, "{ct}");
+}
+
+#[test]
+fn leaf_pin_and_sha1_policy() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("pin.exe");
+    sign_file(
+        &identity("leaf-p256"),
+        &fixture("pe32.exe"),
+        &out,
+        &SignOptions::default(),
+    )
+    .expect("sign");
+    let leaf_der = fs::read(pki("leaf-p256.pem")).expect("pem");
+    let leaf = codeseal_keys::load_certificates(&pki("leaf-p256.pem")).expect("c");
+    let _ = leaf_der;
+    let good = DigestAlgorithm::Sha256.digest(&der::Encode::to_der(&leaf[0]).expect("der"));
+    let mut opts = VerifyOptions {
+        trust_anchors: anchors(&["root.pem"]),
+        require_leaf_hash: Some((DigestAlgorithm::Sha256, good.clone())),
+        ..VerifyOptions::default()
+    };
+    assert!(verify_file_with(&out, &opts).expect("r").valid);
+    let mut wrong = good;
+    wrong[0] ^= 1;
+    opts.require_leaf_hash = Some((DigestAlgorithm::Sha256, wrong));
+    assert!(!verify_file_with(&out, &opts).expect("r").valid);
+    // SHA-1: a warning by default, an error with reject_sha1.
+    let s1 = dir.path().join("sha1.exe");
+    sign_file(
+        &identity("leaf-rsa2048"),
+        &fixture("pe32.exe"),
+        &s1,
+        &SignOptions {
+            digest: DigestAlgorithm::Sha1,
+            allow_sha1: true,
+            ..SignOptions::default()
+        },
+    )
+    .expect("sign");
+    let r = verify_file_with(
+        &s1,
+        &VerifyOptions {
+            trust_anchors: anchors(&["root.pem"]),
+            ..VerifyOptions::default()
+        },
+    )
+    .expect("r");
+    assert!(
+        r.valid && r.signatures[0].warnings.iter().any(|w| w.contains("weak")),
+        "{r:#?}"
+    );
+    let r = verify_file_with(
+        &s1,
+        &VerifyOptions {
+            trust_anchors: anchors(&["root.pem"]),
+            reject_sha1: true,
+            ..VerifyOptions::default()
+        },
+    )
+    .expect("r");
+    assert!(!r.valid);
+}
