@@ -346,12 +346,14 @@ fn parse_time(s: &str) -> anyhow::Result<u64> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(n);
     }
-    let t: der::DateTime = s
-        .trim_end_matches('Z')
-        .parse::<der::DateTime>()
-        .map_err(|_| {
-            anyhow::anyhow!("--time {s:?}: expected Unix seconds or YYYY-MM-DDTHH:MM:SSZ")
-        })?;
+    let with_z = if s.ends_with('Z') {
+        s.to_string()
+    } else {
+        format!("{s}Z")
+    };
+    let t: der::DateTime = with_z.parse::<der::DateTime>().map_err(|_| {
+        anyhow::anyhow!("--time {s:?}: expected Unix seconds or YYYY-MM-DDTHH:MM:SSZ")
+    })?;
     Ok(t.unix_duration().as_secs())
 }
 
