@@ -11,6 +11,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 start=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$1" "$(( $(date +%s) - start ))"; }
 
+# Tests talk only to servers on 127.0.0.1 (moto, the local TSA): never to a cloud metadata
+# service or a real AWS account, whatever the machine's environment says.
+export AWS_EC2_METADATA_DISABLED=true
+unset AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_ENDPOINT_URL || true
+
 step "setup"
 bash scripts/setup.sh
 

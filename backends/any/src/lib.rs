@@ -255,7 +255,7 @@ mod tests {
     #[test]
     fn uri_forms() {
         assert!(
-            matches!(open_key("awskms:///alias/x"), Err(KeyError::UnsupportedScheme(s)) if s == "awskms")
+            matches!(open_key("gcpkms://projects/p/keys/k"), Err(KeyError::UnsupportedScheme(s)) if s == "gcpkms")
         );
         assert!(matches!(open_key("file:"), Err(KeyError::BadUri { .. })));
         assert!(matches!(
