@@ -199,6 +199,9 @@ pub struct VerifyOptions {
     pub require_timestamp: bool,
     /// Do not use time stamps: check validity at `at_time` or now.
     pub ignore_timestamp: bool,
+    /// Strict structure: non-zero WIN_CERTIFICATE padding is an error, as with Windows'
+    /// EnableCertPaddingCheck (osslsigncode and signify accept it).
+    pub strict: bool,
     /// Treat SHA-1 signatures as invalid (by default they are accepted with a warning, as
     /// osslsigncode and Windows' dual-signing support do).
     pub reject_sha1: bool,
@@ -261,6 +264,28 @@ fn apply_policy(
                     at,
                     Purpose::CodeSigning,
                 );
+                // Certificates on no chain are unsigned extras someone may have added.
+                let used: Vec<String> = chain
+                    .path
+                    .iter()
+                    .cloned()
+                    .chain(
+                        report
+                            .timestamps
+                            .iter()
+                            .filter_map(|t| t.chain.as_ref())
+                            .flat_map(|c| c.path.iter().cloned()),
+                    )
+                    .collect();
+                let extra = pool
+                    .iter()
+                    .filter(|c| !used.contains(&c.tbs_certificate.subject.to_string()))
+                    .count();
+                if extra > 0 {
+                    report.warnings.push(format!(
+                        "{extra} embedded certificate(s) are on no chain (not needed to verify; possibly added later)"
+                    ));
+                }
                 if !chain.trusted {
                     report
                         .errors
@@ -289,6 +314,14 @@ fn apply_policy(
         } else {
             report.warnings.push(m);
         }
+    }
+    if opts.strict {
+        let (bad, keep): (Vec<String>, Vec<String>) = report
+            .warnings
+            .drain(..)
+            .partition(|w| w.contains("WIN_CERTIFICATE padding"));
+        report.warnings = keep;
+        report.errors.extend(bad);
     }
     if opts.require_timestamp && !report.timestamps.iter().any(|t| t.valid) {
         report
@@ -453,16 +486,22 @@ fn check_signature_at(index: String, sig: &ParsedSignature, computed: &[u8]) -> 
             }
         }
     };
-    // Unhashed bytes inside the entry after the signature (CVE-2013-3900 shape): Windows'
-    // strict mode and careful verifiers refuse them.
-    if sig.trailing_len > 7 || sig.trailing_nonzero {
+    // Unhashed bytes inside the entry after the signature (CVE-2013-3900 shape): more than
+    // the 7 bytes of alignment padding is refused; non-zero padding is reported, and refused
+    // under the strict policy (Windows' EnableCertPaddingCheck).
+    let mut padding_warning = None;
+    if sig.trailing_len > 7 {
         errors.push(format!(
-            "{} unsigned bytes{} follow the signature inside its WIN_CERTIFICATE entry (at most 7 zero bytes of padding are allowed; CVE-2013-3900)",
-            sig.trailing_len,
-            if sig.trailing_nonzero { ", not all zero," } else { "" }
+            "{} unsigned bytes follow the signature inside its WIN_CERTIFICATE entry (at most 7 bytes of padding are allowed; CVE-2013-3900)",
+            sig.trailing_len
         ));
+    } else if sig.trailing_nonzero {
+        padding_warning = Some(
+            "non-zero bytes in the WIN_CERTIFICATE padding after the signature (refused by strict verification; CVE-2013-3900)"
+                .to_string(),
+        );
     }
-    let warnings: Vec<String> = sig
+    let mut warnings: Vec<String> = sig
         .notes
         .iter()
         .filter(|n| {
@@ -470,6 +509,22 @@ fn check_signature_at(index: String, sig: &ParsedSignature, computed: &[u8]) -> 
         })
         .cloned()
         .collect();
+    // Unsigned attributes are not covered by the signature: anything but nested signatures
+    // and time stamps is data someone could have added (e.g. installer "tags").
+    let known = [
+        crate::spc::SPC_NESTED_SIGNATURE,
+        crate::spc::SPC_RFC3161_TIMESTAMP,
+        crate::spc::PKCS9_COUNTERSIGNATURE,
+    ];
+    for a in sig.signer_info.unsigned_attrs.iter().flat_map(|a| a.iter()) {
+        if !known.contains(&a.oid) {
+            warnings.push(format!(
+                "unknown unsigned attribute {} (not covered by the signature)",
+                a.oid
+            ));
+        }
+    }
+    warnings.extend(padding_warning);
     let opus = sig.opus_info();
     SignatureReport {
         nested: index.contains('.'),

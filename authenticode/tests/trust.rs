@@ -214,3 +214,100 @@ fn leaf_pin_and_sha1_policy() {
     .expect("r");
     assert!(!r.valid);
 }
+
+#[test]
+fn padding_bytes_unknown_unsigned_attributes_and_extra_certificates() {
+    use der::{asn1::OctetString, Decode};
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = dir.path().join("good.exe");
+    sign_file(
+        &identity("leaf-rsa2048"),
+        &fixture("pe64.exe"),
+        &good,
+        &SignOptions::default(),
+    )
+    .expect("sign");
+
+    // A WIN_CERTIFICATE padding byte changed (inside dwLength, after the PKCS#7 DER).
+    let mut tried_padding = false;
+    for (i, (leaf, fx)) in [
+        ("leaf-rsa2048", "pe64.exe"),
+        ("leaf-p256", "pe32.exe"),
+        ("leaf-p256", "pe64.dll"),
+        ("leaf-rsa4096", "pe32.dll"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let f = dir.path().join(format!("pad-src-{i}.exe"));
+        sign_file(&identity(leaf), &fixture(fx), &f, &SignOptions::default()).expect("sign");
+        let sig = codeseal_authenticode::extract_signature(&f).expect("sig");
+        let mut b = fs::read(&f).expect("read");
+        let pe = codeseal_authenticode::PeInfo::read(&mut std::io::Cursor::new(&b)).expect("pe");
+        let t = pe.cert_table.expect("table");
+        let pad_at = (t.offset + 8) as usize + sig.len();
+        if pad_at >= (t.offset + t.size) as usize {
+            continue;
+        }
+        tried_padding = true;
+        b[pad_at] = 0x5a;
+        let p = dir.path().join(format!("padding-{i}.exe"));
+        fs::write(&p, &b).expect("write");
+        // osslsigncode and signify accept non-zero padding; so do we by default, with a
+        // warning; the strict policy (Windows' EnableCertPaddingCheck) refuses it.
+        let (c, ct) = ours(&p, &["root.pem"], &[]);
+        let (o, ot) = osslsigncode_verify(&p, &root());
+        let (s, st) = signify_verify(&p, &root());
+        assert!(
+            o && s && c,
+            "padding byte: osslsigncode={o} {ot}\nsignify={s} {st}\ncodeseal={c} {ct}"
+        );
+        let strict = VerifyOptions {
+            trust_anchors: anchors(&["root.pem"]),
+            strict: true,
+            ..VerifyOptions::default()
+        };
+        let r = verify_file_with(&p, &strict).expect("r");
+        assert!(!r.valid, "strict accepted non-zero padding");
+    }
+    assert!(tried_padding, "no signature with padding to test");
+    let sig = codeseal_authenticode::extract_signature(&good).expect("sig");
+
+    // An unknown unsigned attribute and an extra certificate, added after signing: still valid
+    // (the signature does not cover them) but reported.
+    let extra = codeseal_keys::load_certificates(&pki("other-root.pem")).expect("c");
+    let tag = der::asn1::Any::from_der(
+        &der::Encode::to_der(&OctetString::new(b"installer tag".as_slice()).expect("o"))
+            .expect("der"),
+    )
+    .expect("any");
+    let oid = const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.1");
+    let tagged = codeseal_authenticode::pkcs7::add_unsigned_attr_and_certs(&sig, oid, tag, &extra)
+        .expect("add");
+    let out = dir.path().join("tagged.exe");
+    codeseal_authenticode::attach_signature(
+        &good,
+        &tagged,
+        &out,
+        codeseal_authenticode::AttachOptions {
+            replace: true,
+            ..Default::default()
+        },
+    )
+    .expect("attach");
+    assert!(osslsigncode_verify(&out, &root()).0);
+    assert!(signify_verify(&out, &root()).0);
+    let opts = VerifyOptions {
+        trust_anchors: anchors(&["root.pem"]),
+        ..VerifyOptions::default()
+    };
+    let r = verify_file_with(&out, &opts).expect("r");
+    assert!(r.valid, "{r:#?}");
+    let w = &r.signatures[0].warnings;
+    assert!(
+        w.iter()
+            .any(|w| w.contains("unknown unsigned attribute 1.3.6.1.4.1.99999.1")),
+        "{w:?}"
+    );
+    assert!(w.iter().any(|w| w.contains("on no chain")), "{w:?}");
+}

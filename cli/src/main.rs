@@ -340,6 +340,10 @@ struct VerifyArgs {
     /// Treat SHA-1 signatures as invalid.
     #[arg(long)]
     reject_sha1: bool,
+    /// Strict structure checks (non-zero WIN_CERTIFICATE padding is an error, as with
+    /// Windows' EnableCertPaddingCheck).
+    #[arg(long)]
+    strict: bool,
 }
 
 fn parse_time(s: &str) -> anyhow::Result<u64> {
@@ -391,6 +395,7 @@ impl VerifyArgs {
             require_timestamp: self.require_timestamp,
             ignore_timestamp: self.ignore_timestamp,
             reject_sha1: self.reject_sha1,
+            strict: self.strict,
             require_leaf_hash: leaf,
         })
     }
