@@ -25,7 +25,7 @@
 #   tsa-noncrit.{key,pem} + tsa-noncrit-chain.pem  same, but EKU timeStamping NOT
 #                           critical (fault case: RFC 3161 2.3 requires critical)
 #   leaf-expired.{key,pem} + leaf-expired-chain.pem  RSA-2048 codeSigning leaf from
-#                           the intermediate, valid 3 days ago .. 1 day ago (expired)
+#                           the intermediate, valid 10 days ago .. 1 day ago (expired)
 #   openssl.cnf             the config used
 #   pki.txt                 list of the files above, one per line (written last)
 set -euo pipefail
@@ -49,7 +49,7 @@ cd "$WORK"
 
 # Dates for `openssl ca` (-startdate/-enddate; `req -x509` in OpenSSL 3.0 cannot backdate).
 utc() { date -u -d "$1" +%Y%m%d%H%M%SZ; }
-START="$(utc '1 day ago')"
+START="$(utc '30 days ago')"
 END_ROOT="$(utc '+10 years')"
 END_INTERMEDIATE="$(utc '+9 years')"
 END_LEAF="$(utc '+3 years')"
@@ -190,10 +190,10 @@ for t in "${TSA_CERTS[@]}"; do
   cat "$t.pem" tsa-root.pem >"$t-chain.pem"
 done
 
-# Expired code-signing leaf: valid from 3 days ago until 1 day ago.
+# Expired code-signing leaf: valid from 10 days ago until 1 day ago (CAs: from 30 days ago).
 genkey leaf-expired rsa2048
 csr leaf-expired "/CN=codeseal test signer (leaf-expired)/$O"
-openssl ca -batch -notext -config openssl.cnf -startdate "$(utc '3 days ago')" \
+openssl ca -batch -notext -config openssl.cnf -startdate "$(utc '10 days ago')" \
   -enddate "$(utc '1 day ago')" -cert intermediate.pem -keyfile intermediate.key \
   -extensions v3_codesign -in leaf-expired.csr -out leaf-expired.pem 2>leaf-expired.log \
   || { cat leaf-expired.log >&2; die "signing leaf-expired failed"; }
@@ -248,8 +248,8 @@ if openssl x509 -in tsa-noncrit.pem -noout -ext extendedKeyUsage | grep -q 'crit
 fi
 
 # Expired leaf: chains to root (ignoring time), but fails now as expired.
-# NB: root/intermediate are only valid from START (1 day ago), so there is no
-# earlier instant at which the whole chain is valid.
+# NB: root/intermediate are valid from START (30 days ago), so a time stamp inside the
+# leaf-expired validity (10..1 days ago) is inside every CA validity.
 openssl verify -CAfile root.pem -untrusted intermediate.pem -no_check_time \
   leaf-expired.pem >/dev/null || die "leaf-expired does not chain to root"
 if openssl verify -CAfile root.pem -untrusted intermediate.pem leaf-expired.pem >leaf-expired.vlog 2>&1; then

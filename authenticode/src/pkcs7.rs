@@ -381,6 +381,91 @@ pub(crate) fn raw_signer_infos(signed_data_value: &[u8]) -> Result<Vec<Vec<u8>>>
     Ok(out)
 }
 
+/// A SignedData read element by element, tolerating what strict DER decoding refuses but
+/// real tokens contain (unsorted or duplicate certificates in the SET, as osslsigncode's
+/// built-in TSA writes). Each SignerInfo keeps its original bytes.
+#[derive(Clone, Debug)]
+pub struct LooseSignedData {
+    /// encapContentInfo.
+    pub encap: EncapsulatedContentInfo,
+    /// The X.509 certificates (other certificate formats are skipped).
+    pub certificates: Vec<Certificate>,
+    /// The SignerInfos with their original DER.
+    pub signer_infos: Vec<(SignerInfo, Vec<u8>)>,
+}
+
+/// Reads a SignedData from its content octets (the value of the ContentInfo's `[0]`).
+pub fn parse_loose_signed_data(signed_data_value: &[u8]) -> Result<LooseSignedData> {
+    let mut r = SliceReader::new(signed_data_value).map_err(malformed)?;
+    let mut fields = Vec::new();
+    while !r.is_finished() {
+        fields.push(AnyRef::decode(&mut r).map_err(malformed)?);
+        if fields.len() > 6 {
+            return Err(malformed("SignedData has too many fields"));
+        }
+    }
+    let mut it = fields.into_iter();
+    let _version = it.next().ok_or_else(|| malformed("empty SignedData"))?;
+    let _digest_algs = it
+        .next()
+        .ok_or_else(|| malformed("SignedData without digestAlgorithms"))?;
+    let encap_any = it
+        .next()
+        .ok_or_else(|| malformed("SignedData without content"))?;
+    let encap = EncapsulatedContentInfo::from_der(&encap_any.to_der().map_err(malformed)?)
+        .map_err(malformed)?;
+    let mut certificates = Vec::new();
+    let mut signer_infos = Vec::new();
+    for f in it {
+        match f.tag() {
+            Tag::ContextSpecific {
+                number: TagNumber::N0,
+                ..
+            } => {
+                let mut cr = SliceReader::new(f.value()).map_err(malformed)?;
+                while !cr.is_finished() {
+                    let c = AnyRef::decode(&mut cr).map_err(malformed)?;
+                    if c.tag() == Tag::Sequence {
+                        let cert = Certificate::from_der(&c.to_der().map_err(malformed)?)
+                            .map_err(malformed)?;
+                        certificates.push(cert);
+                        if certificates.len() > MAX_CERTIFICATES {
+                            return Err(malformed(format!(
+                                "more than {MAX_CERTIFICATES} certificates"
+                            )));
+                        }
+                    }
+                }
+            }
+            Tag::ContextSpecific {
+                number: TagNumber::N1,
+                ..
+            } => {}
+            Tag::Set => {
+                let mut sr = SliceReader::new(f.value()).map_err(malformed)?;
+                while !sr.is_finished() {
+                    let raw = AnyRef::decode(&mut sr)
+                        .map_err(malformed)?
+                        .to_der()
+                        .map_err(malformed)?;
+                    let info = SignerInfo::from_der(&raw)
+                        .map_err(|e| malformed(format!("SignerInfo: {e}")))?;
+                    signer_infos.push((info, raw));
+                    if signer_infos.len() > 8 {
+                        return Err(malformed("too many SignerInfos"));
+                    }
+                }
+            }
+            other => return Err(malformed(format!("unexpected field {other} in SignedData"))),
+        }
+    }
+    Ok(LooseSignedData {
+        encap,
+        certificates,
+        signer_infos,
+    })
+}
+
 /// The original bytes of a SignerInfo's `[0] IMPLICIT` signed attributes, re-tagged as the
 /// SET OF that the signature covers.
 pub(crate) fn raw_signed_attrs_of(signer_info_der: &[u8]) -> Result<Option<Vec<u8>>> {

@@ -582,18 +582,16 @@ pub fn validate_token(
     if ci.content_type != crate::spc::ID_SIGNED_DATA {
         return Err("the token is not SignedData".into());
     }
-    let sd: SignedData = ci
-        .content
-        .decode_as()
+    let sd = crate::pkcs7::parse_loose_signed_data(ci.content.value())
         .map_err(|e| format!("token SignedData: {e}"))?;
-    if sd.encap_content_info.econtent_type != ID_CT_TST_INFO {
+    if sd.encap.econtent_type != ID_CT_TST_INFO {
         return Err(format!(
             "the token content is {}, not TSTInfo",
-            sd.encap_content_info.econtent_type
+            sd.encap.econtent_type
         ));
     }
     let econtent = sd
-        .encap_content_info
+        .encap
         .econtent
         .as_ref()
         .ok_or("the token has no TSTInfo")?;
@@ -625,16 +623,13 @@ pub fn validate_token(
             return Err(format!("the TSA used policy {} instead of {p}", tst.policy));
         }
     }
-    if sd.signer_infos.0.len() != 1 {
+    let [(info, raw)] = sd.signer_infos.as_slice() else {
         return Err("the token must have exactly one SignerInfo".into());
-    }
-    let info = sd.signer_infos.0.iter().next().ok_or("no SignerInfo")?;
-    let certs: Vec<Certificate> = certificates_of(&sd).cloned().collect();
+    };
+    let certs = sd.certificates.clone();
     let cert = find_signer(info, certs.iter())
         .ok_or("the TSA certificate is not in the token (was certReq honoured?)")?
         .clone();
-    let raw_infos = raw_signer_infos(ci.content.value()).map_err(|e| e.to_string())?;
-    let raw = raw_infos.first().ok_or("no SignerInfo")?;
     let attrs_der = raw_signed_attrs_of(raw)
         .map_err(|e| e.to_string())?
         .ok_or("the token's SignerInfo has no signed attributes")?;
