@@ -185,38 +185,33 @@ pub fn stream_image_with_pages<R: Read + Seek>(
     let mut checksum = PeChecksum::default();
     r.seek(SeekFrom::Start(0))
         .map_err(|e| Error::io("seeking to the start of the file", e))?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut pos = 0u64;
-    while pos < end {
-        let want = usize::try_from((end - pos).min(CHUNK as u64)).unwrap_or(CHUNK);
-        let chunk = buf.get_mut(..want).unwrap_or_default();
-        r.read_exact(chunk)
-            .map_err(|e| Error::io(format!("reading the file at {pos:#x}"), e))?;
-        if let Some(w) = sink.as_mut() {
-            w.write_all(chunk)
-                .map_err(|e| Error::io("writing the output", e))?;
-        }
-        // Hash and checksum the chunk minus the skipped ranges.
-        let chunk_end = pos + want as u64;
-        let mut cur = pos;
-        for &(s, e) in &skips {
-            if e <= cur || s >= chunk_end {
-                continue;
-            }
-            let s = s.max(cur);
-            feed(&mut hashers, &mut checksum, pages, chunk, pos, cur, s);
-            cur = e.min(chunk_end);
-        }
-        feed(
+    // Hashing one chunk while the next is read and the previous written keeps both cores
+    // busy on large files; small ones are not worth a thread.
+    if end >= PIPELINE_MIN {
+        pipelined(
+            r,
+            end,
+            &skips,
             &mut hashers,
             &mut checksum,
             pages,
-            chunk,
-            pos,
-            cur,
-            chunk_end,
-        );
-        pos = chunk_end;
+            &mut sink,
+        )?;
+    } else {
+        let mut buf = vec![0u8; CHUNK];
+        let mut pos = 0u64;
+        while pos < end {
+            let want = usize::try_from((end - pos).min(CHUNK as u64)).unwrap_or(CHUNK);
+            let chunk = buf.get_mut(..want).unwrap_or_default();
+            r.read_exact(chunk)
+                .map_err(|e| Error::io(format!("reading the file at {pos:#x}"), e))?;
+            if let Some(w) = sink.as_mut() {
+                w.write_all(chunk)
+                    .map_err(|e| Error::io("writing the output", e))?;
+            }
+            hash_chunk(&mut hashers, &mut checksum, pages, &skips, chunk, pos);
+            pos += want as u64;
+        }
     }
     let padding = (8 - end % 8) % 8;
     if padding > 0 {
@@ -240,6 +235,86 @@ pub fn stream_image_with_pages<R: Read + Seek>(
         checksum,
         image_len: end,
         padding,
+    })
+}
+
+/// Files at least this large are hashed on a second thread while the first reads and writes.
+const PIPELINE_MIN: u64 = 8 << 20;
+/// Buffers in flight between the reading and the hashing thread (memory: this × [`CHUNK`]).
+const PIPELINE_BUFFERS: usize = 4;
+
+/// Hashes and checksums `chunk` (at file offset `pos`) minus the skipped ranges.
+fn hash_chunk(
+    hashers: &mut [Hasher],
+    checksum: &mut PeChecksum,
+    pages: &mut [PageHasher],
+    skips: &[(u64, u64); 2],
+    chunk: &[u8],
+    pos: u64,
+) {
+    let chunk_end = pos + chunk.len() as u64;
+    let mut cur = pos;
+    for &(s, e) in skips {
+        if e <= cur || s >= chunk_end {
+            continue;
+        }
+        feed(hashers, checksum, pages, chunk, pos, cur, s.max(cur));
+        cur = e.min(chunk_end);
+    }
+    feed(hashers, checksum, pages, chunk, pos, cur, chunk_end);
+}
+
+/// The two-thread pass: this thread reads (and writes to the sink), a scoped thread hashes;
+/// a fixed pool of buffers circulates between them, so memory stays constant.
+fn pipelined<R: Read>(
+    r: &mut R,
+    end: u64,
+    skips: &[(u64, u64); 2],
+    hashers: &mut [Hasher],
+    checksum: &mut PeChecksum,
+    pages: &mut [PageHasher],
+    sink: &mut Option<&mut dyn Write>,
+) -> Result<()> {
+    use std::sync::mpsc::sync_channel;
+    let (full_tx, full_rx) = sync_channel::<(u64, Vec<u8>)>(PIPELINE_BUFFERS);
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(PIPELINE_BUFFERS);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for (pos, buf) in full_rx {
+                hash_chunk(hashers, checksum, pages, skips, &buf, pos);
+                // The reader may have stopped on an error: then nobody takes the buffer back.
+                let _ = free_tx.send(buf);
+            }
+        });
+        let mut made = 0;
+        let mut pos = 0u64;
+        let result = (|| {
+            while pos < end {
+                let want = usize::try_from((end - pos).min(CHUNK as u64)).unwrap_or(CHUNK);
+                let mut buf = if made < PIPELINE_BUFFERS {
+                    made += 1;
+                    Vec::with_capacity(CHUNK)
+                } else {
+                    free_rx
+                        .recv()
+                        .map_err(|_| Error::Usage("the hashing thread stopped".into()))?
+                };
+                buf.resize(want, 0);
+                r.read_exact(&mut buf)
+                    .map_err(|e| Error::io(format!("reading the file at {pos:#x}"), e))?;
+                if let Some(w) = sink.as_mut() {
+                    w.write_all(&buf)
+                        .map_err(|e| Error::io("writing the output", e))?;
+                }
+                full_tx
+                    .send((pos, buf))
+                    .map_err(|_| Error::Usage("the hashing thread stopped".into()))?;
+                pos += want as u64;
+            }
+            Ok(())
+        })();
+        drop(full_tx);
+        result
     })
 }
 
@@ -316,6 +391,46 @@ mod tests {
             c2.update(0, &z);
             assert_eq!(c2.finish(n as u64), want, "n={n} whole");
         }
+    }
+
+    /// The two-thread pass over a large file gives what the plain definition gives.
+    #[test]
+    fn pipelined_pass_equals_the_definition() {
+        use std::io::Cursor;
+        let mut file = crate::pe::tests::tiny_pe();
+        file.extend(pseudo_random(PIPELINE_MIN as usize + 3 * CHUNK + 12345, 9));
+        let pe = PeInfo::read(&mut Cursor::new(&file)).expect("pe");
+        let (c, s) = (pe.checksum_offset as usize, pe.security_dir_offset as usize);
+        let mut want = Vec::new();
+        want.extend_from_slice(&file[..c]);
+        want.extend_from_slice(&file[c + 4..s]);
+        want.extend_from_slice(&file[s + 8..]);
+        want.resize(want.len() + (8 - file.len() % 8) % 8, 0);
+        let mut out = Vec::new();
+        let pass = stream_image(
+            &mut Cursor::new(&file),
+            &pe,
+            &[DigestAlgorithm::Sha256, DigestAlgorithm::Sha1],
+            Some(&mut out),
+        )
+        .expect("pass");
+        assert_eq!(
+            pass.digest(DigestAlgorithm::Sha256).expect("d"),
+            DigestAlgorithm::Sha256.digest(&want).as_slice()
+        );
+        assert_eq!(
+            pass.digest(DigestAlgorithm::Sha1).expect("d"),
+            DigestAlgorithm::Sha1.digest(&want).as_slice()
+        );
+        assert_eq!(&out[..file.len()], file.as_slice(), "the copy differs");
+        let mut z = file.clone();
+        z[c..c + 4].fill(0);
+        z[s..s + 8].fill(0);
+        let mut cks = PeChecksum::default();
+        cks.update(0, &z);
+        let mut got = pass.checksum.clone();
+        got.update(s as u64, &[0; 8]);
+        assert_eq!(got.finish(file.len() as u64), cks.finish(file.len() as u64));
     }
 
     #[test]

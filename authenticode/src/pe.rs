@@ -306,7 +306,7 @@ impl PeInfo {
 
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use std::io::Cursor;
 
     use super::*;
