@@ -26,6 +26,8 @@
 pub mod chain;
 pub mod digest;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod manage;
 pub mod pagehash;
 pub mod pe;

@@ -60,6 +60,16 @@ pub struct PageHasher {
     last_end: u64,
 }
 
+impl std::fmt::Debug for PageHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageHasher")
+            .field("alg", &self.alg)
+            .field("pages", &self.pages.len())
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PageHasher {
     /// Plans the pages of `pe`. Fails on layouts a page-hash table cannot describe
     /// (page size out of 512..=64 KiB, overlapping or unordered sections).

@@ -1,0 +1,154 @@
+//! Replays every saved fuzz input in `fuzz/regressions/<target>/` through the fuzz target's
+//! own body (`codeseal_authenticode::fuzzing`), so crashes found by `cargo fuzz` stay fixed
+//! under plain `cargo test`. A panic (a parser's, or a failed invariant) fails the test and
+//! names the file.
+//!
+//! To add a case: copy the input (e.g. `fuzz/artifacts/<target>/crash-*`) into
+//! `fuzz/regressions/<target>/`. Keep files small (a few KiB).
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    fs,
+    panic::{catch_unwind, AssertUnwindSafe},
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
+};
+
+use codeseal_authenticode::fuzzing;
+use codeseal_local::LocalKey;
+use codeseal_signer::{KeySigner, SigningIdentity};
+use der::Encode;
+
+fn regressions_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .join("fuzz/regressions")
+}
+
+/// Runs `body` on every file of `fuzz/regressions/<target>/`; fails listing the files that
+/// panicked.
+fn replay(target: &str, body: impl Fn(&[u8])) {
+    let dir = regressions_dir().join(target);
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no regression inputs in {}",
+        dir.display()
+    );
+    let mut failed = Vec::new();
+    for f in &files {
+        let data = fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        if catch_unwind(AssertUnwindSafe(|| body(&data))).is_err() {
+            failed.push(f.display().to_string());
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{target}: {} of {} regression inputs panicked (replay one with \
+         `cargo fuzz run {target} FILE` in fuzz/):\n  {}",
+        failed.len(),
+        files.len(),
+        failed.join("\n  ")
+    );
+}
+
+fn identity() -> &'static SigningIdentity {
+    static ID: OnceLock<SigningIdentity> = OnceLock::new();
+    ID.get_or_init(|| {
+        let key = LocalKey::from_pkcs8_der(&fuzzing::fuzz_leaf_key_pkcs8()).expect("fuzz key");
+        fuzzing::fuzz_identity(Arc::new(key))
+    })
+}
+
+/// The parts of the `key_decoding` target's extra parsers this crate's test dependencies
+/// reach (the fuzz target also runs `KmsKeyRef::parse` and `Pkcs11Uri::parse`).
+fn local_key_parsers(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    std::hint::black_box(codeseal_keys::redact_uri(&text));
+    if let Ok(k) = LocalKey::from_pkcs8_der(data) {
+        std::hint::black_box((k.key_kind(), k.public_key_der().is_ok()));
+    }
+    if let Ok(k) = LocalKey::from_pem(&text, None) {
+        std::hint::black_box(k.key_kind());
+    }
+}
+
+#[test]
+fn pe_headers() {
+    replay("pe_headers", fuzzing::pe_headers);
+}
+
+#[test]
+fn wincert_table() {
+    replay("wincert_table", fuzzing::wincert_table);
+}
+
+#[test]
+fn pkcs7_signature() {
+    replay("pkcs7_signature", fuzzing::pkcs7_signature);
+}
+
+#[test]
+fn verify_file() {
+    replay("verify_file", fuzzing::verify_file);
+}
+
+#[test]
+fn timestamp_token() {
+    replay("timestamp_token", fuzzing::timestamp_token);
+}
+
+#[test]
+fn key_decoding() {
+    replay("key_decoding", |d| {
+        fuzzing::key_decoding(d, &local_key_parsers)
+    });
+}
+
+#[test]
+fn sign_roundtrip() {
+    replay("sign_roundtrip", |d| {
+        fuzzing::sign_roundtrip(d, identity());
+    });
+}
+
+/// The template the `sign_roundtrip` target patches signs in every layout the flags select,
+/// so that the target's checks are reached at all.
+#[test]
+fn sign_roundtrip_template_signs() {
+    // PE32+/PE32, page hashes, every digest, program name and URL.
+    for flags in [0x00u8, 0x01, 0x02, 0x03, 0x04, 0x08, 0x0c, 0x0e, 0x60] {
+        for sections in 0..4u8 {
+            assert!(
+                fuzzing::sign_roundtrip(&[flags, sections, b'a', b'b'], identity()),
+                "flags {flags:#04x}, {sections} sections: the template did not sign"
+            );
+        }
+    }
+}
+
+/// `fuzz/pki/` (used by `scripts/make-fuzz-corpus.sh` to sign seeds) holds the PKI the
+/// fuzz bodies have built in.
+#[test]
+fn fuzz_pki_files_match_the_built_in_pki() {
+    let pki = regressions_dir().parent().expect("fuzz/").join("pki");
+    let der_of = |name: &str| {
+        let pem = fs::read(pki.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        der::pem::decode_vec(&pem)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .1
+    };
+    assert_eq!(der_of("root.pem"), fuzzing::fuzz_root().to_der().unwrap());
+    assert_eq!(der_of("leaf.pem"), fuzzing::fuzz_leaf().to_der().unwrap());
+    assert_eq!(der_of("leaf.key"), fuzzing::fuzz_leaf_key_pkcs8());
+    let chain = fs::read_to_string(pki.join("leaf-chain.pem")).unwrap();
+    let leaf = fs::read_to_string(pki.join("leaf.pem")).unwrap();
+    let root = fs::read_to_string(pki.join("root.pem")).unwrap();
+    assert_eq!(chain, leaf + &root);
+}
