@@ -251,6 +251,18 @@ impl PeInfo {
                     "the table at {offset:#x} of {size} bytes runs past the end of the file (size {file_len:#x})"
                 )));
             }
+            // Section data must not run into the table: the signature would cover bytes that
+            // the loader maps, and removing it would cut the section short.
+            if let Some(sec) = sections
+                .iter()
+                .find(|s| s.raw_size != 0 && u64::from(s.raw_offset) + u64::from(s.raw_size) > offset)
+            {
+                return Err(Error::CertTable(format!(
+                    "section {} (raw data to {:#x}) runs into the certificate table at {offset:#x}",
+                    sec.name,
+                    u64::from(sec.raw_offset) + u64::from(sec.raw_size)
+                )));
+            }
             Some(CertTableLocation { offset, size })
         };
 

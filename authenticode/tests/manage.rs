@@ -22,6 +22,12 @@ fn accepted(path: &std::path::Path) -> String {
     assert!(ok, "signify rejected {}:\n{s}", path.display());
     let r = verify_file(path).expect("verify");
     assert!(r.valid, "codeseal rejected {}: {r:#?}", path.display());
+    let r = ours_trusting_test_roots(path);
+    assert!(
+        r.valid,
+        "codeseal (trusting the test roots) rejected {}: {r:#?}",
+        path.display()
+    );
     out
 }
 

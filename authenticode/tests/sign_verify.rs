@@ -26,6 +26,12 @@ fn check_all_accept(path: &std::path::Path) {
     assert!(ok, "osslsigncode rejected {}:\n{out}", path.display());
     let (ok, out) = signify_verify(path, &root());
     assert!(ok, "signify rejected {}:\n{out}", path.display());
+    let trusted = ours_trusting_test_roots(path);
+    assert!(
+        trusted.valid,
+        "codeseal (trusting the test roots) rejected {}: {trusted:#?}",
+        path.display()
+    );
     let report = verify_file(path).expect("verify");
     assert!(
         report.valid,

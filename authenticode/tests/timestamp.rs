@@ -40,6 +40,8 @@ fn all_accept_with_timestamp(out: &Path, protocol: Protocol) {
     assert!(ok, "signify:\n{text}");
     let r = verify_file(out).expect("verify");
     assert!(r.valid, "{r:#?}");
+    let t = ours_trusting_test_roots(out);
+    assert!(t.valid, "codeseal (trusting the test roots): {t:#?}");
     let t = &r.signatures[0].timestamps;
     assert_eq!(t.len(), 1, "{t:?}");
     assert_eq!(t[0].protocol, protocol);

@@ -243,3 +243,14 @@ pub fn signify_verify_ts(file: &Path) -> (bool, String) {
     );
     (o.status.success(), out)
 }
+
+/// Our verdict with the test roots trusted (signers: root.pem; TSAs: tsa-root.pem).
+pub fn ours_trusting_test_roots(file: &Path) -> codeseal_authenticode::VerifyReport {
+    let load = |n: &str| codeseal_keys::load_certificates(&pki(n)).expect("certs");
+    let opts = codeseal_authenticode::verify::VerifyOptions {
+        trust_anchors: load("root.pem"),
+        tsa_anchors: load("tsa-root.pem"),
+        ..Default::default()
+    };
+    codeseal_authenticode::verify::verify_file_with(file, &opts).expect("verify")
+}
