@@ -1,6 +1,9 @@
 //! The `codeseal` binary end to end: demo, sign, verify exit codes, clear errors.
+mod common;
+
+use common::*;
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
 };
 
@@ -10,31 +13,6 @@ fn codeseal(args: &[&str]) -> Output {
         .env_remove("CODESEAL_KEY_PASSWORD")
         .output()
         .expect("run codeseal")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn test_env() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("root")
-        .to_path_buf();
-    let dir = std::env::var_os("CODESEAL_TEST_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/test-env"));
-    let st = Command::new("bash")
-        .arg(root.join("scripts/test-env.sh"))
-        .arg(&dir)
-        .status()
-        .expect("bash");
-    assert!(st.success(), "scripts/test-env.sh failed");
-    dir
 }
 
 #[test]

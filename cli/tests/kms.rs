@@ -2,53 +2,15 @@
 //! moto.sh's watchdog when this test process ends): CSRs, CA-issued certificates, PE files
 //! signed through `awskms:` URIs and accepted by osslsigncode and signify, split signing, and
 //! the error paths, which leave the input untouched.
+mod common;
+
+use common::*;
 use std::{
     collections::HashMap,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
     sync::OnceLock,
 };
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("root")
-        .to_path_buf()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf8")
-}
-
-fn venv_python() -> PathBuf {
-    std::env::var_os("CODESEAL_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/codeseal/venv")
-        })
-        .join("bin/python")
-}
-
-fn test_env() -> PathBuf {
-    let dir = std::env::var_os("CODESEAL_TEST_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/test-env"));
-    let st = Command::new("bash")
-        .arg(root().join("scripts/test-env.sh"))
-        .arg(&dir)
-        .status()
-        .expect("bash");
-    assert!(st.success());
-    dir
-}
 
 /// The AWS environment pointing at this process's moto (started once).
 fn moto_env() -> &'static HashMap<String, String> {
@@ -145,67 +107,6 @@ fn unique(name: &str) -> String {
             .expect("t")
             .subsec_nanos()
     )
-}
-
-fn osslsigncode_ok(file: &Path, root_pem: &Path) -> (bool, String) {
-    let o = Command::new("osslsigncode")
-        .args(["verify", "-CAfile"])
-        .arg(root_pem)
-        .arg("-in")
-        .arg(file)
-        .output()
-        .expect("osslsigncode");
-    (
-        o.status.success()
-            && String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l.trim() == "Succeeded"),
-        text(&o),
-    )
-}
-
-fn signify_ok(file: &Path, root_pem: &Path) -> (bool, String) {
-    let o = Command::new(venv_python())
-        .arg(root().join("scripts/signify-verify.py"))
-        .arg(file)
-        .arg("--trust")
-        .arg(root_pem)
-        .output()
-        .expect("python");
-    (o.status.success(), text(&o))
-}
-
-/// Issues a code-signing certificate for the CSR from the test intermediate; returns the chain.
-fn issue(pki: &Path, csr: &Path, dir: &Path, name: &str) -> PathBuf {
-    let ext = dir.join("ext.cnf");
-    std::fs::write(&ext, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n").expect("w");
-    let cert = dir.join(format!("{name}.pem"));
-    let o = Command::new("openssl")
-        .args([
-            "x509",
-            "-req",
-            "-days",
-            "30",
-            "-sha256",
-            "-in",
-            s(csr),
-            "-CA",
-        ])
-        .arg(pki.join("intermediate.pem"))
-        .arg("-CAkey")
-        .arg(pki.join("intermediate.key"))
-        .arg("-CAcreateserial")
-        .arg("-CAserial")
-        .arg(dir.join("serial"))
-        .args(["-extfile", s(&ext), "-out", s(&cert)])
-        .output()
-        .expect("openssl");
-    assert!(o.status.success(), "{}", text(&o));
-    let chain = dir.join(format!("{name}-chain.pem"));
-    let mut c = std::fs::read(&cert).expect("cert");
-    c.extend(std::fs::read(pki.join("intermediate.pem")).expect("int"));
-    std::fs::write(&chain, c).expect("chain");
-    chain
 }
 
 #[test]

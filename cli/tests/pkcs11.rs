@@ -1,51 +1,10 @@
 //! The CLI with keys made on a SoftHSM2 token (the stand-in for AWS CloudHSM): CSR from the
 //! token key, a certificate from the test CA, PE files signed through `pkcs11:` URIs and
 //! accepted by osslsigncode and signify.
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+mod common;
 
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("run")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("root")
-        .to_path_buf()
-}
-
-fn test_env() -> PathBuf {
-    let dir = std::env::var_os("CODESEAL_TEST_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/test-env"));
-    let st = Command::new("bash")
-        .arg(root().join("scripts/test-env.sh"))
-        .arg(&dir)
-        .status()
-        .expect("bash");
-    assert!(st.success());
-    dir
-}
-
-fn venv_python() -> PathBuf {
-    std::env::var_os("CODESEAL_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/codeseal/venv")
-        })
-        .join("bin/python")
-}
+use common::*;
+use std::{path::Path, process::Command};
 
 #[test]
 fn sign_with_token_keys_through_pkcs11_uris() {

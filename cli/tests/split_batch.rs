@@ -1,6 +1,9 @@
 //! Split (digest-only) signing across processes, SignTool `.dig` files, and batch signing.
+mod common;
+
+use common::*;
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Output},
 };
 
@@ -9,69 +12,6 @@ fn codeseal(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run codeseal")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("root")
-        .to_path_buf()
-}
-
-fn test_env() -> PathBuf {
-    let dir = std::env::var_os("CODESEAL_TEST_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/test-env"));
-    let st = Command::new("bash")
-        .arg(root().join("scripts/test-env.sh"))
-        .arg(&dir)
-        .status()
-        .expect("bash");
-    assert!(st.success());
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf8")
-}
-
-fn osslsigncode_ok(file: &Path, root_pem: &Path) -> bool {
-    let o = Command::new("osslsigncode")
-        .args(["verify", "-CAfile"])
-        .arg(root_pem)
-        .arg("-in")
-        .arg(file)
-        .output()
-        .expect("osslsigncode");
-    o.status.success()
-        && String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .any(|l| l.trim() == "Succeeded")
-}
-
-fn signify_ok(file: &Path, root_pem: &Path) -> bool {
-    let py = std::env::var_os("CODESEAL_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/codeseal/venv")
-        })
-        .join("bin/python");
-    Command::new(py)
-        .arg(root().join("scripts/signify-verify.py"))
-        .arg(file)
-        .arg("--trust")
-        .arg(root_pem)
-        .status()
-        .expect("python")
-        .success()
 }
 
 #[test]
@@ -118,11 +58,11 @@ fn split_signing_in_three_steps_is_accepted() {
         ]);
         assert!(o.status.success(), "{}", text(&o));
         assert!(
-            osslsigncode_ok(&out, &pki.join("root.pem")),
+            osslsigncode_ok(&out, &pki.join("root.pem")).0,
             "osslsigncode rejected {leaf}"
         );
         assert!(
-            signify_ok(&out, &pki.join("root.pem")),
+            signify_ok(&out, &pki.join("root.pem")).0,
             "signify rejected {leaf}"
         );
         // A signature by another key, or for another certificate, is refused.
@@ -282,7 +222,7 @@ fn batch_of_200_with_one_corrupt_file() {
             p.display()
         );
         assert!(
-            osslsigncode_ok(&p, &pki.join("root.pem")),
+            osslsigncode_ok(&p, &pki.join("root.pem")).0,
             "{}",
             p.display()
         );

@@ -1,0 +1,123 @@
+//! Shared helpers of the CLI end-to-end tests: the test environment made by the project's
+//! scripts, and the independent verifiers.
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("root")
+        .to_path_buf()
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8")
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run")
+}
+
+/// The fixtures and test PKI (scripts/test-env.sh, idempotent and locked).
+pub fn test_env() -> PathBuf {
+    let dir = std::env::var_os("CODESEAL_TEST_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/test-env"));
+    let st = Command::new("bash")
+        .arg(root().join("scripts/test-env.sh"))
+        .arg(&dir)
+        .status()
+        .expect("bash");
+    assert!(
+        st.success(),
+        "scripts/test-env.sh failed: run scripts/setup.sh first"
+    );
+    dir
+}
+
+/// The Python of the venv scripts/setup.sh makes (signify, moto).
+pub fn venv_python() -> PathBuf {
+    std::env::var_os("CODESEAL_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/codeseal/venv")
+        })
+        .join("bin/python")
+}
+
+/// `osslsigncode verify -CAfile ROOT`: success is exit 0 and a `Succeeded` line.
+pub fn osslsigncode_ok(file: &Path, root_pem: &Path) -> (bool, String) {
+    let o = Command::new("osslsigncode")
+        .args(["verify", "-CAfile"])
+        .arg(root_pem)
+        .arg("-in")
+        .arg(file)
+        .output()
+        .expect("osslsigncode");
+    (
+        o.status.success()
+            && String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == "Succeeded"),
+        text(&o),
+    )
+}
+
+/// signify, strict, trusting only `root_pem`.
+pub fn signify_ok(file: &Path, root_pem: &Path) -> (bool, String) {
+    let o = Command::new(venv_python())
+        .arg(root().join("scripts/signify-verify.py"))
+        .arg(file)
+        .arg("--trust")
+        .arg(root_pem)
+        .output()
+        .expect("python");
+    (o.status.success(), text(&o))
+}
+
+/// Issues a code-signing certificate for `csr` from the test intermediate; returns the chain
+/// file (leaf, intermediate).
+pub fn issue(pki: &Path, csr: &Path, dir: &Path, name: &str) -> PathBuf {
+    let ext = dir.join("ext.cnf");
+    std::fs::write(&ext, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n")
+        .expect("write");
+    let cert = dir.join(format!("{name}.pem"));
+    let o = Command::new("openssl")
+        .args([
+            "x509",
+            "-req",
+            "-days",
+            "30",
+            "-sha256",
+            "-in",
+            s(csr),
+            "-CA",
+        ])
+        .arg(pki.join("intermediate.pem"))
+        .arg("-CAkey")
+        .arg(pki.join("intermediate.key"))
+        .arg("-CAcreateserial")
+        .arg("-CAserial")
+        .arg(dir.join("serial"))
+        .args(["-extfile", s(&ext), "-out", s(&cert)])
+        .output()
+        .expect("openssl");
+    assert!(o.status.success(), "{}", text(&o));
+    let chain = dir.join(format!("{name}-chain.pem"));
+    let mut c = std::fs::read(&cert).expect("cert");
+    c.extend(std::fs::read(pki.join("intermediate.pem")).expect("intermediate"));
+    std::fs::write(&chain, c).expect("chain");
+    chain
+}
