@@ -32,6 +32,11 @@ bash scripts/test-env.sh "$CODESEAL_TEST_ENV"
 step "tests"
 cargo test --workspace --locked
 
+if [[ "${CODESEAL_FUZZ_SMOKE:-0}" == 1 ]]; then
+  step "fuzz smoke (cargo-fuzz, ${CODESEAL_FUZZ_SECONDS:-20} s per target)"
+  bash scripts/fuzz-smoke.sh "${CODESEAL_FUZZ_SECONDS:-20}"
+fi
+
 step "demo (the README's first command)"
 cargo run --quiet --locked -p codeseal -- demo
 

@@ -529,6 +529,22 @@ pub fn key_decoding(data: &[u8], more: &dyn Fn(&[u8])) {
     more(data);
 }
 
+/// Checks what a URI redaction (`codeseal_keys::redact_uri`) returned: every secret-bearing
+/// parameter (`pin-value=`, `password=`, in any case: `pkcs11:` attribute names are
+/// case-insensitive) is followed by the mask `***` or by nothing.
+pub fn assert_secrets_masked(redacted: &str) {
+    let lower = redacted.to_ascii_lowercase();
+    for key in ["pin-value=", "password="] {
+        for (at, _) in lower.match_indices(key) {
+            let value = lower.get(at + key.len()..).unwrap_or_default();
+            assert!(
+                value.is_empty() || value.starts_with("***"),
+                "a {key} value is left unmasked in {redacted:?}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // sign_roundtrip
 

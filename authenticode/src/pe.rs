@@ -253,10 +253,9 @@ impl PeInfo {
             }
             // Section data must not run into the table: the signature would cover bytes that
             // the loader maps, and removing it would cut the section short.
-            if let Some(sec) = sections
-                .iter()
-                .find(|s| s.raw_size != 0 && u64::from(s.raw_offset) + u64::from(s.raw_size) > offset)
-            {
+            if let Some(sec) = sections.iter().find(|s| {
+                s.raw_size != 0 && u64::from(s.raw_offset) + u64::from(s.raw_size) > offset
+            }) {
                 return Err(Error::CertTable(format!(
                     "section {} (raw data to {:#x}) runs into the certificate table at {offset:#x}",
                     sec.name,

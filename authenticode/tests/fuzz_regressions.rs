@@ -70,7 +70,7 @@ fn identity() -> &'static SigningIdentity {
 /// reach (the fuzz target also runs `KmsKeyRef::parse` and `Pkcs11Uri::parse`).
 fn local_key_parsers(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    std::hint::black_box(codeseal_keys::redact_uri(&text));
+    fuzzing::assert_secrets_masked(&codeseal_keys::redact_uri(&text));
     if let Ok(k) = LocalKey::from_pkcs8_der(data) {
         std::hint::black_box((k.key_kind(), k.public_key_der().is_ok()));
     }
@@ -151,4 +151,40 @@ fn fuzz_pki_files_match_the_built_in_pki() {
     let leaf = fs::read_to_string(pki.join("leaf.pem")).unwrap();
     let root = fs::read_to_string(pki.join("root.pem")).unwrap();
     assert_eq!(chain, leaf + &root);
+}
+
+/// The seeds that make the targets reach their deepest checks still do: a token over the fixed
+/// imprint and nonce validates with them, and a file signed with the fuzz PKI verifies with
+/// the fuzz root trusted.
+#[test]
+fn deep_seeds_still_pass() {
+    use codeseal_authenticode::{
+        timestamp::validate_token,
+        verify::{verify_with, VerifyOptions},
+    };
+    use codeseal_signer::DigestAlgorithm;
+    let dir = regressions_dir();
+    let token = fs::read(dir.join("timestamp_token/token-fixed-imprint-nonce")).unwrap();
+    let imprint = fuzzing::timestamp_imprint();
+    validate_token(
+        &token,
+        Some((DigestAlgorithm::Sha256, &imprint)),
+        Some(&fuzzing::TIMESTAMP_NONCE),
+        Some(fuzzing::TIMESTAMP_POLICY),
+    )
+    .expect("the fixed-expectation token validates");
+    let opts = VerifyOptions {
+        trust_anchors: vec![fuzzing::fuzz_root().clone()],
+        ..VerifyOptions::default()
+    };
+    for name in [
+        "signed-p256",
+        "signed-nested",
+        "signed-timestamped",
+        "signed-pe32-page-hashes",
+    ] {
+        let file = fs::read(dir.join("verify_file").join(name)).unwrap();
+        let report = verify_with(&mut std::io::Cursor::new(file), &opts).unwrap();
+        assert!(report.valid, "{name}: {report:#?}");
+    }
 }

@@ -142,20 +142,22 @@ pub fn remote_call_summary() -> Option<String> {
 
 /// `uri` with secret-bearing parameters (`pin-value`, `password`) masked, for messages and logs.
 pub fn redact_uri(uri: &str) -> String {
+    // Attribute names are case-insensitive (RFC 7512 parsers lowercase them): search the
+    // ASCII-lowercased copy, whose byte offsets are the original's, and cut the original.
+    let lower = uri.to_ascii_lowercase();
     let mut out = String::with_capacity(uri.len());
-    let mut rest = uri;
+    let mut at = 0;
     while let Some(pos) = ["pin-value=", "password="]
         .iter()
-        .filter_map(|k| rest.find(k).map(|p| p + k.len()))
+        .filter_map(|k| lower.get(at..)?.find(k).map(|p| at + p + k.len()))
         .min()
     {
-        out.push_str(&rest[..pos]);
+        out.push_str(uri.get(at..pos).unwrap_or_default());
         out.push_str("***");
-        let tail = &rest[pos..];
-        let end = tail.find(['&', ';', '?']).unwrap_or(tail.len());
-        rest = &tail[end..];
+        let tail = lower.get(pos..).unwrap_or_default();
+        at = pos + tail.find(['&', ';', '?']).unwrap_or(tail.len());
     }
-    out.push_str(rest);
+    out.push_str(uri.get(at..).unwrap_or_default());
     out
 }
 
@@ -246,6 +248,14 @@ mod tests {
             "pkcs11:object=a?module-path=/m.so&pin-value=***&x=1"
         );
         assert_eq!(redact_uri("file:/k.pem"), "file:/k.pem");
+        assert_eq!(
+            redact_uri("pkcs11:token=a?PIN-VALUE=1234"),
+            "pkcs11:token=a?PIN-VALUE=***"
+        );
+        assert_eq!(
+            redact_uri("pkcs11:x?pin-valuE=40&a=1"),
+            "pkcs11:x?pin-valuE=***&a=1"
+        );
         assert_eq!(
             redact_uri("pkcs11:pin-value=9;object=b"),
             "pkcs11:pin-value=***;object=b"

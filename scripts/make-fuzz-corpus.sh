@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Build the seed corpora of the fuzz targets (fuzz/fuzz_targets/) in fuzz/corpus/<target>/.
+#
+#   usage: scripts/make-fuzz-corpus.sh [--force]
+#
+# Seeds come from the project's PE fixtures and test PKI (scripts/test-env.sh), the bundled
+# sample PE, files signed here with codeseal (RSA and P-256, page hashes, nested SHA-512,
+# the fuzz PKI in fuzz/pki/) and osslsigncode (with its built-in TSA: RFC 3161 time stamps),
+# the certificate tables and PKCS#7 signatures extracted from them, RFC 3161 tokens and
+# replies made with `openssl ts` (over the fixed imprint and nonce the timestamp_token target
+# checks), public keys, private keys and signatures of the test PKI, and key URIs.
+# Only small files are kept (FUZZ_MAX_SEED_BYTES, default 64 KiB).
+#
+# fuzz/corpus/ is gitignored and grows as the fuzzer saves new inputs; without --force an
+# existing corpus is left as it is (the marker fuzz/corpus/.seeded says it was made); --force
+# replaces the seeds (files named seed-*) and keeps what the fuzzer added.
+# The committed, hand-made cases are in fuzz/regressions/ (scripts/fuzz-smoke.sh reads both).
+#
+# Needs: bash, coreutils, xxd, openssl; the codeseal CLI (CODESEAL_BIN, else target/debug/codeseal,
+# built if missing); osslsigncode (optional: without it, no time-stamped signed files).
+# Env: CODESEAL_TEST_ENV (default target/test-env), FUZZ_CORPUS_DIR (default fuzz/corpus).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${FUZZ_CORPUS_DIR:-$ROOT/fuzz/corpus}"
+MAX="${FUZZ_MAX_SEED_BYTES:-65536}"
+TE="${CODESEAL_TEST_ENV:-$ROOT/target/test-env}"
+FPKI="$ROOT/fuzz/pki"
+TARGETS=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token key_decoding sign_roundtrip)
+
+if [[ "${1:-}" != "--force" && -f "$OUT/.seeded" ]]; then
+  echo "make-fuzz-corpus: $OUT already seeded (use --force to redo)"
+  exit 0
+fi
+[[ $# -le 1 && ( $# -eq 0 || "$1" == "--force" ) ]] || { echo "usage: $0 [--force]" >&2; exit 2; }
+
+bash "$ROOT/scripts/test-env.sh" "$TE" >/dev/null
+FIX="$TE/fixtures"
+PKI="$TE/pki"
+
+CODESEAL="${CODESEAL_BIN:-$ROOT/target/debug/codeseal}"
+if [[ ! -x "$CODESEAL" ]]; then
+  echo "make-fuzz-corpus: building the codeseal CLI"
+  (cd "$ROOT" && cargo build -q -p codeseal --bin codeseal)
+  CODESEAL="$ROOT/target/debug/codeseal"
+fi
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$OUT"
+for t in "${TARGETS[@]}"; do
+  mkdir -p "$OUT/$t"
+  rm -f "$OUT/$t"/seed-* # earlier seeds; inputs the fuzzer added stay
+done
+
+# seed TARGET FILE [NAME]: copy FILE into TARGET's corpus if it is small enough.
+seed() {
+  local t="$1" f="$2" name="${3:-$(basename "$2")}"
+  [[ -s "$f" ]] || return 0
+  (( $(stat -c %s "$f") <= MAX )) || return 0
+  cp "$f" "$OUT/$t/seed-$name"
+}
+# seed_text TARGET NAME TEXT
+seed_text() { printf '%s' "$3" >"$OUT/$2.tmp" && mv "$OUT/$2.tmp" "$OUT/$1/seed-$2"; }
+
+u16() { od -An -t u2 -j "$2" -N 2 "$1" | tr -d ' \n'; }
+u32() { od -An -t u4 -j "$2" -N 4 "$1" | tr -d ' \n'; }
+# cert_table PE OUT: the certificate table bytes of a signed PE.
+cert_table() {
+  local f="$1" pe magic dirs sec off size
+  pe=$(u32 "$f" 60)
+  magic=$(u16 "$f" $((pe + 24)))
+  if [[ "$magic" == 523 ]]; then dirs=112; else dirs=96; fi
+  sec=$((pe + 24 + dirs + 32))
+  off=$(u32 "$f" "$sec")
+  size=$(u32 "$f" $((sec + 4)))
+  (( size > 0 )) || return 1
+  dd if="$f" of="$2" bs=65536 iflag=skip_bytes,count_bytes skip="$off" count="$size" status=none
+}
+
+# --- unsigned PE files
+inputs=()
+for f in "$FIX"/*.exe "$FIX"/*.dll "$ROOT/cli/assets/sample.exe"; do
+  [[ -f "$f" ]] || continue
+  seed pe_headers "$f"
+  seed verify_file "$f" "unsigned-$(basename "$f")"
+  (( $(stat -c %s "$f") <= MAX )) && inputs+=("$f")
+done
+
+# --- signed with codeseal: several keys and options
+signed=()
+sign() { # sign NAME INPUT KEY CHAIN [OPTIONS...]
+  local name="$1" in="$2" key="$3" chain="$4"
+  shift 4
+  if "$CODESEAL" sign --key "$key" --cert "$chain" --force -o "$WORK/$name" "$@" "$in" >/dev/null 2>"$WORK/$name.err"; then
+    signed+=("$WORK/$name")
+  else
+    echo "make-fuzz-corpus: signing $name failed: $(head -c 300 "$WORK/$name.err")" >&2
+  fi
+}
+for f in "${inputs[@]}"; do
+  b="$(basename "$f")"
+  sign "p256-$b" "$f" "$PKI/leaf-p256.key" "$PKI/leaf-p256-chain.pem"
+  sign "rsa-ph-$b" "$f" "$PKI/leaf-rsa2048.key" "$PKI/leaf-rsa2048-chain.pem" --page-hashes -n "codeseal fuzz" -i https://example.invalid/
+  sign "fuzzpki-$b" "$f" "$FPKI/leaf.key" "$FPKI/leaf-chain.pem"
+done
+first="${inputs[0]:-}"
+if [[ -n "$first" ]]; then
+  b="$(basename "$first")"
+  sign "sha1-ph-$b" "$first" "$PKI/leaf-rsa2048.key" "$PKI/leaf-rsa2048-chain.pem" --digest sha1 --allow-sha1 --page-hashes
+  sign "nested-$b" "$WORK/p256-$b" "$PKI/leaf-rsa2048.key" "$PKI/leaf-rsa2048-chain.pem" --append --digest sha512
+  sign "expired-$b" "$first" "$PKI/leaf-expired.key" "$PKI/leaf-expired-chain.pem"
+fi
+
+# --- signed and time-stamped with osslsigncode's built-in TSA (no network)
+if command -v osslsigncode >/dev/null; then
+  for f in "${inputs[@]:0:3}"; do
+    b="$(basename "$f")"
+    for tsa in "$PKI/tsa" "$FPKI/tsa"; do
+      if [[ "$tsa" == "$FPKI"/* ]]; then label=fuzzpki; else label=testpki; fi
+      o="$WORK/ossl-ts-$label-$b"
+      if osslsigncode sign -certs "$PKI/leaf-rsa2048-chain.pem" -key "$PKI/leaf-rsa2048.key" -h sha256 \
+        -TSA-certs "$tsa-chain.pem" -TSA-key "$tsa.key" -TSA-time 1700000000 \
+        -in "$f" -out "$o" >/dev/null 2>&1; then
+        signed+=("$o")
+      fi
+    done
+    o="$WORK/ossl-ph-$b"
+    osslsigncode sign -certs "$PKI/leaf-p256-chain.pem" -key "$PKI/leaf-p256.key" -h sha384 -ph \
+      -in "$f" -out "$o" >/dev/null 2>&1 && signed+=("$o")
+  done
+else
+  echo "make-fuzz-corpus: no osslsigncode: skipping time-stamped seeds" >&2
+fi
+
+for s in "${signed[@]}"; do
+  b="$(basename "$s")"
+  seed verify_file "$s"
+  seed pe_headers "$s" "signed-$b"
+  cert_table "$s" "$WORK/$b.table" && seed wincert_table "$WORK/$b.table" "$b.table"
+  "$CODESEAL" extract -o "$WORK/$b.p7" "$s" >/dev/null 2>&1 && seed pkcs7_signature "$WORK/$b.p7" "$b.p7"
+done
+
+# --- RFC 3161 tokens and replies (openssl ts), over the fixed imprint SHA-256("codeseal fuzz")
+# and nonce 0x0123456789abcdef that the timestamp_token target checks in its second pass.
+imprint="$(printf 'codeseal fuzz' | sha256sum | cut -d' ' -f1)"
+printf '30430201013031300d060960864801650304020105000420%s02080123456789abcdef0101ff' "$imprint" \
+  | xxd -r -p >"$WORK/fixed.tsq"
+openssl ts -query -data "$ROOT/fuzz/pki/root.pem" -sha384 -no_nonce -cert -out "$WORK/sha384.tsq" 2>/dev/null
+openssl ts -query -data "$ROOT/fuzz/pki/root.pem" -sha1 -out "$WORK/sha1.tsq" 2>/dev/null
+tsa_conf() { # tsa_conf DIR KEYPREFIX ESS_ALG
+  cat <<EOF
+[tsa]
+default_tsa = t
+[t]
+serial = $WORK/tsaserial
+signer_cert = $2.pem
+certs = $2-chain.pem
+signer_key = $2.key
+signer_digest = sha256
+default_policy = 1.2.3.4.1
+other_policies = 1.2.3.4.5
+digests = sha1, sha256, sha384, sha512
+accuracy = secs:1, millisecs:500
+ordering = yes
+tsa_name = yes
+ess_cert_id_chain = no
+ess_cert_id_alg = $3
+EOF
+}
+echo 01 >"$WORK/tsaserial"
+n=0
+# (openssl ts refuses to sign with tsa-noncrit: its timeStamping EKU is not critical.)
+for tsa in "$FPKI/tsa" "$PKI/tsa"; do
+  for ess in sha256 sha1; do
+    tsa_conf "$WORK" "$tsa" "$ess" >"$WORK/tsa.cnf"
+    for q in fixed sha384 sha1; do
+      n=$((n + 1))
+      openssl ts -reply -queryfile "$WORK/$q.tsq" -config "$WORK/tsa.cnf" -token_out \
+        -out "$WORK/token-$n.der" >/dev/null 2>&1 && seed timestamp_token "$WORK/token-$n.der" "token-$q-$ess-$n"
+      openssl ts -reply -queryfile "$WORK/$q.tsq" -config "$WORK/tsa.cnf" \
+        -out "$WORK/reply-$n.tsr" >/dev/null 2>&1 && seed timestamp_token "$WORK/reply-$n.tsr" "reply-$q-$ess-$n"
+    done
+  done
+done
+
+# --- key material: SPKIs, private keys (PKCS#8 DER, PEM), signatures, URIs
+for c in "$PKI"/*.pem "$FPKI"/root.pem "$FPKI"/leaf.pem "$FPKI"/tsa.pem; do
+  [[ "$c" == *chain.pem ]] && continue
+  b="$(basename "$c" .pem)"
+  openssl x509 -in "$c" -noout -pubkey 2>/dev/null | openssl pkey -pubin -outform DER -out "$WORK/$b.spki" 2>/dev/null \
+    && seed key_decoding "$WORK/$b.spki" "spki-$b"
+done
+for k in "$PKI"/leaf-p256.key "$PKI"/leaf-rsa2048.key "$PKI"/leaf-p256-sec1.key "$PKI"/leaf-rsa2048-pkcs1.key "$FPKI"/leaf.key; do
+  b="$(basename "$(dirname "$k")")-$(basename "$k" .key)"
+  seed key_decoding "$k" "pem-$b"
+  openssl pkcs8 -topk8 -nocrypt -in "$k" -outform DER -out "$WORK/$b.p8" 2>/dev/null && seed key_decoding "$WORK/$b.p8" "pkcs8-$b"
+  printf 'codeseal fuzz' | openssl dgst -sha256 -sign "$k" -out "$WORK/$b.sig" 2>/dev/null && seed key_decoding "$WORK/$b.sig" "sig-$b"
+done
+seed_text key_decoding kms-alias 'awskms:///alias/release-signing'
+seed_text key_decoding kms-endpoint 'awskms://localhost:4566/alias/x'
+seed_text key_decoding kms-alias-arn 'arn:aws:kms:eu-west-1:111122223333:alias/release'
+seed_text key_decoding kms-key-id '1234abcd-12ab-34cd-56ef-1234567890ab'
+seed_text key_decoding pkcs11-full 'pkcs11:token=codeseal%20test;manufacturer=SoftHSM;serial=0123;model=SoftHSM%20v2;library-manufacturer=x;library-description=y;library-version=2.6;slot-id=7;slot-description=s;slot-manufacturer=m;object=leaf;id=%01%02;type=private?module-path=/usr/lib/softhsm/libsofthsm2.so&module-name=softhsm2&pin-source=file:/tmp/pin'
+seed_text key_decoding pkcs11-pin 'pkcs11:object=k?pin-value=12%2034&x-vendor=1'
+seed_text key_decoding file-uri 'file:///keys/leaf.p12?password-file=/run/pass'
+
+# --- sign_roundtrip: flags byte, section count, patch records (see fuzzing::sign_roundtrip)
+for flags in 00 01 02 03 04 08 0c 0e 10 60 63; do
+  for sections in 00 01 03; do
+    printf '%s%s' "$flags" "$sections" | xxd -r -p >"$OUT/sign_roundtrip/seed-$flags-$sections"
+  done
+done
+printf '\x02\x02\x04\x50\x02\xde\xad\xbe\xef\x83overlay' >"$OUT/sign_roundtrip/seed-patch-overlay"
+
+date -u +%FT%TZ >"$OUT/.seeded"
+for t in "${TARGETS[@]}"; do
+  printf 'make-fuzz-corpus: %-16s %4d files, %s\n' "$t" "$(find "$OUT/$t" -type f | wc -l)" "$(du -sh "$OUT/$t" | cut -f1)"
+done
