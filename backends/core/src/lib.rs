@@ -31,7 +31,7 @@ pub use algorithm::{DigestAlgorithm, KeyKind, SignatureAlgorithm};
 pub use error::SignError;
 pub use identity::SigningIdentity;
 pub use rustcrypto::{PublicKey, RustCryptoSigner, Signature};
-pub use signer::{BoxFuture, KeySigner};
+pub use signer::{run_blocking, BoxFuture, KeySigner};
 pub use verify::{key_kind_of, verify_prehash};
 
 /// Re-exports of the format crates whose types appear in this crate's API, so that users

@@ -120,3 +120,58 @@ impl dyn KeySigner + '_ {
         }
     }
 }
+
+/// Runs a blocking signing call on its own thread and returns a future of its result, so a
+/// blocking backend (PKCS#11) does not stall the async executor that awaits it. Needs no
+/// particular runtime.
+pub fn run_blocking<F>(name: &str, f: F) -> BoxFuture<'static, Result<Vec<u8>, SignError>>
+where
+    F: FnOnce() -> Result<Vec<u8>, SignError> + Send + 'static,
+{
+    use std::{
+        sync::{Arc, Mutex},
+        task::{Poll, Waker},
+    };
+    type Slot = (Option<Result<Vec<u8>, SignError>>, Option<Waker>);
+    struct Done(Arc<Mutex<Slot>>);
+    impl Future for Done {
+        type Output = Result<Vec<u8>, SignError>;
+        fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+            let Ok(mut slot) = self.0.lock() else {
+                return Poll::Ready(Err(SignError::backend(
+                    "signer",
+                    "a signing thread panicked",
+                    None,
+                )));
+            };
+            match slot.0.take() {
+                Some(r) => Poll::Ready(r),
+                None => {
+                    slot.1 = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        }
+    }
+    let shared: Arc<Mutex<Slot>> = Arc::new(Mutex::new((None, None)));
+    let for_thread = Arc::clone(&shared);
+    let spawned = std::thread::Builder::new()
+        .name(format!("{name}-sign"))
+        .spawn(move || {
+            let r = f();
+            if let Ok(mut slot) = for_thread.lock() {
+                slot.0 = Some(r);
+                if let Some(w) = slot.1.take() {
+                    w.wake();
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => Box::pin(Done(shared)),
+        Err(e) => Box::pin(std::future::ready(Err(SignError::backend(
+            "signer",
+            format!("cannot start a signing thread: {e}"),
+            None,
+        )))),
+    }
+}

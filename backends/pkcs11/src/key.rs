@@ -783,6 +783,17 @@ impl KeySigner for Pkcs11Key {
         }
         Ok(self.sign_inner(algorithm, digest)?)
     }
+
+    /// PKCS#11 calls block: the async form waits on its own thread, never on the executor.
+    fn sign_digest_async<'a>(
+        &'a self,
+        algorithm: SignatureAlgorithm,
+        digest: &'a [u8],
+    ) -> codeseal_signer::BoxFuture<'a, Result<Vec<u8>, SignError>> {
+        let key = self.clone();
+        let digest = digest.to_vec();
+        codeseal_signer::run_blocking("pkcs11", move || key.sign_digest(algorithm, &digest))
+    }
 }
 
 #[cfg(test)]

@@ -62,3 +62,49 @@ fn eight_threads_sign_200_files_through_one_context() {
     assert_eq!(n, 200);
     eprintln!("200 PE files signed by 8 threads through one PKCS#11 context in {elapsed:?}");
 }
+
+/// A minimal executor: polls a future on this thread, parking until woken.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "async signature never completed"
+        );
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn async_signing_runs_off_the_executor_thread() {
+    let h = hsm();
+    let key: Arc<dyn KeySigner> =
+        Arc::new(codeseal_pkcs11::open_uri(&h.uri("object=rsa2048")).expect("open"));
+    let alg = key.key_kind().with_digest(DigestAlgorithm::Sha256);
+    // Each signature runs on its own thread; the executor thread only waits for the wake-up.
+    let digests: Vec<Vec<u8>> = (0..8u8)
+        .map(|i| DigestAlgorithm::Sha256.digest(&[i]))
+        .collect();
+    let futures: Vec<_> = digests
+        .iter()
+        .map(|d| key.sign_digest_checked_async(alg, d))
+        .collect();
+    for (f, d) in futures.into_iter().zip(&digests) {
+        let sig = block_on(f).expect("async sign");
+        codeseal_signer::verify_prehash(key.public_key(), DigestAlgorithm::Sha256, d, &sig)
+            .expect("verify");
+    }
+}
