@@ -19,11 +19,12 @@ use serde::{Deserialize, Serialize};
 use x509_cert::Certificate;
 
 use crate::{
+    digest::stream_image_with_pages,
     error::{Error, Result},
     manage::{attach_signature, AttachOptions},
-    pagehash::page_hash_algorithm,
+    pagehash::{page_hash_algorithm, PageHasher},
+    pe::PeInfo,
     pkcs7::{OpusInfo, SignatureRequest},
-    stage::{Existing, StagedImage},
 };
 
 /// What a signer needs to sign, and what the attach step needs to finish: serialisable.
@@ -59,18 +60,26 @@ pub fn make_request(
 ) -> Result<DigestRequest> {
     let kind = key_kind_of(&leaf.tbs_certificate.subject_public_key_info)?;
     let algorithm = kind.with_digest(digest);
-    // Stage into a throwaway temp file: the same checked, streamed pass as signing.
-    let tmpdir = tempfile::tempdir().map_err(|e| Error::io("creating a temp dir", e))?;
-    let staged = StagedImage::stage(
-        input,
-        &tmpdir.path().join("staged"),
-        true,
-        Existing::Replace,
-        &[digest],
-        page_hashes.then(|| page_hash_algorithm(digest)),
-    )?;
-    let image_digest = staged.digest(digest).ok_or_else(|| bad("digest missing"))?;
-    let req = SignatureRequest::new(algorithm, image_digest, opus, staged.page_hashes())?;
+    // The same checked, streamed pass as signing, without a copy: only the digests are needed.
+    let file = std::fs::File::open(input)
+        .map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
+    let mut r = std::io::BufReader::with_capacity(64 << 10, file);
+    let pe = PeInfo::read(&mut r)?;
+    if pe.bytes_after_cert_table() > 0 {
+        return Err(Error::CertTable(format!(
+            "{} bytes follow the certificate table; refusing to sign a file with unsigned trailing data",
+            pe.bytes_after_cert_table()
+        )));
+    }
+    let mut pages: Vec<PageHasher> = page_hashes
+        .then(|| PageHasher::new(&pe, page_hash_algorithm(digest)))
+        .transpose()?
+        .into_iter()
+        .collect();
+    let pass = stream_image_with_pages(&mut r, &pe, &[digest], None, &mut pages)?;
+    let page_table = pages.pop().map(PageHasher::finish);
+    let image_digest = pass.digest(digest).ok_or_else(|| bad("digest missing"))?;
+    let req = SignatureRequest::new(algorithm, image_digest, opus, page_table.as_ref())?;
     Ok(DigestRequest {
         version: 1,
         algorithm,

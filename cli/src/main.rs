@@ -67,18 +67,8 @@ enum Command {
         input: PathBuf,
         /// The signature (DER or PEM).
         signature: PathBuf,
-        /// Output (default: the input, replaced atomically).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-        /// Replace an existing signature.
-        #[arg(long, conflicts_with = "append")]
-        replace: bool,
-        /// Nest into the existing signature.
-        #[arg(long)]
-        append: bool,
-        /// Overwrite an existing output.
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        write: AttachFlags,
     },
     /// Add a time stamp to the signature of a signed PE file.
     Timestamp {
@@ -161,18 +151,8 @@ enum Command {
         /// The certificate chain, leaf first.
         #[arg(long)]
         cert: PathBuf,
-        /// Output (default: the input, replaced atomically).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-        /// Replace an existing signature.
-        #[arg(long, conflicts_with = "append")]
-        replace: bool,
-        /// Nest into the existing signature.
-        #[arg(long)]
-        append: bool,
-        /// Overwrite an existing output.
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        write: AttachFlags,
     },
     /// Make a PKCS#10 certificate signing request with a key (local, KMS or HSM).
     Csr(CsrArgs),
@@ -236,6 +216,37 @@ struct SignArgs {
     /// Files signed at once (one key session shared by all).
     #[arg(short, long, default_value_t = 4)]
     jobs: usize,
+}
+
+/// Where and how `attach` and `attach-digest-signature` write.
+#[derive(Args)]
+struct AttachFlags {
+    /// Output (default: the input, replaced atomically).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Replace an existing signature.
+    #[arg(long, conflicts_with = "append")]
+    replace: bool,
+    /// Nest into the existing signature.
+    #[arg(long)]
+    append: bool,
+    /// Overwrite an existing output.
+    #[arg(long)]
+    force: bool,
+}
+
+impl AttachFlags {
+    /// The output path (the input by default) and the library options.
+    fn resolve(&self, input: &std::path::Path) -> (PathBuf, codeseal_authenticode::AttachOptions) {
+        (
+            self.output.clone().unwrap_or_else(|| input.to_path_buf()),
+            codeseal_authenticode::AttachOptions {
+                replace: self.replace,
+                append: self.append,
+                force: self.force,
+            },
+        )
+    }
 }
 
 /// Time-stamp options (shared by `sign` and `timestamp`).
@@ -471,10 +482,7 @@ fn main() -> ExitCode {
             request,
             signature,
             cert,
-            output,
-            replace,
-            append,
-            force,
+            write,
         } => (|| {
             use base64::Engine;
             let req: codeseal_authenticode::split::DigestRequest = serde_json::from_slice(
@@ -488,12 +496,7 @@ fn main() -> ExitCode {
                 .decode(text.trim())
                 .with_context(|| format!("{} is not base64", signature.display()))?;
             let chain = codeseal_keys::load_certificates(&cert)?;
-            let out = output.unwrap_or_else(|| input.clone());
-            let opts = codeseal_authenticode::AttachOptions {
-                replace,
-                append,
-                force,
-            };
+            let (out, opts) = write.resolve(&input);
             codeseal_authenticode::split::attach_request_signature(
                 &input, &req, &sig, &chain, &out, opts,
             )
@@ -549,20 +552,12 @@ fn main() -> ExitCode {
         Command::Attach {
             input,
             signature,
-            output,
-            replace,
-            append,
-            force,
+            write,
         } => {
-            let out = output.unwrap_or_else(|| input.clone());
+            let (out, opts) = write.resolve(&input);
             let sig = std::fs::read(&signature)
                 .with_context(|| format!("reading {}", signature.display()));
             sig.and_then(|sig| {
-                let opts = codeseal_authenticode::AttachOptions {
-                    replace,
-                    append,
-                    force,
-                };
                 codeseal_authenticode::attach_signature(&input, &sig, &out, opts).with_context(
                     || format!("attaching {} to {}", signature.display(), input.display()),
                 )

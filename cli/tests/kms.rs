@@ -208,27 +208,15 @@ fn kms_keys_make_csrs_and_sign_pe_files_accepted_by_osslsigncode_and_signify() {
         }
         if i == 0 {
             // Split signing with the KMS key: digest here, sign-digest with only KMS, attach.
-            let input = env.join("fixtures/pe64.exe");
-            let req = dir.path().join("split.json");
-            let o = codeseal(&["digest", s(&input), "--cert", s(&chain), "-o", s(&req)]);
-            assert!(o.status.success(), "{}", text(&o));
-            let sig = dir.path().join("split.sig");
-            let o = codeseal(&["sign-digest", "--key", &uri, s(&req), "-o", s(&sig)]);
-            assert!(o.status.success(), "{}", text(&o));
-            let out = dir.path().join("split.exe");
-            let o = codeseal(&[
-                "attach-digest-signature",
-                s(&input),
-                s(&req),
-                s(&sig),
-                "--cert",
-                s(&chain),
-                "-o",
-                s(&out),
-            ]);
-            assert!(o.status.success(), "{}", text(&o));
-            assert!(osslsigncode_ok(&out, &pki.join("root.pem")).0);
-            assert!(signify_ok(&out, &pki.join("root.pem")).0);
+            split_sign_and_check(
+                codeseal,
+                &uri,
+                &env.join("fixtures/pe64.exe"),
+                &chain,
+                dir.path(),
+                "split",
+                &pki.join("root.pem"),
+            );
         }
     }
 }

@@ -63,29 +63,7 @@ fn sign_with_token_keys_through_pkcs11_uris() {
             csr.to_str().expect("utf8"),
         ]);
         assert!(o.status.success(), "{}", text(&o));
-        let ext = dir.path().join("ext.cnf");
-        std::fs::write(&ext, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n")
-            .expect("write");
-        let cert = dir.path().join(format!("{label}.pem"));
-        let o = run(Command::new("openssl")
-            .args(["x509", "-req", "-days", "30", "-sha256", "-in"])
-            .arg(&csr)
-            .arg("-CA")
-            .arg(pki.join("intermediate.pem"))
-            .arg("-CAkey")
-            .arg(pki.join("intermediate.key"))
-            .arg("-CAcreateserial")
-            .arg("-CAserial")
-            .arg(dir.path().join("serial"))
-            .arg("-extfile")
-            .arg(&ext)
-            .arg("-out")
-            .arg(&cert));
-        assert!(o.status.success(), "{}", text(&o));
-        let chain = dir.path().join(format!("{label}-chain.pem"));
-        let mut c = std::fs::read(&cert).expect("cert");
-        c.extend(std::fs::read(pki.join("intermediate.pem")).expect("int"));
-        std::fs::write(&chain, c).expect("chain");
+        let chain = issue(&pki, &csr, dir.path(), label);
 
         for fx in ["pe64.exe", "pe32.dll"] {
             let out = dir.path().join(format!("{label}-{fx}"));
@@ -100,74 +78,22 @@ fn sign_with_token_keys_through_pkcs11_uris() {
                 out.to_str().expect("utf8"),
             ]);
             assert!(o.status.success(), "{}", text(&o));
-            let o = run(Command::new("osslsigncode")
-                .args(["verify", "-CAfile"])
-                .arg(pki.join("root.pem"))
-                .arg("-in")
-                .arg(&out));
-            assert!(
-                o.status.success() && text(&o).contains("Succeeded"),
-                "osslsigncode: {}",
-                text(&o)
-            );
-            let o = run(Command::new(venv_python())
-                .arg(root().join("scripts/signify-verify.py"))
-                .arg(&out)
-                .arg("--trust")
-                .arg(pki.join("root.pem")));
-            assert!(o.status.success(), "signify: {}", text(&o));
+            let (ok, t) = osslsigncode_ok(&out, &pki.join("root.pem"));
+            assert!(ok, "osslsigncode: {t}");
+            let (ok, t) = signify_ok(&out, &pki.join("root.pem"));
+            assert!(ok, "signify: {t}");
         }
         // Split signing with the token key: digest here, sign-digest with only the token,
         // attach here.
-        let input = env.join("fixtures/pe64.exe");
-        let req = dir.path().join(format!("{label}.json"));
-        let o = codeseal(&[
-            "digest",
-            input.to_str().expect("utf8"),
-            "--cert",
-            chain.to_str().expect("utf8"),
-            "-o",
-            req.to_str().expect("utf8"),
-        ]);
-        assert!(o.status.success(), "{}", text(&o));
-        let sig = dir.path().join(format!("{label}.sig"));
-        let o = codeseal(&[
-            "sign-digest",
-            "--key",
+        split_sign_and_check(
+            codeseal,
             &uri,
-            req.to_str().expect("utf8"),
-            "-o",
-            sig.to_str().expect("utf8"),
-        ]);
-        assert!(o.status.success(), "{}", text(&o));
-        let out = dir.path().join(format!("{label}-split.exe"));
-        let o = codeseal(&[
-            "attach-digest-signature",
-            input.to_str().expect("utf8"),
-            req.to_str().expect("utf8"),
-            sig.to_str().expect("utf8"),
-            "--cert",
-            chain.to_str().expect("utf8"),
-            "-o",
-            out.to_str().expect("utf8"),
-        ]);
-        assert!(o.status.success(), "{}", text(&o));
-        let o = run(Command::new("osslsigncode")
-            .args(["verify", "-CAfile"])
-            .arg(pki.join("root.pem"))
-            .arg("-in")
-            .arg(&out));
-        assert!(
-            o.status.success() && text(&o).contains("Succeeded"),
-            "osslsigncode (split): {}",
-            text(&o)
+            &env.join("fixtures/pe64.exe"),
+            &chain,
+            dir.path(),
+            label,
+            &pki.join("root.pem"),
         );
-        let o = run(Command::new(venv_python())
-            .arg(root().join("scripts/signify-verify.py"))
-            .arg(&out)
-            .arg("--trust")
-            .arg(pki.join("root.pem")));
-        assert!(o.status.success(), "signify (split): {}", text(&o));
 
         // The certificate of another key is refused before anything is signed.
         let other = pki.join("leaf-rsa2048-chain.pem");

@@ -88,44 +88,51 @@ pub fn identity(leaf: &str) -> SigningIdentity {
     SigningIdentity::new(Arc::new(key), chain).expect("identity")
 }
 
-/// `osslsigncode verify -CAfile ROOT`: success is exit 0 *and* a `Succeeded` line.
-pub fn osslsigncode_verify(file: &Path, root: &Path) -> (bool, String) {
-    let o = Command::new("osslsigncode")
-        .args(["verify", "-CAfile"])
-        .arg(root)
-        .arg("-in")
-        .arg(file)
+/// Runs `cmd` and returns its status and its stdout + stderr as text.
+fn run_text(cmd: &mut Command, what: &str) -> (std::process::ExitStatus, String) {
+    let o = cmd
         .output()
-        .expect("osslsigncode (run scripts/setup.sh)");
+        .unwrap_or_else(|e| panic!("{what}: {e} (run scripts/setup.sh)"));
     let out = format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    let ok = o.status.success() && out.lines().any(|l| l.trim() == "Succeeded");
-    (ok, out)
+    (o.status, out)
+}
+
+/// `osslsigncode verify -CAfile ROOT`: success is exit 0 *and* a `Succeeded` line.
+pub fn osslsigncode_verify(file: &Path, root: &Path) -> (bool, String) {
+    let (st, out) = run_text(
+        Command::new("osslsigncode")
+            .args(["verify", "-CAfile"])
+            .arg(root)
+            .arg("-in")
+            .arg(file),
+        "osslsigncode",
+    );
+    (
+        st.success() && out.lines().any(|l| l.trim() == "Succeeded"),
+        out,
+    )
 }
 
 /// signify, strict, trusting only `root`.
 pub fn signify_verify(file: &Path, root: &Path) -> (bool, String) {
-    let o = Command::new(&env().python)
-        .arg(workspace_root().join("scripts/signify-verify.py"))
-        .arg(file)
-        .arg("--trust")
-        .arg(root)
-        .output()
-        .expect("python");
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert_ne!(
-        o.status.code(),
-        Some(2),
-        "signify-verify usage error: {out}"
-    );
-    (o.status.success(), out)
+    signify_trusting(file, &[root.to_path_buf()])
+}
+
+/// signify, strict, trusting only `roots`.
+fn signify_trusting(file: &Path, roots: &[PathBuf]) -> (bool, String) {
+    let mut cmd = Command::new(&env().python);
+    cmd.arg(workspace_root().join("scripts/signify-verify.py"))
+        .arg(file);
+    for r in roots {
+        cmd.arg("--trust").arg(r);
+    }
+    let (st, out) = run_text(&mut cmd, "python");
+    assert_ne!(st.code(), Some(2), "signify-verify usage error: {out}");
+    (st.success(), out)
 }
 
 /// Signs with osslsigncode itself (for digest comparisons and "files signed by others").
@@ -204,21 +211,17 @@ pub fn tsa() -> &'static str {
 /// `osslsigncode verify` with the TSA root trusted too; success requires the time-stamp
 /// line to say ok (osslsigncode exits 0 when only the TSA chain fails).
 pub fn osslsigncode_verify_ts(file: &Path) -> (bool, String) {
-    let o = Command::new("osslsigncode")
-        .args(["verify", "-CAfile"])
-        .arg(root())
-        .arg("-TSA-CAfile")
-        .arg(pki("tsa-root.pem"))
-        .arg("-in")
-        .arg(file)
-        .output()
-        .expect("osslsigncode");
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    let (st, out) = run_text(
+        Command::new("osslsigncode")
+            .args(["verify", "-CAfile"])
+            .arg(root())
+            .arg("-TSA-CAfile")
+            .arg(pki("tsa-root.pem"))
+            .arg("-in")
+            .arg(file),
+        "osslsigncode",
     );
-    let ok = o.status.success()
+    let ok = st.success()
         && out.lines().any(|l| l.trim() == "Succeeded")
         && out.contains("Timestamp Server Signature verification: ok")
         && !out.contains("Timestamp Server Signature verification: failed");
@@ -227,21 +230,7 @@ pub fn osslsigncode_verify_ts(file: &Path) -> (bool, String) {
 
 /// signify, trusting the test root and the TSA root.
 pub fn signify_verify_ts(file: &Path) -> (bool, String) {
-    let o = Command::new(&env().python)
-        .arg(workspace_root().join("scripts/signify-verify.py"))
-        .arg(file)
-        .arg("--trust")
-        .arg(root())
-        .arg("--trust")
-        .arg(pki("tsa-root.pem"))
-        .output()
-        .expect("python");
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.success(), out)
+    signify_trusting(file, &[root(), pki("tsa-root.pem")])
 }
 
 /// Our verdict with the test roots trusted (signers: root.pem; TSAs: tsa-root.pem).

@@ -121,3 +121,38 @@ pub fn issue(pki: &Path, csr: &Path, dir: &Path, name: &str) -> PathBuf {
     std::fs::write(&chain, c).expect("chain");
     chain
 }
+
+/// Split signing in three `codeseal` runs (digest, sign-digest with only the key, attach),
+/// then the result must pass osslsigncode and signify trusting `root_pem`.
+pub fn split_sign_and_check(
+    codeseal: impl Fn(&[&str]) -> Output,
+    key: &str,
+    input: &Path,
+    chain: &Path,
+    work: &Path,
+    name: &str,
+    root_pem: &Path,
+) {
+    let req = work.join(format!("{name}.json"));
+    let o = codeseal(&["digest", s(input), "--cert", s(chain), "-o", s(&req)]);
+    assert!(o.status.success(), "digest: {}", text(&o));
+    let sig = work.join(format!("{name}.sig"));
+    let o = codeseal(&["sign-digest", "--key", key, s(&req), "-o", s(&sig)]);
+    assert!(o.status.success(), "sign-digest: {}", text(&o));
+    let out = work.join(format!("{name}-split.exe"));
+    let o = codeseal(&[
+        "attach-digest-signature",
+        s(input),
+        s(&req),
+        s(&sig),
+        "--cert",
+        s(chain),
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "attach-digest-signature: {}", text(&o));
+    let (ok, t) = osslsigncode_ok(&out, root_pem);
+    assert!(ok, "osslsigncode (split): {t}");
+    let (ok, t) = signify_ok(&out, root_pem);
+    assert!(ok, "signify (split): {t}");
+}
