@@ -11,6 +11,8 @@
 #   usage: scripts/fuzz-smoke.sh [SECONDS]          (default 20 per target)
 #   env:   FUZZ_TARGETS="pe_headers wincert_table"  (a subset; default all)
 #          FUZZ_JOBS=N   parallel libFuzzer jobs per target (default 1)
+#          FUZZ_RUNS=N   stop a target after N executions (SECONDS stays the cap), for a
+#                        campaign: FUZZ_RUNS=10000000 scripts/fuzz-smoke.sh 3600
 #
 # The toolchain is stable: RUSTC_BOOTSTRAP=1 lets cargo-fuzz use the sanitizer flags.
 # For a long campaign run one target by hand, e.g. (from fuzz/):
@@ -25,6 +27,8 @@ FUZZ="$ROOT/fuzz"
 ALL=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token key_decoding sign_roundtrip)
 read -r -a TARGETS <<<"${FUZZ_TARGETS:-${ALL[*]}}"
 JOBS="${FUZZ_JOBS:-1}"
+RUNS="${FUZZ_RUNS:-}"
+[[ -z "$RUNS" || "$RUNS" =~ ^[0-9]+$ ]] || { echo "FUZZ_RUNS must be a number" >&2; exit 2; }
 export RUSTC_BOOTSTRAP=1
 t0=$(date +%s)
 
@@ -45,7 +49,7 @@ else
 fi
 build_s=$(( $(date +%s) - tb ))
 BIN="$FUZZ/target/x86_64-unknown-linux-gnu/release"
-LOGS="$FUZZ/artifacts/smoke-logs"
+LOGS="${FUZZ_LOGS:-$FUZZ/artifacts/smoke-logs}"
 mkdir -p "$LOGS"
 
 # final_stat LOG NAME: a libFuzzer final stat (-print_final_stats=1).
@@ -62,6 +66,7 @@ for t in "${TARGETS[@]}"; do
     -dict="$FUZZ/dict/authenticode.dict" -artifact_prefix="$FUZZ/artifacts/$t/"
   )
   (( JOBS > 1 )) && args+=(-fork="$JOBS")
+  [[ -n "$RUNS" ]] && args+=(-runs="$RUNS")
   echo "fuzz-smoke: running $t for ${SECS}s"
   rc=0
   # The wall-clock bound covers loading the corpus, which -max_total_time does not.
