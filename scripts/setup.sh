@@ -3,9 +3,10 @@
 #
 #   - apt: osslsigncode (>= 2.9, from bookworm-backports if needed), softhsm2,
 #     opensc, mingw-w64 (i686 + x86_64), openssl, libengine-pkcs11-openssl,
-#     sbsigntool, python3-venv
+#     sbsigntool, python3-venv, chromium (the web page test)
 #   - a Python venv at ${CODESEAL_VENV:-$HOME/.cache/codeseal/venv} with signify
 #     and friends (pinned), plus the oscrypto OpenSSL-version-regex fix.
+#   - scripts/web-setup.sh: Node >= 20 check and the web page test's pinned playwright-core.
 #
 # Idempotent and fast when everything is already present (CODESEAL_SETUP_FORCE=1
 # re-runs apt and pip anyway; CODESEAL_PYTHON picks the interpreter for the venv). Non-interactive
@@ -18,7 +19,7 @@ MIN_OSSLSIGNCODE="2.9"
 
 APT_PACKAGES=(
   osslsigncode softhsm2 opensc gcc-mingw-w64-x86-64 gcc-mingw-w64-i686
-  openssl libengine-pkcs11-openssl sbsigntool python3 python3-venv
+  openssl libengine-pkcs11-openssl sbsigntool python3 python3-venv chromium
 )
 PIP_PINS=(
   "signify==0.9.3" "pefile==2024.8.26" "moto[server]==5.2.5" "boto3==1.44.5"
@@ -65,7 +66,7 @@ pkg_installed() {
 apt_ok() {
   local c p
   for c in osslsigncode softhsm2-util pkcs11-tool x86_64-w64-mingw32-gcc \
-           i686-w64-mingw32-gcc x86_64-w64-mingw32-objdump openssl sbsign; do
+           i686-w64-mingw32-gcc x86_64-w64-mingw32-objdump openssl sbsign chromium; do
     command -v "$c" >/dev/null 2>&1 || return 1
   done
   for p in libengine-pkcs11-openssl python3-venv; do
@@ -169,6 +170,10 @@ fix_oscrypto
 # (active only in a moto_server started with MOTO_KMS_DIGEST=aws, as scripts/moto.sh does).
 # Idempotent and cheap: a no-op once the marker is in place.
 "$VENV/bin/python" "$(dirname "${BASH_SOURCE[0]}")/patch-moto.py" "$VENV" >&2
+
+# --- web page test (Chromium, Node, playwright-core) -------------------------
+
+bash "$(dirname "${BASH_SOURCE[0]}")/web-setup.sh"
 
 # --- checks ------------------------------------------------------------------
 
