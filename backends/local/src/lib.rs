@@ -14,5 +14,7 @@
 #![warn(missing_docs)]
 
 mod key;
+mod throwaway;
 
 pub use key::{LoadError, LocalKey, Pkcs12Contents};
+pub use throwaway::{ThrowawayError, ThrowawayPki};

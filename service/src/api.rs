@@ -1,0 +1,628 @@
+//! The HTTP API (axum): uploads, job status, the `/sign` route, health, metrics, the web page,
+//! and — with the embedded store — the presigned part/result URLs.
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    body::Body,
+    extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+    Extension, Json, Router,
+};
+use base64::Engine;
+use codeseal_signer::{DigestAlgorithm, KeySigner};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+use tracing::info;
+
+use crate::{
+    context::Ctx,
+    job::{now_ms, rfc3339, Job, JobStatus},
+    store::{local::MAX_PARTS, PartEtag, StoreError},
+};
+
+const PAGE: &str = include_str!("../static/index.html");
+/// Largest JSON body.
+const JSON_LIMIT: usize = 256 << 10;
+/// Largest message `POST /sign` accepts.
+const SIGN_MESSAGE_LIMIT: usize = 64 << 10;
+
+/// An API error: `{"error": {"code": ..., "message": ...}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
+            StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::Invalid(m) => Self::bad(m),
+            StoreError::Backend(m) => {
+                tracing::error!(error = %m, "store failure");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the storage backend failed; try again",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Who called (from the API key).
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// Key name.
+    pub name: String,
+    /// May see every job.
+    pub admin: bool,
+}
+
+async fn require_key(State(ctx): State<Arc<Ctx>>, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()));
+    let Some(key) = presented.and_then(|p| ctx.api_keys.check(p)) else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or unknown API key (Authorization: Bearer <key>)",
+        )
+        .into_response();
+    };
+    let caller = Caller {
+        name: key.name.clone(),
+        admin: key.admin,
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+async fn count_requests(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    ctx.metrics
+        .http_requests
+        .get_or_create(&crate::metrics::Route {
+            route,
+            status: resp.status().as_u16().to_string(),
+        })
+        .inc();
+    resp
+}
+
+/// The router.
+pub fn router(ctx: Arc<Ctx>) -> Router {
+    let protected = Router::new()
+        .route("/uploads", post(create_upload))
+        .route("/uploads/{id}/complete", post(complete_upload))
+        .route("/jobs/{id}", get(get_job))
+        .route("/sign", post(sign_route))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(JSON_LIMIT))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&ctx),
+            require_key,
+        ));
+    let open = Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(healthz))
+        .route(
+            "/local/parts/{upload_id}/{part}",
+            put(local_part).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/local/results/{*key}", get(local_result));
+    let request_id = header::HeaderName::from_static("x-request-id");
+    protected
+        .merge(open)
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&ctx), count_requests))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let rid = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %rid)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(ctx)
+}
+
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; connect-src *; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; img-src 'self' data:",
+            ),
+        ],
+        PAGE,
+    )
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+async fn metrics(State(ctx): State<Arc<Ctx>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        ctx.metrics.render(),
+    )
+}
+
+/// A file name we accept: 1–200 bytes of letters, digits and ` ._-()+[]`, not starting with
+/// a dot.
+pub fn check_file_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 200 {
+        return Err("file_name must be 1 to 200 bytes".into());
+    }
+    if name.starts_with('.') || name.ends_with(' ') {
+        return Err("file_name must not start with a dot or end with a space".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || " ._-()+[]".contains(*c)))
+    {
+        return Err(format!(
+            "file_name contains {c:?}; allowed: letters, digits and ` ._-()+[]`"
+        ));
+    }
+    Ok(())
+}
+
+fn check_job_id(id: &str) -> ApiResult<()> {
+    if id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("job"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUpload {
+    file_name: String,
+    size: u64,
+}
+
+async fn create_upload(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<CreateUpload>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let Json(req) = body.map_err(|e| ApiError::bad(e.body_text()))?;
+    check_file_name(&req.file_name).map_err(ApiError::bad)?;
+    let s = &ctx.settings;
+    if req.size == 0 || req.size > s.max_size {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "bad_size",
+            format!("size must be 1 to {} bytes", s.max_size),
+        ));
+    }
+    // Grow the part size when the file would need more than MAX_PARTS parts.
+    let min_part = req.size.div_ceil(u64::from(MAX_PARTS));
+    let part_size = s.part_size.max(min_part);
+    let parts =
+        u32::try_from(req.size.div_ceil(part_size)).map_err(|_| ApiError::bad("too many parts"))?;
+    let mut rnd = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
+    let job_id = hex::encode(rnd);
+    let upload_key = format!("uploads/{job_id}/{}", req.file_name);
+    let multipart_id = ctx.objects.create_multipart(&upload_key).await?;
+    let mut urls = Vec::with_capacity(parts as usize);
+    for n in 1..=parts {
+        let url = ctx
+            .objects
+            .presign_part(&upload_key, &multipart_id, n, s.url_ttl)
+            .await?;
+        urls.push(json!({"part_number": n, "url": url}));
+    }
+    let now = now_ms();
+    let job = Job {
+        job_id: job_id.clone(),
+        status: JobStatus::Uploading,
+        file_name: req.file_name,
+        size: req.size,
+        caller: caller.name.clone(),
+        upload_key,
+        multipart_id: Some(multipart_id.clone()),
+        created_ms: now,
+        updated_ms: now,
+        owner: None,
+        lease_until_ms: 0,
+        attempts: 0,
+        error: None,
+        error_reason: None,
+        result: None,
+    };
+    if !ctx.jobs.create(&job).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "job id collision; retry",
+        ));
+    }
+    info!(job_id = %job_id, caller = %caller.name, size = job.size, parts, "upload started");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "job_id": job_id,
+            "upload_id": multipart_id,
+            "part_size": part_size,
+            "parts": urls,
+            "expires_at": rfc3339(now + s.url_ttl.as_millis() as u64),
+        })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteUpload {
+    parts: Vec<PartEtag>,
+}
+
+async fn load_own_job(ctx: &Ctx, caller: &Caller, id: &str) -> ApiResult<Job> {
+    check_job_id(id)?;
+    let job = ctx
+        .jobs
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    if job.caller != caller.name && !caller.admin {
+        return Err(ApiError::not_found("job"));
+    }
+    Ok(job)
+}
+
+async fn complete_upload(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Json<CompleteUpload>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let Json(req) = body.map_err(|e| ApiError::bad(e.body_text()))?;
+    let job = load_own_job(&ctx, &caller, &id).await?;
+    if job.status != JobStatus::Uploading {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"job_id": id, "status": job.status.as_str()})),
+        ));
+    }
+    let multipart = job
+        .multipart_id
+        .clone()
+        .ok_or_else(|| ApiError::bad("the job has no multipart upload"))?;
+    let part_size = ctx
+        .settings
+        .part_size
+        .max(job.size.div_ceil(u64::from(MAX_PARTS)));
+    let expected = job.size.div_ceil(part_size);
+    if req.parts.len() as u64 != expected {
+        return Err(ApiError::bad(format!(
+            "expected {expected} parts, got {}",
+            req.parts.len()
+        )));
+    }
+    for (i, p) in req.parts.iter().enumerate() {
+        if p.part_number as usize != i + 1 || p.etag.is_empty() || p.etag.len() > 128 {
+            return Err(ApiError::bad(
+                "parts must be numbered 1..n in order, each with its ETag",
+            ));
+        }
+    }
+    ctx.objects
+        .complete_multipart(&job.upload_key, &multipart, &req.parts)
+        .await?;
+    let size = ctx.objects.upload_size(&job.upload_key).await?;
+    if size != Some(job.size) {
+        return Err(ApiError::bad(format!(
+            "the uploaded object has {} bytes, {} were declared",
+            size.unwrap_or(0),
+            job.size
+        )));
+    }
+    let job = ctx.jobs.mark_queued(&id, now_ms()).await?;
+    ctx.wake.notify_waiters();
+    info!(job_id = %id, "upload complete, queued");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"job_id": id, "status": job.status.as_str()})),
+    ))
+}
+
+/// The JSON view of a job (with a fresh download URL when done).
+pub async fn job_view(ctx: &Ctx, job: &Job) -> ApiResult<Value> {
+    let (mut sha, mut size, mut digest, mut verify, mut url) = (None, None, None, None, None);
+    if let (JobStatus::Done, Some(r)) = (job.status, &job.result) {
+        sha = Some(r.signed_sha256.clone());
+        size = Some(r.signed_size);
+        digest = Some(r.authenticode_digest.clone());
+        verify = serde_json::from_str::<Value>(&r.verify).ok();
+        url = Some(
+            ctx.objects
+                .presign_result(&r.result_key, &job.file_name, Duration::from_secs(900))
+                .await?,
+        );
+    }
+    Ok(json!({
+        "job_id": job.job_id,
+        "file_name": job.file_name,
+        "size": job.size,
+        "status": job.status.as_str(),
+        "error": job.error.as_deref().filter(|_| job.status == JobStatus::Failed),
+        "error_reason": job.error_reason.as_deref().filter(|_| job.status == JobStatus::Failed),
+        "attempts": job.attempts,
+        "created_at": rfc3339(job.created_ms),
+        "updated_at": rfc3339(job.updated_ms),
+        "signed_sha256": sha,
+        "signed_size": size,
+        "authenticode_digest": digest,
+        "verify": verify,
+        "download_url": url,
+    }))
+}
+
+async fn get_job(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let job = load_own_job(&ctx, &caller, &id).await?;
+    Ok(Json(job_view(&ctx, &job).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignRequest {
+    /// Base64 digest to sign.
+    digest: Option<String>,
+    /// Base64 message to hash and sign.
+    message: Option<String>,
+    /// sha256 (default), sha384, sha512.
+    digest_algorithm: Option<String>,
+}
+
+async fn sign_route(
+    State(ctx): State<Arc<Ctx>>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<SignRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    if !ctx.settings.sign_route {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "disabled",
+            "the /sign route is disabled on this service",
+        ));
+    }
+    let Json(req) = body.map_err(|e| ApiError::bad(e.body_text()))?;
+    let alg = match req.digest_algorithm.as_deref().unwrap_or("sha256") {
+        "sha256" => DigestAlgorithm::Sha256,
+        "sha384" => DigestAlgorithm::Sha384,
+        "sha512" => DigestAlgorithm::Sha512,
+        other => {
+            return Err(ApiError::bad(format!(
+                "unsupported digest_algorithm {other:?}"
+            )))
+        }
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let digest = match (req.digest, req.message) {
+        (Some(d), None) => {
+            let d = b64
+                .decode(d.as_bytes())
+                .map_err(|_| ApiError::bad("digest is not base64"))?;
+            if d.len() != alg.output_len() {
+                return Err(ApiError::bad(format!(
+                    "a {alg} digest is {} bytes, got {}",
+                    alg.output_len(),
+                    d.len()
+                )));
+            }
+            d
+        }
+        (None, Some(m)) => {
+            if m.len() > SIGN_MESSAGE_LIMIT * 4 / 3 + 4 {
+                return Err(ApiError::bad("message too long (64 KiB at most)"));
+            }
+            let m = b64
+                .decode(m.as_bytes())
+                .map_err(|_| ApiError::bad("message is not base64"))?;
+            alg.digest(&m)
+        }
+        _ => return Err(ApiError::bad("give exactly one of digest and message")),
+    };
+    let key: &dyn KeySigner = ctx.signer.identity.key().as_ref();
+    let sig_alg = key.key_kind().with_digest(alg);
+    let t = std::time::Instant::now();
+    let signature = key
+        .sign_digest_checked_async(sig_alg, &digest)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "signing failed");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "signing_failed",
+                format!("signing failed: {e}"),
+            )
+        })?;
+    ctx.metrics.sign_duration.observe(t.elapsed().as_secs_f64());
+    info!(
+        target: "codeseal::audit",
+        event = "raw_signature",
+        caller = %caller.name,
+        key = %ctx.signer.key_label,
+        cert_sha256 = %ctx.signer.cert_sha256,
+        digest = %hex::encode(&digest),
+        signature_algorithm = %sig_alg,
+        "signed"
+    );
+    Ok(Json(json!({
+        "signature": b64.encode(&signature),
+        "signature_algorithm": sig_alg.to_string(),
+        "digest_algorithm": alg.to_string(),
+        "digest": b64.encode(&digest),
+        "key": ctx.signer.key_label,
+        "certificate_sha256": ctx.signer.cert_sha256,
+    })))
+}
+
+#[derive(Deserialize)]
+struct Presigned {
+    expires: u64,
+    sig: String,
+    name: Option<String>,
+}
+
+async fn local_part(
+    State(ctx): State<Arc<Ctx>>,
+    Path((upload_id, part)): Path<(String, u32)>,
+    Query(q): Query<Presigned>,
+    body: Body,
+) -> ApiResult<Response> {
+    let local = ctx
+        .local
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("route"))?;
+    let etag = local
+        .accept_part(&upload_id, part, q.expires, &q.sig, body.into_data_stream())
+        .await?;
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).map_err(|_| ApiError::bad("etag"))?,
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("ETag"),
+    );
+    Ok((StatusCode::OK, h).into_response())
+}
+
+async fn local_result(
+    State(ctx): State<Arc<Ctx>>,
+    Path(key): Path<String>,
+    Query(q): Query<Presigned>,
+) -> ApiResult<Response> {
+    let local = ctx
+        .local
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("route"))?;
+    let name = q.name.unwrap_or_default();
+    let path = local.open_result(&key, &name, q.expires, &q.sig)?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| ApiError::not_found("result"))?;
+    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .filter(|c| *c != '"' && *c != '\\')
+        .collect();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{safe}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names() {
+        for ok in ["app.exe", "My App (x64) [1.2]+.dll", "ünï.sys"] {
+            assert!(check_file_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".hidden",
+            "a/b.exe",
+            "a\\b",
+            "a\u{0}b",
+            "x.exe ",
+            "a\"b",
+            &"a".repeat(201),
+        ] {
+            assert!(check_file_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

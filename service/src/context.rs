@@ -1,0 +1,129 @@
+//! What the API and the workers share.
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use codeseal_signer::SigningIdentity;
+use sha2::{Digest, Sha256};
+use x509_cert::Certificate;
+
+use crate::{
+    auth::ApiKeys,
+    metrics::Metrics,
+    store::{local::LocalStore, JobStore, ObjectStore},
+};
+
+/// Limits and policies.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Largest upload.
+    pub max_size: u64,
+    /// Multipart part size (the last part may be smaller).
+    pub part_size: u64,
+    /// How long a worker holds a job before another may take it.
+    pub lease: Duration,
+    /// Claims per job before it is failed.
+    pub max_attempts: u32,
+    /// Retries of a transient step (download, sign, store) within one claim.
+    pub step_retries: u32,
+    /// How often workers look for claimable jobs and new uploads.
+    pub poll_interval: Duration,
+    /// Lifetime of presigned URLs.
+    pub url_ttl: Duration,
+    /// Whether `POST /sign` is served.
+    pub sign_route: bool,
+    /// Where workers put temp files.
+    pub work_dir: PathBuf,
+    /// Optional RFC 3161 time-stamp URL.
+    pub timestamp_url: Option<String>,
+    /// How long in-flight jobs may run after a shutdown request before they are released.
+    pub shutdown_grace: Duration,
+    /// Test-only fault injection: sleep this long after each worker step.
+    pub step_delay: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_size: 2 << 30,
+            part_size: 16 << 20,
+            lease: Duration::from_secs(60),
+            max_attempts: 3,
+            step_retries: 3,
+            poll_interval: Duration::from_secs(2),
+            url_ttl: Duration::from_secs(3600),
+            sign_route: true,
+            work_dir: std::env::temp_dir(),
+            timestamp_url: None,
+            shutdown_grace: Duration::from_secs(30),
+            step_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// The signing key, its chain, and what the worker verifies against.
+pub struct Signer {
+    /// Key + chain (checked to match at construction).
+    pub identity: Arc<SigningIdentity>,
+    /// Anchors for verifying signed output (empty: integrity only).
+    pub trust: Vec<Certificate>,
+    /// The key as shown in logs and audit records (secrets masked).
+    pub key_label: String,
+    /// SHA-256 of the leaf certificate, hex.
+    pub cert_sha256: String,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("key", &self.key_label)
+            .field("cert_sha256", &self.cert_sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// Builds it; `key_label` must not contain secrets (use `codeseal_keys::redact_uri`).
+    pub fn new(
+        identity: SigningIdentity,
+        trust: Vec<Certificate>,
+        key_label: String,
+    ) -> Result<Self, der::Error> {
+        use der::Encode;
+        let cert_sha256 = hex::encode(Sha256::digest(identity.leaf().to_der()?));
+        Ok(Self {
+            identity: Arc::new(identity),
+            trust,
+            key_label,
+            cert_sha256,
+        })
+    }
+}
+
+/// Shared state.
+pub struct Ctx {
+    /// Uploads and results.
+    pub objects: Arc<dyn ObjectStore>,
+    /// The embedded object store, when in use (serves presigned URLs).
+    pub local: Option<Arc<LocalStore>>,
+    /// Jobs.
+    pub jobs: Arc<dyn JobStore>,
+    /// The key.
+    pub signer: Signer,
+    /// Accepted API keys.
+    pub api_keys: ApiKeys,
+    /// Limits.
+    pub settings: Settings,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Wakes the in-process workers when an upload completes.
+    pub wake: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("objects", &self.objects.describe())
+            .field("jobs", &self.jobs.describe())
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,239 @@
+//! Command-line configuration → stores, key and shared state.
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::{bail, Context as _};
+use codeseal_signer::SigningIdentity;
+
+use crate::{
+    auth::ApiKeys,
+    context::{Ctx, Settings, Signer},
+    metrics::Metrics,
+    store::{local::LocalStore, redb_jobs::RedbJobs, JobStore, ObjectStore},
+};
+
+/// Store, key and limit options shared by every subcommand. Each flag can also be given as an
+/// environment variable `CODESEAL_SERVICE_<FLAG>`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Common {
+    /// Use local directories and an embedded job table under --data-dir (no AWS needed).
+    #[arg(long, env = "CODESEAL_SERVICE_EMBEDDED")]
+    pub embedded: bool,
+    /// Data directory of the embedded store.
+    #[arg(
+        long,
+        env = "CODESEAL_SERVICE_DATA_DIR",
+        default_value = "codeseal-data"
+    )]
+    pub data_dir: PathBuf,
+    /// S3 bucket for uploads (objects under uploads/).
+    #[arg(long, env = "CODESEAL_SERVICE_UPLOADS_BUCKET")]
+    pub uploads_bucket: Option<String>,
+    /// S3 bucket for signed results (objects under signed/).
+    #[arg(long, env = "CODESEAL_SERVICE_RESULTS_BUCKET")]
+    pub results_bucket: Option<String>,
+    /// DynamoDB job table (partition key job_id, string).
+    #[arg(long, env = "CODESEAL_SERVICE_JOBS_TABLE")]
+    pub jobs_table: Option<String>,
+    /// Create the DynamoDB table if it does not exist (first runs, tests).
+    #[arg(long, env = "CODESEAL_SERVICE_CREATE_TABLE")]
+    pub create_table: bool,
+    /// The signing key: awskms:alias/NAME, arn:aws:kms:..., pkcs11:..., file:PATH.
+    /// With --embedded and no key, a throwaway test PKI is made in DATA_DIR/pki.
+    #[arg(long, env = "CODESEAL_SERVICE_KEY")]
+    pub key: Option<String>,
+    /// Certificate chain of the key (PEM, leaf first).
+    #[arg(long, env = "CODESEAL_SERVICE_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Trust anchors the worker verifies signed files against (PEM). Without it, the
+    /// signature's integrity is verified but not its chain.
+    #[arg(long, env = "CODESEAL_SERVICE_TRUST")]
+    pub trust: Option<PathBuf>,
+    /// API keys file: lines `NAME SHA256HEX [admin]` (see `hash-key`). With --embedded and no
+    /// file, a key is generated into DATA_DIR/api-key.
+    #[arg(long, env = "CODESEAL_SERVICE_API_KEYS")]
+    pub api_keys: Option<PathBuf>,
+    /// Largest upload, bytes.
+    #[arg(long, env = "CODESEAL_SERVICE_MAX_SIZE", default_value_t = 2 << 30)]
+    pub max_size: u64,
+    /// Multipart part size, bytes (S3 needs at least 5 MiB).
+    #[arg(long, env = "CODESEAL_SERVICE_PART_SIZE", default_value_t = 16 << 20)]
+    pub part_size: u64,
+    /// Job lease, seconds.
+    #[arg(long, env = "CODESEAL_SERVICE_LEASE_SECONDS", default_value_t = 60)]
+    pub lease_seconds: u64,
+    /// Claims per job before it fails.
+    #[arg(long, env = "CODESEAL_SERVICE_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Poll interval of the workers, ms.
+    #[arg(
+        long,
+        env = "CODESEAL_SERVICE_POLL_INTERVAL_MS",
+        default_value_t = 2000
+    )]
+    pub poll_interval_ms: u64,
+    /// Do not serve POST /sign.
+    #[arg(long, env = "CODESEAL_SERVICE_DISABLE_SIGN_ROUTE")]
+    pub disable_sign_route: bool,
+    /// RFC 3161 time-stamp URL for signed files.
+    #[arg(long, env = "CODESEAL_SERVICE_TIMESTAMP_URL")]
+    pub timestamp_url: Option<String>,
+    /// Base URL of this service as clients reach it (embedded presigned URLs).
+    #[arg(long, env = "CODESEAL_SERVICE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Seconds in-flight jobs may run after SIGTERM before they are released.
+    #[arg(long, env = "CODESEAL_SERVICE_SHUTDOWN_GRACE", default_value_t = 30)]
+    pub shutdown_grace: u64,
+    /// Test-only fault injection: sleep this many ms after each worker step.
+    #[arg(
+        long,
+        env = "CODESEAL_SERVICE_STEP_DELAY_MS",
+        default_value_t = 0,
+        hide = true
+    )]
+    pub step_delay_ms: u64,
+}
+
+fn read_identity(
+    c: &Common,
+) -> anyhow::Result<(SigningIdentity, Vec<x509_cert::Certificate>, String)> {
+    let (uri, cert, trust) = match (&c.key, c.embedded) {
+        (Some(k), _) => (k.clone(), c.cert.clone(), c.trust.clone()),
+        (None, true) => {
+            let dir = c.data_dir.join("pki");
+            if !dir.join("leaf.key").is_file() {
+                std::fs::create_dir_all(&dir)?;
+                let pki = codeseal_local::ThrowawayPki::generate("codeseal service test")
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                pki.write_to(&dir).map_err(|e| anyhow::anyhow!(e))?;
+                tracing::warn!(dir = %dir.display(), "no --key: made a throwaway test PKI (never trust its root)");
+            }
+            (
+                format!("file:{}", dir.join("leaf.key").display()),
+                Some(dir.join("chain.pem")),
+                Some(dir.join("root.pem")),
+            )
+        }
+        (None, false) => {
+            bail!("--key is required (awskms:alias/NAME, arn:aws:kms:..., pkcs11:..., file:PATH)")
+        }
+    };
+    let label = codeseal_keys::redact_uri(&uri);
+    let opened = codeseal_keys::open_key(&uri).with_context(|| format!("opening key {label}"))?;
+    let chain = match &cert {
+        Some(p) => codeseal_keys::load_certificates(p)?,
+        None if !opened.chain.is_empty() => opened.chain.clone(),
+        None => bail!("--cert is required for {label}"),
+    };
+    let identity = SigningIdentity::new(Arc::clone(&opened.key), chain)
+        .context("the certificate does not match the key")?;
+    let trust = match trust {
+        Some(p) => codeseal_keys::load_certificates(&p)?,
+        None => vec![],
+    };
+    Ok((identity, trust, label))
+}
+
+/// The API keys: from --api-keys, or (embedded) a generated one in DATA_DIR/api-key.
+fn read_api_keys(c: &Common) -> anyhow::Result<ApiKeys> {
+    if let Some(p) = &c.api_keys {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        return ApiKeys::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
+    }
+    if !c.embedded {
+        bail!("--api-keys is required (lines `NAME SHA256HEX [admin]`, see `codeseal-service hash-key`)");
+    }
+    let path = c.data_dir.join("api-key");
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => zeroize::Zeroizing::new(s.trim().to_string()),
+        _ => {
+            use base64::Engine;
+            let mut r = [0u8; 24];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut r);
+            let s = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r);
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            std::io::Write::write_all(&mut opts.open(&path)?, format!("{s}\n").as_bytes())?;
+            zeroize::Zeroizing::new(s)
+        }
+    };
+    tracing::info!(file = %path.display(), "embedded mode: API key (name `local`, admin) is in this file");
+    Ok(ApiKeys::single("local", &secret))
+}
+
+/// Builds the shared state. `listen_url` is the default public URL for embedded presigning.
+pub async fn build(c: &Common, listen_url: &str) -> anyhow::Result<Arc<Ctx>> {
+    let settings = Settings {
+        max_size: c.max_size,
+        part_size: c.part_size.max(1),
+        lease: Duration::from_secs(c.lease_seconds.max(1)),
+        max_attempts: c.max_attempts.max(1),
+        poll_interval: Duration::from_millis(c.poll_interval_ms.clamp(50, 60_000)),
+        sign_route: !c.disable_sign_route,
+        work_dir: std::env::temp_dir(),
+        timestamp_url: c.timestamp_url.clone(),
+        shutdown_grace: Duration::from_secs(c.shutdown_grace),
+        step_delay: Duration::from_millis(c.step_delay_ms),
+        ..Settings::default()
+    };
+    let public = c
+        .public_url
+        .clone()
+        .unwrap_or_else(|| listen_url.to_string());
+    let (objects, local, jobs): (Arc<dyn ObjectStore>, _, Arc<dyn JobStore>) = if c.embedded {
+        std::fs::create_dir_all(&c.data_dir)?;
+        let local = Arc::new(LocalStore::open(&c.data_dir, &public, settings.part_size)?);
+        let jobs = Arc::new(RedbJobs::open(&c.data_dir.join("jobs.redb"))?);
+        (local.clone(), Some(local), jobs)
+    } else {
+        aws_stores(c, &settings).await?
+    };
+    let c2 = c.clone();
+    let (identity, trust, label) =
+        tokio::task::spawn_blocking(move || read_identity(&c2)).await??;
+    let api_keys = read_api_keys(c)?;
+    tracing::info!(key = %label, objects = %objects.describe(), jobs = %jobs.describe(), "configured");
+    Ok(Arc::new(Ctx {
+        objects,
+        local,
+        jobs,
+        signer: Signer::new(identity, trust, label)?,
+        api_keys,
+        settings,
+        metrics: Metrics::default(),
+        wake: tokio::sync::Notify::new(),
+    }))
+}
+
+type Stores = (
+    Arc<dyn ObjectStore>,
+    Option<Arc<LocalStore>>,
+    Arc<dyn JobStore>,
+);
+
+#[cfg(feature = "aws")]
+async fn aws_stores(c: &Common, s: &Settings) -> anyhow::Result<Stores> {
+    let (Some(up), Some(res), Some(table)) = (&c.uploads_bucket, &c.results_bucket, &c.jobs_table)
+    else {
+        bail!("give --embedded, or all of --uploads-bucket, --results-bucket and --jobs-table");
+    };
+    if s.part_size < 5 << 20 {
+        bail!("--part-size must be at least 5 MiB with S3");
+    }
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let objects = Arc::new(crate::store::s3::S3Store::new(&sdk, up, res));
+    let jobs = crate::store::dynamo::DynamoJobs::new(&sdk, table);
+    if c.create_table {
+        jobs.ensure_table().await?;
+    }
+    Ok((objects, None, Arc::new(jobs)))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_stores(_: &Common, _: &Settings) -> anyhow::Result<Stores> {
+    bail!("this build has no AWS stores (feature `aws`); use --embedded")
+}

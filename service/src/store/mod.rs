@@ -1,0 +1,138 @@
+//! Where uploads, results and jobs live: S3 + DynamoDB in production, local directories and
+//! an embedded redb table on one machine. The worker and the API only see these traits.
+use std::{path::Path, time::Duration};
+
+use async_trait::async_trait;
+
+use crate::job::{Finish, Job, JobStatus};
+
+#[cfg(feature = "aws")]
+pub mod dynamo;
+pub mod local;
+pub mod redb_jobs;
+#[cfg(feature = "aws")]
+pub mod s3;
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object or job does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A conditional write lost (someone else changed the item first).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The request was refused (bad part list, ETag mismatch, size over the limit...).
+    #[error("{0}")]
+    Invalid(String),
+    /// The backend failed (network, 5xx, missing bucket...). May be retried.
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// A part the client uploaded.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+pub struct PartEtag {
+    /// 1-based part number.
+    pub part_number: u32,
+    /// The ETag the store returned for it.
+    pub etag: String,
+}
+
+/// What the results store said about a stored object.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// The SHA-256 checksum the store recorded, base64 (as S3's ChecksumSHA256).
+    pub checksum_sha256: String,
+}
+
+/// Uploads and signed results.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Starts a multipart upload of `key` in the uploads store; returns its upload id.
+    async fn create_multipart(&self, key: &str) -> Result<String, StoreError>;
+    /// A URL the client PUTs part `part` to, valid for `ttl`.
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        ttl: Duration,
+    ) -> Result<String, StoreError>;
+    /// Assembles the parts into the object `key`.
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[PartEtag],
+    ) -> Result<(), StoreError>;
+    /// Size of the upload `key`, or `None` when it does not exist.
+    async fn upload_size(&self, key: &str) -> Result<Option<u64>, StoreError>;
+    /// Copies the upload `key` into the local file `dest` (at most `max` bytes).
+    async fn download_upload(&self, key: &str, dest: &Path, max: u64) -> Result<u64, StoreError>;
+    /// Stores the local file `src` as `key` in the results store, with its SHA-256.
+    async fn put_result(
+        &self,
+        key: &str,
+        src: &Path,
+        sha256: &[u8; 32],
+    ) -> Result<Stored, StoreError>;
+    /// A URL to download the result `key` as `file_name`, valid for `ttl`.
+    async fn presign_result(
+        &self,
+        key: &str,
+        file_name: &str,
+        ttl: Duration,
+    ) -> Result<String, StoreError>;
+    /// Deletes the result `key` (a result stored by a worker that lost its lease).
+    async fn delete_result(&self, key: &str) -> Result<(), StoreError>;
+    /// Deletes the upload `key`.
+    async fn delete_upload(&self, key: &str) -> Result<(), StoreError>;
+    /// Up to `limit` upload keys (for the poll fallback).
+    async fn list_uploads(&self, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// A short description for logs (`s3://bucket`, `dir:/path`).
+    fn describe(&self) -> String;
+}
+
+/// The job table.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Creates `job` unless a job with its id exists; returns whether it was created.
+    async fn create(&self, job: &Job) -> Result<bool, StoreError>;
+    /// The job `id`.
+    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError>;
+    /// `uploading` → `queued` (idempotent when already past `uploading`).
+    async fn mark_queued(&self, id: &str, now_ms: u64) -> Result<Job, StoreError>;
+    /// Claims the job for `token` until `lease_until_ms` if it is claimable at `now_ms`;
+    /// `None` when someone else has it or it is finished.
+    async fn claim(
+        &self,
+        id: &str,
+        token: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+    ) -> Result<Option<Job>, StoreError>;
+    /// Moves a job held by `token` to `status` and extends the lease; `false` when the lease
+    /// was lost.
+    async fn advance(
+        &self,
+        id: &str,
+        token: &str,
+        status: JobStatus,
+        now_ms: u64,
+        lease_until_ms: u64,
+    ) -> Result<bool, StoreError>;
+    /// Ends `token`'s work on the job; `false` when the lease was lost (nothing written).
+    async fn finish(
+        &self,
+        id: &str,
+        token: &str,
+        finish: &Finish,
+        now_ms: u64,
+    ) -> Result<bool, StoreError>;
+    /// Ids of jobs claimable at `now_ms` (queued, or leased with an expired lease), at most
+    /// `limit`.
+    async fn claimable(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// A short description for logs.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,273 @@
+//! The embedded job table: one redb file, one table `jobs` (job id → JSON). Every change is a
+//! read-check-write inside one write transaction, so claims are atomic within the process
+//! that owns the file (redb locks it against other processes).
+use std::{path::Path, sync::Arc};
+
+use async_trait::async_trait;
+use redb::{Database, ReadableTable, TableDefinition};
+
+use super::{JobStore, StoreError};
+use crate::job::{Finish, Job, JobStatus};
+
+const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+
+/// A redb-backed [`JobStore`].
+#[derive(Clone)]
+pub struct RedbJobs {
+    db: Arc<Database>,
+    path: String,
+}
+
+impl std::fmt::Debug for RedbJobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbJobs")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("job table: {e}"))
+}
+
+fn decode(bytes: &[u8]) -> Result<Job, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| backend(format!("corrupt job record: {e}")))
+}
+
+impl RedbJobs {
+    /// Opens (or creates) the table file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(backend)?;
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(JOBS).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        Ok(Self {
+            db: Arc::new(db),
+            path: path.display().to_string(),
+        })
+    }
+
+    async fn blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(backend)?
+    }
+
+    /// Applies `f` to job `id` in one write transaction; `f` returns `Ok(None)` to leave the
+    /// job unchanged, `Ok(Some(r))` to store the (changed) job and return `r`.
+    async fn modify<R: Send + 'static>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Job) -> Result<Option<R>, StoreError> + Send + 'static,
+    ) -> Result<Option<R>, StoreError> {
+        let id = id.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let out = {
+                let mut table = txn.open_table(JOBS).map_err(backend)?;
+                let current = match table.get(id.as_str()).map_err(backend)? {
+                    Some(v) => decode(v.value())?,
+                    None => return Err(StoreError::NotFound(format!("job {id}"))),
+                };
+                let mut job = current.clone();
+                match f(&mut job)? {
+                    None => None,
+                    Some(r) => {
+                        let bytes = serde_json::to_vec(&job).map_err(backend)?;
+                        table
+                            .insert(id.as_str(), bytes.as_slice())
+                            .map_err(backend)?;
+                        Some(r)
+                    }
+                }
+            };
+            if out.is_some() {
+                txn.commit().map_err(backend)?;
+            } else {
+                txn.abort().map_err(backend)?;
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl JobStore for RedbJobs {
+    async fn create(&self, job: &Job) -> Result<bool, StoreError> {
+        let job = job.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut table = txn.open_table(JOBS).map_err(backend)?;
+                if table.get(job.job_id.as_str()).map_err(backend)?.is_some() {
+                    return Ok(false);
+                }
+                let bytes = serde_json::to_vec(&job).map_err(backend)?;
+                table
+                    .insert(job.job_id.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
+            }
+            txn.commit().map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let id = id.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(JOBS).map_err(backend)?;
+            match table.get(id.as_str()).map_err(backend)? {
+                Some(v) => Ok(Some(decode(v.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn mark_queued(&self, id: &str, now_ms: u64) -> Result<Job, StoreError> {
+        let r = self
+            .modify(id, move |job| {
+                if job.status == JobStatus::Uploading {
+                    job.status = JobStatus::Queued;
+                    job.multipart_id = None;
+                    job.updated_ms = now_ms;
+                    Ok(Some(job.clone()))
+                } else {
+                    Ok(None)
+                }
+            })
+            .await?;
+        match r {
+            Some(j) => Ok(j),
+            None => self
+                .get(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("job {id}"))),
+        }
+    }
+
+    async fn claim(
+        &self,
+        id: &str,
+        token: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+    ) -> Result<Option<Job>, StoreError> {
+        let token = token.to_string();
+        let r = self
+            .modify(id, move |job| {
+                if !job.claimable(now_ms) {
+                    return Ok(None);
+                }
+                job.status = JobStatus::Signing;
+                job.owner = Some(token);
+                job.lease_until_ms = lease_until_ms;
+                job.attempts += 1;
+                job.updated_ms = now_ms;
+                Ok(Some(job.clone()))
+            })
+            .await;
+        match r {
+            Err(StoreError::NotFound(_)) => Ok(None),
+            other => other,
+        }
+    }
+
+    async fn advance(
+        &self,
+        id: &str,
+        token: &str,
+        status: JobStatus,
+        now_ms: u64,
+        lease_until_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let token = token.to_string();
+        Ok(self
+            .modify(id, move |job| {
+                if job.owner.as_deref() != Some(token.as_str()) || !job.status.is_leased() {
+                    return Ok(None);
+                }
+                job.status = status;
+                job.lease_until_ms = lease_until_ms;
+                job.updated_ms = now_ms;
+                Ok(Some(()))
+            })
+            .await?
+            .is_some())
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        token: &str,
+        finish: &Finish,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let token = token.to_string();
+        let finish = finish.clone();
+        Ok(self
+            .modify(id, move |job| {
+                if job.owner.as_deref() != Some(token.as_str()) || !job.status.is_leased() {
+                    return Ok(None);
+                }
+                apply_finish(job, finish, now_ms);
+                Ok(Some(()))
+            })
+            .await?
+            .is_some())
+    }
+
+    async fn claimable(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(JOBS).map_err(backend)?;
+            let mut out = Vec::new();
+            for row in table.iter().map_err(backend)? {
+                let (k, v) = row.map_err(backend)?;
+                if decode(v.value())?.claimable(now_ms) {
+                    out.push(k.value().to_string());
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    fn describe(&self) -> String {
+        format!("redb:{}", self.path)
+    }
+}
+
+/// The state change of a [`Finish`], shared by the job stores.
+pub(crate) fn apply_finish(job: &mut Job, finish: Finish, now_ms: u64) {
+    job.owner = None;
+    job.lease_until_ms = 0;
+    job.updated_ms = now_ms;
+    match finish {
+        Finish::Done(result) => {
+            job.status = JobStatus::Done;
+            job.error = None;
+            job.error_reason = None;
+            job.result = Some(result);
+        }
+        Finish::Failed { reason, error } => {
+            job.status = JobStatus::Failed;
+            job.error = Some(error);
+            job.error_reason = Some(reason);
+        }
+        Finish::Release { error } => {
+            job.status = JobStatus::Queued;
+            job.error = error;
+        }
+    }
+}
