@@ -1,7 +1,8 @@
 //! The web page end to end: `codeseal-service serve --embedded` on 127.0.0.1, headless Chromium
-//! (service/tests/web/page.mjs, playwright-core) enters the API key, uploads a PE fixture, waits
-//! for the job to be done and downloads the signed file; osslsigncode and signify must accept
-//! it, trusting only the test root, and its SHA-256 must be the one the page showed.
+//! (service/tests/web/page.mjs, playwright-core) enters the API key, uploads a PE fixture in
+//! several parts, waits for the job to be done and downloads the signed file; osslsigncode and
+//! signify must accept it, trusting only the test root, and its SHA-256 must be the one the page
+//! showed.
 //!
 //! Needs Chromium, Node >= 20 and the page test's node modules: scripts/web-setup.sh installs
 //! them (scripts/setup.sh calls it); a missing tool fails the test. With
@@ -23,6 +24,8 @@ const JOB_SECONDS: u64 = 120;
 const NODE_LIMIT: Duration = Duration::from_secs(JOB_SECONDS + 240);
 /// How long the service may take to bind and write its port file.
 const START_LIMIT: Duration = Duration::from_secs(60);
+/// A small part size, so that the page sends the fixture in several parts (three at a time).
+const PART_SIZE: u64 = 16 * 1024;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -176,7 +179,8 @@ fn web_page_uploads_signs_and_downloads() {
     web_setup();
     let env = test_env();
     let pki = env.join("pki");
-    let fixture = env.join("fixtures/pe64.exe");
+    // 115 KiB: eight parts.
+    let fixture = env.join("fixtures/unstripped.exe");
     let root_pem = pki.join("root.pem");
 
     let tmp = tempfile::Builder::new()
@@ -207,6 +211,8 @@ fn web_page_uploads_signs_and_downloads() {
             .arg(pki.join("leaf-p256-chain.pem"))
             .arg("--trust")
             .arg(&root_pem)
+            .arg("--part-size")
+            .arg(PART_SIZE.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -295,6 +301,12 @@ fn web_page_uploads_signs_and_downloads() {
         serde_json::from_str(&fs::read_to_string(out.join("page.json")).expect("page.json"))
             .expect("page.json is JSON");
     assert_eq!(shown["status"], "done");
+    let parts = (original.len() as u64).div_ceil(PART_SIZE);
+    assert!(
+        parts > 1 && shown["part_puts"].as_u64().unwrap_or(0) >= parts,
+        "the page sent {} part PUTs for {parts} parts",
+        shown["part_puts"]
+    );
     assert_eq!(
         shown["sha256"].as_str().map(str::to_ascii_lowercase),
         Some(hex::encode(Sha256::digest(&bytes))),

@@ -69,6 +69,16 @@ try {
   page.on('console', (m) => log(`console.${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => { pageErrors.push(String(e)); console.error('page: script error:', String(e)); });
   page.on('requestfailed', (r) => log(`request failed: ${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
+  // Part PUTs go to presigned URLs: never with the API key. The key is never in a URL.
+  let partPuts = 0;
+  const leaks = [];
+  page.on('request', (r) => {
+    if (r.url().includes(apiKey) || r.url().includes(encodeURIComponent(apiKey))) leaks.push(`API key in URL: ${r.method()} ${r.url()}`);
+    if (r.method() === 'PUT') {
+      partPuts++;
+      if (r.headers().authorization !== undefined) leaks.push(`Authorization header on part PUT ${r.url()}`);
+    }
+  });
 
   const res = await page.goto(baseUrl, { waitUntil: 'load' });
   if (!res || !res.ok()) die(`GET ${baseUrl} answered ${res ? res.status() : 'nothing'}`);
@@ -102,8 +112,11 @@ try {
     download_href: await page.getAttribute('#download', 'href'),
     download_name: await page.getAttribute('#download', 'download'),
     progress: await page.getAttribute('#progress', 'value'),
+    part_puts: partPuts,
   };
   log('shown:', JSON.stringify(shown));
+  if (leaks.length) die(leaks.join('; '));
+  if (shown.progress !== '100') die(`the progress bar ends at ${shown.progress}, not 100`);
   if (!/^[0-9a-f]{64}$/i.test(shown.sha256)) die(`#sha256 is not a SHA-256: "${shown.sha256}"`);
   if (!shown.download_href || shown.download_href === '#') die('#download has no link');
   fs.writeFileSync(path.join(outDir, 'page.json'), JSON.stringify(shown, null, 2) + '\n');
@@ -118,6 +131,7 @@ try {
   await page.screenshot({ path: shot, fullPage: true });
   log('screenshot', shot);
   if (pageErrors.length) die(`script error on the page: ${pageErrors.join('; ')}`);
+  if (leaks.length) die(leaks.join('; '));
   log('OK');
 } catch (e) {
   if (!process.exitCode) console.error('page: FAIL:', e && e.stack ? e.stack : e);
