@@ -1,0 +1,494 @@
+//! Shared helpers of the service's end-to-end tests: the project's test environment (fixtures
+//! and PKI from scripts/test-env.sh), moto started by scripts/moto.sh, the service binary
+//! started on 127.0.0.1 and stopped by PID, an HTTP client doing what a real client does, and
+//! the independent verifiers (osslsigncode, signify).
+#![allow(dead_code)]
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("root")
+        .to_path_buf()
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The fixtures and test PKI (scripts/test-env.sh, idempotent and locked).
+pub fn test_env() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::var_os("CODESEAL_TEST_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join("target/test-env"));
+        let st = Command::new("bash")
+            .arg(root().join("scripts/test-env.sh"))
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .expect("bash");
+        assert!(
+            st.success(),
+            "scripts/test-env.sh failed: run scripts/setup.sh first"
+        );
+        dir
+    })
+    .clone()
+}
+
+pub fn venv_python() -> PathBuf {
+    std::env::var_os("CODESEAL_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/codeseal/venv")
+        })
+        .join("bin/python")
+}
+
+/// `osslsigncode verify -CAfile ROOT`: exit 0 and a `Succeeded` line.
+pub fn osslsigncode_ok(file: &Path, root_pem: &Path) -> (bool, String) {
+    let o = Command::new("osslsigncode")
+        .args(["verify", "-CAfile"])
+        .arg(root_pem)
+        .arg("-in")
+        .arg(file)
+        .output()
+        .expect("osslsigncode");
+    let ok = o.status.success()
+        && String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.trim() == "Succeeded");
+    (ok, text(&o))
+}
+
+/// signify, strict, trusting only `root_pem`.
+pub fn signify_ok(file: &Path, root_pem: &Path) -> (bool, String) {
+    let o = Command::new(venv_python())
+        .arg(root().join("scripts/signify-verify.py"))
+        .arg(file)
+        .arg("--trust")
+        .arg(root_pem)
+        .output()
+        .expect("python");
+    (o.status.success(), text(&o))
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// A moto server of this test process (scripts/moto.sh; its watchdog stops it when this
+/// process exits). `name` separates independent servers.
+pub struct Moto {
+    pub dir: PathBuf,
+    pub env: HashMap<String, String>,
+}
+
+impl Moto {
+    pub fn start(name: &str) -> Moto {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("moto-svc-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let o = Command::new("bash")
+            .arg(root().join("scripts/moto.sh"))
+            .arg("start")
+            .arg(&dir)
+            .env("CODESEAL_MOTO_WATCH_PID", std::process::id().to_string())
+            .output()
+            .expect("moto.sh");
+        assert!(
+            o.status.success(),
+            "scripts/moto.sh start failed (run scripts/setup.sh): {}",
+            text(&o)
+        );
+        let env = std::fs::read_to_string(dir.join("moto.env"))
+            .expect("moto.env")
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        Moto { dir, env }
+    }
+
+    pub fn stop(&self) {
+        let o = Command::new("bash")
+            .arg(root().join("scripts/moto.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .output()
+            .expect("moto.sh");
+        assert!(o.status.success(), "{}", text(&o));
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.env["AWS_ENDPOINT_URL"].clone()
+    }
+
+    /// A command with this moto's AWS environment and nothing from the caller's AWS setup.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") {
+                c.env_remove(k);
+            }
+        }
+        c.envs(&self.env);
+        c
+    }
+
+    /// Runs a boto3 snippet (with `s3`, `ddb`, `kms` clients and `args` = argv[1] parsed as
+    /// JSON); returns what it printed as JSON.
+    pub fn boto(&self, code: &str, args: Value) -> Value {
+        let script = format!(
+            "import base64, json, os, sys, boto3\n\
+             kw = dict(region_name=os.environ['AWS_REGION'], endpoint_url=os.environ['AWS_ENDPOINT_URL'])\n\
+             s3 = boto3.client('s3', **kw)\nddb = boto3.client('dynamodb', **kw)\nkms = boto3.client('kms', **kw)\n\
+             args = json.loads(sys.argv[1])\n{code}\n"
+        );
+        let o = self
+            .command(venv_python())
+            .arg("-c")
+            .arg(script)
+            .arg(args.to_string())
+            .output()
+            .expect("python");
+        assert!(o.status.success(), "boto3 snippet failed: {}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if out.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&out).expect("json from boto3 snippet")
+        }
+    }
+
+    pub fn create_buckets(&self, names: &[&str]) {
+        self.boto(
+            "for b in args:\n    s3.create_bucket(Bucket=b)\nprint('null')",
+            json!(names),
+        );
+    }
+
+    /// Object keys under `prefix` in `bucket`.
+    pub fn list(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let v = self.boto(
+            "r = s3.list_objects_v2(Bucket=args[0], Prefix=args[1])\nprint(json.dumps([o['Key'] for o in r.get('Contents', [])]))",
+            json!([bucket, prefix]),
+        );
+        serde_json::from_value(v).expect("keys")
+    }
+
+    /// (ChecksumSHA256 base64, bytes) of an object.
+    pub fn get_with_checksum(&self, bucket: &str, key: &str) -> (String, Vec<u8>) {
+        let v = self.boto(
+            "r = s3.get_object(Bucket=args[0], Key=args[1], ChecksumMode='ENABLED')\n\
+             print(json.dumps([r.get('ChecksumSHA256', ''), base64.b64encode(r['Body'].read()).decode()]))",
+            json!([bucket, key]),
+        );
+        use base64::Engine;
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(v[1].as_str().expect("b64"))
+            .expect("b64");
+        (v[0].as_str().unwrap_or_default().to_string(), b)
+    }
+
+    /// The DynamoDB item of a job, as boto3 returns it.
+    pub fn job_item(&self, table: &str, id: &str) -> Value {
+        self.boto(
+            "r = ddb.get_item(TableName=args[0], Key={'job_id': {'S': args[1]}}, ConsistentRead=True)\nprint(json.dumps(r.get('Item')))",
+            json!([table, id]),
+        )
+    }
+
+    /// Creates an ECC P-256 KMS signing key with alias `alias` and a certificate for it issued
+    /// by the test intermediate; returns the chain file (leaf, intermediate).
+    pub fn kms_key_with_cert(&self, alias: &str, dir: &Path) -> PathBuf {
+        let v = self.boto(
+            "k = kms.create_key(KeySpec='ECC_NIST_P256', KeyUsage='SIGN_VERIFY')['KeyMetadata']\n\
+             kms.create_alias(AliasName='alias/' + args[0], TargetKeyId=k['KeyId'])\n\
+             print(json.dumps(base64.b64encode(kms.get_public_key(KeyId=k['KeyId'])['PublicKey']).decode()))",
+            json!([alias]),
+        );
+        use base64::Engine;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("pub"))
+            .expect("b64");
+        let pki = test_env().join("pki");
+        let pub_der = dir.join(format!("{alias}.pub.der"));
+        std::fs::write(&pub_der, der).expect("write");
+        let pub_pem = dir.join(format!("{alias}.pub.pem"));
+        let o = Command::new("openssl")
+            .args(["pkey", "-pubin", "-inform", "DER", "-in"])
+            .arg(&pub_der)
+            .arg("-out")
+            .arg(&pub_pem)
+            .output()
+            .expect("openssl");
+        assert!(o.status.success(), "{}", text(&o));
+        let ext = dir.join("ext.cnf");
+        std::fs::write(&ext, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n").expect("write");
+        let cert = dir.join(format!("{alias}.pem"));
+        let o = Command::new("openssl")
+            .args(["x509", "-new", "-subj"])
+            .arg(format!("/CN=codeseal service test {alias}"))
+            .arg("-force_pubkey")
+            .arg(&pub_pem)
+            .arg("-CA")
+            .arg(pki.join("intermediate.pem"))
+            .arg("-CAkey")
+            .arg(pki.join("intermediate.key"))
+            .args(["-days", "30", "-sha256", "-extfile"])
+            .arg(&ext)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl");
+        assert!(o.status.success(), "openssl x509 -new: {}", text(&o));
+        let chain = dir.join(format!("{alias}-chain.pem"));
+        let mut c = std::fs::read(&cert).expect("cert");
+        c.extend(std::fs::read(pki.join("intermediate.pem")).expect("intermediate"));
+        std::fs::write(&chain, c).expect("chain");
+        chain
+    }
+}
+
+/// A running `codeseal-service` process, killed (by PID) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+    pub port: Option<u16>,
+}
+
+impl Proc {
+    /// Starts `codeseal-service ARGS` with `cmd`'s environment; for `serve`, waits for the
+    /// port file.
+    pub fn start(mut cmd: Command, args: &[String], log: &Path, serve: bool) -> Proc {
+        let port_file = log.with_extension("port");
+        let _ = std::fs::remove_file(&port_file);
+        let mut all: Vec<String> = args.to_vec();
+        if serve {
+            all.push("--port-file".into());
+            all.push(port_file.display().to_string());
+        }
+        let f = std::fs::File::create(log).expect("log");
+        let child = cmd
+            .args(&all)
+            .env("RUST_LOG", "info,codeseal=debug")
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .expect("codeseal-service");
+        let mut p = Proc {
+            child,
+            log: log.to_path_buf(),
+            port: None,
+        };
+        if serve {
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(60) {
+                if let Ok(s) = std::fs::read_to_string(&port_file) {
+                    if let Ok(n) = s.trim().parse() {
+                        p.port = Some(n);
+                        break;
+                    }
+                }
+                if let Ok(Some(st)) = p.child.try_wait() {
+                    panic!("service exited ({st}): {}", p.log_text());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert!(p.port.is_some(), "service did not start: {}", p.log_text());
+        }
+        p
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port.expect("port"))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn service_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_codeseal-service"))
+}
+
+/// An API client.
+pub struct Client {
+    pub base: String,
+    pub key: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(base: &str, key: &str) -> Client {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        Client {
+            base: base.to_string(),
+            key: key.to_string(),
+            agent,
+        }
+    }
+
+    /// (status, JSON body) of an API call; `key` None sends no Authorization header.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let mut resp = match (method, body) {
+            ("GET", _) => {
+                let mut r = self.agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            (_, b) => {
+                let mut r = self.agent.post(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.header("content-type", "application/json")
+                    .send(b.unwrap_or(json!({})).to_string())
+            }
+        }
+        .expect("http");
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call(method, path, body, Some(&self.key.clone()))
+    }
+
+    /// POST /uploads, PUT every part to its presigned URL, POST complete. Returns the job id.
+    pub fn upload(&self, name: &str, data: &[u8]) -> String {
+        let (st, v) = self.api(
+            "POST",
+            "/uploads",
+            Some(json!({"file_name": name, "size": data.len()})),
+        );
+        assert_eq!(st, 201, "POST /uploads: {v}");
+        let id = v["job_id"].as_str().expect("job_id").to_string();
+        let part_size = v["part_size"].as_u64().expect("part_size") as usize;
+        let mut etags = vec![];
+        for (i, p) in v["parts"].as_array().expect("parts").iter().enumerate() {
+            let url = p["url"].as_str().expect("url");
+            let chunk = &data[i * part_size..((i + 1) * part_size).min(data.len())];
+            let resp = self.agent.put(url).send(chunk).expect("PUT part");
+            assert_eq!(resp.status().as_u16(), 200, "PUT part {}", i + 1);
+            let etag = resp
+                .headers()
+                .get("etag")
+                .and_then(|e| e.to_str().ok())
+                .expect("ETag")
+                .to_string();
+            etags.push(json!({"part_number": i + 1, "etag": etag}));
+        }
+        let (st, v) = self.api(
+            "POST",
+            &format!("/uploads/{id}/complete"),
+            Some(json!({"parts": etags})),
+        );
+        assert_eq!(st, 202, "complete: {v}");
+        id
+    }
+
+    /// Polls GET /jobs/ID until done or failed (bounded).
+    pub fn wait(&self, id: &str, limit: Duration) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let (st, v) = self.api("GET", &format!("/jobs/{id}"), None);
+            assert_eq!(st, 200, "GET /jobs: {v}");
+            let s = v["status"].as_str().unwrap_or_default();
+            if s == "done" || s == "failed" {
+                return v;
+            }
+            assert!(
+                t0.elapsed() < limit,
+                "job {id} still {s} after {limit:?}: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// GET a presigned URL (no API key).
+    pub fn download(&self, url: &str) -> Vec<u8> {
+        let mut resp = self.agent.get(url).call().expect("download");
+        assert_eq!(resp.status().as_u16(), 200, "download {url}");
+        resp.body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .expect("body")
+    }
+}
+
+/// The downloaded file passes osslsigncode and signify trusting only the test root.
+pub fn assert_independently_verified(bytes: &[u8], dir: &Path, name: &str) {
+    let f = dir.join(name);
+    std::fs::write(&f, bytes).expect("write");
+    let root_pem = test_env().join("pki/root.pem");
+    let (ok, out) = osslsigncode_ok(&f, &root_pem);
+    assert!(ok, "osslsigncode rejected {name}: {out}");
+    let (ok, out) = signify_ok(&f, &root_pem);
+    assert!(ok, "signify rejected {name}: {out}");
+}

@@ -1,0 +1,378 @@
+//! The service on the embedded default (local directories + redb job table, a local key):
+//! upload → sign → verify → store → download, API keys, the /sign route, and bad uploads.
+mod common;
+
+use std::{path::Path, time::Duration};
+
+use base64::Engine;
+use common::*;
+use serde_json::json;
+
+struct Embedded {
+    _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    proc: Proc,
+}
+
+fn start(extra: &[&str]) -> Embedded {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let pki = test_env().join("pki");
+    let mut args: Vec<String> = [
+        "serve",
+        "--embedded",
+        "--listen",
+        "127.0.0.1:0",
+        "--poll-interval-ms",
+        "200",
+        "--part-size",
+        "4096",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push("--data-dir".into());
+    args.push(data.display().to_string());
+    args.push("--key".into());
+    args.push(format!("file:{}", pki.join("leaf-p256.key").display()));
+    args.push("--cert".into());
+    args.push(pki.join("leaf-p256-chain.pem").display().to_string());
+    args.push("--trust".into());
+    args.push(pki.join("root.pem").display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let proc = Proc::start(service_bin(), &args, &dir.path().join("service.log"), true);
+    Embedded {
+        data,
+        proc,
+        _dir: dir,
+    }
+}
+
+fn api_key(data: &Path) -> String {
+    std::fs::read_to_string(data.join("api-key"))
+        .expect("api-key")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn embedded_upload_sign_verify_download() {
+    let svc = start(&[]);
+    let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+    let input = std::fs::read(test_env().join("fixtures/pe64.exe")).expect("fixture");
+    let id = client.upload("pe64 app.exe", &input);
+    let job = client.wait(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "done", "{job}\n{}", svc.proc.log_text());
+    assert_eq!(job["attempts"], 1);
+    assert_eq!(job["verify"]["valid"], true);
+    assert_eq!(job["verify"]["signatures"][0]["chain_checked"], true);
+    let bytes = client.download(job["download_url"].as_str().expect("url"));
+    assert_eq!(
+        sha256_hex(&bytes),
+        job["signed_sha256"].as_str().expect("sha")
+    );
+    assert_eq!(
+        bytes.len() as u64,
+        job["signed_size"].as_u64().expect("size")
+    );
+    assert_ne!(bytes, input);
+    let tmp = tempfile::tempdir().expect("tmp");
+    assert_independently_verified(&bytes, tmp.path(), "downloaded.exe");
+
+    // The stored object's checksum is the file's SHA-256; the upload is gone.
+    let signed_dir = svc.data.join("objects/signed").join(&id);
+    let attempt_dir = std::fs::read_dir(&signed_dir)
+        .expect("signed dir")
+        .next()
+        .expect("one attempt")
+        .expect("entry")
+        .path();
+    let sidecar =
+        std::fs::read_to_string(attempt_dir.join("pe64 app.exe.sha256")).expect("sidecar");
+    assert_eq!(
+        sidecar,
+        base64::engine::general_purpose::STANDARD
+            .encode(hex::decode(job["signed_sha256"].as_str().expect("sha")).expect("hex"))
+    );
+    assert!(
+        !svc.data.join("objects/uploads").join(&id).exists(),
+        "upload not deleted"
+    );
+
+    // Metrics saw it.
+    let (st, m) = client.api("GET", "/metrics", None);
+    assert_eq!(st, 200);
+    let m = m.as_str().expect("text").to_string();
+    assert!(m.contains("codeseal_jobs_succeeded_total 1"), "{m}");
+    assert!(m.contains("codeseal_sign_duration_seconds_count 1"), "{m}");
+
+    // A repeated complete is idempotent; the job stays done.
+    let (st, v) = client.api(
+        "POST",
+        &format!("/uploads/{id}/complete"),
+        Some(json!({"parts": []})),
+    );
+    assert_eq!((st, v["status"].as_str()), (202, Some("done")), "{v}");
+}
+
+#[test]
+fn embedded_rejects_bad_uploads_and_keeps_them() {
+    let svc = start(&[]);
+    let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+    let pe = std::fs::read(test_env().join("fixtures/pe32.exe")).expect("fixture");
+    let cases: [(&str, Vec<u8>, &[&str]); 2] = [
+        (
+            "notes.exe",
+            b"this is not a PE file at all, just text".repeat(200),
+            &["not_pe"],
+        ),
+        (
+            "half.exe",
+            pe[..pe.len() / 2].to_vec(),
+            &["truncated", "not_pe", "malformed_pe"],
+        ),
+    ];
+    for (name, data, reasons) in cases {
+        let id = client.upload(name, &data);
+        let job = client.wait(&id, Duration::from_secs(60));
+        assert_eq!(job["status"], "failed", "{job}");
+        let reason = job["error_reason"].as_str().expect("reason");
+        assert!(reasons.contains(&reason), "{name}: reason {reason}: {job}");
+        assert!(!job["error"].as_str().expect("error").is_empty());
+        assert!(job["download_url"].is_null());
+        // The upload is kept, nothing is in the results.
+        let kept = svc.data.join("objects/uploads").join(&id).join(name);
+        assert_eq!(std::fs::read(&kept).expect("upload kept"), data);
+        assert!(!svc.data.join("objects/signed").join(&id).exists());
+    }
+    let (_, m) = client.api("GET", "/metrics", None);
+    assert!(
+        m.as_str()
+            .expect("text")
+            .contains("codeseal_jobs_failed_total{reason=\"not_pe\"}"),
+        "{m}"
+    );
+}
+
+#[test]
+fn api_keys_and_input_validation() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hash = |name: &str, key: &str| {
+        let o = service_bin()
+            .args(["hash-key", "--name", name])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().expect("stdin").write_all(key.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("hash-key");
+        assert!(o.status.success());
+        String::from_utf8(o.stdout).expect("utf8")
+    };
+    let keys = dir.path().join("keys");
+    std::fs::write(
+        &keys,
+        format!(
+            "{}{}",
+            hash("alice", "alice-secret"),
+            hash("bob", "bob-secret")
+        ),
+    )
+    .expect("write");
+    assert!(!std::fs::read_to_string(&keys)
+        .expect("keys")
+        .contains("secret"));
+    let svc = start(&[
+        "--api-keys",
+        keys.to_str().expect("utf8"),
+        "--disable-sign-route",
+    ]);
+    let alice = Client::new(&svc.proc.base(), "alice-secret");
+    let bob = Client::new(&svc.proc.base(), "bob-secret");
+
+    // Health needs no key; everything else does.
+    assert_eq!(alice.call("GET", "/healthz", None, None).0, 200);
+    for (m, p) in [
+        ("POST", "/uploads"),
+        ("GET", "/metrics"),
+        ("POST", "/sign"),
+        ("GET", "/jobs/00000000000000000000000000000000"),
+    ] {
+        let (st, v) = alice.call(m, p, Some(json!({})), None);
+        assert_eq!(st, 401, "{m} {p} without a key: {v}");
+        assert_eq!(v["error"]["code"], "unauthorized");
+        let (st, _) = alice.call(m, p, Some(json!({})), Some("alice-secret "));
+        assert_ne!(st, 401, "{m} {p}: a trailing space is trimmed");
+        let (st, _) = alice.call(m, p, Some(json!({})), Some("alice-secreT"));
+        assert_eq!(st, 401, "{m} {p} with a wrong key");
+    }
+
+    // Validation.
+    for body in [
+        json!({"file_name": "../x.exe", "size": 10}),
+        json!({"file_name": "", "size": 10}),
+        json!({"file_name": "a.exe", "size": 0}),
+        json!({"file_name": "a.exe", "size": 1u64 << 40}),
+        json!({"file_name": "a.exe"}),
+        json!({"file_name": "a.exe", "size": 10, "extra": 1}),
+    ] {
+        let (st, v) = alice.api("POST", "/uploads", Some(body.clone()));
+        assert!(st == 400 || st == 413, "{body}: {st} {v}");
+        assert!(v["error"]["message"].as_str().is_some(), "{v}");
+    }
+
+    // Jobs are private to their caller.
+    let (st, v) = alice.api(
+        "POST",
+        "/uploads",
+        Some(json!({"file_name": "a.exe", "size": 5000})),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        v["parts"].as_array().expect("parts").len(),
+        2,
+        "4096-byte parts"
+    );
+    let id = v["job_id"].as_str().expect("id");
+    assert_eq!(alice.api("GET", &format!("/jobs/{id}"), None).0, 200);
+    assert_eq!(bob.api("GET", &format!("/jobs/{id}"), None).0, 404);
+    // Completing with a wrong part list fails and leaves the job uploading.
+    let (st, _) = alice.api(
+        "POST",
+        &format!("/uploads/{id}/complete"),
+        Some(json!({"parts": [{"part_number": 1, "etag": "\"x\""}]})),
+    );
+    assert_eq!(st, 400);
+    assert_eq!(
+        alice.api("GET", &format!("/jobs/{id}"), None).1["status"],
+        "uploading"
+    );
+    // A presigned URL with a forged signature is refused.
+    let url = v["parts"][0]["url"]
+        .as_str()
+        .expect("url")
+        .replace("sig=", "sig=00");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let st = agent
+        .put(&url)
+        .send(&b"MZ"[..])
+        .expect("put")
+        .status()
+        .as_u16();
+    assert_eq!(st, 400);
+
+    // The /sign route can be disabled.
+    let (st, v) = alice.api("POST", "/sign", Some(json!({"message": "aGVsbG8="})));
+    assert_eq!((st, v["error"]["code"].as_str()), (404, Some("disabled")));
+}
+
+#[test]
+fn sign_route_signs_digests_and_messages() {
+    use der::{DecodePem, Encode};
+    let svc = start(&[]);
+    let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let leaf_pem = std::fs::read(test_env().join("pki/leaf-p256.pem")).expect("leaf");
+    let leaf = x509_cert::Certificate::from_pem(&leaf_pem).expect("cert");
+    let spki = leaf.tbs_certificate.subject_public_key_info.clone();
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(b"hello");
+    for body in [
+        json!({"digest": b64.encode(digest)}),
+        json!({"message": b64.encode(b"hello")}),
+    ] {
+        let (st, v) = client.api("POST", "/sign", Some(body.clone()));
+        assert_eq!(st, 200, "{v}");
+        let sig = b64
+            .decode(v["signature"].as_str().expect("sig"))
+            .expect("b64");
+        codeseal_signer::verify_prehash(
+            &spki,
+            codeseal_signer::DigestAlgorithm::Sha256,
+            &digest,
+            &sig,
+        )
+        .expect("the signature verifies with the certificate's key");
+        assert_eq!(
+            v["certificate_sha256"],
+            sha256_hex(&leaf.to_der().expect("der"))
+        );
+    }
+    for bad in [
+        json!({"digest": b64.encode([0u8; 31])}),
+        json!({"digest": "!!"}),
+        json!({}),
+        json!({"digest": b64.encode(digest), "message": "aA=="}),
+        json!({"digest": b64.encode(digest), "digest_algorithm": "md5"}),
+    ] {
+        let (st, v) = client.api("POST", "/sign", Some(bad.clone()));
+        assert_eq!(st, 400, "{bad}: {v}");
+    }
+    // An audit record per signature, with the caller, key and certificate.
+    let log = svc.proc.log_text();
+    assert!(
+        log.contains("codeseal::audit") && log.contains("raw_signature"),
+        "{log}"
+    );
+}
+
+#[test]
+fn graceful_shutdown_releases_in_flight_jobs() {
+    // Each worker step sleeps 3 s; the grace period is 0 s: SIGTERM must release the job
+    // (back to queued, no owner) instead of leaving it leased.
+    let mut svc = start(&["--step-delay-ms", "3000", "--shutdown-grace", "0"]);
+    let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+    let input = std::fs::read(test_env().join("fixtures/pe32.dll")).expect("fixture");
+    let id = client.upload("lib.dll", &input);
+    let t0 = std::time::Instant::now();
+    loop {
+        let (_, v) = client.api("GET", &format!("/jobs/{id}"), None);
+        if v["status"] == "signing" {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "never claimed: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = svc
+        .proc
+        .terminate(Duration::from_secs(20))
+        .expect("exited after SIGTERM");
+    assert!(st.success(), "exit status {st}: {}", svc.proc.log_text());
+    assert!(
+        svc.proc.log_text().contains("job released (shutdown)"),
+        "{}",
+        svc.proc.log_text()
+    );
+    // Restart on the same data: the job is taken up again and finishes.
+    let data = svc.data.display().to_string();
+    let pki = test_env().join("pki");
+    let args: Vec<String> = vec![
+        "serve".into(),
+        "--embedded".into(),
+        "--data-dir".into(),
+        data,
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--poll-interval-ms".into(),
+        "200".into(),
+        "--part-size".into(),
+        "4096".into(),
+        "--key".into(),
+        format!("file:{}", pki.join("leaf-p256.key").display()),
+        "--cert".into(),
+        pki.join("leaf-p256-chain.pem").display().to_string(),
+        "--trust".into(),
+        pki.join("root.pem").display().to_string(),
+    ];
+    let log2 = svc.proc.log.with_file_name("service2.log");
+    let p2 = Proc::start(service_bin(), &args, &log2, true);
+    let client = Client::new(&p2.base(), &api_key(&svc.data));
+    let job = client.wait(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!(job["attempts"], 2);
+}
