@@ -1,0 +1,412 @@
+//! The service against moto (S3, DynamoDB and KMS on one 127.0.0.1 port, started by
+//! scripts/moto.sh): the full flow with a KMS key, faults (KMS down, results bucket missing),
+//! a worker killed with SIGKILL mid-job, and a load run of 200 uploads from 16 clients.
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use base64::Engine;
+use common::*;
+
+/// Names unique to this test run.
+fn unique(name: &str) -> String {
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .subsec_nanos();
+    format!("{name}-{}-{ns}", std::process::id())
+}
+
+struct Setup {
+    moto: Moto,
+    dir: tempfile::TempDir,
+    uploads: String,
+    results: String,
+    table: String,
+    chain: PathBuf,
+    keys_file: PathBuf,
+    alias: String,
+}
+
+const API_KEY: &str = "moto-test-key";
+
+fn setup(name: &str) -> Setup {
+    let moto = Moto::start(name);
+    let dir = tempfile::tempdir().expect("tmp");
+    let (uploads, results, table) = (unique("up"), unique("res"), unique("jobs"));
+    moto.create_buckets(&[&uploads, &results]);
+    let alias = unique("svc");
+    let chain = moto.kms_key_with_cert(&alias, dir.path());
+    let keys_file = dir.path().join("api-keys");
+    std::fs::write(
+        &keys_file,
+        format!("{}\n", codeseal_service::auth::hash_line("tester", API_KEY)),
+    )
+    .expect("write");
+    Setup {
+        moto,
+        dir,
+        uploads,
+        results,
+        table,
+        chain,
+        keys_file,
+        alias,
+    }
+}
+
+impl Setup {
+    fn args(&self, cmd: &str, key_uri: &str, results: &str, extra: &[&str]) -> Vec<String> {
+        let root = test_env().join("pki/root.pem");
+        let mut a: Vec<String> = vec![
+            cmd.into(),
+            "--uploads-bucket".into(),
+            self.uploads.clone(),
+            "--results-bucket".into(),
+            results.into(),
+            "--jobs-table".into(),
+            self.table.clone(),
+            "--create-table".into(),
+            "--key".into(),
+            key_uri.into(),
+            "--cert".into(),
+            self.chain.display().to_string(),
+            "--trust".into(),
+            root.display().to_string(),
+            "--api-keys".into(),
+            self.keys_file.display().to_string(),
+            "--part-size".into(),
+            (5u64 << 20).to_string(),
+            "--poll-interval-ms".into(),
+            "200".into(),
+        ];
+        if cmd == "serve" {
+            a.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        }
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    }
+
+    fn key_uri(&self) -> String {
+        format!("awskms:///alias/{}", self.alias)
+    }
+
+    fn start(&self, log: &str, args: Vec<String>, serve: bool) -> Proc {
+        let cmd = self.moto.command(env!("CARGO_BIN_EXE_codeseal-service"));
+        Proc::start(cmd, &args, &self.dir.path().join(log), serve)
+    }
+}
+
+/// A PE bigger than one 5 MiB part: a fixture with 6 MiB of overlay appended.
+fn big_pe() -> Vec<u8> {
+    let mut pe = std::fs::read(test_env().join("fixtures/pe64.exe")).expect("fixture");
+    pe.extend((0..(6u32 << 20)).map(|i| (i % 251) as u8));
+    pe
+}
+
+fn ddb_status(s: &Setup, id: &str) -> String {
+    s.moto.job_item(&s.table, id)["status"]["S"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn moto_multipart_upload_kms_sign_store_download() {
+    let s = setup("flow");
+    let svc = s.start(
+        "serve.log",
+        s.args("serve", &s.key_uri(), &s.results, &[]),
+        true,
+    );
+    let client = Client::new(&svc.base(), API_KEY);
+    let input = big_pe();
+    let id = client.upload("big app.exe", &input);
+    let job = client.wait(&id, Duration::from_secs(120));
+    assert_eq!(job["status"], "done", "{job}\n{}", svc.log_text());
+    let url = job["download_url"].as_str().expect("url");
+    assert!(url.contains("X-Amz-Signature"), "a presigned S3 URL: {url}");
+    let bytes = client.download(url);
+    let sha = sha256_hex(&bytes);
+    assert_eq!(sha, job["signed_sha256"].as_str().expect("sha"));
+    assert_independently_verified(&bytes, s.dir.path(), "downloaded.exe");
+
+    // The stored object's ChecksumSHA256 is the file's SHA-256.
+    let keys = s.moto.list(&s.results, &format!("signed/{id}/"));
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let (checksum, stored) = s.moto.get_with_checksum(&s.results, &keys[0]);
+    assert_eq!(stored, bytes);
+    assert_eq!(
+        checksum,
+        base64::engine::general_purpose::STANDARD.encode(hex::decode(&sha).expect("hex"))
+    );
+    // The upload is gone; DynamoDB says done.
+    assert!(s.moto.list(&s.uploads, "uploads/").is_empty());
+    assert_eq!(ddb_status(&s, &id), "done");
+    // One audit record for the signature, naming the KMS key and the job.
+    let log = svc.log_text();
+    let audit: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("codeseal::audit") && l.contains(&id))
+        .collect();
+    assert_eq!(audit.len(), 1, "{log}");
+    assert!(
+        audit[0].contains(&s.alias) && audit[0].contains(&sha),
+        "{}",
+        audit[0]
+    );
+}
+
+#[test]
+fn moto_faults_leave_the_upload_and_no_result() {
+    let s = setup("faults");
+    let input = std::fs::read(test_env().join("fixtures/pe32.exe")).expect("fixture");
+
+    // 1. KMS down: the key lives on a second moto, stopped once the service has started.
+    let kms = Moto::start("faults-kms");
+    let kms_alias = unique("down");
+    let kms_chain = kms.kms_key_with_cert(&kms_alias, s.dir.path());
+    let authority = kms.endpoint().trim_start_matches("http://").to_string();
+    let uri = format!("awskms://{authority}/alias/{kms_alias}");
+    let mut args = s.args("serve", &uri, &s.results, &[]);
+    let pos = args.iter().position(|a| a == "--cert").expect("--cert") + 1;
+    args[pos] = kms_chain.display().to_string();
+    let svc = s.start("kms-down.log", args, true);
+    kms.stop();
+    let client = Client::new(&svc.base(), API_KEY);
+    let id = client.upload("app.exe", &input);
+    let job = client.wait(&id, Duration::from_secs(180));
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_reason"], "signing", "{job}");
+    assert!(
+        job["error"].as_str().expect("error").contains("sign"),
+        "{job}"
+    );
+    assert_eq!(
+        s.moto.list(&s.uploads, &format!("uploads/{id}/")).len(),
+        1,
+        "upload kept"
+    );
+    assert!(s.moto.list(&s.results, &format!("signed/{id}/")).is_empty());
+    assert_eq!(ddb_status(&s, &id), "failed");
+    drop(svc);
+
+    // 2. The results bucket does not exist.
+    let missing = unique("no-such-bucket");
+    let svc = s.start(
+        "no-results.log",
+        s.args("serve", &s.key_uri(), &missing, &[]),
+        true,
+    );
+    let client = Client::new(&svc.base(), API_KEY);
+    let id = client.upload("app.exe", &input);
+    let job = client.wait(&id, Duration::from_secs(120));
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_reason"], "results_store", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .expect("error")
+            .contains("NoSuchBucket"),
+        "{job}"
+    );
+    assert_eq!(
+        s.moto.list(&s.uploads, &format!("uploads/{id}/")).len(),
+        1,
+        "upload kept"
+    );
+    assert!(s.moto.list(&s.results, &format!("signed/{id}/")).is_empty());
+}
+
+#[test]
+fn sigkilled_worker_job_is_taken_up_after_its_lease_and_done_once() {
+    let s = setup("sigkill");
+    // API only, and a slow worker (each step sleeps 4 s) with a 3 s lease.
+    let api = s.start(
+        "api.log",
+        s.args("serve", &s.key_uri(), &s.results, &["--workers", "0"]),
+        true,
+    );
+    let client = Client::new(&api.base(), API_KEY);
+    let slow_args = s.args(
+        "worker",
+        &s.key_uri(),
+        &s.results,
+        &[
+            "--step-delay-ms",
+            "4000",
+            "--lease-seconds",
+            "3",
+            "--workers",
+            "1",
+        ],
+    );
+    let mut slow = s.start("slow-worker.log", slow_args, false);
+    let input = std::fs::read(test_env().join("fixtures/pe64.dll")).expect("fixture");
+    let id = client.upload("lib.dll", &input);
+    let t0 = Instant::now();
+    loop {
+        let (_, v) = client.api("GET", &format!("/jobs/{id}"), None);
+        if v["status"] == "signing" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "never claimed: {v}\n{}",
+            slow.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    slow.kill(); // SIGKILL
+    assert_eq!(
+        ddb_status(&s, &id),
+        "signing",
+        "the dead worker's lease stays until it expires"
+    );
+    let fast = s.start(
+        "fast-worker.log",
+        s.args(
+            "worker",
+            &s.key_uri(),
+            &s.results,
+            &["--lease-seconds", "3", "--workers", "1"],
+        ),
+        false,
+    );
+    let job = client.wait(&id, Duration::from_secs(120));
+    assert_eq!(job["status"], "done", "{job}\n{}", fast.log_text());
+    assert_eq!(
+        job["attempts"], 2,
+        "taken up once more after the lease: {job}"
+    );
+    // Exactly one result, one audit record, the upload gone.
+    assert_eq!(s.moto.list(&s.results, &format!("signed/{id}/")).len(), 1);
+    assert!(s.moto.list(&s.uploads, "uploads/").is_empty());
+    let audits = fast
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("codeseal::audit") && l.contains(&id))
+        .count()
+        + slow
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("codeseal::audit"))
+            .count();
+    assert_eq!(audits, 1);
+    let bytes = client.download(job["download_url"].as_str().expect("url"));
+    assert_independently_verified(&bytes, s.dir.path(), "recovered.dll");
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[test]
+fn load_200_uploads_16_clients_server_and_two_workers() {
+    const UPLOADS: usize = 200;
+    const CLIENTS: usize = 16;
+    let s = setup("load");
+    let api = s.start(
+        "api.log",
+        s.args("serve", &s.key_uri(), &s.results, &["--workers", "0"]),
+        true,
+    );
+    let _w1 = s.start(
+        "w1.log",
+        s.args("worker", &s.key_uri(), &s.results, &["--workers", "4"]),
+        false,
+    );
+    let _w2 = s.start(
+        "w2.log",
+        s.args("worker", &s.key_uri(), &s.results, &["--workers", "4"]),
+        false,
+    );
+    let fixtures: Vec<(String, Vec<u8>)> = ["pe32.exe", "pe64.exe", "pe32.dll", "pe64.dll"]
+        .iter()
+        .map(|f| {
+            (
+                f.to_string(),
+                std::fs::read(test_env().join("fixtures").join(f)).expect("fixture"),
+            )
+        })
+        .collect();
+    let results: Arc<Mutex<Vec<(String, String, f64, serde_json::Value)>>> = Arc::default();
+    let t0 = Instant::now();
+    std::thread::scope(|scope| {
+        for c in 0..CLIENTS {
+            let (results, fixtures, base) = (Arc::clone(&results), &fixtures, api.base());
+            scope.spawn(move || {
+                let client = Client::new(&base, API_KEY);
+                for i in (c..UPLOADS).step_by(CLIENTS) {
+                    let (name, data) = &fixtures[i % fixtures.len()];
+                    let started = Instant::now();
+                    let file = format!("{i:03}-{name}");
+                    let id = client.upload(&file, data);
+                    let job = client.wait(&id, Duration::from_secs(600));
+                    let secs = started.elapsed().as_secs_f64();
+                    results.lock().expect("lock").push((id, file, secs, job));
+                }
+            });
+        }
+    });
+    let wall = t0.elapsed().as_secs_f64();
+    let results = Arc::try_unwrap(results)
+        .expect("arc")
+        .into_inner()
+        .expect("lock");
+    assert_eq!(results.len(), UPLOADS);
+    let mut ids: Vec<&str> = results.iter().map(|r| r.0.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), UPLOADS, "no duplicated job ids");
+    for (id, _, _, job) in &results {
+        assert_eq!(job["status"], "done", "{job}");
+        assert_eq!(job["attempts"], 1, "done exactly once: {job}");
+        assert_eq!(job["verify"]["valid"], true);
+        let _ = id;
+    }
+    // 200 results, one per job; no upload left.
+    let stored = s.moto.list(&s.results, "signed/");
+    assert_eq!(stored.len(), UPLOADS, "one result per job");
+    for (id, file, _, _) in &results {
+        assert!(stored
+            .iter()
+            .any(|k| k.starts_with(&format!("signed/{id}/")) && k.ends_with(file)));
+    }
+    assert!(s.moto.list(&s.uploads, "uploads/").is_empty());
+    // Every result verifies with osslsigncode (signify on a sample: it is slower).
+    let root = test_env().join("pki/root.pem");
+    let client = Client::new(&api.base(), API_KEY);
+    for (n, (_, file, _, job)) in results.iter().enumerate() {
+        let bytes = client.download(job["download_url"].as_str().expect("url"));
+        assert_eq!(
+            sha256_hex(&bytes),
+            job["signed_sha256"].as_str().expect("sha")
+        );
+        let f: PathBuf = s.dir.path().join(file);
+        std::fs::write(&f, &bytes).expect("write");
+        let (ok, out) = osslsigncode_ok(&f, &root);
+        assert!(ok, "{file}: {out}");
+        if n % 40 == 0 {
+            let (ok, out) = signify_ok(&f, &root);
+            assert!(ok, "{file}: {out}");
+        }
+        let _ = std::fs::remove_file(Path::new(&f));
+    }
+    let mut lat: Vec<f64> = results.iter().map(|r| r.2).collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "service load: {UPLOADS} uploads, {CLIENTS} clients, API + 2 workers x 4 jobs on moto: \
+         {wall:.1} s wall, {:.1} jobs/s; per-job latency (create upload -> done seen by the client) \
+         p50 {:.2} s, p99 {:.2} s, max {:.2} s",
+        UPLOADS as f64 / wall,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat[lat.len() - 1]
+    );
+}
