@@ -301,6 +301,9 @@ fn sigkilled_worker_job_is_taken_up_after_its_lease_and_done_once() {
     assert_independently_verified(&bytes, s.dir.path(), "recovered.dll");
 }
 
+/// (job id, file name, seconds from upload start to done, final job view).
+type Finished = (String, String, f64, serde_json::Value);
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -335,7 +338,7 @@ fn load_200_uploads_16_clients_server_and_two_workers() {
             )
         })
         .collect();
-    let results: Arc<Mutex<Vec<(String, String, f64, serde_json::Value)>>> = Arc::default();
+    let results: Arc<Mutex<Vec<Finished>>> = Arc::default();
     let t0 = Instant::now();
     std::thread::scope(|scope| {
         for c in 0..CLIENTS {
