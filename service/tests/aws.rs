@@ -413,3 +413,131 @@ fn load_200_uploads_16_clients_server_and_two_workers() {
         lat[lat.len() - 1]
     );
 }
+
+fn s3_event(bucket: &str, key: &str) -> serde_json::Value {
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": key.replace(' ', "+"), "size": 1}}
+    }]})
+}
+
+#[test]
+fn lambda_worker_handles_sqs_s3_events_once_and_lambda_api_serves_jobs() {
+    let s = setup("lambda");
+    // A file put straight into the uploads bucket (no API), as the seed pipeline does.
+    let input = std::fs::read(test_env().join("fixtures/pe32.exe")).expect("fixture");
+    let key = "uploads/direct/my tool.exe";
+    s.moto.boto(
+        "s3.put_object(Bucket=args[0], Key=args[1], Body=base64.b64decode(args[2]))\nprint('null')",
+        serde_json::json!([
+            s.uploads,
+            key,
+            base64::engine::general_purpose::STANDARD.encode(&input)
+        ]),
+    );
+    let sqs = |msg: &str, body: serde_json::Value| serde_json::json!({"Records": [{"messageId": msg, "eventSource": "aws:sqs", "body": body.to_string()}]});
+    let events = vec![
+        sqs("m1", s3_event(&s.uploads, key)),
+        // The same notification delivered again: nothing is signed twice.
+        sqs("m2", s3_event(&s.uploads, key)),
+        // An object outside uploads/ and another bucket's object are ignored.
+        s3_event(&s.uploads, "elsewhere/x.exe"),
+        s3_event("another-bucket", key),
+    ];
+    let rt = FakeRuntime::start(events);
+    let mut cmd = s.moto.command(env!("CARGO_BIN_EXE_codeseal-service"));
+    rt.env(&mut cmd);
+    let _worker = Proc::start(
+        cmd,
+        &s.args("lambda-worker", &s.key_uri(), &s.results, &[]),
+        &s.dir.path().join("lambda-worker.log"),
+        false,
+    );
+    for i in 0..4 {
+        let (id, kind, body) = rt.next(Duration::from_secs(120));
+        assert_eq!(
+            (id.as_str(), kind.as_str()),
+            (format!("req-{i}").as_str(), "response"),
+            "{body}"
+        );
+        assert_eq!(
+            body["batchItemFailures"],
+            serde_json::json!([]),
+            "event {i}: {body}"
+        );
+    }
+    let results = s.moto.list(&s.results, "signed/");
+    assert_eq!(results.len(), 1, "signed once: {results:?}");
+    assert!(results[0].ends_with("/my tool.exe"));
+    assert!(
+        s.moto.list(&s.uploads, "uploads/").is_empty(),
+        "upload deleted"
+    );
+    let job_id = results[0].split('/').nth(1).expect("job id").to_string();
+    let item = s.moto.job_item(&s.table, &job_id);
+    assert_eq!(item["status"]["S"], "done", "{item}");
+    assert_eq!(item["caller"]["S"], "event");
+    assert_eq!(item["attempts"]["N"], "1");
+    let (_, signed) = s.moto.get_with_checksum(&s.results, &results[0]);
+    assert_independently_verified(&signed, s.dir.path(), "lambda.exe");
+
+    // The API as a Lambda function behind API Gateway (HTTP API, payload 2.0).
+    let apigw = |path: &str, auth: Option<&str>| {
+        let mut headers = serde_json::json!({"host": "api.example", "user-agent": "test"});
+        if let Some(a) = auth {
+            headers["authorization"] = serde_json::json!(format!("Bearer {a}"));
+        }
+        serde_json::json!({
+            "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+            "headers": headers, "isBase64Encoded": false,
+            "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.example",
+                "domainPrefix": "api", "requestId": "r", "routeKey": "$default", "stage": "$default",
+                "time": "24/Nov/2026:00:00:00 +0000", "timeEpoch": 1795478400000u64,
+                "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"}}
+        })
+    };
+    // Events (caller "event") are visible to admin keys only.
+    let keys = s.dir.path().join("admin-keys");
+    std::fs::write(
+        &keys,
+        format!(
+            "{} admin\n",
+            codeseal_service::auth::hash_line("ops", API_KEY)
+        ),
+    )
+    .expect("write");
+    let rt = FakeRuntime::start(vec![
+        apigw("/healthz", None),
+        apigw(&format!("/jobs/{job_id}"), None),
+        apigw(&format!("/jobs/{job_id}"), Some(API_KEY)),
+    ]);
+    let mut cmd = s.moto.command(env!("CARGO_BIN_EXE_codeseal-service"));
+    rt.env(&mut cmd);
+    let mut args = s.args("lambda-api", &s.key_uri(), &s.results, &[]);
+    let pos = args
+        .iter()
+        .position(|a| a == "--api-keys")
+        .expect("--api-keys")
+        + 1;
+    args[pos] = keys.display().to_string();
+    let _api = Proc::start(cmd, &args, &s.dir.path().join("lambda-api.log"), false);
+    let status_body = |v: &serde_json::Value| {
+        let body: serde_json::Value =
+            serde_json::from_str(v["body"].as_str().unwrap_or("null")).unwrap_or_default();
+        (v["statusCode"].as_u64().unwrap_or(0), body)
+    };
+    let (_, _, health) = rt.next(Duration::from_secs(60));
+    assert_eq!(status_body(&health).0, 200, "{health}");
+    let (_, _, unauth) = rt.next(Duration::from_secs(60));
+    assert_eq!(status_body(&unauth).0, 401, "{unauth}");
+    let (_, _, job) = rt.next(Duration::from_secs(60));
+    let (code, body) = status_body(&job);
+    assert_eq!(code, 200, "{job}");
+    assert_eq!(body["status"], "done", "{body}");
+    let url = body["download_url"].as_str().expect("url");
+    assert_eq!(
+        sha256_hex(&Client::new("", "").download(url)),
+        sha256_hex(&signed)
+    );
+}

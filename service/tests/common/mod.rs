@@ -492,3 +492,128 @@ pub fn assert_independently_verified(bytes: &[u8], dir: &Path, name: &str) {
     let (ok, out) = signify_ok(&f, &root_pem);
     assert!(ok, "signify rejected {name}: {out}");
 }
+
+/// A stand-in for the AWS Lambda Runtime API (the HTTP protocol a function's runtime speaks
+/// to Lambda): hands out `events` one by one on `GET .../invocation/next` and collects what
+/// the function posts to `.../response` or `.../error`. After the last event it stops
+/// answering (as Lambda does while no event is waiting).
+pub struct FakeRuntime {
+    pub addr: String,
+    pub responses: std::sync::mpsc::Receiver<(String, String, Value)>,
+}
+
+fn read_request(
+    r: &mut std::io::BufReader<std::net::TcpStream>,
+) -> Option<(String, String, Vec<u8>)> {
+    use std::io::{BufRead, Read};
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next()?.to_string(), parts.next()?.to_string());
+    let (mut len, mut chunked) = (0usize, false);
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let lower = h.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            len = v.trim().parse().ok()?;
+        }
+        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            chunked = true;
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0u8; n + 2];
+            r.read_exact(&mut chunk).ok()?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else {
+        body.resize(len.min(16 << 20), 0);
+        r.read_exact(&mut body).ok()?;
+    }
+    Some((method, path, body))
+}
+
+impl FakeRuntime {
+    pub fn start(events: Vec<Value>) -> FakeRuntime {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut events = events.into_iter().enumerate();
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let mut w = stream.try_clone().expect("clone");
+                let mut r = std::io::BufReader::new(stream);
+                while let Some((method, path, body)) = read_request(&mut r) {
+                    if method == "GET" && path.ends_with("/invocation/next") {
+                        let Some((i, ev)) = events.next() else {
+                            // No more events: hold the connection like Lambda does.
+                            std::thread::sleep(Duration::from_secs(3600));
+                            return;
+                        };
+                        let body = ev.to_string();
+                        let deadline = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .expect("time")
+                            .as_millis()
+                            + 300_000;
+                        let _ = write!(
+                            w,
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: req-{i}\r\n\
+                             Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
+                             Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:codeseal\r\n\
+                             Content-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                    } else {
+                        let kind = path.rsplit('/').next().unwrap_or_default().to_string();
+                        let id = path.split('/').rev().nth(1).unwrap_or_default().to_string();
+                        let v = serde_json::from_slice(&body).unwrap_or_else(|_| {
+                            Value::String(String::from_utf8_lossy(&body).into())
+                        });
+                        let _ = tx.send((id, kind, v));
+                        let _ = write!(w, "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{{}}");
+                    }
+                    let _ = w.flush();
+                }
+            }
+        });
+        FakeRuntime {
+            addr,
+            responses: rx,
+        }
+    }
+
+    /// The next (request id, `response`|`error`, body), waiting at most `limit`.
+    pub fn next(&self, limit: Duration) -> (String, String, Value) {
+        self.responses
+            .recv_timeout(limit)
+            .expect("the function answered the invocation in time")
+    }
+
+    /// Lambda's environment for a function using this runtime API.
+    pub fn env(&self, cmd: &mut Command) {
+        cmd.env("AWS_LAMBDA_RUNTIME_API", &self.addr)
+            .env("AWS_LAMBDA_FUNCTION_NAME", "codeseal")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test-stream")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/codeseal");
+    }
+}
