@@ -376,3 +376,73 @@ fn graceful_shutdown_releases_in_flight_jobs() {
     assert_eq!(job["status"], "done", "{job}");
     assert_eq!(job["attempts"], 2);
 }
+
+#[test]
+fn uploads_that_arrive_without_the_api_are_found_by_the_poll_fallback() {
+    let svc = start(&[]);
+    let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+    // A file dropped straight into the uploads "bucket" (as an S3 upload without the API).
+    let input = std::fs::read(test_env().join("fixtures/pe64.dll")).expect("fixture");
+    let dir = svc.data.join("objects/uploads/dropped");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("plugin.dll.tmp"), &input).expect("write");
+    std::fs::rename(dir.join("plugin.dll.tmp"), dir.join("plugin.dll")).expect("rename");
+    let t0 = std::time::Instant::now();
+    let signed = loop {
+        let found: Vec<_> = walk(&svc.data.join("objects/signed"))
+            .into_iter()
+            .filter(|p| p.file_name().is_some_and(|n| n == "plugin.dll"))
+            .collect();
+        if let Some(p) = found.first() {
+            break p.clone();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "not picked up: {}",
+            svc.proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Give the worker a moment to delete the upload after recording the job.
+    let t1 = std::time::Instant::now();
+    while dir.join("plugin.dll").exists() && t1.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !dir.join("plugin.dll").exists(),
+        "upload deleted after the result was stored"
+    );
+    let job_id = signed
+        .strip_prefix(svc.data.join("objects/signed"))
+        .expect("under signed")
+        .components()
+        .next()
+        .expect("job id")
+        .as_os_str()
+        .to_string_lossy()
+        .to_string();
+    let job = client.wait(&job_id, Duration::from_secs(30));
+    assert_eq!(job["status"], "done", "{job}");
+    let bytes = std::fs::read(&signed).expect("signed");
+    assert_eq!(
+        sha256_hex(&bytes),
+        job["signed_sha256"].as_str().expect("sha")
+    );
+    let tmp = tempfile::tempdir().expect("tmp");
+    assert_independently_verified(&bytes, tmp.path(), "plugin.dll");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
