@@ -374,9 +374,17 @@ async fn complete_upload(
             ));
         }
     }
-    ctx.objects
+    match ctx
+        .objects
         .complete_multipart(&job.upload_key, &multipart, &req.parts)
-        .await?;
+        .await
+    {
+        Ok(()) => {}
+        // A retried request whose first completion went through: the object is there.
+        Err(StoreError::NotFound(_))
+            if ctx.objects.upload_size(&job.upload_key).await? == Some(job.size) => {}
+        Err(e) => return Err(e.into()),
+    }
     let size = ctx.objects.upload_size(&job.upload_key).await?;
     if size != Some(job.size) {
         return Err(ApiError::bad(format!(

@@ -70,7 +70,8 @@ impl ApiKeys {
         }])
     }
 
-    /// The key matching `presented`; every stored hash is compared, in constant time.
+    /// The key matching `presented`; every stored hash is compared, in constant time. An
+    /// empty set (workers, which serve no HTTP) matches nothing.
     pub fn check(&self, presented: &str) -> Option<&ApiKey> {
         let h: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
         let mut found = None;

@@ -15,7 +15,7 @@ pub struct ObjectCreated {
 
 /// Why an event could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("unrecognised event: {0}")]
+#[error("event: {0}")]
 pub struct EventError(pub String);
 
 /// S3 notification keys are URL-encoded with `+` for spaces.

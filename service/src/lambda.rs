@@ -16,6 +16,8 @@ use crate::{
 /// job, which is processed now. Returns the SQS partial-batch response: messages whose
 /// object could not be processed (store errors, lease held elsewhere, released) are listed
 /// so SQS delivers them again; jobs that failed for good are not (their failure is recorded).
+/// For events that did not come through SQS (direct S3 notifications, EventBridge) there is
+/// no partial batch response: the invocation fails, so that Lambda retries it.
 pub async fn handle_event(
     ctx: &Arc<Ctx>,
     uploads_bucket: Option<&str>,
@@ -25,6 +27,7 @@ pub async fn handle_event(
     let objects = events::parse(event)?;
     let never = CancellationToken::new();
     let mut failures: Vec<String> = Vec::new();
+    let mut retry_invocation = Vec::new();
     for o in objects {
         if uploads_bucket.is_some_and(|b| b != o.bucket) {
             warn!(bucket = %o.bucket, key = %o.key, "event for another bucket ignored");
@@ -52,12 +55,18 @@ pub async fn handle_event(
             }
         };
         if retry {
-            if let Some(m) = o.message_id {
-                if !failures.contains(&m) {
-                    failures.push(m);
-                }
+            match o.message_id {
+                Some(m) if !failures.contains(&m) => failures.push(m),
+                Some(_) => {}
+                None => retry_invocation.push(o.key),
             }
         }
+    }
+    if !retry_invocation.is_empty() {
+        return Err(events::EventError(format!(
+            "not processed yet, retry the event: {}",
+            retry_invocation.join(", ")
+        )));
     }
     Ok(json!({
         "batchItemFailures": failures.iter().map(|m| json!({"itemIdentifier": m})).collect::<Vec<_>>()

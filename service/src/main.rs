@@ -132,7 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             let addr = listener.local_addr()?;
-            let ctx = setup::build(&common, &format!("http://{addr}")).await?;
+            let ctx = setup::build(&common, &format!("http://{addr}"), true).await?;
             let shutdown = CancellationToken::new();
             tokio::spawn(shutdown_signal(shutdown.clone()));
             let workers_task = (workers > 0).then(|| {
@@ -156,14 +156,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Worker { workers, common } => {
-            let ctx = setup::build(&common, "http://127.0.0.1").await?;
+            let ctx = setup::build(&common, "http://127.0.0.1", false).await?;
             let shutdown = CancellationToken::new();
             tokio::spawn(shutdown_signal(shutdown.clone()));
             codeseal_service::worker::run_workers(ctx, workers, worker_id(), shutdown).await;
         }
         #[cfg(feature = "lambda")]
         Cmd::LambdaApi { common } => {
-            let ctx = setup::build(&common, "http://127.0.0.1").await?;
+            let ctx = setup::build(&common, "http://127.0.0.1", true).await?;
             codeseal_service::lambda::run_api(ctx)
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
@@ -171,7 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "lambda")]
         Cmd::LambdaWorker { common } => {
             let bucket = common.uploads_bucket.clone();
-            let ctx = setup::build(&common, "http://127.0.0.1").await?;
+            let ctx = setup::build(&common, "http://127.0.0.1", false).await?;
             codeseal_service::lambda::run_worker(ctx, bucket)
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;

@@ -37,7 +37,7 @@ pub struct Common {
     /// Create the DynamoDB table if it does not exist (first runs, tests).
     #[arg(long, env = "CODESEAL_SERVICE_CREATE_TABLE")]
     pub create_table: bool,
-    /// The signing key: awskms:alias/NAME, arn:aws:kms:..., pkcs11:..., file:PATH.
+    /// The signing key: awskms:///alias/NAME, arn:aws:kms:..., pkcs11:..., file:PATH.
     /// With --embedded and no key, a throwaway test PKI is made in DATA_DIR/pki.
     #[arg(long, env = "CODESEAL_SERVICE_KEY")]
     pub key: Option<String>,
@@ -114,7 +114,9 @@ fn read_identity(
             )
         }
         (None, false) => {
-            bail!("--key is required (awskms:alias/NAME, arn:aws:kms:..., pkcs11:..., file:PATH)")
+            bail!(
+                "--key is required (awskms:///alias/NAME, arn:aws:kms:..., pkcs11:..., file:PATH)"
+            )
         }
     };
     let label = codeseal_keys::redact_uri(&uri);
@@ -163,8 +165,9 @@ fn read_api_keys(c: &Common) -> anyhow::Result<ApiKeys> {
     Ok(ApiKeys::single("local", &secret))
 }
 
-/// Builds the shared state. `listen_url` is the default public URL for embedded presigning.
-pub async fn build(c: &Common, listen_url: &str) -> anyhow::Result<Arc<Ctx>> {
+/// Builds the shared state. `listen_url` is the default public URL for embedded presigning;
+/// `serves_api` says whether this process answers HTTP (workers need no API keys).
+pub async fn build(c: &Common, listen_url: &str, serves_api: bool) -> anyhow::Result<Arc<Ctx>> {
     let settings = Settings {
         max_size: c.max_size,
         part_size: c.part_size.max(1),
@@ -193,7 +196,11 @@ pub async fn build(c: &Common, listen_url: &str) -> anyhow::Result<Arc<Ctx>> {
     let c2 = c.clone();
     let (identity, trust, label) =
         tokio::task::spawn_blocking(move || read_identity(&c2)).await??;
-    let api_keys = read_api_keys(c)?;
+    let api_keys = if serves_api {
+        read_api_keys(c)?
+    } else {
+        ApiKeys::default()
+    };
     tracing::info!(key = %label, objects = %objects.describe(), jobs = %jobs.describe(), "configured");
     Ok(Arc::new(Ctx {
         objects,
