@@ -6,7 +6,10 @@
 //! end on one (Windows, osslsigncode and signify all pad so; a signer appends the table at
 //! that padded offset). This is how osslsigncode and PeNet hash; it covers overlays and
 //! COFF symbol tables, and needs no section walk.
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::{
+    fs::File,
+    io::{Read, Seek, SeekFrom, Write},
+};
 
 use codeseal_signer::DigestAlgorithm;
 use digest::Digest;
@@ -173,7 +176,126 @@ pub fn stream_image_with_pages<R: Read + Seek>(
     r: &mut R,
     pe: &PeInfo,
     algs: &[DigestAlgorithm],
-    mut sink: Option<&mut dyn Write>,
+    sink: Option<&mut dyn Write>,
+    pages: &mut [PageHasher],
+) -> Result<ImagePass> {
+    let out = match sink {
+        Some(w) => Out::Stream(w),
+        None => Out::Nowhere,
+    };
+    run_pass(r, pe, algs, out, pages)
+}
+
+/// [`stream_image_with_pages`] copying the image (and its padding) to the start of `copy`'s
+/// file, which must be new and empty. On large images a third thread writes the copy, so
+/// reading, hashing and writing overlap; with a direct-I/O handle
+/// ([`FileCopy::new`]) the aligned bulk of the copy goes to the disk as it is written
+/// instead of waiting in the page cache for the caller's fsync.
+pub fn stream_image_to_file<R: Read + Seek>(
+    r: &mut R,
+    pe: &PeInfo,
+    algs: &[DigestAlgorithm],
+    copy: &mut FileCopy<'_>,
+    pages: &mut [PageHasher],
+) -> Result<ImagePass> {
+    let pass = run_pass(r, pe, algs, Out::File(copy), pages)?;
+    tracing::debug!(
+        direct_bytes = copy.direct_bytes,
+        total = pass.image_len + pass.padding,
+        "image copied"
+    );
+    Ok(pass)
+}
+
+/// Alignment of the buffers, file offsets and lengths of direct-I/O writes (the page size,
+/// which is a multiple of every common logical block size).
+pub const DIRECT_IO_ALIGN: usize = 4096;
+
+/// The destination of [`stream_image_to_file`]'s copy: a new, empty regular file, and
+/// optionally a second handle on the same file opened for direct I/O (`O_DIRECT` on Linux).
+///
+/// Writes that are aligned (buffer address, file offset and length multiples of
+/// [`DIRECT_IO_ALIGN`]) go through the direct handle, the rest through `file`. If a direct
+/// write fails (a file system that refuses the alignment, for instance), that write and all
+/// the following go through `file` instead: direct I/O is an optimisation, never a
+/// requirement. Either way the caller must still fsync `file` before relying on the copy.
+#[derive(Debug)]
+pub struct FileCopy<'a> {
+    file: &'a File,
+    #[cfg_attr(not(unix), allow(dead_code))]
+    direct: Option<File>,
+    direct_bytes: u64,
+}
+
+impl<'a> FileCopy<'a> {
+    /// A copy written to `file`, with the aligned bulk through `direct` when given (it must
+    /// be a handle on the same file).
+    pub fn new(file: &'a File, direct: Option<File>) -> Self {
+        Self {
+            file,
+            direct,
+            direct_bytes: 0,
+        }
+    }
+
+    /// Bytes written through the direct handle so far.
+    pub fn direct_bytes(&self) -> u64 {
+        self.direct_bytes
+    }
+
+    fn write_at(&mut self, data: &[u8], pos: u64) -> std::io::Result<()> {
+        #[cfg(unix)]
+        if let Some(direct) = &self.direct {
+            let align = DIRECT_IO_ALIGN as u64;
+            if pos.is_multiple_of(align)
+                && (data.len() as u64).is_multiple_of(align)
+                && data.as_ptr().align_offset(DIRECT_IO_ALIGN) == 0
+            {
+                use std::os::unix::fs::FileExt;
+                match direct.write_all_at(data, pos) {
+                    Ok(()) => {
+                        self.direct_bytes += data.len() as u64;
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, pos, "direct write refused; writing through the page cache from here on");
+                        self.direct = None;
+                    }
+                }
+            }
+        }
+        let mut f = self.file;
+        f.seek(SeekFrom::Start(pos))?;
+        f.write_all(data)
+    }
+}
+
+/// Where the bytes read go besides the hashers.
+enum Out<'s, 'f> {
+    /// Nowhere (verification, split signing).
+    Nowhere,
+    /// A stream, written in order by the reading thread.
+    Stream(&'s mut dyn Write),
+    /// A file, written at its offsets by a thread of its own on large images.
+    File(&'s mut FileCopy<'f>),
+}
+
+impl Out<'_, '_> {
+    fn write(&mut self, data: &[u8], pos: u64) -> Result<()> {
+        let written = match self {
+            Out::Nowhere => Ok(()),
+            Out::Stream(w) => w.write_all(data),
+            Out::File(c) => c.write_at(data, pos),
+        };
+        written.map_err(|e| Error::io("writing the output", e))
+    }
+}
+
+fn run_pass<R: Read + Seek>(
+    r: &mut R,
+    pe: &PeInfo,
+    algs: &[DigestAlgorithm],
+    mut out: Out<'_, '_>,
     pages: &mut [PageHasher],
 ) -> Result<ImagePass> {
     let end = pe.image_end();
@@ -188,16 +310,12 @@ pub fn stream_image_with_pages<R: Read + Seek>(
     // Hashing one chunk while the next is read and the previous written keeps both cores
     // busy on large files; small ones are not worth a thread.
     if end >= PIPELINE_MIN {
-        pipelined(
-            r,
-            end,
-            &skips,
-            &mut hashers,
-            &mut checksum,
-            pages,
-            &mut sink,
-        )?;
+        pipelined(r, end, &skips, &mut hashers, &mut checksum, pages, &mut out)?;
     } else {
+        if let Out::File(c) = &mut out {
+            // A few synchronous direct writes would cost more than the page cache saves.
+            c.direct = None;
+        }
         let mut buf = vec![0u8; CHUNK];
         let mut pos = 0u64;
         while pos < end {
@@ -205,10 +323,7 @@ pub fn stream_image_with_pages<R: Read + Seek>(
             let chunk = buf.get_mut(..want).unwrap_or_default();
             r.read_exact(chunk)
                 .map_err(|e| Error::io(format!("reading the file at {pos:#x}"), e))?;
-            if let Some(w) = sink.as_mut() {
-                w.write_all(chunk)
-                    .map_err(|e| Error::io("writing the output", e))?;
-            }
+            out.write(chunk, pos)?;
             hash_chunk(&mut hashers, &mut checksum, pages, &skips, chunk, pos);
             pos += want as u64;
         }
@@ -220,10 +335,7 @@ pub fn stream_image_with_pages<R: Read + Seek>(
         for h in &mut hashers {
             h.update(pad);
         }
-        if let Some(w) = sink.as_mut() {
-            w.write_all(pad)
-                .map_err(|e| Error::io("writing the output", e))?;
-        }
+        out.write(pad, end)?;
     }
     let digests = algs
         .iter()
@@ -238,9 +350,11 @@ pub fn stream_image_with_pages<R: Read + Seek>(
     })
 }
 
-/// Files at least this large are hashed on a second thread while the first reads and writes.
-const PIPELINE_MIN: u64 = 8 << 20;
-/// Buffers in flight between the reading and the hashing thread (memory: this × [`CHUNK`]).
+/// Files at least this large are hashed on a second thread while the first reads (and a
+/// third writes the copy, if any).
+pub(crate) const PIPELINE_MIN: u64 = 8 << 20;
+/// Buffers in flight between the reading and the hashing thread (memory: this × [`CHUNK`];
+/// twice that when a third thread writes a copy).
 const PIPELINE_BUFFERS: usize = 4;
 
 /// Hashes and checksums `chunk` (at file offset `pos`) minus the skipped ranges.
@@ -264,8 +378,26 @@ fn hash_chunk(
     feed(hashers, checksum, pages, chunk, pos, cur, chunk_end);
 }
 
-/// The two-thread pass: this thread reads (and writes to the sink), a scoped thread hashes;
-/// a fixed pool of buffers circulates between them, so memory stays constant.
+/// One chunk of the file in flight: `len` bytes read from file offset `pos` into
+/// `buf[start..]`, where `start` aligns the data for direct I/O.
+struct Chunk {
+    pos: u64,
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Chunk {
+    fn data(&self) -> &[u8] {
+        self.buf
+            .get(self.start..self.start + self.len)
+            .unwrap_or_default()
+    }
+}
+
+/// The multi-thread pass: this thread reads (and writes to a stream sink), a scoped thread
+/// hashes, and with a file copy a third one writes it. A fixed pool of buffers circulates
+/// between them, so memory stays constant.
 fn pipelined<R: Read>(
     r: &mut R,
     end: u64,
@@ -273,48 +405,94 @@ fn pipelined<R: Read>(
     hashers: &mut [Hasher],
     checksum: &mut PeChecksum,
     pages: &mut [PageHasher],
-    sink: &mut Option<&mut dyn Write>,
+    out: &mut Out<'_, '_>,
 ) -> Result<()> {
     use std::sync::mpsc::sync_channel;
-    let (full_tx, full_rx) = sync_channel::<(u64, Vec<u8>)>(PIPELINE_BUFFERS);
-    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(PIPELINE_BUFFERS);
+    let (copy, mut inline) = match out {
+        Out::File(c) => (Some(&mut **c), Out::Nowhere),
+        Out::Stream(w) => (None, Out::Stream(&mut **w)),
+        Out::Nowhere => (None, Out::Nowhere),
+    };
+    let buffers = if copy.is_some() {
+        2 * PIPELINE_BUFFERS
+    } else {
+        PIPELINE_BUFFERS
+    };
+    let (full_tx, full_rx) = sync_channel::<Chunk>(PIPELINE_BUFFERS);
+    // Room for every buffer ever made: giving one back never blocks.
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(buffers);
     std::thread::scope(|scope| {
+        let (to_writer, writer) = match copy {
+            Some(c) => {
+                let (hashed_tx, hashed_rx) = sync_channel::<Chunk>(PIPELINE_BUFFERS);
+                let free_tx = free_tx.clone();
+                let writer = scope.spawn(move || -> Result<()> {
+                    for chunk in hashed_rx {
+                        c.write_at(chunk.data(), chunk.pos)
+                            .map_err(|e| Error::io("writing the output", e))?;
+                        let _ = free_tx.send(chunk.buf);
+                    }
+                    Ok(())
+                });
+                (Some(hashed_tx), Some(writer))
+            }
+            None => (None, None),
+        };
         scope.spawn(move || {
-            for (pos, buf) in full_rx {
-                hash_chunk(hashers, checksum, pages, skips, &buf, pos);
-                // The reader may have stopped on an error: then nobody takes the buffer back.
-                let _ = free_tx.send(buf);
+            for chunk in full_rx {
+                hash_chunk(hashers, checksum, pages, skips, chunk.data(), chunk.pos);
+                match &to_writer {
+                    // The writer stops on an error: then the reader is stopped in turn.
+                    Some(tx) => {
+                        if tx.send(chunk).is_err() {
+                            break;
+                        }
+                    }
+                    // The reader may have stopped on an error: nobody takes the buffer back.
+                    None => {
+                        let _ = free_tx.send(chunk.buf);
+                    }
+                }
             }
         });
+        let stopped = || Error::Usage("the hashing or writing thread stopped".into());
         let mut made = 0;
         let mut pos = 0u64;
-        let result = (|| {
+        let read = (|| {
             while pos < end {
                 let want = usize::try_from((end - pos).min(CHUNK as u64)).unwrap_or(CHUNK);
-                let mut buf = if made < PIPELINE_BUFFERS {
+                let buf = if made < buffers {
                     made += 1;
-                    Vec::with_capacity(CHUNK)
+                    vec![0u8; CHUNK + DIRECT_IO_ALIGN]
                 } else {
-                    free_rx
-                        .recv()
-                        .map_err(|_| Error::Usage("the hashing thread stopped".into()))?
+                    free_rx.recv().map_err(|_| stopped())?
                 };
-                buf.resize(want, 0);
-                r.read_exact(&mut buf)
+                let start = buf.as_ptr().align_offset(DIRECT_IO_ALIGN);
+                let mut chunk = Chunk {
+                    pos,
+                    buf,
+                    start: if start <= DIRECT_IO_ALIGN { start } else { 0 },
+                    len: want,
+                };
+                let range = chunk.start..chunk.start + want;
+                let data = chunk.buf.get_mut(range).unwrap_or_default();
+                r.read_exact(data)
                     .map_err(|e| Error::io(format!("reading the file at {pos:#x}"), e))?;
-                if let Some(w) = sink.as_mut() {
-                    w.write_all(&buf)
-                        .map_err(|e| Error::io("writing the output", e))?;
-                }
-                full_tx
-                    .send((pos, buf))
-                    .map_err(|_| Error::Usage("the hashing thread stopped".into()))?;
+                inline.write(data, pos)?;
+                full_tx.send(chunk).map_err(|_| stopped())?;
                 pos += want as u64;
             }
             Ok(())
         })();
         drop(full_tx);
-        result
+        // A writing error stops the other threads: report it rather than their stopping.
+        let written = match writer {
+            Some(w) => w
+                .join()
+                .map_err(|_| Error::Usage("the writing thread panicked".into()))?,
+            None => Ok(()),
+        };
+        written.and(read)
     })
 }
 
@@ -431,6 +609,47 @@ mod tests {
         let mut got = pass.checksum.clone();
         got.update(s as u64, &[0; 8]);
         assert_eq!(got.finish(file.len() as u64), cks.finish(file.len() as u64));
+    }
+
+    /// The copy to a file, through the page cache or (with a handle that refuses every
+    /// write) falling back to it, is the image plus its padding, on both sides of the
+    /// threshold of the multi-thread pass.
+    #[test]
+    fn file_copy_is_the_image_whatever_the_handle() {
+        use std::io::Cursor;
+        for extra in [3 * CHUNK + 4097, PIPELINE_MIN as usize + 3 * CHUNK + 12345] {
+            let mut file = crate::pe::tests::tiny_pe();
+            file.extend(pseudo_random(extra, 10));
+            let pe = PeInfo::read(&mut Cursor::new(&file)).expect("pe");
+            let dir = tempfile::tempdir().expect("dir");
+            for refusing in [false, true] {
+                let path = dir.path().join(format!("copy-{refusing}"));
+                let out = File::create_new(&path).expect("create");
+                // A read-only handle: every "direct" write fails, the copy must not.
+                let direct = refusing.then(|| File::open(&path).expect("reopen"));
+                let mut copy = FileCopy::new(&out, direct);
+                let pass = stream_image_to_file(
+                    &mut Cursor::new(&file),
+                    &pe,
+                    &[DigestAlgorithm::Sha256],
+                    &mut copy,
+                    &mut [],
+                )
+                .expect("pass");
+                assert_eq!(copy.direct_bytes(), 0);
+                let plain = stream_image(
+                    &mut Cursor::new(&file),
+                    &pe,
+                    &[DigestAlgorithm::Sha256],
+                    None,
+                )
+                .expect("plain pass");
+                assert_eq!(pass.digests, plain.digests);
+                let mut want = file.clone();
+                want.resize(file.len() + (8 - file.len() % 8) % 8, 0);
+                assert!(std::fs::read(&path).expect("read") == want, "copy differs");
+            }
+        }
     }
 
     #[test]

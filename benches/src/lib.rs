@@ -2,23 +2,14 @@
 //! and a throwaway ECDSA P-256 signing identity.
 //!
 //! Run them with `cargo bench -p codeseal-benches` (`-- digest` or `-- sign` to pick).
-use std::{fs::File, io::Write, path::Path, str::FromStr, sync::Arc, time::Duration};
+use std::{fs::File, io::Write, path::Path};
 
 use anyhow::Context;
-use codeseal_local::LocalKey;
-use codeseal_signer::{DigestAlgorithm, KeyKind, KeySigner, RustCryptoSigner, SigningIdentity};
-use der::asn1::ObjectIdentifier;
-use x509_cert::{
-    builder::{Builder, CertificateBuilder, Profile},
-    ext::pkix::ExtendedKeyUsage,
-    name::Name,
-    serial_number::SerialNumber,
-    time::Validity,
-};
+use codeseal_local::ThrowawayPki;
+use codeseal_signer::SigningIdentity;
 
 /// Offset of the one section's raw data (= SizeOfHeaders).
 const HEADERS: usize = 0x400;
-const CODE_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.3");
 
 fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
     if let Some(dst) = buf.get_mut(at..at + bytes.len()) {
@@ -85,24 +76,11 @@ pub fn write_pe(path: &Path, len: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A throwaway ECDSA P-256 identity: a fresh key and a self-issued code-signing
-/// certificate for it (valid for a week).
+/// A throwaway ECDSA P-256 identity: leaf key, leaf and intermediate certificates of a
+/// fresh [`ThrowawayPki`] (valid for a week).
 pub fn p256_identity() -> anyhow::Result<SigningIdentity> {
-    let key = Arc::new(LocalKey::generate(KeyKind::EcP256)?);
-    let issuer: Arc<dyn KeySigner> = key.clone();
-    let signer =
-        RustCryptoSigner::new(issuer, KeyKind::EcP256.with_digest(DigestAlgorithm::Sha256))?;
-    let mut builder = CertificateBuilder::new(
-        Profile::Root,
-        SerialNumber::new(&[1])?,
-        Validity::from_now(Duration::from_secs(7 * 24 * 3600))?,
-        Name::from_str("CN=codeseal bench,O=codeseal bench")?,
-        key.public_key().clone(),
-        &signer,
-    )?;
-    builder.add_extension(&ExtendedKeyUsage(vec![CODE_SIGNING]))?;
-    let cert = builder.build::<codeseal_signer::Signature>()?;
-    Ok(SigningIdentity::new(key, vec![cert])?)
+    let pki = ThrowawayPki::generate("codeseal bench").map_err(|e| anyhow::anyhow!(e))?;
+    Ok(SigningIdentity::new(pki.leaf_key, pki.chain)?)
 }
 
 #[cfg(test)]
