@@ -1,25 +1,47 @@
 #!/usr/bin/env bash
 # Compare codeseal with its peers on large generated PE files, in one run.
 #
-#   usage: bench/compare.sh [SIZE_MIB...]        (default: $SIZES, or "16 256")
-#   env:   SIZES="16 256"   file sizes in MiB (arguments win)
-#          RUNS=3           timed runs per command; the best wall time is kept
-#          GEN=section      how big PEs are made: "section" (default) or "overlay"
+#   usage: bench/compare.sh [SIZE_MIB...]        (default: $SIZES, or "16 256 1024")
+#   env:   SIZES="16 256 1024"  file sizes in MiB (arguments win); a size whose files would
+#                               not fit in the free space of the temp dir is skipped, loudly
+#          RUNS=5               timed runs per command; the best wall time is kept
+#          GEN=section          how big PEs are made: "section" (default) or "overlay"
+#          NODIRECT=1           also time codeseal sign with CODESEAL_DIRECT_IO=0 (the copy
+#                               through the page cache, all of it written back at the fsync)
+#          CODESEAL_BIN=PATH    time this codeseal binary instead of building the tree's
+#                               (e.g. an older build, for a before/after comparison)
 #
-# What is timed, per size (wall seconds, best of RUNS; peak RSS in KiB, the largest seen;
-# both from `/usr/bin/time -f '%e %M'`, so times have a 10 ms resolution):
+# What is timed, per size (wall seconds, best of RUNS, measured by bash's EPOCHREALTIME around
+# the command, so 1 ms resolution; peak RSS in KiB, the largest seen, from
+# `/usr/bin/time -f %M`, which is what `/usr/bin/time -v` prints as "Maximum resident set
+# size"):
 #   openssl dgst -sha256 FILE                     (the floor: one plain SHA-256 pass)
-#   codeseal sign --key file:KEY --cert CHAIN FILE -o OUT --force
+#   codeseal sign --key file:KEY --cert CHAIN FILE -o OUT
 #   osslsigncode sign -certs CHAIN -key KEY -h sha256 -in FILE -out OUT2
 #   codeseal verify OUT
 #   osslsigncode verify -CAfile root.pem -in OUT2
-# then the ratios codeseal/peer and codeseal sign's peak RSS at the smallest vs the largest
-# size (streaming signing: it must not grow with the file).
+# then the ratios (codeseal sign / openssl dgst, codeseal / osslsigncode per verb) and
+# codeseal's peak RSS at the smallest vs the largest size (streaming: it must not grow with
+# the file).
+#
+# Conditions, the same for every tool:
+#   - every input is in the page cache (it was just generated and read);
+#   - both signers write a new file: the previous output is deleted before each timed run,
+#     outside the timing (replacing an existing 256 MiB file costs ~50 ms on ext4, to free
+#     its blocks, and would be charged to whoever overwrites);
+#   - codeseal makes its output durable (fsync before the rename); osslsigncode does not
+#     fsync, so its output may still be in the page cache only when it exits;
+#   - verify times are taken with the file in the page cache (both outputs are read once
+#     before), so they measure the verifiers, not the disk: codeseal writes the bulk of its
+#     output with direct I/O, which leaves it out of the page cache.
+# The machine may be shared (other builds, a niced fuzzer): compare ratios taken in the same
+# run, and look at the load averages printed at the start and the end.
 #
 # How the big PE files are made (GEN):
 #   section  a real PE32+ with one big initialized section: a small C program whose
 #            `.bigdata` section `.incbin`s SIZE MiB of pseudo-random bytes, built with
-#            x86_64-w64-mingw32-gcc (a few seconds for 256 MiB: the assembler copies bytes).
+#            x86_64-w64-mingw32-gcc (about 20 s and 1 GiB of memory for 1 GiB: the
+#            assembler copies bytes).
 #   overlay  the stripped pe64.exe fixture + SIZE MiB of pseudo-random overlay (data after
 #            the last section, which Authenticode hashes too). A fallback without a compiler.
 #
@@ -31,9 +53,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [[ $# -gt 0 ]]; then
   SIZES="$*"
 fi
-SIZES="${SIZES:-16 256}"
-RUNS="${RUNS:-3}"
+SIZES="${SIZES:-16 256 1024}"
+RUNS="${RUNS:-5}"
 GEN="${GEN:-section}"
+NODIRECT="${NODIRECT:-1}"
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
 warn() { echo "WARNING: $*"; }
@@ -42,9 +65,11 @@ read -r -a SIZE_LIST <<<"$SIZES"
 [[ ${#SIZE_LIST[@]} -gt 0 ]] || die "no sizes given"
 for s in "${SIZE_LIST[@]}"; do
   [[ "$s" =~ ^[1-9][0-9]*$ ]] || die "size must be a positive whole number of MiB: $s"
+  ((s < 4096)) || die "size must be below 4096 MiB (a PE's certificate table sits below 4 GiB): $s"
 done
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number: $RUNS"
 [[ "$GEN" == section || "$GEN" == overlay ]] || die "GEN must be section or overlay: $GEN"
+[[ -n "${EPOCHREALTIME:-}" ]] || die "bash 5 or later is needed (EPOCHREALTIME)"
 
 # --- tools ----------------------------------------------------------------------------
 
@@ -63,10 +88,16 @@ for t in "${tools[@]}"; do
   command -v "$t" >/dev/null 2>&1 || die "$t not found (run scripts/setup.sh)"
 done
 
-echo "== building codeseal (release)"
-(cd "$ROOT" && cargo build --release --quiet -p codeseal)
-CODESEAL="${CARGO_TARGET_DIR:-$ROOT/target}/release/codeseal"
-[[ -x "$CODESEAL" ]] || die "$CODESEAL not found after the build"
+if [[ -n "${CODESEAL_BIN:-}" ]]; then
+  CODESEAL="$CODESEAL_BIN"
+  [[ -x "$CODESEAL" ]] || die "CODESEAL_BIN=$CODESEAL is not an executable"
+  echo "== using $CODESEAL (CODESEAL_BIN; no build)"
+else
+  echo "== building codeseal (release)"
+  (cd "$ROOT" && cargo build --release --quiet -p codeseal)
+  CODESEAL="${CARGO_TARGET_DIR:-$ROOT/target}/release/codeseal"
+  [[ -x "$CODESEAL" ]] || die "$CODESEAL not found after the build"
+fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/codeseal-bench.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
@@ -91,7 +122,7 @@ gen_pe() {
     return
   fi
   head -c "$((mib << 20))" /dev/urandom >"$dir/blob.bin"
-  cat >"$dir/big.c" <<'EOF'
+  cat >"$dir/big.c" <<'CSRC'
 /* One big initialized, read-only section filled from blob.bin by the assembler. */
 __asm__(".section .bigdata,\"dr\"\n"
         ".p2align 4\n"
@@ -106,10 +137,15 @@ int main(int argc, char **argv)
     (void)argv;
     return codeseal_bench_blob[argc * 4093];
 }
-EOF
+CSRC
   (cd "$dir" && x86_64-w64-mingw32-gcc -Os -s -Wl,--no-insert-timestamp -o big.exe big.c)
   mv "$dir/big.exe" "$out"
   rm -f "$dir/blob.bin"
+}
+
+# free_mib DIR -> free space of DIR's file system in MiB
+free_mib() {
+  df -Pm "$1" | awk 'NR == 2 { print $4 }'
 }
 
 # --- measuring ------------------------------------------------------------------------
@@ -117,21 +153,29 @@ EOF
 declare -A WALL RSS
 ROWS=()
 
-# measure SIZE LABEL [--rm FILE] CMD...   (best wall time and largest peak RSS of RUNS runs)
+# measure SIZE LABEL [--rm FILE] [--env VAR=VALUE] CMD...
+# (best wall time and largest peak RSS of RUNS runs)
 measure() {
-  local size="$1" label="$2" rmfile="" i e m best="" peak=0 tf="$WORK/time.txt"
+  local size="$1" label="$2" rmfile="" envset=() i t0 t1 e m best="" peak=0 tf="$WORK/time.txt"
   shift 2
-  if [[ "$1" == --rm ]]; then
-    rmfile="$2"
+  while [[ "$1" == --rm || "$1" == --env ]]; do
+    if [[ "$1" == --rm ]]; then
+      rmfile="$2"
+    else
+      envset=("$2")
+    fi
     shift 2
-  fi
+  done
   for ((i = 0; i < RUNS; i++)); do
     [[ -n "$rmfile" ]] && rm -f "$rmfile"
-    if ! "$TIME" -f '%e %M' -o "$tf" "$@" >"$WORK/cmd.out" 2>&1; then
+    t0="$EPOCHREALTIME"
+    if ! env "${envset[@]}" "$TIME" -f '%M' -o "$tf" "$@" >"$WORK/cmd.out" 2>&1; then
       cat "$WORK/cmd.out" >&2
       die "$label failed at ${size} MiB: $*"
     fi
-    read -r e m <"$tf"
+    t1="$EPOCHREALTIME"
+    e="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+    m="$(tail -n 1 "$tf")"
     if [[ -z "$best" ]] || awk -v a="$e" -v b="$best" 'BEGIN { exit !(a < b) }'; then
       best="$e"
     fi
@@ -142,20 +186,32 @@ measure() {
   ROWS+=("$size|$label")
 }
 
-# ratio A B -> "A/B" with two decimals, or n/a when B is below the timer's resolution
+# ratio A B -> "A/B" with two decimals
 ratio() {
   awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else printf "n/a" }'
 }
 
 # --- run ------------------------------------------------------------------------------
 
+echo "== $(nproc) CPUs; load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+DONE_SIZES=()
 for size in "${SIZE_LIST[@]}"; do
   in="$WORK/big-${size}.exe"
   out="$WORK/big-${size}-codeseal.exe"
   out2="$WORK/big-${size}-osslsigncode.exe"
 
+  # Input, two outputs, and (GEN=section) the blob and the linker's output while building.
+  [[ "$GEN" == section ]] && need=$((size * 5 + 256)) || need=$((size * 3 + 256))
+  have="$(free_mib "$WORK")"
+  if ((have < need)); then
+    warn "${size} MiB skipped: it needs ~${need} MiB free in $WORK, there are ${have} MiB"
+    continue
+  fi
+  DONE_SIZES+=("$size")
+
   echo "== ${size} MiB: generating ($GEN)"
   gen_pe "$size" "$in"
+  cat "$in" >/dev/null
 
   # Interoperability first: codeseal's output must satisfy osslsigncode (and the reverse).
   "$CODESEAL" sign --key "file:$KEY" --cert "$CHAIN" "$in" -o "$out" --force >/dev/null
@@ -173,52 +229,76 @@ for size in "${SIZE_LIST[@]}"; do
 
   echo "== ${size} MiB: timing (best of $RUNS)"
   measure "$size" "openssl dgst" openssl dgst -sha256 "$in"
-  measure "$size" "codeseal sign" \
-    "$CODESEAL" sign --key "file:$KEY" --cert "$CHAIN" "$in" -o "$out" --force
+  measure "$size" "codeseal sign" --rm "$out" \
+    "$CODESEAL" sign --key "file:$KEY" --cert "$CHAIN" "$in" -o "$out"
+  if [[ "$NODIRECT" == 1 ]]; then
+    measure "$size" "codeseal sign nodirect" --rm "$out" --env CODESEAL_DIRECT_IO=0 \
+      "$CODESEAL" sign --key "file:$KEY" --cert "$CHAIN" "$in" -o "$out"
+    rm -f "$out"
+    "$CODESEAL" sign --key "file:$KEY" --cert "$CHAIN" "$in" -o "$out" >/dev/null
+  fi
   measure "$size" "osslsigncode sign" --rm "$out2" \
     osslsigncode sign -certs "$CHAIN" -key "$KEY" -h sha256 -in "$in" -out "$out2"
+  cat "$out" "$out2" >/dev/null
   measure "$size" "codeseal verify" "$CODESEAL" verify "$out"
   measure "$size" "osslsigncode verify" osslsigncode verify -CAfile "$ROOT_CA" -in "$out2"
 
   rm -f "$in" "$out" "$out2"
 done
+[[ ${#DONE_SIZES[@]} -gt 0 ]] || die "no size could be run"
 
 # --- report ---------------------------------------------------------------------------
 
 echo
-echo "codeseal vs peers on generated PE files (GEN=$GEN, best of $RUNS, $(nproc) CPUs)"
-printf '%9s  %-20s %9s %10s %14s\n' "size" "tool verb" "wall s" "MiB/s" "peak RSS KiB"
+echo "codeseal vs peers on generated PE files (GEN=$GEN, best of $RUNS, $(nproc) CPUs," \
+  "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%9s  %-24s %9s %10s %14s\n' "size" "tool verb" "wall s" "MiB/s" "peak RSS KiB"
 for row in "${ROWS[@]}"; do
   size="${row%%|*}"
   label="${row#*|}"
-  printf '%5s MiB  %-20s %9s %10s %14s\n' "$size" "$label" "${WALL[$row]}" \
+  printf '%5s MiB  %-24s %9s %10s %14s\n' "$size" "$label" "${WALL[$row]}" \
     "$(awk -v s="$size" -v t="${WALL[$row]}" 'BEGIN { if (t + 0 > 0) printf "%.0f", s / t; else printf "n/a" }')" \
     "${RSS[$row]}"
 done
 
 echo
-printf '%9s  %22s %26s %28s\n' "size" "sign / openssl dgst" "sign / osslsigncode sign" "verify / osslsigncode verify"
-for size in "${SIZE_LIST[@]}"; do
-  printf '%5s MiB  %22s %26s %28s\n' "$size" \
+printf '%9s  %14s %16s %14s %16s\n' "size" "sign/dgst" "verify/dgst" "sign/ossl" "verify/ossl"
+for size in "${DONE_SIZES[@]}"; do
+  printf '%5s MiB  %14s %16s %14s %16s\n' "$size" \
     "$(ratio "${WALL[$size|codeseal sign]}" "${WALL[$size|openssl dgst]}")" \
+    "$(ratio "${WALL[$size|codeseal verify]}" "${WALL[$size|openssl dgst]}")" \
     "$(ratio "${WALL[$size|codeseal sign]}" "${WALL[$size|osslsigncode sign]}")" \
     "$(ratio "${WALL[$size|codeseal verify]}" "${WALL[$size|osslsigncode verify]}")"
 done
-echo "(ratios are codeseal's time / the peer's: below 1 means codeseal is faster)"
+echo "(codeseal's time / the other's: dgst = openssl dgst -sha256, ossl = osslsigncode;"
+echo " target: sign/dgst <= 1.15, sign/ossl and verify/ossl < 1)"
+if [[ "$NODIRECT" == 1 ]]; then
+  echo
+  printf '%9s  %22s %26s\n' "size" "sign nodirect / dgst" "sign nodirect / sign"
+  for size in "${DONE_SIZES[@]}"; do
+    printf '%5s MiB  %22s %26s\n' "$size" \
+      "$(ratio "${WALL[$size|codeseal sign nodirect]}" "${WALL[$size|openssl dgst]}")" \
+      "$(ratio "${WALL[$size|codeseal sign nodirect]}" "${WALL[$size|codeseal sign]}")"
+  done
+  echo "(nodirect: CODESEAL_DIRECT_IO=0, the copy goes through the page cache and is written"
+  echo " back at the fsync)"
+fi
 
-small="${SIZE_LIST[0]}"
-large="${SIZE_LIST[0]}"
-for s in "${SIZE_LIST[@]}"; do
+small="${DONE_SIZES[0]}"
+large="${DONE_SIZES[0]}"
+for s in "${DONE_SIZES[@]}"; do
   ((s < small)) && small="$s"
   ((s > large)) && large="$s"
 done
-rss_small="${RSS[$small|codeseal sign]}"
-rss_large="${RSS[$large|codeseal sign]}"
 echo
 # Constant memory: allow 25% + 2 MiB of noise (allocator, page cache accounting).
-if ((rss_large <= rss_small + rss_small / 4 + 2048)); then
-  verdict="does not grow with file size"
-else
-  verdict="GROWS with file size"
-fi
-echo "codeseal sign peak RSS: ${rss_small} KiB at ${small} MiB, ${rss_large} KiB at ${large} MiB: ${verdict}"
+for verb in sign verify; do
+  rss_small="${RSS[$small|codeseal $verb]}"
+  rss_large="${RSS[$large|codeseal $verb]}"
+  if ((rss_large <= rss_small + rss_small / 4 + 2048)); then
+    verdict="does not grow with file size"
+  else
+    verdict="GROWS with file size"
+  fi
+  echo "codeseal $verb peak RSS: ${rss_small} KiB at ${small} MiB, ${rss_large} KiB at ${large} MiB: ${verdict}"
+done
