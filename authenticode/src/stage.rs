@@ -62,22 +62,9 @@ fn direct_io_wanted() -> bool {
     std::env::var_os("CODESEAL_DIRECT_IO").is_none_or(|v| v != "0")
 }
 
-/// `O_DIRECT` for this architecture (its value differs between them; std has no constant).
+/// `O_DIRECT` (from the libc crate: its value differs between architectures).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-const O_DIRECT: Option<i32> = if cfg!(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "riscv64",
-    target_arch = "riscv32",
-    target_arch = "loongarch64",
-    target_arch = "s390x"
-)) {
-    Some(0o40000)
-} else if cfg!(any(target_arch = "aarch64", target_arch = "arm")) {
-    Some(0o200000)
-} else {
-    None
-};
+const O_DIRECT: Option<i32> = Some(libc::O_DIRECT);
 
 /// A second, direct-I/O (`O_DIRECT`) write handle on the temp file, so that the bulk of the
 /// copy reaches the disk while the image is still being hashed instead of all at the final
@@ -292,7 +279,14 @@ impl StagedImage {
         };
         persisted
             .map_err(|e| Error::io(format!("renaming the result to {}", output.display()), e))?;
-        if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // The rename is durable once the directory is synced (a bare file name: the
+        // current directory).
+        if let Some(parent) = output.parent() {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
             if let Ok(d) = File::open(parent) {
                 let _ = d.sync_all();
             }
