@@ -283,21 +283,16 @@ async fn create_upload(
     }
     let now = now_ms();
     let job = Job {
-        job_id: job_id.clone(),
-        status: JobStatus::Uploading,
-        file_name: req.file_name,
-        size: req.size,
-        caller: caller.name.clone(),
-        upload_key,
         multipart_id: Some(multipart_id.clone()),
-        created_ms: now,
-        updated_ms: now,
-        owner: None,
-        lease_until_ms: 0,
-        attempts: 0,
-        error: None,
-        error_reason: None,
-        result: None,
+        ..Job::new(
+            job_id.clone(),
+            JobStatus::Uploading,
+            req.file_name,
+            req.size,
+            caller.name.clone(),
+            upload_key,
+            now,
+        )
     };
     if !ctx.jobs.create(&job).await? {
         return Err(ApiError::new(

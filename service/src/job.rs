@@ -109,6 +109,35 @@ pub struct Job {
 }
 
 impl Job {
+    /// A new job at `now_ms`, not yet claimed.
+    pub fn new(
+        job_id: String,
+        status: JobStatus,
+        file_name: String,
+        size: u64,
+        caller: String,
+        upload_key: String,
+        now_ms: u64,
+    ) -> Self {
+        Self {
+            job_id,
+            status,
+            file_name,
+            size,
+            caller,
+            upload_key,
+            multipart_id: None,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            owner: None,
+            lease_until_ms: 0,
+            attempts: 0,
+            error: None,
+            error_reason: None,
+            result: None,
+        }
+    }
+
     /// Whether a worker may claim it at `now_ms`.
     pub fn claimable(&self, now_ms: u64) -> bool {
         self.status == JobStatus::Queued

@@ -531,23 +531,15 @@ pub async fn job_for_object(ctx: &Ctx, key: &str) -> Result<Option<String>, Stor
     };
     let now = now_ms();
     let file_name = name.rsplit('/').next().unwrap_or(name).to_string();
-    let job = Job {
-        job_id: id.clone(),
-        status: JobStatus::Queued,
+    let job = Job::new(
+        id.clone(),
+        JobStatus::Queued,
         file_name,
         size,
-        caller: "event".into(),
-        upload_key: key.to_string(),
-        multipart_id: None,
-        created_ms: now,
-        updated_ms: now,
-        owner: None,
-        lease_until_ms: 0,
-        attempts: 0,
-        error: None,
-        error_reason: None,
-        result: None,
-    };
+        "event".into(),
+        key.to_string(),
+        now,
+    );
     ctx.jobs.create(&job).await?;
     Ok(Some(id))
 }

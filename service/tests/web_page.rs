@@ -10,13 +10,16 @@
 
 use std::{
     fs,
-    path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Output, Stdio},
+    path::Path,
+    process::{Child, Command, ExitStatus, Stdio},
     thread::sleep,
     time::{Duration, Instant},
 };
 
 use sha2::{Digest, Sha256};
+
+mod common;
+use common::{osslsigncode_ok, root, signify_ok, test_env, text};
 
 /// How long the page may take for the job (the script's own wait).
 const JOB_SECONDS: u64 = 120;
@@ -26,21 +29,6 @@ const NODE_LIMIT: Duration = Duration::from_secs(JOB_SECONDS + 240);
 const START_LIMIT: Duration = Duration::from_secs(60);
 /// A small part size, so that the page sends the fixture in several parts (three at a time).
 const PART_SIZE: u64 = 16 * 1024;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// The end of a log file, for failure messages.
 fn tail(path: &Path) -> String {
@@ -61,64 +49,6 @@ fn web_setup() {
          chromium package), Node >= 20 with npm, and `npm ci --prefix service/tests/web`:\n{}",
         text(&o)
     );
-}
-
-/// The fixtures and test PKI (scripts/test-env.sh, idempotent and locked), as the CLI tests use.
-fn test_env() -> PathBuf {
-    let dir = std::env::var_os("CODESEAL_TEST_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/test-env"));
-    let st = Command::new("bash")
-        .arg(root().join("scripts/test-env.sh"))
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .status()
-        .expect("bash");
-    assert!(
-        st.success(),
-        "scripts/test-env.sh failed: run scripts/setup.sh first"
-    );
-    dir
-}
-
-/// The Python of the venv scripts/setup.sh makes (signify).
-fn venv_python() -> PathBuf {
-    std::env::var_os("CODESEAL_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/codeseal/venv")
-        })
-        .join("bin/python")
-}
-
-/// `osslsigncode verify -CAfile ROOT`: success is exit 0 and a `Succeeded` line.
-fn osslsigncode_ok(file: &Path, root_pem: &Path) -> (bool, String) {
-    let o = Command::new("osslsigncode")
-        .args(["verify", "-CAfile"])
-        .arg(root_pem)
-        .arg("-in")
-        .arg(file)
-        .output()
-        .expect("osslsigncode (run scripts/setup.sh)");
-    (
-        o.status.success()
-            && String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l.trim() == "Succeeded"),
-        text(&o),
-    )
-}
-
-/// signify, strict, trusting only `root_pem` (scripts/signify-verify.py).
-fn signify_ok(file: &Path, root_pem: &Path) -> (bool, String) {
-    let o = Command::new(venv_python())
-        .arg(root().join("scripts/signify-verify.py"))
-        .arg(file)
-        .arg("--trust")
-        .arg(root_pem)
-        .output()
-        .expect("venv python (run scripts/setup.sh)");
-    (o.status.success(), text(&o))
 }
 
 /// A child process that is killed and reaped when dropped, also when the test panics.
