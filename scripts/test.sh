@@ -4,8 +4,10 @@
 #   scripts/test.sh            install what the tests need, lint, build fixtures, run all tests
 #
 # What it installs and starts (scripts/setup.sh): osslsigncode >= 2.9, mingw-w64, openssl,
-# a Python venv with signify (independent verifier). Fixtures and the test PKI are made by
-# scripts/test-env.sh into target/test-env.
+# SoftHSM2 + OpenSC, Chromium and the web page test's Node modules, a Python venv with
+# signify (independent verifier) and moto (S3, DynamoDB, KMS on 127.0.0.1). Fixtures and the
+# test PKI are made by scripts/test-env.sh into target/test-env. Then a fuzz smoke run: every
+# cargo-fuzz target for CODESEAL_FUZZ_SECONDS (default 30) s; CODESEAL_FUZZ_SMOKE=0 skips it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 start=$(date +%s)
@@ -32,9 +34,9 @@ bash scripts/test-env.sh "$CODESEAL_TEST_ENV"
 step "tests"
 cargo test --workspace --locked
 
-if [[ "${CODESEAL_FUZZ_SMOKE:-0}" == 1 ]]; then
-  step "fuzz smoke (cargo-fuzz, ${CODESEAL_FUZZ_SECONDS:-20} s per target)"
-  bash scripts/fuzz-smoke.sh "${CODESEAL_FUZZ_SECONDS:-20}"
+if [[ "${CODESEAL_FUZZ_SMOKE:-1}" == 1 ]]; then
+  step "fuzz smoke (cargo-fuzz, ${CODESEAL_FUZZ_SECONDS:-30} s per target)"
+  bash scripts/fuzz-smoke.sh "${CODESEAL_FUZZ_SECONDS:-30}"
 fi
 
 step "demo (the README's first command, with the binary the tests just built)"
