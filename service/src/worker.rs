@@ -204,7 +204,7 @@ impl Claim {
 
         // 1. Download.
         let max = ctx.settings.max_size;
-        let got = self
+        let (got, input_sha) = self
             .retry(|| async {
                 ctx.objects
                     .download_upload(&job.upload_key, &input, max)
@@ -225,13 +225,6 @@ impl Claim {
         self.pause().await;
 
         // 2. Sign (one streaming pass + one key call), timing the key call.
-        let input_sha = {
-            let p = input.clone();
-            blocking("io", move || {
-                sha256_file(&p).map_err(|e| StepError::transient("io", e.to_string()))
-            })
-            .await?
-        };
         let opts = SignOptions {
             opus: OpusInfo {
                 program_name: Some(job.file_name.clone()),

@@ -221,6 +221,23 @@ impl LocalStore {
     }
 }
 
+/// A writer that hashes what it writes.
+struct HashingWriter {
+    inner: std::fs::File,
+    hash: Sha256,
+}
+
+impl std::io::Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -380,7 +397,12 @@ impl ObjectStore for LocalStore {
         }
     }
 
-    async fn download_upload(&self, key: &str, dest: &Path, max: u64) -> Result<u64, StoreError> {
+    async fn download_upload(
+        &self,
+        key: &str,
+        dest: &Path,
+        max: u64,
+    ) -> Result<(u64, [u8; 32]), StoreError> {
         let src = self.object_path(key)?;
         let len = tokio::fs::metadata(&src)
             .await
@@ -391,7 +413,18 @@ impl ObjectStore for LocalStore {
                 "the upload is {len} bytes, more than the limit {max}"
             )));
         }
-        tokio::fs::copy(&src, dest).await.map_err(|e| io(key, e))
+        let (src, dest) = (src, dest.to_path_buf());
+        tokio::task::spawn_blocking(move || -> std::io::Result<(u64, [u8; 32])> {
+            let mut w = HashingWriter {
+                inner: std::fs::File::create(&dest)?,
+                hash: Sha256::new(),
+            };
+            let n = std::io::copy(&mut std::fs::File::open(&src)?, &mut w)?;
+            Ok((n, w.hash.finalize().into()))
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .map_err(|e| io(key, e))
     }
 
     async fn put_result(

@@ -68,8 +68,14 @@ pub trait ObjectStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Size of the upload `key`, or `None` when it does not exist.
     async fn upload_size(&self, key: &str) -> Result<Option<u64>, StoreError>;
-    /// Copies the upload `key` into the local file `dest` (at most `max` bytes).
-    async fn download_upload(&self, key: &str, dest: &Path, max: u64) -> Result<u64, StoreError>;
+    /// Copies the upload `key` into the local file `dest` (at most `max` bytes); returns its
+    /// length and SHA-256, computed while copying.
+    async fn download_upload(
+        &self,
+        key: &str,
+        dest: &Path,
+        max: u64,
+    ) -> Result<(u64, [u8; 32]), StoreError>;
     /// Stores the local file `src` as `key` in the results store, with its SHA-256.
     async fn put_result(
         &self,

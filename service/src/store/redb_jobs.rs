@@ -169,7 +169,7 @@ impl JobStore for RedbJobs {
                 job.status = JobStatus::Signing;
                 job.owner = Some(token);
                 job.lease_until_ms = lease_until_ms;
-                job.attempts += 1;
+                job.attempts = job.attempts.saturating_add(1);
                 job.updated_ms = now_ms;
                 Ok(Some(job.clone()))
             })

@@ -146,7 +146,13 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn download_upload(&self, key: &str, dest: &Path, max: u64) -> Result<u64, StoreError> {
+    async fn download_upload(
+        &self,
+        key: &str,
+        dest: &Path,
+        max: u64,
+    ) -> Result<(u64, [u8; 32]), StoreError> {
+        use sha2::Digest;
         let r = self
             .client
             .get_object()
@@ -166,6 +172,7 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| StoreError::Backend(format!("temp file: {e}")))?;
         let mut n = 0u64;
+        let mut hash = sha2::Sha256::new();
         while let Some(chunk) = body
             .next()
             .await
@@ -178,6 +185,7 @@ impl ObjectStore for S3Store {
                     "the upload is more than the limit {max}"
                 )));
             }
+            hash.update(&chunk);
             f.write_all(&chunk)
                 .await
                 .map_err(|e| StoreError::Backend(format!("temp file: {e}")))?;
@@ -185,7 +193,7 @@ impl ObjectStore for S3Store {
         f.flush()
             .await
             .map_err(|e| StoreError::Backend(format!("temp file: {e}")))?;
-        Ok(n)
+        Ok((n, hash.finalize().into()))
     }
 
     async fn put_result(
