@@ -15,7 +15,6 @@ use std::{
     time::Duration,
 };
 
-use cms::{content_info::ContentInfo, signed_data::SignerInfo};
 use codeseal_signer::{key_kind_of, verify_prehash, DigestAlgorithm, KeySigner, SigningIdentity};
 use const_oid::ObjectIdentifier;
 use der::{Decode, Encode};
@@ -27,7 +26,7 @@ use crate::{
     digest::{stream_image, stream_image_with_pages, PeChecksum},
     pagehash::PageHasher,
     pe::PeInfo,
-    pkcs7::{nest_signature, page_hashes_of, parse_loose_signed_data, ParsedSignature},
+    pkcs7::{nest_signature, page_hashes_of, parse_content_info, ParsedSignature, SignerInfoRef},
     sign::{sign_file, SignOptions},
     spc::{PKCS9_COUNTERSIGNATURE, SPC_RFC3161_TIMESTAMP},
     timestamp::{
@@ -257,14 +256,12 @@ pub fn wincert_table(data: &[u8]) {
 
 /// `ParsedSignature::parse` and everything read from a parsed signature (nested signatures,
 /// opus info, page hashes, certificates, time stamps, the signer's signature), plus
-/// `parse_loose_signed_data` and `nest_signature`.
+/// `parse_content_info` and `nest_signature`.
 pub fn pkcs7_signature(data: &[u8]) {
     let parsed = parsed_signature(data, 0);
-    black_box(parse_loose_signed_data(data).is_ok());
-    if let Ok(ci) = ContentInfo::from_der(data) {
-        if let Ok(l) = parse_loose_signed_data(ci.content.value()) {
-            black_box((l.certificates.len(), l.signer_infos.len(), &l.encap));
-        }
+    if let Ok(ci) = parse_content_info(data) {
+        let sd = &ci.signed_data;
+        black_box((sd.certificates.len(), sd.signer_infos.len(), &sd.content));
     }
     black_box(crate::manage::digest_algorithms(data).is_ok());
     if let Ok(nested) = nest_signature(data, data) {
@@ -276,12 +273,12 @@ pub fn pkcs7_signature(data: &[u8]) {
             let want = der::asn1::Any::from_der(data)
                 .and_then(|a| a.to_der())
                 .expect("nest_signature read it");
-            assert!(again.nested_der().contains(&want));
+            assert!(again.nested_der().contains(&want.as_slice()));
         }
     }
 }
 
-fn parsed_signature(data: &[u8], depth: usize) -> Option<ParsedSignature> {
+fn parsed_signature(data: &[u8], depth: usize) -> Option<ParsedSignature<'_>> {
     let sig = match ParsedSignature::parse(data) {
         Ok(s) => s,
         Err(e) => {
@@ -335,17 +332,18 @@ fn parsed_signature(data: &[u8], depth: usize) -> Option<ParsedSignature> {
         .into_iter()
         .take(2)
     {
-        if let Ok(token) = v.to_der() {
-            black_box(validate_token(&token, None, None, None).is_ok());
-        }
+        black_box(validate_token(v, None, None, None).is_ok());
     }
     for v in sig
         .unsigned_values(PKCS9_COUNTERSIGNATURE)
         .into_iter()
         .take(2)
     {
-        if let Ok(info) = v.to_der().and_then(|d| SignerInfo::from_der(&d)) {
-            black_box(legacy_signing_time(&info));
+        if let Ok(info) = crate::asn1::Tlv::exactly(v)
+            .map_err(crate::Error::from)
+            .and_then(SignerInfoRef::parse)
+        {
+            black_box(legacy_signing_time(&info.info));
         }
     }
     if depth < 3 {

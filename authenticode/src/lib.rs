@@ -23,9 +23,11 @@
 #![warn(missing_docs)]
 #![deny(clippy::indexing_slicing)]
 
+pub mod asn1;
 pub mod chain;
 pub mod digest;
 mod error;
+pub mod finding;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod manage;
@@ -41,6 +43,7 @@ pub mod verify;
 pub mod wincert;
 
 pub use error::{Error, Result};
+pub use finding::{Finding, FindingCode};
 pub use manage::{attach_signature, extract_signature, remove_signature, AttachOptions};
 pub use pe::PeInfo;
 pub use pkcs7::OpusInfo;

@@ -102,7 +102,7 @@ pub fn digest_algorithms(pkcs7: &[u8]) -> Result<Vec<DigestAlgorithm>> {
     let p = ParsedSignature::parse(pkcs7)?;
     let mut v = vec![p.digest_algorithm];
     for n in p.nested_der() {
-        v.push(ParsedSignature::parse(&n)?.digest_algorithm);
+        v.push(ParsedSignature::parse(n)?.digest_algorithm);
     }
     Ok(v)
 }

@@ -17,12 +17,13 @@ use cms::{
 use codeseal_signer::{DigestAlgorithm, SignatureAlgorithm};
 use const_oid::ObjectIdentifier;
 use der::{
-    asn1::{Any, AnyRef, BitString, BmpString, Ia5String, OctetString, SetOfVec},
-    Decode, Encode, Reader, SliceReader, Tag, TagNumber, Tagged,
+    asn1::{Any, BitString, BmpString, Ia5String, OctetString, SetOfVec},
+    Decode, Encode,
 };
 use x509_cert::{attr::Attribute, Certificate};
 
 use crate::{
+    asn1,
     error::{Error, Result},
     spc::*,
 };
@@ -75,6 +76,8 @@ pub fn page_hashes_of(spc: &SpcIndirectDataContent) -> Result<Option<(DigestAlgo
     if obj.class_id.as_bytes() != crate::pagehash::PAGE_HASH_CLASS_ID {
         return Ok(None);
     }
+    asn1::check_sets(obj.serialized_data.as_bytes(), asn1::SetRule::Bounded)
+        .map_err(|e| malformed(format!("page hashes: {e}")))?;
     let set: SetOfVec<SpcAttributeTypeAndOptionalValue> =
         SetOfVec::from_der(obj.serialized_data.as_bytes())
             .map_err(|e| malformed(format!("page hashes: {e}")))?;
@@ -109,12 +112,31 @@ pub fn page_hashes_of(spc: &SpcIndirectDataContent) -> Result<Option<(DigestAlgo
 pub const MAX_NESTING: usize = 8;
 /// The most nested signatures we read from one signature.
 pub const MAX_NESTED: usize = 16;
+/// The most time stamps (RFC 3161 tokens and countersignatures) read from one signature.
+pub const MAX_TIMESTAMPS: usize = 8;
+/// The most certificate entries read from one SignedData (repeats included).
+pub const MAX_CERTIFICATE_ENTRIES: usize = 1024;
+/// The most unsigned attributes read from one SignerInfo.
+pub const MAX_UNSIGNED_ATTRS: usize = 1024;
+/// The most SignerInfos read from one SignedData.
+pub const MAX_SIGNER_INFOS: usize = 8;
+/// The most digest algorithms read from one SignedData.
+pub const MAX_DIGEST_ALGORITHMS: usize = 16;
 
 /// Adds `value` to the unsigned attribute `oid` of the only SignerInfo of the DER ContentInfo
-/// `ci_der`, and `certs` to its certificates, and returns the new DER. The signature must
-/// re-encode byte for byte (so adding to it cannot break it): otherwise this refuses.
+/// `ci_der`, and returns the new DER. Every other byte of the signature is kept as it was, so
+/// adding to it cannot break it.
 pub fn add_unsigned_attr(ci_der: &[u8], oid: ObjectIdentifier, value: Any) -> Result<Vec<u8>> {
     add_unsigned_attr_and_certs(ci_der, oid, value, &[])
+}
+
+/// Where `new` goes among `items` so that a SET OF in DER order stays in order (after the
+/// last element not greater than it, when the set is unsorted).
+fn insertion_point(items: &[&[u8]], new: &[u8]) -> usize {
+    items
+        .iter()
+        .rposition(|i| asn1::der_set_order(i, new) != std::cmp::Ordering::Greater)
+        .map_or(0, |p| p + 1)
 }
 
 /// [`add_unsigned_attr`], also adding `certs` (those not there yet) to the certificates.
@@ -124,55 +146,107 @@ pub fn add_unsigned_attr_and_certs(
     value: Any,
     certs: &[Certificate],
 ) -> Result<Vec<u8>> {
-    let ci = ContentInfo::from_der(ci_der).map_err(|e| malformed(format!("ContentInfo: {e}")))?;
-    if ci.to_der()? != ci_der {
-        return Err(malformed(
-            "the existing signature is not canonical DER; adding to it would break it",
-        ));
-    }
-    let mut sd: SignedData = ci
-        .content
-        .decode_as()
-        .map_err(|e| malformed(format!("SignedData: {e}")))?;
-    let mut infos: Vec<SignerInfo> = sd.signer_infos.0.into_vec();
-    let [info] = infos.as_mut_slice() else {
+    let value = value.to_der()?;
+    let parsed = parse_content_info(ci_der)?;
+    let (ci, sd) = (parsed.content_info, parsed.signed_data_tlv);
+    let [info] = parsed.signed_data.signer_infos.as_slice() else {
         return Err(malformed("expected exactly one SignerInfo"));
     };
-    let mut attrs: Vec<Attribute> = info
-        .unsigned_attrs
-        .take()
-        .map(|a| a.into_vec())
-        .unwrap_or_default();
-    match attrs.iter_mut().find(|a| a.oid == oid) {
-        Some(a) => {
-            if a.values.len() >= MAX_NESTED {
+    // The SignerInfo: every field as it was, the unsigned attributes with the new value.
+    let mut attrs: Vec<Vec<u8>> = Vec::new();
+    let mut found = false;
+    for a in &info.unsigned {
+        if a.oid == oid {
+            if a.count >= MAX_NESTED {
                 return Err(Error::Usage(format!(
                     "the signature already holds {} values of {oid}",
-                    a.values.len()
+                    a.count
                 )));
             }
-            a.values.insert(value)?;
+            let mut values: Vec<&[u8]> = a.values().collect();
+            values.insert(insertion_point(&values, &value), &value);
+            attrs.push(asn1::wrap(
+                asn1::tag::SEQUENCE,
+                &[a.oid_raw, &asn1::wrap(asn1::tag::SET, &values)],
+            ));
+            found = true;
+        } else {
+            attrs.push(a.raw.to_vec());
         }
-        None => attrs.push(attr(oid, value)?),
     }
-    info.unsigned_attrs = Some(SetOfVec::try_from(attrs)?);
-    sd.signer_infos = SignerInfos(SetOfVec::try_from(infos)?);
-    if !certs.is_empty() {
-        let mut set = sd.certificates.take().map(|c| c.0).unwrap_or_default();
-        for c in certs {
-            let choice = CertificateChoices::Certificate(c.clone());
-            if !set.iter().any(|x| x == &choice) {
-                set.insert(choice)?;
+    if !found {
+        let oid_der = oid.to_der()?;
+        let new = asn1::wrap(
+            asn1::tag::SEQUENCE,
+            &[&oid_der, &asn1::wrap(asn1::tag::SET, &[&value])],
+        );
+        let refs: Vec<&[u8]> = attrs.iter().map(Vec::as_slice).collect();
+        let at = insertion_point(&refs, &new);
+        attrs.insert(at, new);
+    }
+    let attr_refs: Vec<&[u8]> = attrs.iter().map(Vec::as_slice).collect();
+    let unsigned = asn1::wrap(asn1::tag::context(1), &attr_refs);
+    let mut info_fields: Vec<&[u8]> = Vec::new();
+    for f in asn1::Tlv::exactly(info.raw)?.children() {
+        let f = f?;
+        if f.tag != asn1::tag::context(1) {
+            info_fields.push(f.raw);
+        }
+    }
+    info_fields.push(&unsigned);
+    let new_info = asn1::wrap(asn1::tag::SEQUENCE, &info_fields);
+    let infos = asn1::wrap(asn1::tag::SET, &[&new_info]);
+    // The SignedData: certificates added, signerInfos replaced, the rest as it was.
+    let mut cert_ders = Vec::new();
+    for c in certs {
+        cert_ders.push(c.to_der()?);
+    }
+    let mut fields: Vec<Vec<u8>> = Vec::new();
+    let mut certs_done = certs.is_empty();
+    let mut children = sd.children().peekable();
+    while let Some(f) = children.next() {
+        let f = f?;
+        let last = children.peek().is_none();
+        if f.tag == asn1::tag::context(0) && !certs_done {
+            let mut present: Vec<&[u8]> = Vec::new();
+            for c in f.children() {
+                present.push(c?.raw);
             }
+            for d in &cert_ders {
+                if !present.contains(&d.as_slice()) {
+                    present.insert(insertion_point(&present, d), d);
+                }
+            }
+            fields.push(asn1::wrap(asn1::tag::context(0), &present));
+            certs_done = true;
+        } else if last {
+            if !certs_done {
+                let refs: Vec<&[u8]> = cert_ders.iter().map(Vec::as_slice).collect();
+                fields.push(asn1::wrap(asn1::tag::context(0), &refs));
+            }
+            fields.push(infos.clone());
+        } else {
+            if !certs_done && f.tag == asn1::tag::context(1) {
+                let refs: Vec<&[u8]> = cert_ders.iter().map(Vec::as_slice).collect();
+                fields.push(asn1::wrap(asn1::tag::context(0), &refs));
+                certs_done = true;
+            }
+            fields.push(f.raw.to_vec());
         }
-        sd.certificates = Some(CertificateSet(set));
     }
-    let out = ContentInfo {
-        content_type: ci.content_type,
-        content: Any::encode_from(&sd)?,
+    let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+    let sd_new = asn1::wrap(asn1::tag::SEQUENCE, &refs);
+    let mut ci_fields: Vec<Vec<u8>> = Vec::new();
+    for f in ci.children() {
+        let f = f?;
+        if f.tag == asn1::tag::context(0) {
+            ci_fields.push(asn1::wrap(asn1::tag::context(0), &[&sd_new]));
+        } else {
+            ci_fields.push(f.raw.to_vec());
+        }
     }
-    .to_der()?;
-    Ok(out)
+    let refs: Vec<&[u8]> = ci_fields.iter().map(Vec::as_slice).collect();
+    Ok(asn1::wrap(asn1::tag::SEQUENCE, &refs))
 }
 
 /// Adds the DER ContentInfo `nested` as a nested signature (unsigned attribute
@@ -328,19 +402,353 @@ impl SignatureRequest {
     }
 }
 
-/// One parsed Authenticode signature (a ContentInfo with SignedData).
+fn malformed(what: impl std::fmt::Display) -> Error {
+    Error::MalformedSignature(what.to_string())
+}
+
+impl From<asn1::Asn1Error> for Error {
+    fn from(e: asn1::Asn1Error) -> Self {
+        malformed(e)
+    }
+}
+
+/// An unsigned attribute of a SignerInfo, its values kept as bytes: they are not covered by
+/// the signature, and only the ones a verifier understands (nested signatures, time stamps)
+/// are ever decoded.
 #[derive(Clone, Debug)]
-pub struct ParsedSignature {
+pub struct UnsignedAttr<'a> {
+    /// The attribute type.
+    pub oid: ObjectIdentifier,
+    /// How many values it has.
+    pub count: usize,
+    /// The whole attribute (SEQUENCE).
+    pub raw: &'a [u8],
+    oid_raw: &'a [u8],
+    values: asn1::Tlv<'a>,
+}
+
+impl<'a> UnsignedAttr<'a> {
+    /// The DER of each value.
+    pub fn values(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        // Every value was read once when the attribute was parsed.
+        self.values.children().filter_map(|v| v.ok()).map(|v| v.raw)
+    }
+
+    fn parse(t: asn1::Tlv<'a>) -> Result<Self> {
+        let t = t.expect(asn1::tag::SEQUENCE, "an attribute (SEQUENCE)")?;
+        let mut c = t.children();
+        let oid_tlv = c.required("an attribute type")?;
+        let oid = oid_tlv.oid()?;
+        let values = c
+            .required("attribute values")?
+            .expect(asn1::tag::SET, "attribute values (SET)")?;
+        if !c.is_empty() {
+            return Err(malformed(format!("attribute {oid} has extra fields")));
+        }
+        let mut count = 0usize;
+        for v in values.children() {
+            v?;
+            count += 1;
+        }
+        Ok(Self {
+            oid,
+            count,
+            raw: t.raw,
+            oid_raw: oid_tlv.raw,
+            values,
+        })
+    }
+}
+
+/// A SignerInfo read from untrusted bytes in one pass: the fixed fields decoded (after
+/// [`asn1::check_sets`]), the signed attributes checked as DER, the unsigned attributes kept
+/// as bytes.
+#[derive(Clone, Debug)]
+pub struct SignerInfoRef<'a> {
+    /// Every field but the unsigned attributes (`unsigned_attrs` is always `None`).
+    pub info: SignerInfo,
+    /// The SignerInfo as received.
+    pub raw: &'a [u8],
+    /// The original signed-attribute bytes re-tagged as the SET OF the signature covers.
+    pub signed_attrs_der: Option<Vec<u8>>,
+    /// The unsigned attributes.
+    pub unsigned: Vec<UnsignedAttr<'a>>,
+}
+
+impl<'a> SignerInfoRef<'a> {
+    /// Reads a SignerInfo (or a PKCS#9 countersignature, which has the same shape).
+    pub fn parse(t: asn1::Tlv<'a>) -> Result<Self> {
+        let t = t.expect(asn1::tag::SEQUENCE, "a SignerInfo (SEQUENCE)")?;
+        let mut kept: Vec<&[u8]> = Vec::new();
+        let mut signed = None;
+        let mut unsigned_tlv = None;
+        for f in t.children() {
+            let f = f?;
+            if f.tag == asn1::tag::context(1) {
+                if unsigned_tlv.replace(f).is_some() {
+                    return Err(malformed("SignerInfo has two unsignedAttrs fields"));
+                }
+                continue;
+            }
+            if f.tag == asn1::tag::context(0) {
+                signed = Some(f);
+            }
+            kept.push(f.raw);
+        }
+        let signed_attrs_der = signed.map(|s| asn1::wrap(asn1::tag::SET, &[s.value]));
+        if let Some(sa) = &signed_attrs_der {
+            // The signature covers these bytes: DER, as RFC 5652 requires.
+            asn1::check_sets(sa, asn1::SetRule::Der)
+                .map_err(|e| malformed(format!("signed attributes: {e}")))?;
+        }
+        let fixed = asn1::wrap(asn1::tag::SEQUENCE, &kept);
+        asn1::check_sets(&fixed, asn1::SetRule::Bounded)?;
+        let info =
+            SignerInfo::from_der(&fixed).map_err(|e| malformed(format!("SignerInfo: {e}")))?;
+        let mut unsigned = Vec::new();
+        if let Some(u) = unsigned_tlv {
+            for a in u.children() {
+                unsigned.push(UnsignedAttr::parse(a?)?);
+                if unsigned.len() > MAX_UNSIGNED_ATTRS {
+                    return Err(asn1::Asn1Error::TooMany {
+                        what: "unsigned attributes",
+                        limit: MAX_UNSIGNED_ATTRS,
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(Self {
+            info,
+            raw: t.raw,
+            signed_attrs_der,
+            unsigned,
+        })
+    }
+
+    /// The DER of every value of the unsigned attribute `oid`.
+    pub fn unsigned_values(&self, oid: ObjectIdentifier) -> Vec<&'a [u8]> {
+        self.unsigned
+            .iter()
+            .filter(|a| a.oid == oid)
+            .flat_map(|a| a.values())
+            .collect()
+    }
+
+    fn unsigned_count(&self, oid: ObjectIdentifier) -> usize {
+        self.unsigned
+            .iter()
+            .filter(|a| a.oid == oid)
+            .map(|a| a.count)
+            .sum()
+    }
+}
+
+/// A SignedData read from untrusted bytes in one linear pass, as leniently as Windows reads
+/// it outside the signed attributes: certificates in any order and repeated (repeats are
+/// dropped and counted), digest algorithms in any order.
+#[derive(Clone, Debug)]
+pub struct SignedDataRef<'a> {
+    /// The version.
+    pub version: u64,
+    /// digestAlgorithms.
+    pub digest_algorithms: Vec<spki::AlgorithmIdentifierOwned>,
+    /// encapContentInfo's eContentType.
+    pub content_type: ObjectIdentifier,
+    /// encapContentInfo's eContent (the element inside `[0] EXPLICIT`).
+    pub content: Option<asn1::Tlv<'a>>,
+    /// The distinct X.509 certificates, in the order received.
+    pub certificates: Vec<Certificate>,
+    /// How many certificate entries repeated an earlier one.
+    pub repeated_certificates: usize,
+    /// Certificate entries that could not be read (other formats, or not X.509 as `x509-cert`
+    /// reads it): what was wrong with each.
+    pub unreadable_certificates: Vec<String>,
+    /// The `crls` field as received.
+    pub crls: Option<asn1::Tlv<'a>>,
+    /// The SignerInfos.
+    pub signer_infos: Vec<SignerInfoRef<'a>>,
+}
+
+/// A ContentInfo holding a SignedData, with the elements it was read from.
+#[derive(Clone, Debug)]
+pub struct ContentInfoRef<'a> {
+    /// The ContentInfo element.
+    pub content_info: asn1::Tlv<'a>,
+    /// The SignedData element.
+    pub signed_data_tlv: asn1::Tlv<'a>,
     /// The SignedData.
-    pub signed_data: SignedData,
+    pub signed_data: SignedDataRef<'a>,
+}
+
+/// Reads the DER ContentInfo(SignedData) at the start of `data` (bytes after it are left to
+/// the caller).
+pub fn parse_content_info(data: &[u8]) -> Result<ContentInfoRef<'_>> {
+    let (ci, _) = asn1::Tlv::read(data, 0)?;
+    let ci = ci.expect(asn1::tag::SEQUENCE, "a ContentInfo (SEQUENCE)")?;
+    let mut c = ci.children();
+    let content_type = c.required("a content type")?.oid()?;
+    if content_type != ID_SIGNED_DATA {
+        return Err(malformed(format!(
+            "content type {content_type} is not SignedData"
+        )));
+    }
+    let explicit = c
+        .required("content [0]")?
+        .expect(asn1::tag::context(0), "content [0]")?;
+    if !c.is_empty() {
+        return Err(malformed("ContentInfo has extra fields"));
+    }
+    let mut inner = explicit.children();
+    let sd = inner.required("SignedData")?;
+    if !inner.is_empty() {
+        return Err(malformed("ContentInfo content has extra elements"));
+    }
+    Ok(ContentInfoRef {
+        content_info: ci,
+        signed_data_tlv: sd,
+        signed_data: SignedDataRef::parse(sd)?,
+    })
+}
+
+impl<'a> SignedDataRef<'a> {
+    /// Reads a SignedData element.
+    pub fn parse(sd: asn1::Tlv<'a>) -> Result<Self> {
+        let sd = sd.expect(asn1::tag::SEQUENCE, "a SignedData (SEQUENCE)")?;
+        let mut c = sd.children();
+        let version = c.required("SignedData version")?.small_uint()?;
+        let mut digest_algorithms = Vec::new();
+        let algs = c
+            .required("digestAlgorithms")?
+            .expect(asn1::tag::SET, "digestAlgorithms (SET)")?;
+        for a in algs.children() {
+            let a = a?;
+            if digest_algorithms.len() >= MAX_DIGEST_ALGORITHMS {
+                return Err(asn1::Asn1Error::TooMany {
+                    what: "digest algorithms",
+                    limit: MAX_DIGEST_ALGORITHMS,
+                }
+                .into());
+            }
+            asn1::check_sets(a.raw, asn1::SetRule::Bounded)?;
+            digest_algorithms.push(
+                spki::AlgorithmIdentifierOwned::from_der(a.raw)
+                    .map_err(|e| malformed(format!("digest algorithm: {e}")))?,
+            );
+        }
+        let encap = c
+            .required("encapContentInfo")?
+            .expect(asn1::tag::SEQUENCE, "encapContentInfo (SEQUENCE)")?;
+        let mut e = encap.children();
+        let content_type = e.required("eContentType")?.oid()?;
+        let content = match e.optional(asn1::tag::context(0))? {
+            Some(x) => {
+                let mut inner = x.children();
+                let v = inner.required("eContent")?;
+                if !inner.is_empty() {
+                    return Err(malformed("eContent [0] has extra elements"));
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        if !e.is_empty() {
+            return Err(malformed("encapContentInfo has extra fields"));
+        }
+        let mut certificates: Vec<Certificate> = Vec::new();
+        let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+        let mut repeated_certificates = 0;
+        let mut unreadable_certificates = Vec::new();
+        if let Some(set) = c.optional(asn1::tag::context(0))? {
+            for (n, entry) in set.children().enumerate() {
+                let entry = entry?;
+                if n >= MAX_CERTIFICATE_ENTRIES {
+                    return Err(asn1::Asn1Error::TooMany {
+                        what: "certificate entries",
+                        limit: MAX_CERTIFICATE_ENTRIES,
+                    }
+                    .into());
+                }
+                if !seen.insert(entry.raw) {
+                    repeated_certificates += 1;
+                    continue;
+                }
+                if entry.tag != asn1::tag::SEQUENCE {
+                    unreadable_certificates.push(format!(
+                        "certificate entry {n} is not an X.509 certificate (tag {:#04x})",
+                        entry.tag
+                    ));
+                    continue;
+                }
+                if certificates.len() >= MAX_CERTIFICATES {
+                    return Err(asn1::Asn1Error::TooMany {
+                        what: "distinct certificates",
+                        limit: MAX_CERTIFICATES,
+                    }
+                    .into());
+                }
+                match asn1::check_sets(entry.raw, asn1::SetRule::Bounded)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| Certificate::from_der(entry.raw).map_err(|e| e.to_string()))
+                {
+                    Ok(cert) => certificates.push(cert),
+                    Err(e) => unreadable_certificates.push(format!("certificate entry {n}: {e}")),
+                }
+            }
+        }
+        let crls = c.optional(asn1::tag::context(1))?;
+        let infos = c
+            .required("signerInfos")?
+            .expect(asn1::tag::SET, "signerInfos (SET)")?;
+        if !c.is_empty() {
+            return Err(malformed("SignedData has fields after signerInfos"));
+        }
+        let mut signer_infos = Vec::new();
+        for i in infos.children() {
+            if signer_infos.len() >= MAX_SIGNER_INFOS {
+                return Err(asn1::Asn1Error::TooMany {
+                    what: "SignerInfos",
+                    limit: MAX_SIGNER_INFOS,
+                }
+                .into());
+            }
+            signer_infos.push(SignerInfoRef::parse(i?)?);
+        }
+        Ok(Self {
+            version,
+            digest_algorithms,
+            content_type,
+            content,
+            certificates,
+            repeated_certificates,
+            unreadable_certificates,
+            crls,
+            signer_infos,
+        })
+    }
+}
+
+/// One parsed Authenticode signature (a ContentInfo with SignedData), borrowed from the bytes
+/// it was read from. Parsing is one linear pass; nested signatures and time stamps are kept
+/// as bytes until asked for.
+#[derive(Clone, Debug)]
+pub struct ParsedSignature<'a> {
+    /// The DER ContentInfo (without padding after it).
+    pub der: &'a [u8],
     /// The SpcIndirectDataContent.
     pub spc: SpcIndirectDataContent,
     /// The original content octets of the SpcIndirectDataContent (what messageDigest covers).
-    pub spc_content: Vec<u8>,
+    pub spc_content: &'a [u8],
     /// The digest algorithm (the same in SignedData, SignerInfo and SpcIndirectData).
     pub digest_algorithm: DigestAlgorithm,
-    /// The only SignerInfo.
+    /// The only SignerInfo's fields (its unsigned attributes are in `unsigned`).
     pub signer_info: SignerInfo,
+    /// The unsigned attributes.
+    pub unsigned: Vec<UnsignedAttr<'a>>,
+    /// The distinct embedded X.509 certificates.
+    pub certificates: Vec<Certificate>,
+    /// The `crls` field of the SignedData as received.
+    pub crls: Option<&'a [u8]>,
     /// The original bytes of the signed attributes, re-tagged as SET OF: what the signature covers.
     pub signed_attrs_der: Vec<u8>,
     /// Length of the DER ContentInfo; bytes after it in the entry are padding.
@@ -351,147 +759,6 @@ pub struct ParsedSignature {
     pub trailing_nonzero: bool,
     /// Structural notes that do not make the signature unreadable.
     pub notes: Vec<String>,
-}
-
-fn malformed(what: impl std::fmt::Display) -> Error {
-    Error::MalformedSignature(what.to_string())
-}
-
-/// The SignerInfo SEQUENCEs (original bytes) of a SignedData, from its content octets.
-pub(crate) fn raw_signer_infos(signed_data_value: &[u8]) -> Result<Vec<Vec<u8>>> {
-    let mut r = SliceReader::new(signed_data_value).map_err(malformed)?;
-    let mut last = None;
-    while !r.is_finished() {
-        last = Some(AnyRef::decode(&mut r).map_err(malformed)?);
-    }
-    let infos = last.ok_or_else(|| malformed("empty SignedData"))?;
-    if infos.tag() != Tag::Set {
-        return Err(malformed("SignedData does not end with signerInfos"));
-    }
-    let mut r = SliceReader::new(infos.value()).map_err(malformed)?;
-    let mut out = Vec::new();
-    while !r.is_finished() {
-        out.push(
-            AnyRef::decode(&mut r)
-                .map_err(malformed)?
-                .to_der()
-                .map_err(malformed)?,
-        );
-    }
-    Ok(out)
-}
-
-/// A SignedData read element by element, tolerating what strict DER decoding refuses but
-/// real tokens contain (unsorted or duplicate certificates in the SET, as osslsigncode's
-/// built-in TSA writes). Each SignerInfo keeps its original bytes.
-#[derive(Clone, Debug)]
-pub struct LooseSignedData {
-    /// encapContentInfo.
-    pub encap: EncapsulatedContentInfo,
-    /// The X.509 certificates (other certificate formats are skipped).
-    pub certificates: Vec<Certificate>,
-    /// The SignerInfos with their original DER.
-    pub signer_infos: Vec<(SignerInfo, Vec<u8>)>,
-}
-
-/// Reads a SignedData from its content octets (the value of the ContentInfo's `[0]`).
-pub fn parse_loose_signed_data(signed_data_value: &[u8]) -> Result<LooseSignedData> {
-    let mut r = SliceReader::new(signed_data_value).map_err(malformed)?;
-    let mut fields = Vec::new();
-    while !r.is_finished() {
-        fields.push(AnyRef::decode(&mut r).map_err(malformed)?);
-        if fields.len() > 6 {
-            return Err(malformed("SignedData has too many fields"));
-        }
-    }
-    let mut it = fields.into_iter();
-    let _version = it.next().ok_or_else(|| malformed("empty SignedData"))?;
-    let _digest_algs = it
-        .next()
-        .ok_or_else(|| malformed("SignedData without digestAlgorithms"))?;
-    let encap_any = it
-        .next()
-        .ok_or_else(|| malformed("SignedData without content"))?;
-    let encap = EncapsulatedContentInfo::from_der(&encap_any.to_der().map_err(malformed)?)
-        .map_err(malformed)?;
-    let mut certificates = Vec::new();
-    let mut signer_infos = Vec::new();
-    for f in it {
-        match f.tag() {
-            Tag::ContextSpecific {
-                number: TagNumber::N0,
-                ..
-            } => {
-                let mut cr = SliceReader::new(f.value()).map_err(malformed)?;
-                while !cr.is_finished() {
-                    let c = AnyRef::decode(&mut cr).map_err(malformed)?;
-                    if c.tag() == Tag::Sequence {
-                        let cert = Certificate::from_der(&c.to_der().map_err(malformed)?)
-                            .map_err(malformed)?;
-                        certificates.push(cert);
-                        if certificates.len() > MAX_CERTIFICATES {
-                            return Err(malformed(format!(
-                                "more than {MAX_CERTIFICATES} certificates"
-                            )));
-                        }
-                    }
-                }
-            }
-            Tag::ContextSpecific {
-                number: TagNumber::N1,
-                ..
-            } => {}
-            Tag::Set => {
-                let mut sr = SliceReader::new(f.value()).map_err(malformed)?;
-                while !sr.is_finished() {
-                    let raw = AnyRef::decode(&mut sr)
-                        .map_err(malformed)?
-                        .to_der()
-                        .map_err(malformed)?;
-                    let info = SignerInfo::from_der(&raw)
-                        .map_err(|e| malformed(format!("SignerInfo: {e}")))?;
-                    signer_infos.push((info, raw));
-                    if signer_infos.len() > 8 {
-                        return Err(malformed("too many SignerInfos"));
-                    }
-                }
-            }
-            other => return Err(malformed(format!("unexpected field {other} in SignedData"))),
-        }
-    }
-    Ok(LooseSignedData {
-        encap,
-        certificates,
-        signer_infos,
-    })
-}
-
-/// The original bytes of a SignerInfo's `[0] IMPLICIT` signed attributes, re-tagged as the
-/// SET OF that the signature covers.
-pub(crate) fn raw_signed_attrs_of(signer_info_der: &[u8]) -> Result<Option<Vec<u8>>> {
-    let info = AnyRef::from_der(signer_info_der).map_err(malformed)?;
-    let mut r = SliceReader::new(info.value()).map_err(malformed)?;
-    while !r.is_finished() {
-        let field = AnyRef::decode(&mut r).map_err(malformed)?;
-        if field.tag()
-            == (Tag::ContextSpecific {
-                constructed: true,
-                number: TagNumber::N0,
-            })
-        {
-            let set = AnyRef::new(Tag::Set, field.value()).map_err(malformed)?;
-            return Ok(Some(set.to_der().map_err(malformed)?));
-        }
-    }
-    Ok(None)
-}
-
-/// Finds the original bytes of the first SignerInfo's signed attributes in the SignedData
-/// content octets, re-tagged as a SET.
-fn raw_signed_attrs(signed_data_value: &[u8]) -> Result<Option<Vec<u8>>> {
-    let infos = raw_signer_infos(signed_data_value)?;
-    let first = infos.first().ok_or_else(|| malformed("no SignerInfo"))?;
-    raw_signed_attrs_of(first)
 }
 
 /// Checks a CMS SignerInfo (from a time-stamp token or a countersignature): its
@@ -566,17 +833,6 @@ pub fn find_signer<'a>(
     }
 }
 
-/// The certificates of a SignedData.
-pub fn certificates_of(sd: &SignedData) -> impl Iterator<Item = &Certificate> {
-    sd.certificates
-        .iter()
-        .flat_map(|s| s.0.iter())
-        .filter_map(|c| match c {
-            CertificateChoices::Certificate(c) => Some(c),
-            _ => None,
-        })
-}
-
 fn single_attr(attrs: &SignedAttributes, oid: ObjectIdentifier) -> Result<Option<&Any>> {
     let mut found = attrs.iter().filter(|a| a.oid == oid);
     let Some(a) = found.next() else {
@@ -590,59 +846,37 @@ fn single_attr(attrs: &SignedAttributes, oid: ObjectIdentifier) -> Result<Option
     Ok(a.values.iter().next())
 }
 
-impl ParsedSignature {
+impl<'a> ParsedSignature<'a> {
     /// Parses the data of a WIN_CERTIFICATE entry: a DER ContentInfo, possibly followed by
-    /// padding. Checks the Authenticode shape: SignedData version 1, content type
-    /// SpcIndirectData, exactly one SignerInfo, one digest algorithm used consistently,
-    /// digest length equal to the hash length, signed attributes with contentType and
-    /// messageDigest present.
-    pub fn parse(data: &[u8]) -> Result<Self> {
+    /// padding. Checks the Authenticode shape: content type SpcIndirectData, exactly one
+    /// SignerInfo, one digest algorithm used consistently, digest length equal to the hash
+    /// length, signed attributes with contentType and messageDigest present; at most
+    /// [`MAX_NESTED`] nested signatures and [`MAX_TIMESTAMPS`] time stamps.
+    pub fn parse(data: &'a [u8]) -> Result<Self> {
         let mut notes = Vec::new();
-        let mut r = SliceReader::new(data).map_err(malformed)?;
-        let ci = ContentInfo::decode(&mut r).map_err(|e| malformed(format!("ContentInfo: {e}")))?;
-        let der_len = u32::from(r.position()) as usize;
+        let parsed = parse_content_info(data)?;
+        let der = parsed.content_info.raw;
+        let der_len = der.len();
         let trailing = data.get(der_len..).unwrap_or_default();
-        if trailing.len() > 7 {
+        let sd = parsed.signed_data;
+        if sd.version != 1 {
             notes.push(format!(
-                "{} bytes follow the signature inside its WIN_CERTIFICATE entry (at most 7 bytes of padding are expected)",
-                trailing.len()
-            ));
-        } else if trailing.iter().any(|&b| b != 0) {
-            notes.push(
-                "non-zero padding bytes after the signature inside its WIN_CERTIFICATE entry"
-                    .into(),
-            );
-        }
-        if ci.content_type != ID_SIGNED_DATA {
-            return Err(malformed(format!(
-                "content type {} is not SignedData",
-                ci.content_type
-            )));
-        }
-        let sd_bytes = ci.content.value();
-        let sd = SignedData::from_der(&ci.content.to_der()?)
-            .map_err(|e| malformed(format!("SignedData: {e}")))?;
-        if sd.version != CmsVersion::V1 {
-            notes.push(format!(
-                "SignedData version {:?}; Authenticode uses 1",
+                "SignedData version {}; Authenticode uses 1",
                 sd.version
             ));
         }
-        if sd.encap_content_info.econtent_type != SPC_INDIRECT_DATA {
+        if sd.content_type != SPC_INDIRECT_DATA {
             return Err(malformed(format!(
                 "content type {} is not SpcIndirectDataContent",
-                sd.encap_content_info.econtent_type
+                sd.content_type
             )));
         }
         let econtent = sd
-            .encap_content_info
-            .econtent
-            .as_ref()
+            .content
             .ok_or_else(|| malformed("no SpcIndirectDataContent"))?;
-        let spc: SpcIndirectDataContent = econtent
-            .decode_as()
+        asn1::check_sets(econtent.raw, asn1::SetRule::Bounded)?;
+        let spc = SpcIndirectDataContent::from_der(econtent.raw)
             .map_err(|e| malformed(format!("SpcIndirectDataContent: {e}")))?;
-        let spc_content = econtent.value().to_vec();
         let alg_oid = spc.message_digest.digest_algorithm.oid;
         let digest_algorithm = DigestAlgorithm::from_oid(&alg_oid)
             .ok_or_else(|| malformed(format!("unsupported digest algorithm {alg_oid}")))?;
@@ -653,23 +887,17 @@ impl ParsedSignature {
                 digest_algorithm.output_len()
             )));
         }
-        if sd.signer_infos.0.len() != 1 {
+        let count = sd.signer_infos.len();
+        let mut infos = sd.signer_infos.into_iter();
+        let (Some(signer), None) = (infos.next(), infos.next()) else {
             return Err(malformed(format!(
-                "{} SignerInfos; Authenticode has exactly one",
-                sd.signer_infos.0.len()
+                "{count} SignerInfos; Authenticode has exactly one"
             )));
-        }
-        let signer_info = sd
-            .signer_infos
-            .0
-            .iter()
-            .next()
-            .cloned()
-            .ok_or_else(|| malformed("no SignerInfo"))?;
-        if signer_info.digest_alg.oid != alg_oid {
+        };
+        if signer.info.digest_alg.oid != alg_oid {
             return Err(malformed(format!(
                 "the SignerInfo digest algorithm {} differs from the image digest's {alg_oid}",
-                signer_info.digest_alg.oid
+                signer.info.digest_alg.oid
             )));
         }
         if !sd.digest_algorithms.iter().any(|a| a.oid == alg_oid) {
@@ -683,14 +911,32 @@ impl ParsedSignature {
                 sd.digest_algorithms.len()
             ));
         }
-        if let Some(certs) = &sd.certificates {
-            if certs.0.len() > MAX_CERTIFICATES {
-                return Err(malformed(format!(
-                    "more than {MAX_CERTIFICATES} certificates"
-                )));
-            }
+        if sd.repeated_certificates > 0 {
+            notes.push(format!(
+                "the certificate set repeats {} certificate(s)",
+                sd.repeated_certificates
+            ));
         }
-        let attrs = signer_info
+        notes.extend(sd.unreadable_certificates);
+        let nested = signer.unsigned_count(SPC_NESTED_SIGNATURE);
+        if nested > MAX_NESTED {
+            return Err(asn1::Asn1Error::TooMany {
+                what: "nested signatures",
+                limit: MAX_NESTED,
+            }
+            .into());
+        }
+        let stamps = signer.unsigned_count(SPC_RFC3161_TIMESTAMP)
+            + signer.unsigned_count(PKCS9_COUNTERSIGNATURE);
+        if stamps > MAX_TIMESTAMPS {
+            return Err(asn1::Asn1Error::TooMany {
+                what: "time stamps",
+                limit: MAX_TIMESTAMPS,
+            }
+            .into());
+        }
+        let attrs = signer
+            .info
             .signed_attrs
             .as_ref()
             .ok_or_else(|| malformed("the SignerInfo has no signed attributes"))?;
@@ -704,14 +950,18 @@ impl ParsedSignature {
         }
         single_attr(attrs, PKCS9_MESSAGE_DIGEST)?
             .ok_or_else(|| malformed("no messageDigest signed attribute"))?;
-        let signed_attrs_der =
-            raw_signed_attrs(sd_bytes)?.ok_or_else(|| malformed("signed attributes not found"))?;
+        let signed_attrs_der = signer
+            .signed_attrs_der
+            .ok_or_else(|| malformed("signed attributes not found"))?;
         Ok(Self {
-            signed_data: sd,
+            der,
             spc,
-            spc_content,
+            spc_content: econtent.value,
             digest_algorithm,
-            signer_info,
+            signer_info: signer.info,
+            unsigned: signer.unsigned,
+            certificates: sd.certificates,
+            crls: sd.crls.map(|c| c.raw),
             signed_attrs_der,
             der_len,
             trailing_len: trailing.len(),
@@ -721,16 +971,8 @@ impl ParsedSignature {
     }
 
     /// The nested signatures (unsigned attribute 1.3.6.1.4.1.311.2.4.1) as DER ContentInfos.
-    pub fn nested_der(&self) -> Vec<Vec<u8>> {
-        let Some(attrs) = &self.signer_info.unsigned_attrs else {
-            return vec![];
-        };
-        attrs
-            .iter()
-            .filter(|a| a.oid == SPC_NESTED_SIGNATURE)
-            .flat_map(|a| a.values.iter())
-            .filter_map(|v| v.to_der().ok())
-            .collect()
+    pub fn nested_der(&self) -> Vec<&'a [u8]> {
+        self.unsigned_values(SPC_NESTED_SIGNATURE)
     }
 
     /// The image digest the signature carries.
@@ -757,9 +999,9 @@ impl ParsedSignature {
         single_attr(attrs, SPC_SP_OPUS_INFO).ok()??.decode_as().ok()
     }
 
-    /// The embedded X.509 certificates.
+    /// The embedded X.509 certificates (each once).
     pub fn certificates(&self) -> impl Iterator<Item = &Certificate> {
-        certificates_of(&self.signed_data)
+        self.certificates.iter()
     }
 
     /// The certificate the SignerInfo names (by issuer and serial, or subject key id).
@@ -767,14 +1009,12 @@ impl ParsedSignature {
         find_signer(&self.signer_info, self.certificates())
     }
 
-    /// The unsigned attribute values with `oid`.
-    pub fn unsigned_values(&self, oid: ObjectIdentifier) -> Vec<&Any> {
-        self.signer_info
-            .unsigned_attrs
+    /// The DER of every value of the unsigned attribute `oid`.
+    pub fn unsigned_values(&self, oid: ObjectIdentifier) -> Vec<&'a [u8]> {
+        self.unsigned
             .iter()
-            .flat_map(|a| a.iter())
             .filter(|a| a.oid == oid)
-            .flat_map(|a| a.values.iter())
+            .flat_map(|a| a.values())
             .collect()
     }
 }

@@ -142,7 +142,7 @@ impl StagedImage {
                 let parsed = ParsedSignature::parse(&primary)?;
                 algs.push(parsed.digest_algorithm);
                 for n in parsed.nested_der() {
-                    if let Ok(p) = ParsedSignature::parse(&n) {
+                    if let Ok(p) = ParsedSignature::parse(n) {
                         algs.push(p.digest_algorithm);
                     }
                 }
@@ -316,16 +316,17 @@ impl StagedImage {
         let [entry] = entries.as_slice() else {
             return Err(fail(format!("{} entries in the new table", entries.len())));
         };
-        let mut todo = vec![(entry.data.to_vec(), 0usize)];
+        let mut todo = vec![(entry.data, 0usize)];
         while let Some((der, depth)) = todo.pop() {
-            let parsed = ParsedSignature::parse(&der).map_err(|e| fail(e.to_string()))?;
+            let parsed = ParsedSignature::parse(der).map_err(|e| fail(e.to_string()))?;
             let computed = self
                 .pass
                 .digest(parsed.digest_algorithm)
                 .ok_or_else(|| fail(format!("no {} digest computed", parsed.digest_algorithm)))?;
             let report = check_signature(0, &parsed, computed);
             if !report.is_valid() {
-                return Err(fail(report.errors.join("; ")));
+                let why: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+                return Err(fail(why.join("; ")));
             }
             if let Some((alg, table)) =
                 page_hashes_of(&parsed.spc).map_err(|e| fail(e.to_string()))?

@@ -8,23 +8,22 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use cms::{content_info::ContentInfo, signed_data::SignedData};
+use cms::content_info::ContentInfo;
 use codeseal_signer::DigestAlgorithm;
 use const_oid::ObjectIdentifier;
 use der::{
-    asn1::{Any, GeneralizedTime, Int, OctetString},
+    asn1::{Any, Int, OctetString},
     Decode, Encode, Sequence,
 };
 use serde::Serialize;
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::{ext::pkix::ExtendedKeyUsage, Certificate};
-use x509_tsp::{MessageImprint, TimeStampReq, TspVersion, TstInfo};
+use x509_tsp::{MessageImprint, TimeStampReq, TspVersion};
 
 use crate::{
+    asn1::{self, Time},
     error::Error,
-    pkcs7::{
-        certificates_of, find_signer, raw_signed_attrs_of, raw_signer_infos, verify_cms_signer,
-    },
+    pkcs7::{find_signer, verify_cms_signer},
     spc::{PKCS9_COUNTERSIGNATURE, SPC_RFC3161_TIMESTAMP},
 };
 
@@ -259,7 +258,7 @@ pub struct Stamp {
     /// Certificates to add to the signature's SignedData (legacy: the TSA's chain).
     pub certs: Vec<Certificate>,
     /// The time stamped.
-    pub time: GeneralizedTime,
+    pub time: Time,
     /// The TSA certificate's subject.
     pub tsa: String,
     /// The URL that answered.
@@ -465,7 +464,7 @@ fn invalid(url: &str, e: impl std::fmt::Display) -> TimestampError {
     }
 }
 
-fn check_time(t: &GeneralizedTime, skew: Duration) -> std::result::Result<(), String> {
+fn check_time(t: &Time, skew: Duration) -> std::result::Result<(), String> {
     let then = t.to_unix_duration();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -473,8 +472,8 @@ fn check_time(t: &GeneralizedTime, skew: Duration) -> std::result::Result<(), St
     let diff = then.abs_diff(now);
     if diff > skew {
         return Err(format!(
-            "its time {:?} is {}s away from this machine's clock",
-            t.to_date_time(),
+            "its time {} is {}s away from this machine's clock",
+            t.rfc3339(),
             diff.as_secs()
         ));
     }
@@ -503,7 +502,7 @@ struct RespStatus {
 #[derive(Clone, Debug)]
 pub struct TokenInfo {
     /// genTime.
-    pub time: GeneralizedTime,
+    pub time: Time,
     /// The TSA certificate's subject.
     pub tsa_subject: String,
     /// The TSA certificate.
@@ -546,26 +545,115 @@ struct SigningCertificate {
     policies: Option<Any>,
 }
 
+/// What is wrong with a TSA certificate's extended key usage.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TsaEkuError {
+    /// No extendedKeyUsage extension.
+    #[error("the TSA certificate has no extended key usage")]
+    Missing,
+    /// The extension cannot be read.
+    #[error("the TSA certificate's extended key usage cannot be read: {0}")]
+    Unreadable(String),
+    /// timeStamping is not among the purposes.
+    #[error("the TSA certificate lacks the timeStamping extended key usage")]
+    NoTimeStamping,
+    /// The extension is not marked critical (RFC 3161 §2.3 requires it).
+    #[error(
+        "the TSA certificate's timeStamping extended key usage is not critical (RFC 3161 §2.3)"
+    )]
+    NotCritical,
+}
+
 /// Checks that the TSA certificate has the timeStamping EKU, marked critical (RFC 3161 §2.3).
-pub fn check_tsa_eku(cert: &Certificate) -> std::result::Result<(), String> {
+pub fn check_tsa_eku(cert: &Certificate) -> std::result::Result<(), TsaEkuError> {
     let ext = cert
         .tbs_certificate
         .extensions
         .iter()
         .flatten()
         .find(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_EXT_KEY_USAGE)
-        .ok_or("the TSA certificate has no extended key usage")?;
-    let eku = ExtendedKeyUsage::from_der(ext.extn_value.as_bytes()).map_err(|e| e.to_string())?;
+        .ok_or(TsaEkuError::Missing)?;
+    let eku = ExtendedKeyUsage::from_der(ext.extn_value.as_bytes())
+        .map_err(|e| TsaEkuError::Unreadable(e.to_string()))?;
     if !eku.0.contains(&ID_KP_TIME_STAMPING) {
-        return Err("the TSA certificate lacks the timeStamping extended key usage".into());
+        return Err(TsaEkuError::NoTimeStamping);
     }
     if !ext.critical {
-        return Err(
-            "the TSA certificate's timeStamping extended key usage is not critical (RFC 3161 §2.3)"
-                .into(),
-        );
+        return Err(TsaEkuError::NotCritical);
     }
     Ok(())
+}
+
+/// The fields of a TSTInfo a verifier uses, read in one pass. genTime is read in every form
+/// RFC 3161 allows (with a fraction of a second, as Microsoft's TSAs send it), which a strict
+/// DER `GeneralizedTime` refuses.
+#[derive(Clone, Debug)]
+struct TstFields {
+    policy: ObjectIdentifier,
+    imprint_algorithm: ObjectIdentifier,
+    imprint: Vec<u8>,
+    gen_time: Time,
+    nonce: Option<Vec<u8>>,
+}
+
+fn parse_tst_info(der: &[u8]) -> std::result::Result<TstFields, String> {
+    let e = |e: asn1::Asn1Error| format!("TSTInfo: {e}");
+    let t = asn1::Tlv::exactly(der)
+        .and_then(|t| t.expect(asn1::tag::SEQUENCE, "TSTInfo (SEQUENCE)"))
+        .map_err(e)?;
+    let mut c = t.children();
+    let version = c
+        .required("version")
+        .and_then(|v| v.small_uint())
+        .map_err(e)?;
+    if version != 1 {
+        return Err(format!("TSTInfo version {version}, expected 1"));
+    }
+    let policy = c.required("policy").and_then(|p| p.oid()).map_err(e)?;
+    let mi = c
+        .required("messageImprint")
+        .and_then(|m| m.expect(asn1::tag::SEQUENCE, "messageImprint (SEQUENCE)"))
+        .map_err(e)?;
+    let mut m = mi.children();
+    let alg = m
+        .required("hashAlgorithm")
+        .and_then(|a| a.expect(asn1::tag::SEQUENCE, "hashAlgorithm (SEQUENCE)"))
+        .map_err(e)?;
+    let imprint_algorithm = alg
+        .children()
+        .required("algorithm")
+        .and_then(|o| o.oid())
+        .map_err(e)?;
+    let imprint = m
+        .required("hashedMessage")
+        .and_then(|h| h.expect(asn1::tag::OCTET_STRING, "hashedMessage (OCTET STRING)"))
+        .map_err(e)?
+        .value
+        .to_vec();
+    c.required("serialNumber")
+        .and_then(|s| s.expect(asn1::tag::INTEGER, "serialNumber (INTEGER)"))
+        .map_err(e)?;
+    let gen_time = c
+        .required("genTime")
+        .and_then(|g| g.expect(asn1::tag::GENERALIZED_TIME, "genTime (GeneralizedTime)"))
+        .and_then(|g| Time::generalized(g.value))
+        .map_err(e)?;
+    // accuracy, ordering, nonce, tsa, extensions: only the nonce is used.
+    let mut nonce = None;
+    for f in c {
+        let f = f.map_err(e)?;
+        if f.tag == asn1::tag::INTEGER {
+            nonce = Some(f.value.to_vec());
+        }
+    }
+    Ok(TstFields {
+        policy,
+        imprint_algorithm,
+        imprint,
+        gen_time,
+        nonce,
+    })
 }
 
 /// Validates an RFC 3161 token (a DER ContentInfo): SignedData over a TSTInfo, imprint and
@@ -578,30 +666,29 @@ pub fn validate_token(
     nonce: Option<&[u8]>,
     policy: Option<ObjectIdentifier>,
 ) -> std::result::Result<TokenInfo, String> {
-    let ci = ContentInfo::from_der(token_der).map_err(|e| format!("token: {e}"))?;
-    if ci.content_type != crate::spc::ID_SIGNED_DATA {
-        return Err("the token is not SignedData".into());
+    let ci = crate::pkcs7::parse_content_info(token_der).map_err(|e| format!("token: {e}"))?;
+    if ci.content_info.raw.len() != token_der.len() {
+        return Err("token: bytes after the ContentInfo".into());
     }
-    let sd = crate::pkcs7::parse_loose_signed_data(ci.content.value())
-        .map_err(|e| format!("token SignedData: {e}"))?;
-    if sd.encap.econtent_type != ID_CT_TST_INFO {
+    let sd = ci.signed_data;
+    if sd.content_type != ID_CT_TST_INFO {
         return Err(format!(
             "the token content is {}, not TSTInfo",
-            sd.encap.econtent_type
+            sd.content_type
         ));
     }
-    let econtent = sd
-        .encap
-        .econtent
-        .as_ref()
-        .ok_or("the token has no TSTInfo")?;
+    let econtent = sd.content.ok_or("the token has no TSTInfo")?;
     let tst_bytes = econtent
-        .decode_as::<OctetString>()
-        .map_err(|e| format!("TSTInfo wrapper: {e}"))?;
-    let tst = TstInfo::from_der(tst_bytes.as_bytes()).map_err(|e| format!("TSTInfo: {e}"))?;
-    let imprint_algorithm = DigestAlgorithm::from_oid(&tst.message_imprint.hash_algorithm.oid);
+        .expect(
+            asn1::tag::OCTET_STRING,
+            "the TSTInfo wrapper (OCTET STRING)",
+        )
+        .map_err(|e| e.to_string())?
+        .value;
+    let tst = parse_tst_info(tst_bytes)?;
+    let imprint_algorithm = DigestAlgorithm::from_oid(&tst.imprint_algorithm);
     if let Some((alg, want)) = imprint {
-        if imprint_algorithm != Some(alg) || tst.message_imprint.hashed_message.as_bytes() != want {
+        if imprint_algorithm != Some(alg) || tst.imprint != want {
             return Err(
                 "the message imprint is not the one requested (a reply for another request)".into(),
             );
@@ -609,7 +696,7 @@ pub fn validate_token(
     }
     if let Some(n) = nonce {
         match &tst.nonce {
-            Some(got) if got.as_bytes() == n => {}
+            Some(got) if got == n => {}
             Some(_) => {
                 return Err(
                     "the nonce differs from the request's (replayed or mixed-up reply)".into(),
@@ -623,28 +710,29 @@ pub fn validate_token(
             return Err(format!("the TSA used policy {} instead of {p}", tst.policy));
         }
     }
-    let [(info, raw)] = sd.signer_infos.as_slice() else {
+    let [signer] = sd.signer_infos.as_slice() else {
         return Err("the token must have exactly one SignerInfo".into());
     };
-    let certs = sd.certificates.clone();
-    let cert = find_signer(info, certs.iter())
+    let certs = sd.certificates;
+    let cert = find_signer(&signer.info, certs.iter())
         .ok_or("the TSA certificate is not in the token (was certReq honoured?)")?
         .clone();
-    let attrs_der = raw_signed_attrs_of(raw)
-        .map_err(|e| e.to_string())?
+    let attrs_der = signer
+        .signed_attrs_der
+        .as_deref()
         .ok_or("the token's SignerInfo has no signed attributes")?;
     verify_cms_signer(
-        info,
-        &attrs_der,
-        tst_bytes.as_bytes(),
+        &signer.info,
+        attrs_der,
+        tst_bytes,
         Some(ID_CT_TST_INFO),
         &cert,
     )
     .map_err(|e| format!("token signature: {e}"))?;
-    check_ess_cert_id(info, &cert)?;
-    check_tsa_eku(&cert)?;
+    check_ess_cert_id(&signer.info, &cert)?;
+    check_tsa_eku(&cert).map_err(|e| e.to_string())?;
     let validity = &cert.tbs_certificate.validity;
-    let t = tst.gen_time.to_unix_duration();
+    let t = Duration::from_secs(tst.gen_time.unix);
     if t < validity.not_before.to_unix_duration() || t > validity.not_after.to_unix_duration() {
         return Err("genTime is outside the TSA certificate's validity".into());
     }
@@ -654,7 +742,7 @@ pub fn validate_token(
         tsa_cert: cert,
         certs,
         imprint_algorithm,
-        imprint: tst.message_imprint.hashed_message.as_bytes().to_vec(),
+        imprint: tst.imprint,
     })
 }
 
@@ -772,28 +860,23 @@ fn legacy_once(
     let p7 = base64::engine::general_purpose::STANDARD
         .decode(&text)
         .map_err(|e| malformed(format!("not base64: {e}")))?;
-    let ci = ContentInfo::from_der(&p7).map_err(|e| malformed(format!("PKCS#7: {e}")))?;
-    let sd: SignedData = ci
-        .content
-        .decode_as()
-        .map_err(|e| malformed(format!("SignedData: {e}")))?;
-    let info = sd
-        .signer_infos
-        .0
-        .iter()
-        .next()
-        .ok_or_else(|| malformed("no SignerInfo".into()))?;
-    let certs: Vec<Certificate> = certificates_of(&sd).cloned().collect();
+    let ci =
+        crate::pkcs7::parse_content_info(&p7).map_err(|e| malformed(format!("PKCS#7: {e}")))?;
+    let sd = ci.signed_data;
+    let [signer] = sd.signer_infos.as_slice() else {
+        return Err(malformed(
+            "the reply must have exactly one SignerInfo".into(),
+        ));
+    };
+    let info = &signer.info;
+    let raw = signer.raw;
+    let certs: Vec<Certificate> = sd.certificates.clone();
     let cert = find_signer(info, certs.iter())
         .ok_or_else(|| invalid(url, "the TSA certificate is not in the reply"))?
         .clone();
-    let raw_infos = raw_signer_infos(ci.content.value()).map_err(|e| malformed(e.to_string()))?;
-    let raw = raw_infos
-        .first()
-        .ok_or_else(|| malformed("no SignerInfo".into()))?
-        .clone();
-    let attrs_der = raw_signed_attrs_of(&raw)
-        .map_err(|e| malformed(e.to_string()))?
+    let attrs_der = signer
+        .signed_attrs_der
+        .clone()
         .ok_or_else(|| invalid(url, "the countersignature has no signed attributes"))?;
     verify_cms_signer(info, &attrs_der, signature, None, &cert).map_err(|e| invalid(url, e))?;
     check_legacy_eku(&cert).map_err(|e| invalid(url, e))?;
@@ -803,7 +886,7 @@ fn legacy_once(
     Ok(Stamp {
         protocol: Protocol::Legacy,
         attr_oid: PKCS9_COUNTERSIGNATURE,
-        value: Any::from_der(&raw).map_err(|e| malformed(e.to_string()))?,
+        value: Any::from_der(raw).map_err(|e| malformed(e.to_string()))?,
         certs,
         time,
         tsa: cert.tbs_certificate.subject.to_string(),
@@ -812,20 +895,19 @@ fn legacy_once(
 }
 
 /// Legacy TSA certificates must carry timeStamping; criticality is not required there.
-pub fn check_legacy_eku(cert: &Certificate) -> std::result::Result<(), String> {
+pub fn check_legacy_eku(cert: &Certificate) -> std::result::Result<(), TsaEkuError> {
     match check_tsa_eku(cert) {
-        Ok(()) => Ok(()),
-        Err(e) if e.contains("not critical") => Ok(()),
-        Err(e) => Err(e),
+        Err(TsaEkuError::NotCritical) => Ok(()),
+        other => other,
     }
 }
 
-/// The signingTime attribute of a countersignature.
-pub fn legacy_signing_time(info: &cms::signed_data::SignerInfo) -> Option<GeneralizedTime> {
+/// The signingTime attribute of a countersignature (UTCTime or GeneralizedTime, with or
+/// without a fraction of a second).
+pub fn legacy_signing_time(info: &cms::signed_data::SignerInfo) -> Option<Time> {
     let attrs = info.signed_attrs.as_ref()?;
     let a = attrs.iter().find(|a| a.oid == PKCS9_SIGNING_TIME)?;
     let v = a.values.iter().next()?;
     let der = v.to_der().ok()?;
-    let t = x509_cert::time::Time::from_der(&der).ok()?;
-    GeneralizedTime::from_unix_duration(t.to_unix_duration()).ok()
+    Time::from_tlv(&asn1::Tlv::exactly(&der).ok()?).ok()
 }

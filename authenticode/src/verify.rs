@@ -15,7 +15,6 @@ use std::{
 };
 
 use codeseal_signer::{verify_prehash, DigestAlgorithm};
-use der::{Decode, Encode};
 use serde::Serialize;
 use x509_cert::Certificate;
 
@@ -23,10 +22,11 @@ use crate::{
     chain::{ChainReport, Purpose},
     digest::stream_image_with_pages,
     error::{Error, Result},
+    finding::{Finding, FindingCode},
     pagehash::PageHasher,
     pe::PeInfo,
     pkcs7::{page_hashes_of, ParsedSignature, MAX_NESTED, MAX_NESTING},
-    wincert::{parse_table, WIN_CERT_TYPE_PKCS_SIGNED_DATA},
+    wincert::{parse_table, WIN_CERT_REVISION_2_0, WIN_CERT_TYPE_PKCS_SIGNED_DATA},
 };
 
 /// The largest certificate table read into memory.
@@ -81,19 +81,6 @@ pub struct TimestampReport {
     pub error: Option<String>,
 }
 
-fn rfc3339(t: &der::asn1::GeneralizedTime) -> String {
-    let d = t.to_date_time();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        d.year(),
-        d.month(),
-        d.day(),
-        d.hour(),
-        d.minutes(),
-        d.seconds()
-    )
-}
-
 struct FoundStamp {
     report: TimestampReport,
     tsa: Option<(Certificate, Vec<Certificate>)>,
@@ -101,15 +88,15 @@ struct FoundStamp {
 
 fn stamp_ok(
     protocol: crate::timestamp::Protocol,
-    time: Option<der::asn1::GeneralizedTime>,
+    time: Option<crate::asn1::Time>,
     tsa: Certificate,
     pool: Vec<Certificate>,
 ) -> FoundStamp {
     FoundStamp {
         report: TimestampReport {
             protocol,
-            time: time.as_ref().map(rfc3339),
-            time_unix: time.map(|t| t.to_unix_duration().as_secs()),
+            time: time.map(crate::asn1::Time::rfc3339),
+            time_unix: time.map(|t| t.unix),
             tsa: Some(tsa.tbs_certificate.subject.to_string()),
             valid: true,
             chain: None,
@@ -138,18 +125,19 @@ fn check_timestamps(sig: &ParsedSignature) -> Vec<FoundStamp> {
     use crate::timestamp::{check_legacy_eku, legacy_signing_time, validate_token, Protocol};
     let signature = sig.signer_info.signature.as_bytes();
     let mut out = Vec::new();
-    for v in sig.unsigned_values(crate::spc::SPC_RFC3161_TIMESTAMP) {
-        let r = v.to_der().map_err(|e| e.to_string()).and_then(|der| {
+    for der in sig.unsigned_values(crate::spc::SPC_RFC3161_TIMESTAMP) {
+        let r = {
             // The imprint algorithm is the token's own; check the value against it.
-            let probe = validate_token(&der, None, None, None)?;
-            let alg = probe.imprint_algorithm.ok_or("unknown imprint algorithm")?;
-            if probe.imprint != alg.digest(signature) {
-                return Err(
-                    "the time stamp is for another signature (imprint mismatch)".to_string()
-                );
-            }
-            Ok(probe)
-        });
+            validate_token(der, None, None, None).and_then(|probe| {
+                let alg = probe.imprint_algorithm.ok_or("unknown imprint algorithm")?;
+                if probe.imprint != alg.digest(signature) {
+                    return Err(
+                        "the time stamp is for another signature (imprint mismatch)".to_string()
+                    );
+                }
+                Ok(probe)
+            })
+        };
         out.push(match r {
             Ok(info) => stamp_ok(
                 Protocol::Rfc3161,
@@ -160,21 +148,23 @@ fn check_timestamps(sig: &ParsedSignature) -> Vec<FoundStamp> {
             Err(e) => stamp_bad(Protocol::Rfc3161, e),
         });
     }
-    for v in sig.unsigned_values(crate::spc::PKCS9_COUNTERSIGNATURE) {
+    for der in sig.unsigned_values(crate::spc::PKCS9_COUNTERSIGNATURE) {
         let r = (|| -> std::result::Result<FoundStamp, String> {
-            let der = v.to_der().map_err(|e| e.to_string())?;
-            let info = cms::signed_data::SignerInfo::from_der(&der).map_err(|e| e.to_string())?;
-            let cert = crate::pkcs7::find_signer(&info, sig.certificates())
+            let tlv = crate::asn1::Tlv::exactly(der).map_err(|e| e.to_string())?;
+            let counter = crate::pkcs7::SignerInfoRef::parse(tlv).map_err(|e| e.to_string())?;
+            let info = &counter.info;
+            let cert = crate::pkcs7::find_signer(info, sig.certificates())
                 .ok_or("the TSA certificate is not in the signature")?;
-            let attrs = crate::pkcs7::raw_signed_attrs_of(&der)
-                .map_err(|e| e.to_string())?
+            let attrs = counter
+                .signed_attrs_der
+                .as_deref()
                 .ok_or("no signed attributes")?;
-            crate::pkcs7::verify_cms_signer(&info, &attrs, signature, None, cert)
+            crate::pkcs7::verify_cms_signer(info, attrs, signature, None, cert)
                 .map_err(|e| e.to_string())?;
-            check_legacy_eku(cert)?;
+            check_legacy_eku(cert).map_err(|e| e.to_string())?;
             Ok(stamp_ok(
                 Protocol::Legacy,
-                legacy_signing_time(&info),
+                legacy_signing_time(info),
                 cert.clone(),
                 sig.certificates().cloned().collect(),
             ))
@@ -223,6 +213,7 @@ fn apply_policy(
     stamps: &[FoundStamp],
     opts: &VerifyOptions,
 ) {
+    let index = report.index.clone();
     let checking_chains = !opts.trust_anchors.is_empty();
     let tsa_anchors = if opts.tsa_anchors.is_empty() {
         &opts.trust_anchors
@@ -282,18 +273,24 @@ fn apply_policy(
                     .filter(|c| !used.contains(&c.tbs_certificate.subject.to_string()))
                     .count();
                 if extra > 0 {
-                    report.warnings.push(format!(
-                        "{extra} embedded certificate(s) are on no chain (not needed to verify; possibly added later)"
+                    report.warnings.push(Finding::signature(
+                        FindingCode::UnusedCertificates,
+                        &index,
+                        format!("{extra} embedded certificate(s) are on no chain (not needed to verify; possibly added later)"),
                     ));
                 }
                 if !chain.trusted {
-                    report
-                        .errors
-                        .extend(chain.errors.iter().map(|e| format!("chain: {e}")));
+                    report.errors.extend(chain.errors.iter().map(|e| {
+                        Finding::signature(FindingCode::Chain, &index, format!("chain: {e}"))
+                    }));
                 }
                 report.chain = Some(chain);
             }
-            None => report.errors.push("chain: no signer certificate".into()),
+            None => report.errors.push(Finding::signature(
+                FindingCode::SignerCertificateMissing,
+                &index,
+                "chain: no signer certificate",
+            )),
         }
     }
     if let Some((alg, want)) = &opts.require_leaf_hash {
@@ -302,13 +299,19 @@ fn apply_policy(
             .and_then(|c| der::Encode::to_der(c).ok())
             .map(|d| alg.digest(&d));
         if got.as_deref() != Some(want.as_slice()) {
-            report.errors.push(format!(
-                "the signer certificate is not the required one ({alg} pin)"
+            report.errors.push(Finding::signature(
+                FindingCode::LeafPinMismatch,
+                &index,
+                format!("the signer certificate is not the required one ({alg} pin)"),
             ));
         }
     }
     if report.digest_algorithm.is_weak() {
-        let m = format!("weak digest algorithm {}", report.digest_algorithm);
+        let m = Finding::signature(
+            FindingCode::WeakDigest,
+            &index,
+            format!("weak digest algorithm {}", report.digest_algorithm),
+        );
         if opts.reject_sha1 {
             report.errors.push(m);
         } else {
@@ -316,22 +319,28 @@ fn apply_policy(
         }
     }
     if opts.strict {
-        let (bad, keep): (Vec<String>, Vec<String>) = report
+        let (bad, keep): (Vec<Finding>, Vec<Finding>) = report
             .warnings
             .drain(..)
-            .partition(|w| w.contains("WIN_CERTIFICATE padding"));
+            .partition(|w| w.code == FindingCode::NonZeroPadding);
         report.warnings = keep;
         report.errors.extend(bad);
     }
     if opts.require_timestamp && !report.timestamps.iter().any(|t| t.valid) {
-        report
-            .errors
-            .push("no valid time stamp, and one is required".into());
+        report.errors.push(Finding::signature(
+            FindingCode::TimestampMissing,
+            &index,
+            "no valid time stamp, and one is required",
+        ));
     }
     for t in report.timestamps.iter().filter(|t| !t.valid) {
-        let e = format!(
-            "invalid time stamp: {}",
-            t.error.clone().unwrap_or_default()
+        let e = Finding::signature(
+            FindingCode::TimestampInvalid,
+            &index,
+            format!(
+                "invalid time stamp: {}",
+                t.error.clone().unwrap_or_default()
+            ),
         );
         if !report.errors.contains(&e) {
             report.errors.push(e);
@@ -374,9 +383,9 @@ pub struct SignatureReport {
     /// URL from SpcSpOpusInfo.
     pub more_info: Option<String>,
     /// Why the signature is invalid, if it is.
-    pub errors: Vec<String>,
+    pub errors: Vec<Finding>,
     /// Findings that do not invalidate the signature.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Finding>,
 }
 
 impl SignatureReport {
@@ -401,9 +410,9 @@ pub struct VerifyReport {
     /// One entry per signature found.
     pub signatures: Vec<SignatureReport>,
     /// File-level problems that make the file invalid.
-    pub errors: Vec<String>,
+    pub errors: Vec<Finding>,
     /// File-level findings that do not (e.g. a stale CheckSum).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Finding>,
     /// The verdict.
     pub valid: bool,
 }
@@ -442,30 +451,42 @@ pub(crate) fn check_signature(
     sig: &ParsedSignature,
     computed: &[u8],
 ) -> SignatureReport {
-    check_signature_at(index.to_string(), sig, computed)
+    check_signature_at(index.to_string(), sig, computed, Vec::new())
 }
 
-fn check_signature_at(index: String, sig: &ParsedSignature, computed: &[u8]) -> SignatureReport {
+fn check_signature_at(
+    index: String,
+    sig: &ParsedSignature,
+    computed: &[u8],
+    timestamps: Vec<TimestampReport>,
+) -> SignatureReport {
     let alg = sig.digest_algorithm;
+    let at = |code, m: String| Finding::signature(code, &index, m);
     let mut errors = Vec::new();
     let image_digest_ok = sig.image_digest() == computed;
     if !image_digest_ok {
-        errors.push("the file's digest does not match the signed digest (the file was modified after signing)".into());
+        errors.push(at(FindingCode::ImageDigestMismatch, "the file's digest does not match the signed digest (the file was modified after signing)".into()));
     }
     let message_digest_ok = match sig.message_digest_attr() {
-        Ok(md) => md == alg.digest(&sig.spc_content),
+        Ok(md) => md == alg.digest(sig.spc_content),
         Err(e) => {
-            errors.push(e.to_string());
+            errors.push(at(FindingCode::MalformedSignature, e.to_string()));
             false
         }
     };
     if !message_digest_ok {
-        errors.push("the messageDigest attribute does not match the SpcIndirectDataContent".into());
+        errors.push(at(
+            FindingCode::MessageDigestMismatch,
+            "the messageDigest attribute does not match the SpcIndirectDataContent".into(),
+        ));
     }
     let signer = sig.signer_certificate();
     let signature_ok = match signer {
         None => {
-            errors.push("the signer's certificate is not in the signature".into());
+            errors.push(at(
+                FindingCode::SignerCertificateMissing,
+                "the signer's certificate is not in the signature".into(),
+            ));
             false
         }
         Some(cert) => {
@@ -478,8 +499,9 @@ fn check_signature_at(index: String, sig: &ParsedSignature, computed: &[u8]) -> 
             ) {
                 Ok(()) => true,
                 Err(e) => {
-                    errors.push(format!(
-                        "the signature over the signed attributes is invalid: {e}"
+                    errors.push(at(
+                        FindingCode::SignatureInvalid,
+                        format!("the signature over the signed attributes is invalid: {e}"),
                     ));
                     false
                 }
@@ -491,23 +513,20 @@ fn check_signature_at(index: String, sig: &ParsedSignature, computed: &[u8]) -> 
     // under the strict policy (Windows' EnableCertPaddingCheck).
     let mut padding_warning = None;
     if sig.trailing_len > 7 {
-        errors.push(format!(
+        errors.push(at(FindingCode::UnsignedBytesInEntry, format!(
             "{} unsigned bytes follow the signature inside its WIN_CERTIFICATE entry (at most 7 bytes of padding are allowed; CVE-2013-3900)",
             sig.trailing_len
-        ));
+        )));
     } else if sig.trailing_nonzero {
-        padding_warning = Some(
+        padding_warning = Some(at(FindingCode::NonZeroPadding,
             "non-zero bytes in the WIN_CERTIFICATE padding after the signature (refused by strict verification; CVE-2013-3900)"
                 .to_string(),
-        );
+        ));
     }
-    let mut warnings: Vec<String> = sig
+    let mut warnings: Vec<Finding> = sig
         .notes
         .iter()
-        .filter(|n| {
-            !n.contains("follow the signature") && !n.contains("padding bytes after the signature")
-        })
-        .cloned()
+        .map(|n| at(FindingCode::SignatureStructure, n.clone()))
         .collect();
     // Unsigned attributes are not covered by the signature: anything but nested signatures
     // and time stamps is data someone could have added (e.g. installer "tags").
@@ -516,11 +535,14 @@ fn check_signature_at(index: String, sig: &ParsedSignature, computed: &[u8]) -> 
         crate::spc::SPC_RFC3161_TIMESTAMP,
         crate::spc::PKCS9_COUNTERSIGNATURE,
     ];
-    for a in sig.signer_info.unsigned_attrs.iter().flat_map(|a| a.iter()) {
+    for a in &sig.unsigned {
         if !known.contains(&a.oid) {
-            warnings.push(format!(
-                "unknown unsigned attribute {} (not covered by the signature)",
-                a.oid
+            warnings.push(at(
+                FindingCode::UnknownUnsignedAttribute,
+                format!(
+                    "unknown unsigned attribute {} with {} value(s) (not covered by the signature)",
+                    a.oid, a.count
+                ),
             ));
         }
     }
@@ -530,10 +552,7 @@ fn check_signature_at(index: String, sig: &ParsedSignature, computed: &[u8]) -> 
         nested: index.contains('.'),
         index,
         page_hashes_ok: None,
-        timestamps: check_timestamps(sig)
-            .into_iter()
-            .map(|f| f.report)
-            .collect(),
+        timestamps,
         chain: None,
         digest_algorithm: alg,
         signed_digest: hex::encode(sig.image_digest()),
@@ -568,31 +587,49 @@ pub fn verify_with<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<Ve
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let after = pe.bytes_after_cert_table();
+    let table_offset = pe.cert_table.map_or(0, |t| t.offset);
     if after > 0 {
-        errors.push(format!(
-            "{after} bytes follow the certificate table; a signature does not cover them (CVE-2012-0151)"
-        ));
+        errors.push(
+            Finding::file(
+                FindingCode::DataAfterCertificateTable,
+                format!("{after} bytes follow the certificate table; a signature does not cover them (CVE-2012-0151)"),
+            )
+            .at(table_offset + table.len() as u64),
+        );
     }
     let (entries, notes) = parse_table(&table)?;
-    warnings.extend(notes.into_iter().map(|n| n.0));
+    warnings.extend(
+        notes
+            .into_iter()
+            .map(|n| Finding::file(FindingCode::CertificateTableLayout, n.0).at(table_offset)),
+    );
     let mut parsed: Vec<(String, ParsedSignature)> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
-        if e.cert_type != WIN_CERT_TYPE_PKCS_SIGNED_DATA {
-            warnings.push(format!(
-                "entry {i} has certificate type {:#x}; skipped",
-                e.cert_type
-            ));
+        // Like osslsigncode and signify, only revision-2.0 PKCS#7 entries are signatures.
+        if e.cert_type != WIN_CERT_TYPE_PKCS_SIGNED_DATA || e.revision != WIN_CERT_REVISION_2_0 {
+            warnings.push(
+                Finding::file(
+                    FindingCode::NotASignatureEntry,
+                    format!(
+                        "entry {i} (wRevision {:#06x}, wCertificateType {:#x}) is not an Authenticode signature; not verified",
+                        e.revision, e.cert_type
+                    ),
+                )
+                .at(table_offset + e.offset as u64),
+            );
             continue;
         }
         // Depth-first over nested signatures, bounded in depth and count.
-        let mut todo: Vec<(String, Vec<u8>, usize)> = vec![(i.to_string(), e.data.to_vec(), 0)];
+        let mut todo: Vec<(String, &[u8], usize)> = vec![(i.to_string(), e.data, 0)];
         while let Some((index, der, depth)) = todo.pop() {
-            match ParsedSignature::parse(&der) {
+            match ParsedSignature::parse(der) {
                 Ok(p) => {
                     let nested = p.nested_der();
                     if depth >= MAX_NESTING && !nested.is_empty() {
-                        errors.push(format!(
-                            "signature {index}: nested deeper than {MAX_NESTING}"
+                        errors.push(Finding::signature(
+                            FindingCode::NestingTooDeep,
+                            &index,
+                            format!("nested deeper than {MAX_NESTING}"),
                         ));
                     } else {
                         for (k, n) in nested.into_iter().enumerate().rev() {
@@ -601,10 +638,17 @@ pub fn verify_with<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<Ve
                     }
                     parsed.push((index, p));
                 }
-                Err(err) => errors.push(format!("signature {index}: {err}")),
+                Err(err) => errors.push(Finding::signature(
+                    FindingCode::MalformedSignature,
+                    &index,
+                    err.to_string(),
+                )),
             }
             if parsed.len() > MAX_NESTED * 4 {
-                errors.push("too many signatures".into());
+                errors.push(Finding::file(
+                    FindingCode::TooManySignatures,
+                    format!("more than {} signatures", MAX_NESTED * 4),
+                ));
                 break;
             }
         }
@@ -621,7 +665,11 @@ pub fn verify_with<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<Ve
         match page_hashes_of(&p.spc) {
             Ok(Some((alg, table))) => page_tables.push((index.clone(), alg, table)),
             Ok(None) => {}
-            Err(e) => errors.push(format!("signature {index}: {e}")),
+            Err(e) => errors.push(Finding::signature(
+                FindingCode::PageHashUnreadable,
+                index,
+                e.to_string(),
+            )),
         }
     }
     let mut page_algs: Vec<DigestAlgorithm> = page_tables.iter().map(|(_, a, _)| *a).collect();
@@ -631,7 +679,10 @@ pub fn verify_with<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<Ve
     for a in &page_algs {
         match PageHasher::new(&pe, *a) {
             Ok(h) => hashers.push(h),
-            Err(e) => errors.push(format!("page hashes cannot be checked: {e}")),
+            Err(e) => errors.push(Finding::file(
+                FindingCode::PageHashUnreadable,
+                format!("page hashes cannot be checked: {e}"),
+            )),
         }
     }
     let pass = stream_image_with_pages(r, &pe, &algs, None, &mut hashers)?;
@@ -651,30 +702,43 @@ pub fn verify_with<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<Ve
         cks.update(t.offset, &table);
         // Bytes after the table also count; they were read neither by the pass nor here.
         if after > 0 {
-            warnings
-                .push("checksum not computed over the bytes after the certificate table".into());
+            warnings.push(Finding::file(
+                FindingCode::ChecksumIncomplete,
+                "checksum not computed over the bytes after the certificate table",
+            ));
         }
     }
     let checksum_computed = cks.finish(pe.file_len);
     if pe.checksum != checksum_computed {
-        warnings.push(format!(
-            "the PE CheckSum is {:#010x}; the file's checksum is {checksum_computed:#010x} (not covered by the signature)",
-            pe.checksum
-        ));
+        warnings.push(
+            Finding::file(
+                FindingCode::ChecksumMismatch,
+                format!(
+                    "the PE CheckSum is {:#010x}; the file's checksum is {checksum_computed:#010x} (not covered by the signature)",
+                    pe.checksum
+                ),
+            )
+            .at(pe.checksum_offset),
+        );
     }
     let signatures: Vec<SignatureReport> = parsed
         .iter()
         .map(|(i, p)| {
             let computed = pass.digest(p.digest_algorithm).unwrap_or_default();
-            let mut report = check_signature_at(i.clone(), p, computed);
-            apply_policy(&mut report, p, &check_timestamps(p), opts);
+            // Each time stamp is validated once; the policy then looks at the results.
+            let stamps = check_timestamps(p);
+            let reports = stamps.iter().map(|f| f.report.clone()).collect();
+            let mut report = check_signature_at(i.clone(), p, computed, reports);
+            apply_policy(&mut report, p, &stamps, opts);
             if let Some((_, alg, table)) = page_tables.iter().find(|(idx, _, _)| idx == i) {
                 let ok = computed_pages.iter().any(|(a, t)| a == alg && t == table);
                 report.page_hashes_ok = Some(ok);
                 if !ok {
-                    report
-                        .errors
-                        .push(format!("the {alg} page hashes do not match the file"));
+                    report.errors.push(Finding::signature(
+                        FindingCode::PageHashMismatch,
+                        i,
+                        format!("the {alg} page hashes do not match the file"),
+                    ));
                 }
             }
             report

@@ -15,7 +15,7 @@ use codeseal_authenticode::{
     pkcs7::ParsedSignature,
     sign_file, verify,
     wincert::{build_entry, parse_table},
-    Error, SignOptions,
+    Error, FindingCode, SignOptions,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;
@@ -97,14 +97,32 @@ fn row3_broken_win_certificate_chains() {
             "case {i}: {msg}"
         );
     }
-    let mut e = entry.clone();
-    e[4..6].copy_from_slice(&0x0100u16.to_le_bytes());
-    let r = verify(&mut Cursor::new(with_table(&bytes, &pe, &e))).expect("report");
-    assert!(r.warnings.iter().any(|w| w.contains("wRevision")), "{r:#?}");
-    let mut e = entry.clone();
-    e[6..8].copy_from_slice(&0x0001u16.to_le_bytes());
-    let msg = report_errors(&with_table(&bytes, &pe, &e));
-    assert!(msg.contains("not signed") || msg.contains("type"), "{msg}");
+    // An entry that is not a revision-2.0 PKCS#7 entry is not a signature (as osslsigncode
+    // and signify read it): alone, the file is not signed; beside a real one, it is reported.
+    for (at, value) in [(4usize, 0x0100u16), (6, 0x0001)] {
+        let mut e = entry.clone();
+        e[at..at + 2].copy_from_slice(&value.to_le_bytes());
+        let r = verify(&mut Cursor::new(with_table(&bytes, &pe, &e)));
+        assert!(
+            matches!(r, Err(codeseal_authenticode::Error::NotSigned)),
+            "field at {at} = {value:#x}: {r:#?}"
+        );
+        let mut two = entry.clone();
+        two.extend_from_slice(&e);
+        let r = verify(&mut Cursor::new(with_table(&bytes, &pe, &two))).expect("report");
+        assert!(r.valid, "{r:#?}");
+        assert_eq!(r.signatures.len(), 1, "{r:#?}");
+        let w = r
+            .warnings
+            .iter()
+            .find(|w| w.code == FindingCode::NotASignatureEntry)
+            .expect("the second entry is reported");
+        assert_eq!(
+            w.offset,
+            Some(pe.cert_table.expect("table").offset + entry.len() as u64),
+            "{w:?}"
+        );
+    }
     // Table size that does not add up (stray bytes at the end of the table).
     let mut t = entry.clone();
     t.extend_from_slice(&[0u8; 4]);

@@ -141,14 +141,13 @@ fn page_hashes_verify_in_osslsigncode_and_signify_and_match_osslsigncodes() {
                 .output()
                 .expect("osslsigncode");
             assert!(st.status.success());
-            let ours = codeseal_authenticode::pkcs7::ParsedSignature::parse(
-                &extract_signature(&out).expect("x"),
-            )
-            .expect("p");
-            let their = codeseal_authenticode::pkcs7::ParsedSignature::parse(
-                &extract_signature(&theirs).expect("x"),
-            )
-            .expect("p");
+            let (ours_der, their_der) = (
+                extract_signature(&out).expect("x"),
+                extract_signature(&theirs).expect("x"),
+            );
+            let ours = codeseal_authenticode::pkcs7::ParsedSignature::parse(&ours_der).expect("p");
+            let their =
+                codeseal_authenticode::pkcs7::ParsedSignature::parse(&their_der).expect("p");
             assert_eq!(
                 codeseal_authenticode::pkcs7::page_hashes_of(&ours.spc).expect("ours"),
                 codeseal_authenticode::pkcs7::page_hashes_of(&their.spc).expect("theirs"),

@@ -1,11 +1,21 @@
 //! Signing every fixture with every test key, checked by osslsigncode, signify and our verifier.
 mod common;
 
+fn pe_checksum_offset(path: &std::path::Path) -> u64 {
+    let mut f = std::io::BufReader::new(fs::File::open(path).expect("open"));
+    PeInfo::read(&mut f).expect("pe").checksum_offset
+}
+
+fn t_end(pe: &PeInfo) -> u64 {
+    let t = pe.cert_table.expect("table");
+    t.offset + t.size
+}
+
 use std::{fs, io::Cursor};
 
 use codeseal_authenticode::{
     digest::stream_image, pe::PeInfo, pkcs7::ParsedSignature, sign_file, verify, verify_file,
-    wincert::parse_table, Error, SignOptions,
+    wincert::parse_table, Error, FindingCode, SignOptions,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;
@@ -111,7 +121,10 @@ fn digest_equals_osslsigncodes_for_every_fixture() {
             let report = verify_file(&theirs).expect("verify");
             assert!(report.valid, "{fx} {d}: {report:#?}");
             assert!(
-                report.warnings.iter().all(|w| !w.contains("CheckSum"))
+                report
+                    .warnings
+                    .iter()
+                    .all(|w| w.code != FindingCode::ChecksumMismatch)
                     || d == DigestAlgorithm::Sha1
             );
         }
@@ -172,7 +185,10 @@ fn one_flipped_byte_in_text_is_rejected_by_all_and_checksum_change_is_not() {
     check_all_accept(&cks);
     let r = verify_file(&cks).expect("report");
     assert!(
-        r.warnings.iter().any(|w| w.contains("CheckSum")),
+        r.warnings
+            .iter()
+            .any(|w| w.code == FindingCode::ChecksumMismatch
+                && w.offset == Some(pe_checksum_offset(&cks))),
         "{:?}",
         r.warnings
     );
@@ -369,7 +385,8 @@ fn damaged_real_files_give_typed_errors() {
         !r.valid
             && r.errors
                 .iter()
-                .any(|e| e.contains("follow the certificate table"))
+                .any(|e| e.code == FindingCode::DataAfterCertificateTable
+                    && e.offset == Some(t_end(&pe)))
     );
     // Garbage inside the PKCS#7: a typed signature error in the report.
     let mut b = bytes.clone();
@@ -396,7 +413,8 @@ fn damaged_real_files_give_typed_errors() {
         r.signatures[0]
             .errors
             .iter()
-            .any(|e| e.contains("CVE-2013-3900")),
+            .any(|e| e.code == FindingCode::UnsignedBytesInEntry
+                && e.signature.as_deref() == Some("0")),
         "{r:#?}"
     );
     // Unsigned file: NotSigned.

@@ -8,7 +8,7 @@ use codeseal_authenticode::{
     sign_file,
     timestamp::{Protocol, TimestampOptions},
     verify::{verify_file_with, VerifyOptions},
-    SignOptions,
+    FindingCode, SignOptions,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;
@@ -200,7 +200,11 @@ fn leaf_pin_and_sha1_policy() {
     )
     .expect("r");
     assert!(
-        r.valid && r.signatures[0].warnings.iter().any(|w| w.contains("weak")),
+        r.valid
+            && r.signatures[0]
+                .warnings
+                .iter()
+                .any(|w| w.code == FindingCode::WeakDigest),
         "{r:#?}"
     );
     let r = verify_file_with(
@@ -269,6 +273,13 @@ fn padding_bytes_unknown_unsigned_attributes_and_extra_certificates() {
         };
         let r = verify_file_with(&p, &strict).expect("r");
         assert!(!r.valid, "strict accepted non-zero padding");
+        assert!(
+            r.signatures[0]
+                .errors
+                .iter()
+                .any(|e| e.code == FindingCode::NonZeroPadding),
+            "{r:#?}"
+        );
     }
     assert!(tried_padding, "no signature with padding to test");
     let sig = codeseal_authenticode::extract_signature(&good).expect("sig");
@@ -306,10 +317,14 @@ fn padding_bytes_unknown_unsigned_attributes_and_extra_certificates() {
     let w = &r.signatures[0].warnings;
     assert!(
         w.iter()
-            .any(|w| w.contains("unknown unsigned attribute 1.3.6.1.4.1.99999.1")),
+            .any(|w| w.code == FindingCode::UnknownUnsignedAttribute
+                && w.message.contains("1.3.6.1.4.1.99999.1")),
         "{w:?}"
     );
-    assert!(w.iter().any(|w| w.contains("on no chain")), "{w:?}");
+    assert!(
+        w.iter().any(|w| w.code == FindingCode::UnusedCertificates),
+        "{w:?}"
+    );
 }
 
 #[test]

@@ -836,10 +836,10 @@ pub(crate) fn print_report(r: &VerifyReport) {
             );
         }
         for e in &s.errors {
-            println!("  error: {e}");
+            println!("  error: {}", e.message);
         }
         for w in &s.warnings {
-            println!("  warning: {w}");
+            println!("  warning: {}", w.message);
         }
     }
     for e in &r.errors {

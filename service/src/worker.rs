@@ -284,7 +284,7 @@ impl Claim {
                 .errors
                 .iter()
                 .chain(report.signatures.iter().flat_map(|s| s.errors.iter()))
-                .cloned()
+                .map(ToString::to_string)
                 .collect();
             return Err(StepError::permanent(
                 "verify",
