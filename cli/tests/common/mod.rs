@@ -156,3 +156,83 @@ pub fn split_sign_and_check(
     let (ok, t) = signify_ok(&out, root_pem);
     assert!(ok, "signify (split): {t}");
 }
+
+/// signify, strict, trusting only the given roots (signers and TSAs alike).
+pub fn signify_trusting(file: &Path, roots: &[&Path]) -> (bool, String) {
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(root().join("scripts/signify-verify.py")).arg(file);
+    for r in roots {
+        cmd.arg("--trust").arg(r);
+    }
+    let o = cmd.output().expect("python");
+    (o.status.success(), text(&o))
+}
+
+/// `osslsigncode verify -ignore-crl` with signer roots `ca` and TSA roots `tsa_ca`. Success
+/// is exit 0, a `Succeeded` line, at least one time-stamp line saying ok and none saying
+/// failed (osslsigncode exits 0 when only the time-stamp chain fails).
+pub fn osslsigncode_ts_ok(file: &Path, ca: &Path, tsa_ca: &Path) -> (bool, String) {
+    let o = Command::new("osslsigncode")
+        .args(["verify", "-ignore-crl", "-CAfile"])
+        .arg(ca)
+        .arg("-TSA-CAfile")
+        .arg(tsa_ca)
+        .arg("-in")
+        .arg(file)
+        .output()
+        .expect("osslsigncode");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let ok = o.status.success()
+        && out.lines().any(|l| l.trim() == "Succeeded")
+        && out.contains("Timestamp Server Signature verification: ok")
+        && !out.contains("Timestamp Server Signature verification: failed");
+    (ok, text(&o))
+}
+
+/// The base URL (`http://127.0.0.1:PORT`) of the project's local test TSA
+/// (scripts/tsa-server.py with the test PKI's tsa.pem), started once per test process; it
+/// stops by itself when the test process is gone.
+pub fn local_tsa(pki: &Path) -> String {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        let work = tempfile::Builder::new()
+            .prefix("codeseal-cli-tsa-")
+            .tempdir()
+            .expect("tmp")
+            .keep();
+        let port_file = work.join("port");
+        let log = std::fs::File::create(work.join("tsa.log")).expect("log");
+        // Kept for the life of the test process; the server exits when the process is gone
+        // (--exit-with-parent).
+        static CHILD: std::sync::OnceLock<std::sync::Mutex<std::process::Child>> =
+            std::sync::OnceLock::new();
+        let child = Command::new(venv_python())
+            .arg(root().join("scripts/tsa-server.py"))
+            .arg("--pki")
+            .arg(pki)
+            .arg("--workdir")
+            .arg(&work)
+            .args(["--port", "0", "--exit-with-parent"])
+            .arg(std::process::id().to_string())
+            .arg("--port-file")
+            .arg(&port_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting scripts/tsa-server.py");
+        let _ = CHILD.set(std::sync::Mutex::new(child));
+        for _ in 0..100 {
+            if let Ok(p) = std::fs::read_to_string(&port_file) {
+                if !p.trim().is_empty() {
+                    return format!("http://127.0.0.1:{}", p.trim());
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "the test TSA did not start; see {}",
+            work.join("tsa.log").display()
+        );
+    })
+    .clone()
+}
