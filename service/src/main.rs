@@ -74,8 +74,10 @@ fn init_logs(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
     });
+    // Colours only on a terminal: log files and collectors get plain text.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if format == "json" {
         b.json().flatten_event(true).with_current_span(true).init();
@@ -135,6 +137,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ctx = setup::build(&common, &format!("http://{addr}"), true).await?;
             let shutdown = CancellationToken::new();
             tokio::spawn(shutdown_signal(shutdown.clone()));
+            tokio::spawn(codeseal_service::worker::run_upload_expiry(
+                Arc::clone(&ctx),
+                shutdown.clone(),
+            ));
             let workers_task = (workers > 0).then(|| {
                 tokio::spawn(codeseal_service::worker::run_workers(
                     Arc::clone(&ctx),
@@ -159,6 +165,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ctx = setup::build(&common, "http://127.0.0.1", false).await?;
             let shutdown = CancellationToken::new();
             tokio::spawn(shutdown_signal(shutdown.clone()));
+            tokio::spawn(codeseal_service::worker::run_upload_expiry(
+                Arc::clone(&ctx),
+                shutdown.clone(),
+            ));
             codeseal_service::worker::run_workers(ctx, workers, worker_id(), shutdown).await;
         }
         #[cfg(feature = "lambda")]
