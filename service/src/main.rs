@@ -17,11 +17,21 @@ struct Cli {
         long,
         global = true,
         env = "CODESEAL_SERVICE_LOG_FORMAT",
-        default_value = "text"
+        value_enum,
+        default_value_t = LogFormat::Text
     )]
-    log_format: String,
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// How log records are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -70,7 +80,7 @@ enum Cmd {
     },
 }
 
-fn init_logs(format: &str) {
+fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
     });
@@ -79,7 +89,7 @@ fn init_logs(format: &str) {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if format == "json" {
+    if format == LogFormat::Json {
         b.json().flatten_event(true).with_current_span(true).init();
     } else {
         b.init();
@@ -196,7 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli.log_format);
+    init_logs(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -886,3 +886,85 @@ pub async fn run_workers(ctx: Arc<Ctx>, n: usize, worker_id: String, shutdown: C
     }
     info!("workers stopped");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codeseal_signer::{DigestAlgorithm, KeyKind};
+
+    #[test]
+    fn key_errors_are_classified_by_type() {
+        let mismatch = SignError::KeyMismatch {
+            subject: "CN=x".into(),
+        };
+        assert_eq!(
+            classify_key_error(&mismatch),
+            (FailureReason::KeyMismatch, false)
+        );
+        let bad_sig = SignError::BadSignatureFromKey {
+            backend: "aws-kms".into(),
+        };
+        assert_eq!(
+            classify_key_error(&bad_sig),
+            (FailureReason::KeyMismatch, false)
+        );
+        let digest = SignError::DigestLength {
+            algorithm: DigestAlgorithm::Sha256,
+            expected: 32,
+            actual: 3,
+        };
+        assert_eq!(
+            classify_key_error(&digest),
+            (FailureReason::UnsupportedAlgorithm, false)
+        );
+        let unsupported = SignError::UnsupportedAlgorithm {
+            key: KeyKind::EcP256,
+            requested: KeyKind::EcP256.with_digest(DigestAlgorithm::Sha384),
+        };
+        assert_eq!(
+            classify_key_error(&unsupported),
+            (FailureReason::UnsupportedAlgorithm, false)
+        );
+        // A backend error is decided by its typed source, whatever its text says.
+        let pkcs11 = |rv| {
+            SignError::backend(
+                "pkcs11",
+                "the key was not found, disabled, denied (text that must not matter)",
+                Some(Box::new(cryptoki::error::Error::Pkcs11(
+                    rv,
+                    cryptoki::context::Function::Sign,
+                ))),
+            )
+        };
+        use cryptoki::error::RvError;
+        assert_eq!(
+            classify_key_error(&pkcs11(RvError::KeyHandleInvalid)),
+            (FailureReason::KeyNotFound, false)
+        );
+        assert_eq!(
+            classify_key_error(&pkcs11(RvError::MechanismInvalid)),
+            (FailureReason::UnsupportedAlgorithm, false)
+        );
+        assert_eq!(
+            classify_key_error(&pkcs11(RvError::PinLocked)),
+            (FailureReason::KeyAccessDenied, false)
+        );
+        assert_eq!(
+            classify_key_error(&pkcs11(RvError::DeviceError)),
+            (FailureReason::Signing, true)
+        );
+        // No typed cause: may pass (the text is not read).
+        let opaque = SignError::backend("aws-kms", "key not found; disabled; denied", None);
+        assert_eq!(classify_key_error(&opaque), (FailureReason::Signing, true));
+        // A job's sign step maps these into permanent or transient step failures.
+        match classify_sign(AcError::Sign(SignError::KeyMismatch {
+            subject: "CN=x".into(),
+        })) {
+            StepError::Failed(f) => {
+                assert_eq!((f.reason, f.transient), (FailureReason::KeyMismatch, false));
+                assert_eq!(f.message, FailureReason::KeyMismatch.message());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
