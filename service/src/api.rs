@@ -22,9 +22,11 @@ use tower_http::{
 use tracing::info;
 
 use crate::{
+    audit,
     context::Ctx,
-    job::{now_ms, rfc3339, Job, JobStatus},
+    job::{check_file_name, now_ms, rfc3339, Job, JobStatus},
     store::{local::MAX_PARTS, PartEtag, StoreError},
+    worker::classify_key_error,
 };
 
 const PAGE: &str = include_str!("../static/index.html");
@@ -33,7 +35,9 @@ const JSON_LIMIT: usize = 256 << 10;
 /// Largest message `POST /sign` accepts.
 const SIGN_MESSAGE_LIMIT: usize = 64 << 10;
 
-/// An API error: `{"error": {"code": ..., "message": ...}}`.
+/// An API error: `{"error": {"code": ..., "message": ...}}`. Code and message are ours;
+/// backend and SDK text never goes into one (it is logged, in the request's span, which
+/// carries the request id that the response's `x-request-id` header returns).
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -64,11 +68,30 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
-            StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
-            StoreError::Invalid(m) => Self::bad(m),
-            StoreError::Backend(m) => {
-                tracing::error!(error = %m, "store failure");
+            StoreError::NotFound(detail) => {
+                tracing::warn!(error = %detail, "store: not found");
+                Self::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "the upload or object was not found",
+                )
+            }
+            StoreError::Conflict(detail) => {
+                tracing::warn!(error = %detail, "store: conflict");
+                Self::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "the item was changed by another request; retry",
+                )
+            }
+            StoreError::Invalid { message, detail } => {
+                if let Some(d) = detail {
+                    tracing::warn!(error = %d, "store: refused");
+                }
+                Self::bad(message)
+            }
+            StoreError::Backend(detail) => {
+                tracing::error!(error = %detail, "store failure");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store_unavailable",
@@ -207,26 +230,6 @@ async fn metrics(State(ctx): State<Arc<Ctx>>) -> impl IntoResponse {
         )],
         ctx.metrics.render(),
     )
-}
-
-/// A file name we accept: 1–200 bytes of letters, digits and ` ._-()+[]`, not starting with
-/// a dot.
-pub fn check_file_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 200 {
-        return Err("file_name must be 1 to 200 bytes".into());
-    }
-    if name.starts_with('.') || name.ends_with(' ') {
-        return Err("file_name must not start with a dot or end with a space".into());
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_alphanumeric() || " ._-()+[]".contains(*c)))
-    {
-        return Err(format!(
-            "file_name contains {c:?}; allowed: letters, digits and ` ._-()+[]`"
-        ));
-    }
-    Ok(())
 }
 
 fn check_job_id(id: &str) -> ApiResult<()> {
@@ -417,7 +420,7 @@ pub async fn job_view(ctx: &Ctx, job: &Job) -> ApiResult<Value> {
         "size": job.size,
         "status": job.status.as_str(),
         "error": job.error.as_deref().filter(|_| job.status == JobStatus::Failed),
-        "error_reason": job.error_reason.as_deref().filter(|_| job.status == JobStatus::Failed),
+        "error_reason": job.error_reason.filter(|_| job.status == JobStatus::Failed),
         "attempts": job.attempts,
         "created_at": rfc3339(job.created_ms),
         "updated_at": rfc3339(job.updated_ms),
@@ -449,6 +452,8 @@ struct SignRequest {
     digest_algorithm: Option<String>,
 }
 
+/// `POST /sign`: off unless `--enable-sign-route`; admin keys only; one audit record per
+/// call (signed or refused).
 async fn sign_route(
     State(ctx): State<Arc<Ctx>>,
     Extension(caller): Extension<Caller>,
@@ -461,6 +466,39 @@ async fn sign_route(
             "the /sign route is disabled on this service",
         ));
     }
+    let refused = |result: &str, digest: &str, alg: &str| {
+        audit::record(
+            &ctx.signer,
+            &audit::Record::Raw {
+                caller: &caller.name,
+                digest,
+                digest_algorithm: alg,
+                signature_algorithm: "",
+                result,
+            },
+        );
+    };
+    if !caller.admin {
+        refused("forbidden", "", "");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the /sign route needs an admin API key",
+        ));
+    }
+    match sign_request(body) {
+        Err(e) => {
+            refused("bad_request", "", "");
+            Err(e)
+        }
+        Ok((alg, digest)) => sign_digest(&ctx, &caller, alg, digest).await,
+    }
+}
+
+/// The digest algorithm and the digest of a `POST /sign` request.
+fn sign_request(
+    body: Result<Json<SignRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(DigestAlgorithm, Vec<u8>)> {
     let Json(req) = body.map_err(|e| ApiError::bad(e.body_text()))?;
     let alg = match req.digest_algorithm.as_deref().unwrap_or("sha256") {
         "sha256" => DigestAlgorithm::Sha256,
@@ -498,31 +536,48 @@ async fn sign_route(
         }
         _ => return Err(ApiError::bad("give exactly one of digest and message")),
     };
+    Ok((alg, digest))
+}
+
+async fn sign_digest(
+    ctx: &Ctx,
+    caller: &Caller,
+    alg: DigestAlgorithm,
+    digest: Vec<u8>,
+) -> ApiResult<Json<Value>> {
+    let b64 = base64::engine::general_purpose::STANDARD;
     let key: &dyn KeySigner = ctx.signer.identity.key().as_ref();
     let sig_alg = key.key_kind().with_digest(alg);
+    let (digest_hex, alg_text, sig_alg_text) =
+        (hex::encode(&digest), alg.to_string(), sig_alg.to_string());
+    let record = |result: &str| {
+        audit::record(
+            &ctx.signer,
+            &audit::Record::Raw {
+                caller: &caller.name,
+                digest: &digest_hex,
+                digest_algorithm: &alg_text,
+                signature_algorithm: &sig_alg_text,
+                result,
+            },
+        );
+    };
     let t = std::time::Instant::now();
-    let signature = key
-        .sign_digest_checked_async(sig_alg, &digest)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "signing failed");
-            ApiError::new(
+    let signature = match key.sign_digest_checked_async(sig_alg, &digest).await {
+        Ok(s) => s,
+        Err(e) => {
+            let (reason, _) = classify_key_error(&e);
+            tracing::error!(error = %e, reason = %reason, "signing failed");
+            record(reason.as_str());
+            return Err(ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "signing_failed",
-                format!("signing failed: {e}"),
-            )
-        })?;
+                reason.message(),
+            ));
+        }
+    };
     ctx.metrics.sign_duration.observe(t.elapsed().as_secs_f64());
-    info!(
-        target: "codeseal::audit",
-        event = "raw_signature",
-        caller = %caller.name,
-        key = %ctx.signer.key_label,
-        cert_sha256 = %ctx.signer.cert_sha256,
-        digest = %hex::encode(&digest),
-        signature_algorithm = %sig_alg,
-        "signed"
-    );
+    record("signed");
     Ok(Json(json!({
         "signature": b64.encode(&signature),
         "signature_algorithm": sig_alg.to_string(),
@@ -604,28 +659,4 @@ async fn local_result(
         body,
     )
         .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_names() {
-        for ok in ["app.exe", "My App (x64) [1.2]+.dll", "ünï.sys"] {
-            assert!(check_file_name(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            ".hidden",
-            "a/b.exe",
-            "a\\b",
-            "a\u{0}b",
-            "x.exe ",
-            "a\"b",
-            &"a".repeat(201),
-        ] {
-            assert!(check_file_name(bad).is_err(), "{bad:?}");
-        }
-    }
 }

@@ -28,8 +28,10 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// Lifetime of presigned URLs.
     pub url_ttl: Duration,
-    /// Whether `POST /sign` is served.
+    /// Whether `POST /sign` is served (to admin keys only). Off by default.
     pub sign_route: bool,
+    /// How long an upload may stay incomplete before it expires (embedded store).
+    pub upload_ttl: Duration,
     /// Where workers put temp files.
     pub work_dir: PathBuf,
     /// Optional RFC 3161 time-stamp URL.
@@ -38,6 +40,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Test-only fault injection: sleep this long after each worker step.
     pub step_delay: Duration,
+    /// Test-only fault injection: sleep this long right before each key call of a job.
+    pub key_delay: Duration,
 }
 
 impl Default for Settings {
@@ -50,11 +54,13 @@ impl Default for Settings {
             step_retries: 3,
             poll_interval: Duration::from_secs(2),
             url_ttl: Duration::from_secs(3600),
-            sign_route: true,
+            sign_route: false,
+            upload_ttl: Duration::from_secs(24 * 3600),
             work_dir: std::env::temp_dir(),
             timestamp_url: None,
             shutdown_grace: Duration::from_secs(30),
             step_delay: Duration::ZERO,
+            key_delay: Duration::ZERO,
         }
     }
 }

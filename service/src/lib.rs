@@ -13,6 +13,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod context;
 pub mod events;

@@ -17,11 +17,21 @@ struct Cli {
         long,
         global = true,
         env = "CODESEAL_SERVICE_LOG_FORMAT",
-        default_value = "text"
+        value_enum,
+        default_value_t = LogFormat::Text
     )]
-    log_format: String,
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// How log records are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -70,14 +80,16 @@ enum Cmd {
     },
 }
 
-fn init_logs(format: &str) {
+fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
     });
+    // Colours only on a terminal: log files and collectors get plain text.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if format == "json" {
+    if format == LogFormat::Json {
         b.json().flatten_event(true).with_current_span(true).init();
     } else {
         b.init();
@@ -135,6 +147,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ctx = setup::build(&common, &format!("http://{addr}"), true).await?;
             let shutdown = CancellationToken::new();
             tokio::spawn(shutdown_signal(shutdown.clone()));
+            tokio::spawn(codeseal_service::worker::run_upload_expiry(
+                Arc::clone(&ctx),
+                shutdown.clone(),
+            ));
             let workers_task = (workers > 0).then(|| {
                 tokio::spawn(codeseal_service::worker::run_workers(
                     Arc::clone(&ctx),
@@ -159,6 +175,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ctx = setup::build(&common, "http://127.0.0.1", false).await?;
             let shutdown = CancellationToken::new();
             tokio::spawn(shutdown_signal(shutdown.clone()));
+            tokio::spawn(codeseal_service::worker::run_upload_expiry(
+                Arc::clone(&ctx),
+                shutdown.clone(),
+            ));
             codeseal_service::worker::run_workers(ctx, workers, worker_id(), shutdown).await;
         }
         #[cfg(feature = "lambda")]
@@ -186,7 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli.log_format);
+    init_logs(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -122,10 +122,10 @@ impl Metrics {
     }
 
     /// Counts a failed job.
-    pub fn failed(&self, reason: &str) {
+    pub fn failed(&self, reason: crate::job::FailureReason) {
         self.jobs_failed
             .get_or_create(&Reason {
-                reason: reason.to_string(),
+                reason: reason.as_str().to_string(),
             })
             .inc();
     }

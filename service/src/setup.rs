@@ -71,9 +71,25 @@ pub struct Common {
         default_value_t = 2000
     )]
     pub poll_interval_ms: u64,
-    /// Do not serve POST /sign.
-    #[arg(long, env = "CODESEAL_SERVICE_DISABLE_SIGN_ROUTE")]
+    /// Serve POST /sign (signs any digest; admin API keys only, every call audited).
+    #[arg(long, env = "CODESEAL_SERVICE_ENABLE_SIGN_ROUTE")]
+    pub enable_sign_route: bool,
+    /// Accepted for older configurations: POST /sign is off unless --enable-sign-route.
+    #[arg(
+        long,
+        env = "CODESEAL_SERVICE_DISABLE_SIGN_ROUTE",
+        hide = true,
+        conflicts_with = "enable_sign_route"
+    )]
     pub disable_sign_route: bool,
+    /// Embedded store: seconds an upload may stay incomplete before it expires (its parts
+    /// are deleted and its job fails with `expired`).
+    #[arg(
+        long,
+        env = "CODESEAL_SERVICE_UPLOAD_TTL_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub upload_ttl_seconds: u64,
     /// RFC 3161 time-stamp URL for signed files.
     #[arg(long, env = "CODESEAL_SERVICE_TIMESTAMP_URL")]
     pub timestamp_url: Option<String>,
@@ -91,6 +107,14 @@ pub struct Common {
         hide = true
     )]
     pub step_delay_ms: u64,
+    /// Test-only fault injection: sleep this many ms right before each key call of a job.
+    #[arg(
+        long,
+        env = "CODESEAL_SERVICE_KEY_DELAY_MS",
+        default_value_t = 0,
+        hide = true
+    )]
+    pub key_delay_ms: u64,
 }
 
 fn read_identity(
@@ -174,11 +198,13 @@ pub async fn build(c: &Common, listen_url: &str, serves_api: bool) -> anyhow::Re
         lease: Duration::from_secs(c.lease_seconds.max(1)),
         max_attempts: c.max_attempts.max(1),
         poll_interval: Duration::from_millis(c.poll_interval_ms.clamp(50, 60_000)),
-        sign_route: !c.disable_sign_route,
+        sign_route: c.enable_sign_route && !c.disable_sign_route,
+        upload_ttl: Duration::from_secs(c.upload_ttl_seconds.max(1)),
         work_dir: std::env::temp_dir(),
         timestamp_url: c.timestamp_url.clone(),
         shutdown_grace: Duration::from_secs(c.shutdown_grace),
         step_delay: Duration::from_millis(c.step_delay_ms),
+        key_delay: Duration::from_millis(c.key_delay_ms),
         ..Settings::default()
     };
     let public = c

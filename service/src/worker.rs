@@ -18,62 +18,171 @@ use codeseal_authenticode::{
     sign::PreparedSigning, timestamp::TimestampOptions, verify::VerifyOptions, Error as AcError,
     OpusInfo, SignOptions,
 };
-use codeseal_signer::KeySigner;
+use codeseal_signer::{KeySigner, SignError};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::{
+    audit,
     context::Ctx,
-    job::{now_ms, Finish, Job, JobResult, JobStatus},
+    job::{
+        check_file_name, now_ms, sanitize_file_name, FailureReason, Finish, Job, JobResult,
+        JobStatus,
+    },
     store::StoreError,
 };
 
-/// How a step failed.
+/// A failed step: the reason, our message for clients, and the detail for the logs.
 #[derive(Debug, Clone)]
-pub struct StepError {
-    /// Short reason code (`not_pe`, `truncated`, `signing`, `verify`, `results_store`, ...).
-    pub reason: &'static str,
-    /// Text for the job record.
+pub struct Failure {
+    /// Why.
+    pub reason: FailureReason,
+    /// Text for the job record (shown to clients): ours, never backend or SDK text.
     pub message: String,
+    /// The underlying error's text, for the logs only.
+    pub detail: String,
     /// Worth retrying.
     pub transient: bool,
 }
 
+/// Why a step stopped.
+#[derive(Debug, Clone)]
+pub enum StepError {
+    /// Another worker holds the job now.
+    LeaseLost,
+    /// The job was released (shutdown): stop without touching the key or the stores.
+    Released,
+    /// The step failed.
+    Failed(Failure),
+}
+
 impl StepError {
-    fn permanent(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
+    /// A permanent failure whose message is `reason`'s.
+    fn permanent(reason: FailureReason, detail: impl Into<String>) -> Self {
+        Self::failed(reason, reason.message(), detail, false)
+    }
+    /// A transient failure whose message is `reason`'s.
+    fn transient(reason: FailureReason, detail: impl Into<String>) -> Self {
+        Self::failed(reason, reason.message(), detail, true)
+    }
+    /// A permanent failure with a message of ours about the client's input (shown as is).
+    fn input(reason: FailureReason, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::failed(reason, message.clone(), message, false)
+    }
+    fn failed(
+        reason: FailureReason,
+        message: impl Into<String>,
+        detail: impl Into<String>,
+        transient: bool,
+    ) -> Self {
+        Self::Failed(Failure {
             reason,
             message: message.into(),
-            transient: false,
-        }
+            detail: detail.into(),
+            transient,
+        })
     }
-    fn transient(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-            transient: true,
-        }
+    /// A store error: backend failures may pass, the rest will not.
+    fn store(reason: FailureReason, e: StoreError) -> Self {
+        let transient = matches!(e, StoreError::Backend(_));
+        Self::failed(reason, reason.message(), e.to_string(), transient)
     }
-    fn store(reason: &'static str, e: StoreError) -> Self {
-        match e {
-            StoreError::Backend(m) => Self::transient(reason, m),
-            other => Self::permanent(reason, other.to_string()),
+}
+
+/// How a key failure is treated: its reason and whether it may pass. Decided by the error's
+/// type (and, for KMS and PKCS#11, the typed service error or return value inside it).
+pub fn classify_key_error(e: &SignError) -> (FailureReason, bool) {
+    match e {
+        SignError::KeyMismatch { .. }
+        | SignError::BadSignatureFromKey { .. }
+        | SignError::EmptyChain => (FailureReason::KeyMismatch, false),
+        SignError::UnsupportedAlgorithm { .. }
+        | SignError::DigestLength { .. }
+        | SignError::UnsupportedKey(_) => (FailureReason::UnsupportedAlgorithm, false),
+        SignError::Malformed { .. } => (FailureReason::Signing, false),
+        SignError::Backend {
+            source: Some(source),
+            ..
+        } => classify_backend_source(source.as_ref()),
+        _ => (FailureReason::Signing, true),
+    }
+}
+
+/// The typed cause inside a backend error's source chain.
+fn classify_backend_source(source: &(dyn std::error::Error + 'static)) -> (FailureReason, bool) {
+    type KmsSign = aws_sdk_kms::error::SdkError<
+        aws_sdk_kms::operation::sign::SignError,
+        aws_sdk_kms::config::http::HttpResponse,
+    >;
+    let mut cur = Some(source);
+    while let Some(e) = cur {
+        if let Some(sdk) = e.downcast_ref::<KmsSign>() {
+            return match sdk.as_service_error() {
+                Some(s) => classify_kms_sign(s),
+                // Dispatch failures, timeouts, unreadable answers: may pass.
+                None => (FailureReason::Signing, true),
+            };
         }
+        if let Some(cryptoki::error::Error::Pkcs11(rv, _)) =
+            e.downcast_ref::<cryptoki::error::Error>()
+        {
+            return classify_pkcs11(*rv);
+        }
+        cur = e.source();
+    }
+    (FailureReason::Signing, true)
+}
+
+fn classify_kms_sign(e: &aws_sdk_kms::operation::sign::SignError) -> (FailureReason, bool) {
+    use aws_sdk_kms::error::ProvideErrorMetadata;
+    if e.is_not_found_exception() {
+        (FailureReason::KeyNotFound, false)
+    } else if e.is_disabled_exception() || e.is_kms_invalid_state_exception() {
+        (FailureReason::KeyDisabled, false)
+    } else if e.is_invalid_key_usage_exception() {
+        (FailureReason::UnsupportedAlgorithm, false)
+    } else if e.code() == Some("AccessDeniedException") {
+        // Not a modelled error of Sign: KMS's error code (not its message) says it.
+        (FailureReason::KeyAccessDenied, false)
+    } else {
+        // KeyUnavailable, DependencyTimeout, KMSInternal, throttling...: may pass.
+        (FailureReason::Signing, true)
+    }
+}
+
+fn classify_pkcs11(rv: cryptoki::error::RvError) -> (FailureReason, bool) {
+    use cryptoki::error::RvError as Rv;
+    match rv {
+        Rv::KeyHandleInvalid | Rv::ObjectHandleInvalid => (FailureReason::KeyNotFound, false),
+        Rv::KeyFunctionNotPermitted
+        | Rv::KeyTypeInconsistent
+        | Rv::KeySizeRange
+        | Rv::MechanismInvalid
+        | Rv::MechanismParamInvalid => (FailureReason::UnsupportedAlgorithm, false),
+        Rv::PinIncorrect | Rv::PinLocked | Rv::PinExpired => {
+            (FailureReason::KeyAccessDenied, false)
+        }
+        _ => (FailureReason::Signing, true),
     }
 }
 
 fn classify_sign(e: AcError) -> StepError {
     let msg = e.to_string();
     match e {
-        AcError::MalformedPe { .. } => StepError::permanent("not_pe", msg),
-        AcError::Truncated { .. } => StepError::permanent("truncated", msg),
-        AcError::CertTable(_) => StepError::permanent("malformed_pe", msg),
-        AcError::AlreadySigned => StepError::permanent("already_signed", msg),
-        AcError::Sign(_) => StepError::transient("signing", format!("signing failed: {msg}")),
-        AcError::Timestamp(_) => StepError::transient("timestamp", msg),
-        AcError::Io { .. } => StepError::transient("io", msg),
-        _ => StepError::permanent("signing", msg),
+        AcError::MalformedPe { .. } => StepError::input(FailureReason::NotPe, msg),
+        AcError::Truncated { .. } => StepError::input(FailureReason::Truncated, msg),
+        AcError::CertTable(_) => StepError::input(FailureReason::MalformedPe, msg),
+        AcError::AlreadySigned => StepError::permanent(FailureReason::AlreadySigned, msg),
+        AcError::Sign(se) => {
+            let (reason, transient) = classify_key_error(&se);
+            StepError::failed(reason, reason.message(), msg, transient)
+        }
+        AcError::Timestamp(_) => StepError::transient(FailureReason::Timestamp, msg),
+        AcError::Io { .. } => StepError::transient(FailureReason::Io, msg),
+        AcError::OutputCheck(_) => StepError::permanent(FailureReason::Verify, msg),
+        _ => StepError::permanent(FailureReason::Signing, msg),
     }
 }
 
@@ -85,7 +194,7 @@ pub enum Outcome {
     /// Signed and stored.
     Done,
     /// Failed with this reason.
-    Failed(String),
+    Failed(FailureReason),
     /// Put back (shutdown) or left for its lease to expire (transient failure, lease lost).
     Released,
 }
@@ -105,7 +214,7 @@ fn sha256_file(path: &Path) -> std::io::Result<[u8; 32]> {
 }
 
 async fn blocking<T: Send + 'static>(
-    reason: &'static str,
+    reason: FailureReason,
     f: impl FnOnce() -> Result<T, StepError> + Send + 'static,
 ) -> Result<T, StepError> {
     tokio::task::spawn_blocking(f)
@@ -116,6 +225,13 @@ async fn blocking<T: Send + 'static>(
 const STATUS_SIGNING: u8 = 0;
 const STATUS_VERIFYING: u8 = 1;
 
+/// The key gate of one claim: the signing thread moves it IDLE → IN_KEY_CALL → IDLE around
+/// the key call, and a release moves it to RELEASED. Both are compare-and-swap, so once the
+/// job is released no key call starts for it.
+const GATE_IDLE: u8 = 0;
+const GATE_IN_KEY_CALL: u8 = 1;
+const GATE_RELEASED: u8 = 2;
+
 /// One claim of one job.
 struct Claim {
     ctx: Arc<Ctx>,
@@ -123,12 +239,15 @@ struct Claim {
     token: String,
     status: Arc<AtomicU8>,
     lost: Arc<AtomicBool>,
+    gate: Arc<AtomicU8>,
 }
 
 impl Claim {
     fn check_lease(&self) -> Result<(), StepError> {
-        if self.lost.load(Ordering::SeqCst) {
-            Err(StepError::transient("lease_lost", "the lease was lost"))
+        if self.gate.load(Ordering::SeqCst) == GATE_RELEASED {
+            Err(StepError::Released)
+        } else if self.lost.load(Ordering::SeqCst) {
+            Err(StepError::LeaseLost)
         } else {
             Ok(())
         }
@@ -153,16 +272,16 @@ impl Claim {
             self.check_lease()?;
             match f().await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.transient && i + 1 < tries => {
-                    warn!(job_id = %self.job.job_id, reason = e.reason, error = %e.message, "transient failure, retrying");
-                    last = Some(e);
+                Err(StepError::Failed(e)) if e.transient && i + 1 < tries => {
+                    warn!(job_id = %self.job.job_id, reason = %e.reason, error = %e.detail, "transient failure, retrying");
+                    last = Some(StepError::Failed(e));
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| StepError::transient("retry", "no attempt made")))
+        Err(last.unwrap_or_else(|| StepError::transient(FailureReason::Io, "no attempt made")))
     }
 
     async fn advance(&self, status: JobStatus) -> Result<(), StepError> {
@@ -185,9 +304,9 @@ impl Claim {
             Ok(true) => Ok(()),
             Ok(false) => {
                 self.lost.store(true, Ordering::SeqCst);
-                Err(StepError::transient("lease_lost", "the lease was lost"))
+                Err(StepError::LeaseLost)
             }
-            Err(e) => Err(StepError::store("job_store", e)),
+            Err(e) => Err(StepError::store(FailureReason::JobStore, e)),
         }
     }
 
@@ -198,7 +317,7 @@ impl Claim {
         let tmp = tempfile::Builder::new()
             .prefix("codeseal-job-")
             .tempdir_in(&ctx.settings.work_dir)
-            .map_err(|e| StepError::transient("io", format!("temp dir: {e}")))?;
+            .map_err(|e| StepError::transient(FailureReason::Io, format!("temp dir: {e}")))?;
         let input = tmp.path().join("input");
         let output = tmp.path().join("signed");
 
@@ -210,15 +329,20 @@ impl Claim {
                     .download_upload(&job.upload_key, &input, max)
                     .await
                     .map_err(|e| match e {
-                        StoreError::NotFound(m) => StepError::permanent("upload_missing", m),
-                        StoreError::Invalid(m) => StepError::permanent("too_large", m),
-                        other => StepError::store("download", other),
+                        StoreError::NotFound(m) => {
+                            StepError::permanent(FailureReason::UploadMissing, m)
+                        }
+                        StoreError::Invalid { .. } => StepError::input(
+                            FailureReason::TooLarge,
+                            format!("the upload is larger than the limit of {max} bytes"),
+                        ),
+                        other => StepError::store(FailureReason::Download, other),
                     })
             })
             .await?;
         if got != job.size {
-            return Err(StepError::permanent(
-                "size_mismatch",
+            return Err(StepError::input(
+                FailureReason::SizeMismatch,
                 format!("the upload has {got} bytes, {} were declared", job.size),
             ));
         }
@@ -242,21 +366,57 @@ impl Claim {
         };
         let outcome = self
             .retry(|| {
-                let (ctx, input, output, opts) =
-                    (Arc::clone(ctx), input.clone(), output.clone(), opts.clone());
+                let (ctx, input, output, opts, gate, job_id) = (
+                    Arc::clone(ctx),
+                    input.clone(),
+                    output.clone(),
+                    opts.clone(),
+                    Arc::clone(&self.gate),
+                    job.job_id.clone(),
+                );
                 async move {
                     let _ = std::fs::remove_file(&output);
-                    blocking("signing", move || {
+                    blocking(FailureReason::Signing, move || {
                         let identity = &ctx.signer.identity;
                         let prepared = PreparedSigning::prepare(identity, &input, &output, &opts)
                             .map_err(classify_sign)?;
                         let (digest, alg) = prepared.digest_to_sign();
+                        let delay = ctx.settings.key_delay;
+                        if !delay.is_zero() {
+                            info!(job_id = %job_id, "key call delayed (test fault injection)");
+                            std::thread::sleep(delay);
+                        }
+                        // No key call for a job that was released meanwhile.
+                        if gate
+                            .compare_exchange(
+                                GATE_IDLE,
+                                GATE_IN_KEY_CALL,
+                                Ordering::SeqCst,
+                                Ordering::SeqCst,
+                            )
+                            .is_err()
+                        {
+                            info!(job_id = %job_id, "the job was released: the key is not called");
+                            return Err(StepError::Released);
+                        }
+                        debug!(job_id = %job_id, "calling the key");
                         let key: &dyn KeySigner = identity.key().as_ref();
                         let t = Instant::now();
-                        let sig = key
-                            .sign_digest_checked(alg, digest)
-                            .map_err(|e| classify_sign(AcError::Sign(e)))?;
+                        let sig = key.sign_digest_checked(alg, digest);
+                        let released = gate
+                            .compare_exchange(
+                                GATE_IN_KEY_CALL,
+                                GATE_IDLE,
+                                Ordering::SeqCst,
+                                Ordering::SeqCst,
+                            )
+                            .is_err();
+                        let sig = sig.map_err(|e| classify_sign(AcError::Sign(e)))?;
                         ctx.metrics.sign_duration.observe(t.elapsed().as_secs_f64());
+                        if released {
+                            // Released during the key call: write nothing more.
+                            return Err(StepError::Released);
+                        }
                         prepared.finish(identity, &sig).map_err(classify_sign)
                     })
                     .await
@@ -269,13 +429,13 @@ impl Claim {
         self.advance(JobStatus::Verifying).await?;
         let report = {
             let (out, trust) = (output.clone(), ctx.signer.trust.clone());
-            blocking("verify", move || {
+            blocking(FailureReason::Verify, move || {
                 let opts = VerifyOptions {
                     trust_anchors: trust,
                     ..VerifyOptions::default()
                 };
                 codeseal_authenticode::verify::verify_file_with(&out, &opts)
-                    .map_err(|e| StepError::permanent("verify", e.to_string()))
+                    .map_err(|e| StepError::permanent(FailureReason::Verify, e.to_string()))
             })
             .await?
         };
@@ -286,8 +446,9 @@ impl Claim {
                 .chain(report.signatures.iter().flat_map(|s| s.errors.iter()))
                 .map(ToString::to_string)
                 .collect();
-            return Err(StepError::permanent(
-                "verify",
+            // The verifier's findings are ours (codeseal's verifier), about the signed file.
+            return Err(StepError::input(
+                FailureReason::Verify,
                 format!("the signed file did not verify: {}", why.join("; ")),
             ));
         }
@@ -308,8 +469,8 @@ impl Claim {
         // 4. Store with the locally computed SHA-256 (the store checks it).
         let signed_sha = {
             let p = output.clone();
-            blocking("io", move || {
-                sha256_file(&p).map_err(|e| StepError::transient("io", e.to_string()))
+            blocking(FailureReason::Io, move || {
+                sha256_file(&p).map_err(|e| StepError::transient(FailureReason::Io, e.to_string()))
             })
             .await?
         };
@@ -319,7 +480,7 @@ impl Claim {
             ctx.objects
                 .put_result(&result_key, &output, &signed_sha)
                 .await
-                .map_err(|e| StepError::store("results_store", e))
+                .map_err(|e| StepError::store(FailureReason::ResultsStore, e))
         })
         .await?;
         self.pause().await;
@@ -383,7 +544,7 @@ async fn run_claim(
     };
     if job.attempts > ctx.settings.max_attempts {
         let f = Finish::Failed {
-            reason: "attempts".into(),
+            reason: FailureReason::Attempts,
             error: format!(
                 "gave up after {} attempts; last error: {}",
                 ctx.settings.max_attempts,
@@ -392,9 +553,9 @@ async fn run_claim(
                     .unwrap_or("none recorded (a worker stopped mid-job)")
             ),
         };
-        ctx.metrics.failed("attempts");
+        ctx.metrics.failed(FailureReason::Attempts);
         let _ = finish(f).await;
-        return Outcome::Failed("attempts".into());
+        return Outcome::Failed(FailureReason::Attempts);
     }
     info!(file = %job.file_name, size = job.size, "job claimed");
     let claim = Claim {
@@ -403,6 +564,7 @@ async fn run_claim(
         token: token.clone(),
         status: Arc::new(AtomicU8::new(STATUS_SIGNING)),
         lost: Arc::new(AtomicBool::new(false)),
+        gate: Arc::new(AtomicU8::new(GATE_IDLE)),
     };
     // Heartbeat: extend the lease while working.
     let hb_stop = CancellationToken::new();
@@ -438,6 +600,11 @@ async fn run_claim(
         r = claim.work() => Some(r),
         _ = shutdown.cancelled() => None,
     };
+    if result.is_none() {
+        // Close the key gate before the release is written: from here on no key call starts
+        // for this claim, and a signing thread still running stops at its next check.
+        claim.gate.store(GATE_RELEASED, Ordering::SeqCst);
+    }
     hb_stop.cancel();
     let _ = heartbeat.await;
     match result {
@@ -453,18 +620,16 @@ async fn run_claim(
             match finish(Finish::Done(result)).await {
                 Ok(true) => {
                     ctx.metrics.jobs_succeeded.inc();
-                    info!(
-                        target: "codeseal::audit",
-                        event = "authenticode_signature",
-                        job_id = %id,
-                        caller = %claim.job.caller,
-                        file_name = %claim.job.file_name,
-                        key = %ctx.signer.key_label,
-                        cert_sha256 = %ctx.signer.cert_sha256,
-                        file_sha256 = %audit.input_sha256,
-                        signed_sha256 = %audit.signed_sha256,
-                        authenticode_digest = %audit.authenticode_digest,
-                        "signed"
+                    audit::record(
+                        &ctx.signer,
+                        &audit::Record::Authenticode {
+                            job_id: &id,
+                            caller: &claim.job.caller,
+                            file_name: &claim.job.file_name,
+                            file_sha256: &audit.input_sha256,
+                            signed_sha256: &audit.signed_sha256,
+                            authenticode_digest: &audit.authenticode_digest,
+                        },
                     );
                     if let Err(e) = ctx.objects.delete_upload(&claim.job.upload_key).await {
                         warn!(error = %e, "the job is done but deleting the upload failed");
@@ -479,19 +644,25 @@ async fn run_claim(
                 }
             }
         }
-        Some(Err(e)) if e.reason == "lease_lost" => {
+        Some(Err(StepError::LeaseLost)) => {
             warn!("lease lost; another worker has the job");
             Outcome::Released
         }
-        Some(Err(e)) => {
-            warn!(reason = e.reason, error = %e.message, "job failed");
+        Some(Err(StepError::Released)) => {
+            // Only a release closes the gate, and a release ends the claim above.
+            let _ = finish(Finish::Release { error: None }).await;
+            info!("job released");
+            Outcome::Released
+        }
+        Some(Err(StepError::Failed(e))) => {
+            warn!(reason = %e.reason, error = %e.detail, "job failed");
             ctx.metrics.failed(e.reason);
             let _ = finish(Finish::Failed {
-                reason: e.reason.to_string(),
+                reason: e.reason,
                 error: e.message.clone(),
             })
             .await;
-            Outcome::Failed(e.reason.to_string())
+            Outcome::Failed(e.reason)
         }
     }
 }
@@ -515,19 +686,49 @@ pub async fn job_for_object(ctx: &Ctx, key: &str) -> Result<Option<String>, Stor
         }
         return Ok(Some(job.job_id));
     }
-    let id = hex::encode(&Sha256::digest(format!("object:{key}").as_bytes())[..16]);
+    let id = object_job_id(key);
     if ctx.jobs.get(&id).await?.is_some() {
+        return Ok(Some(id));
+    }
+    let now = now_ms();
+    let file_name = name.rsplit('/').next().unwrap_or(name);
+    // The same check as the API's: the name becomes the signature's program name.
+    if let Err(why) = check_file_name(file_name) {
+        let shown = sanitize_file_name(file_name);
+        warn!(key = ?key, job_id = %id, error = %why, "upload with an unacceptable file name");
+        // The size is informative only; a key the store refuses to look at has none.
+        let size = ctx
+            .objects
+            .upload_size(key)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let job = Job {
+            error: Some(FailureReason::BadFileName.message().to_string()),
+            error_reason: Some(FailureReason::BadFileName),
+            ..Job::new(
+                id.clone(),
+                JobStatus::Failed,
+                shown,
+                size,
+                "event".into(),
+                key.to_string(),
+                now,
+            )
+        };
+        if ctx.jobs.create(&job).await? {
+            ctx.metrics.failed(FailureReason::BadFileName);
+        }
         return Ok(Some(id));
     }
     let Some(size) = ctx.objects.upload_size(key).await? else {
         return Ok(None);
     };
-    let now = now_ms();
-    let file_name = name.rsplit('/').next().unwrap_or(name).to_string();
     let job = Job::new(
         id.clone(),
         JobStatus::Queued,
-        file_name,
+        file_name.to_string(),
         size,
         "event".into(),
         key.to_string(),
@@ -535,6 +736,73 @@ pub async fn job_for_object(ctx: &Ctx, key: &str) -> Result<Option<String>, Stor
     );
     ctx.jobs.create(&job).await?;
     Ok(Some(id))
+}
+
+/// The job id of an object that arrived without the API: derived from its key, so that a
+/// repeated event finds the same job.
+pub fn object_job_id(key: &str) -> String {
+    hex::encode(&Sha256::digest(format!("object:{key}").as_bytes())[..16])
+}
+
+/// Abandoned uploads expired per pass, at most.
+pub const EXPIRY_BATCH: usize = 100;
+
+/// One pass of the embedded store's upload expiry: jobs still `uploading` after the upload
+/// TTL are failed with `expired` and their parts deleted, at most `limit` of them. Returns
+/// how many were expired. Does nothing without the embedded store (S3 aborts abandoned
+/// multipart uploads with a lifecycle rule).
+pub async fn expire_uploads(ctx: &Ctx, now: u64, limit: usize) -> Result<usize, StoreError> {
+    let Some(local) = &ctx.local else {
+        return Ok(0);
+    };
+    let ttl = u64::try_from(ctx.settings.upload_ttl.as_millis()).unwrap_or(u64::MAX);
+    let stale = ctx
+        .jobs
+        .stale_uploads(now.saturating_sub(ttl), limit)
+        .await?;
+    let mut n = 0;
+    for job in stale {
+        let reason = FailureReason::Expired;
+        // Failed first (conditional on still uploading), then the parts go: a completion
+        // racing with the expiry finds either a live upload or a failed job.
+        if !ctx
+            .jobs
+            .fail_upload(&job.job_id, reason, reason.message(), now)
+            .await?
+        {
+            continue;
+        }
+        if let Some(m) = &job.multipart_id {
+            if let Err(e) = local.abort_multipart(m).await {
+                warn!(job_id = %job.job_id, error = %e, "deleting the parts of an expired upload failed");
+            }
+        }
+        ctx.metrics.failed(reason);
+        info!(job_id = %job.job_id, caller = %job.caller, "upload expired");
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Runs [`expire_uploads`] every half TTL (1 s to 5 min) until `shutdown`; only with the
+/// embedded store.
+pub async fn run_upload_expiry(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    if ctx.local.is_none() {
+        return;
+    }
+    let every =
+        (ctx.settings.upload_ttl / 2).clamp(Duration::from_secs(1), Duration::from_secs(300));
+    loop {
+        match expire_uploads(&ctx, now_ms(), EXPIRY_BATCH).await {
+            Ok(n) if n > 0 => info!(expired = n, "abandoned uploads expired"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "expiring abandoned uploads failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// In-process workers: `n` jobs at a time, woken by completed uploads and by polling (queued
@@ -617,4 +885,86 @@ pub async fn run_workers(ctx: Arc<Ctx>, n: usize, worker_id: String, shutdown: C
         }
     }
     info!("workers stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codeseal_signer::{DigestAlgorithm, KeyKind};
+
+    #[test]
+    fn key_errors_are_classified_by_type() {
+        let mismatch = SignError::KeyMismatch {
+            subject: "CN=x".into(),
+        };
+        assert_eq!(
+            classify_key_error(&mismatch),
+            (FailureReason::KeyMismatch, false)
+        );
+        let bad_sig = SignError::BadSignatureFromKey {
+            backend: "aws-kms".into(),
+        };
+        assert_eq!(
+            classify_key_error(&bad_sig),
+            (FailureReason::KeyMismatch, false)
+        );
+        let digest = SignError::DigestLength {
+            algorithm: DigestAlgorithm::Sha256,
+            expected: 32,
+            actual: 3,
+        };
+        assert_eq!(
+            classify_key_error(&digest),
+            (FailureReason::UnsupportedAlgorithm, false)
+        );
+        let unsupported = SignError::UnsupportedAlgorithm {
+            key: KeyKind::EcP256,
+            requested: KeyKind::EcP256.with_digest(DigestAlgorithm::Sha384),
+        };
+        assert_eq!(
+            classify_key_error(&unsupported),
+            (FailureReason::UnsupportedAlgorithm, false)
+        );
+        // A backend error is decided by its typed source, whatever its text says.
+        let pkcs11 = |rv| {
+            SignError::backend(
+                "pkcs11",
+                "the key was not found, disabled, denied (text that must not matter)",
+                Some(Box::new(cryptoki::error::Error::Pkcs11(
+                    rv,
+                    cryptoki::context::Function::Sign,
+                ))),
+            )
+        };
+        use cryptoki::error::RvError;
+        assert_eq!(
+            classify_key_error(&pkcs11(RvError::KeyHandleInvalid)),
+            (FailureReason::KeyNotFound, false)
+        );
+        assert_eq!(
+            classify_key_error(&pkcs11(RvError::MechanismInvalid)),
+            (FailureReason::UnsupportedAlgorithm, false)
+        );
+        assert_eq!(
+            classify_key_error(&pkcs11(RvError::PinLocked)),
+            (FailureReason::KeyAccessDenied, false)
+        );
+        assert_eq!(
+            classify_key_error(&pkcs11(RvError::DeviceError)),
+            (FailureReason::Signing, true)
+        );
+        // No typed cause: may pass (the text is not read).
+        let opaque = SignError::backend("aws-kms", "key not found; disabled; denied", None);
+        assert_eq!(classify_key_error(&opaque), (FailureReason::Signing, true));
+        // A job's sign step maps these into permanent or transient step failures.
+        match classify_sign(AcError::Sign(SignError::KeyMismatch {
+            subject: "CN=x".into(),
+        })) {
+            StepError::Failed(f) => {
+                assert_eq!((f.reason, f.transient), (FailureReason::KeyMismatch, false));
+                assert_eq!(f.message, FailureReason::KeyMismatch.message());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

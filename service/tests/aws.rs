@@ -190,10 +190,12 @@ fn moto_faults_leave_the_upload_and_no_result() {
     let job = client.wait(&id, Duration::from_secs(180));
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error_reason"], "signing", "{job}");
-    assert!(
-        job["error"].as_str().expect("error").contains("sign"),
+    // Our message only: no SDK text, no endpoint.
+    assert_eq!(
+        job["error"], "signing failed: the signing key could not be used; try again later",
         "{job}"
     );
+    assert!(!job.to_string().contains(&authority), "{job}");
     assert_eq!(
         s.moto.list(&s.uploads, &format!("uploads/{id}/")).len(),
         1,
@@ -215,19 +217,78 @@ fn moto_faults_leave_the_upload_and_no_result() {
     let job = client.wait(&id, Duration::from_secs(120));
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error_reason"], "results_store", "{job}");
-    assert!(
-        job["error"]
-            .as_str()
-            .expect("error")
-            .contains("NoSuchBucket"),
-        "{job}"
-    );
+    // The S3 error reaches the log, not the client.
+    assert_eq!(job["error"], "the signed file could not be stored", "{job}");
+    let text = job.to_string();
+    for sdk in ["NoSuchBucket", "service error", &missing] {
+        assert!(!text.contains(sdk), "{sdk} in {text}");
+    }
+    assert!(svc.log_text().contains("NoSuchBucket"));
     assert_eq!(
         s.moto.list(&s.uploads, &format!("uploads/{id}/")).len(),
         1,
         "upload kept"
     );
     assert!(s.moto.list(&s.results, &format!("signed/{id}/")).is_empty());
+    // An API call S3 refuses (a part list naming parts never sent): our code and message.
+    let (st, v) = client.api(
+        "POST",
+        "/uploads",
+        Some(serde_json::json!({"file_name": "c.exe", "size": 10})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = client.api(
+        "POST",
+        &format!("/uploads/{}/complete", v["job_id"].as_str().expect("id")),
+        Some(serde_json::json!({"parts": [{"part_number": 1, "etag": "\"0123\""}]})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["code"], "bad_request", "{v}");
+    assert_eq!(
+        v["error"]["message"],
+        "the part list does not match the uploaded parts (part numbers and ETags)",
+        "{v}"
+    );
+    assert!(!v.to_string().contains("InvalidPart"), "{v}");
+    drop(svc);
+
+    // 3. The key is gone (KMS answers NotFoundException): a permanent failure, not retried.
+    let kms = Moto::start("faults-kms-gone");
+    let gone_alias = unique("gone");
+    let gone_chain = kms.kms_key_with_cert(&gone_alias, s.dir.path());
+    let authority = kms.endpoint().trim_start_matches("http://").to_string();
+    let uri = format!("awskms://{authority}/alias/{gone_alias}");
+    let mut args = s.args("serve", &uri, &s.results, &[]);
+    let pos = args.iter().position(|a| a == "--cert").expect("--cert") + 1;
+    args[pos] = gone_chain.display().to_string();
+    let svc = s.start("kms-gone.log", args, true);
+    // moto's reset forgets every key of that server.
+    let reset = ureq::post(&format!("{}/moto-api/reset", kms.endpoint()))
+        .send_empty()
+        .expect("moto reset");
+    assert_eq!(reset.status().as_u16(), 200);
+    let client = Client::new(&svc.base(), API_KEY);
+    let t0 = Instant::now();
+    let id = client.upload("app.exe", &input);
+    let job = client.wait(&id, Duration::from_secs(120));
+    assert_eq!(job["status"], "failed", "{job}\n{}", svc.log_text());
+    assert_eq!(job["error_reason"], "key_not_found", "{job}");
+    assert_eq!(
+        job["error"], "signing failed: the service's signing key was not found",
+        "{job}"
+    );
+    assert_eq!(job["attempts"], 1, "{job}");
+    let log = svc.log_text();
+    assert!(!log.contains("transient failure, retrying"), "{log}");
+    assert!(
+        log.contains("NotFoundException"),
+        "the detail is logged: {log}"
+    );
+    println!(
+        "permanent key failure reported in {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
+    kms.stop();
 }
 
 #[test]

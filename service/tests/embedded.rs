@@ -185,11 +185,7 @@ fn api_keys_and_input_validation() {
     assert!(!std::fs::read_to_string(&keys)
         .expect("keys")
         .contains("secret"));
-    let svc = start(&[
-        "--api-keys",
-        keys.to_str().expect("utf8"),
-        "--disable-sign-route",
-    ]);
+    let svc = start(&["--api-keys", keys.to_str().expect("utf8")]);
     let alice = Client::new(&svc.proc.base(), "alice-secret");
     let bob = Client::new(&svc.proc.base(), "bob-secret");
 
@@ -267,7 +263,7 @@ fn api_keys_and_input_validation() {
         .as_u16();
     assert_eq!(st, 400);
 
-    // The /sign route can be disabled.
+    // The /sign route is off by default.
     let (st, v) = alice.api("POST", "/sign", Some(json!({"message": "aGVsbG8="})));
     assert_eq!((st, v["error"]["code"].as_str()), (404, Some("disabled")));
 }
@@ -275,7 +271,7 @@ fn api_keys_and_input_validation() {
 #[test]
 fn sign_route_signs_digests_and_messages() {
     use der::{DecodePem, Encode};
-    let svc = start(&[]);
+    let svc = start(&["--enable-sign-route"]);
     let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
     let b64 = base64::engine::general_purpose::STANDARD;
     let leaf_pem = std::fs::read(test_env().join("pki/leaf-p256.pem")).expect("leaf");
@@ -313,12 +309,108 @@ fn sign_route_signs_digests_and_messages() {
         let (st, v) = client.api("POST", "/sign", Some(bad.clone()));
         assert_eq!(st, 400, "{bad}: {v}");
     }
-    // An audit record per signature, with the caller, key and certificate.
+    // An audit record per call (2 signed, 5 refused), with the caller, key and certificate.
     let log = svc.proc.log_text();
-    assert!(
-        log.contains("codeseal::audit") && log.contains("raw_signature"),
+    let audit: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("codeseal::audit") && l.contains("raw_signature"))
+        .collect();
+    assert_eq!(audit.len(), 7, "{log}");
+    let hex_digest = hex::encode(digest);
+    let signed: Vec<&&str> = audit
+        .iter()
+        .filter(|l| l.contains("result=signed"))
+        .collect();
+    assert_eq!(signed.len(), 2, "{log}");
+    for l in signed {
+        assert!(l.contains("caller=local") && l.contains(&hex_digest), "{l}");
+        assert!(l.contains("leaf-p256.key"), "the key label: {l}");
+    }
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|l| l.contains("result=bad_request"))
+            .count(),
+        5,
         "{log}"
     );
+}
+
+#[test]
+fn sign_route_is_off_by_default_and_admin_only_when_on() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let keys = dir.path().join("keys");
+    std::fs::write(
+        &keys,
+        format!(
+            "{}\n{} admin\n",
+            codeseal_service::auth::hash_line("ci", "ci-secret"),
+            codeseal_service::auth::hash_line("ops", "ops-secret")
+        ),
+    )
+    .expect("write");
+    let keys = keys.to_str().expect("utf8");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(b"release manifest");
+    let body = json!({"digest": b64.encode(digest)});
+
+    // Default: off, for admin keys too, and nothing is signed or audited.
+    let off = start(&["--api-keys", keys]);
+    for key in ["ops-secret", "ci-secret"] {
+        let (st, v) = Client::new(&off.proc.base(), key).api("POST", "/sign", Some(body.clone()));
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (404, Some("disabled")),
+            "{v}"
+        );
+    }
+    assert!(!off.proc.log_text().contains("codeseal::audit"));
+
+    // On: admin keys only; every call leaves one audit record naming the key, not its secret.
+    let on = start(&["--api-keys", keys, "--enable-sign-route"]);
+    let ci = Client::new(&on.proc.base(), "ci-secret");
+    let ops = Client::new(&on.proc.base(), "ops-secret");
+    let (st, v) = ci.api("POST", "/sign", Some(body.clone()));
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{v}"
+    );
+    assert!(v.get("signature").is_none());
+    let (st, v) = ops.api("POST", "/sign", Some(body.clone()));
+    assert_eq!(st, 200, "{v}");
+    let leaf_pem = std::fs::read(test_env().join("pki/leaf-p256.pem")).expect("leaf");
+    let leaf = <x509_cert::Certificate as der::DecodePem>::from_pem(&leaf_pem).expect("cert");
+    codeseal_signer::verify_prehash(
+        &leaf.tbs_certificate.subject_public_key_info,
+        codeseal_signer::DigestAlgorithm::Sha256,
+        &digest,
+        &b64.decode(v["signature"].as_str().expect("sig"))
+            .expect("b64"),
+    )
+    .expect("the signature verifies");
+    let log = on.proc.log_text();
+    let audit: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("codeseal::audit"))
+        .collect();
+    assert_eq!(audit.len(), 2, "{log}");
+    assert!(
+        audit[0].contains("caller=ci") && audit[0].contains("result=forbidden"),
+        "{}",
+        audit[0]
+    );
+    let hex_digest = hex::encode(digest);
+    assert!(
+        audit[1].contains("caller=ops")
+            && audit[1].contains("result=signed")
+            && audit[1].contains(&format!("digest={hex_digest}"))
+            && audit[1].contains("leaf-p256.key")
+            && audit[1].contains("event=\"raw_signature\""),
+        "{}",
+        audit[1]
+    );
+    assert!(!log.contains("ops-secret") && !log.contains("ci-secret"));
 }
 
 #[test]
@@ -375,6 +467,236 @@ fn graceful_shutdown_releases_in_flight_jobs() {
     let job = client.wait(&id, Duration::from_secs(60));
     assert_eq!(job["status"], "done", "{job}");
     assert_eq!(job["attempts"], 2);
+}
+
+#[test]
+fn released_job_does_not_call_the_key_after_shutdown() {
+    // The signing thread waits 3 s right before the key call; SIGTERM arrives meanwhile with
+    // no grace: the job is released, and the key must not be called for it afterwards.
+    let mut svc = start(&["--key-delay-ms", "3000", "--shutdown-grace", "0"]);
+    let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+    let input = std::fs::read(test_env().join("fixtures/pe64.exe")).expect("fixture");
+    let id = client.upload("app.exe", &input);
+    let t0 = std::time::Instant::now();
+    while !svc.proc.log_text().contains("key call delayed") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "never reached the key call: {}",
+            svc.proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = svc
+        .proc
+        .terminate(Duration::from_secs(30))
+        .expect("exited after SIGTERM");
+    assert!(st.success(), "exit status {st}: {}", svc.proc.log_text());
+    let log = svc.proc.log_text();
+    assert!(log.contains("job released (shutdown)"), "{log}");
+    assert!(
+        log.contains("the job was released: the key is not called"),
+        "{log}"
+    );
+    assert!(!log.contains("calling the key"), "{log}");
+    assert!(!log.contains("codeseal::audit"), "{log}");
+    // Restarted on the same data (no delay), the job is signed once, by the new process.
+    let data = svc.data.display().to_string();
+    let pki = test_env().join("pki");
+    let args: Vec<String> = vec![
+        "serve".into(),
+        "--embedded".into(),
+        "--data-dir".into(),
+        data,
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--poll-interval-ms".into(),
+        "200".into(),
+        "--part-size".into(),
+        "4096".into(),
+        "--key".into(),
+        format!("file:{}", pki.join("leaf-p256.key").display()),
+        "--cert".into(),
+        pki.join("leaf-p256-chain.pem").display().to_string(),
+        "--trust".into(),
+        pki.join("root.pem").display().to_string(),
+    ];
+    let log2 = svc.proc.log.with_file_name("service2.log");
+    let p2 = Proc::start(service_bin(), &args, &log2, true);
+    let client = Client::new(&p2.base(), &api_key(&svc.data));
+    let job = client.wait(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!(job["attempts"], 2);
+    // The marker the first process must not have written is written for a real key call.
+    assert!(
+        p2.log_text().contains("calling the key"),
+        "{}",
+        p2.log_text()
+    );
+}
+
+#[test]
+fn dropped_uploads_with_control_or_bidi_names_fail_with_bad_file_name() {
+    let svc = start(&[]);
+    let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+    let input = std::fs::read(test_env().join("fixtures/pe32.exe")).expect("fixture");
+    let names = ["tool\u{1b}[2Kname.exe", "invoice\u{202e}exe.scr"];
+    let mut ids = vec![];
+    for (i, name) in names.iter().enumerate() {
+        let dir = svc.data.join(format!("objects/uploads/dropped{i}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join(name), &input).expect("write");
+        ids.push(codeseal_service::worker::object_job_id(&format!(
+            "uploads/dropped{i}/{name}"
+        )));
+    }
+    for (id, name) in ids.iter().zip(names) {
+        let t0 = std::time::Instant::now();
+        let job = loop {
+            let (st, v) = client.api("GET", &format!("/jobs/{id}"), None);
+            if st == 200 && (v["status"] == "failed" || v["status"] == "done") {
+                break v;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "no job for {name:?}: {st} {v}\n{}",
+                svc.proc.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(job["status"], "failed", "{job}");
+        assert_eq!(job["error_reason"], "bad_file_name", "{job}");
+        let shown = job["file_name"].as_str().expect("file_name");
+        assert!(
+            !shown.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{shown:?}"
+        );
+        assert_eq!(job["attempts"], 0, "never claimed: {job}");
+    }
+    // Nothing was signed; the uploads are kept.
+    assert!(walk(&svc.data.join("objects/signed")).is_empty());
+    for (i, name) in names.iter().enumerate() {
+        assert!(svc
+            .data
+            .join(format!("objects/uploads/dropped{i}"))
+            .join(name)
+            .is_file());
+    }
+    let (_, m) = client.api("GET", "/metrics", None);
+    assert!(
+        m.as_str()
+            .expect("text")
+            .contains("codeseal_jobs_failed_total{reason=\"bad_file_name\"} 2"),
+        "{m}"
+    );
+}
+
+#[test]
+fn store_faults_show_clients_only_our_codes_and_messages() {
+    let svc = start(&[]);
+    let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+    let data_dir = svc.data.display().to_string();
+    // 1. The results store is missing: the job fails with our reason and message only.
+    std::fs::remove_dir_all(svc.data.join("objects/signed")).expect("rm signed");
+    let input = std::fs::read(test_env().join("fixtures/pe32.exe")).expect("fixture");
+    let id = client.upload("app.exe", &input);
+    let job = client.wait(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_reason"], "results_store", "{job}");
+    assert_eq!(job["error"], "the signed file could not be stored", "{job}");
+    let text = job.to_string();
+    assert!(
+        !text.contains(&data_dir) && !text.contains("does not exist"),
+        "{text}"
+    );
+    // The detail is in the log, for the operator.
+    assert!(svc.proc.log_text().contains("does not exist"));
+
+    // 2. The multipart area is broken: the API answers with our code and message.
+    std::fs::remove_dir_all(svc.data.join("multipart")).expect("rm multipart");
+    std::fs::write(svc.data.join("multipart"), b"not a directory").expect("write");
+    let (st, v) = client.api(
+        "POST",
+        "/uploads",
+        Some(json!({"file_name": "b.exe", "size": 10})),
+    );
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(v["error"]["code"], "store_unavailable", "{v}");
+    assert_eq!(
+        v["error"]["message"], "the storage backend failed; try again",
+        "{v}"
+    );
+    let text = v.to_string();
+    assert!(
+        !text.contains(&data_dir) && !text.contains("os error") && !text.contains("multipart"),
+        "{text}"
+    );
+}
+
+#[test]
+fn abandoned_uploads_expire_after_the_upload_ttl() {
+    let svc = start(&["--upload-ttl-seconds", "2"]);
+    let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+    // Started, one of two parts sent, never completed.
+    let (st, v) = client.api(
+        "POST",
+        "/uploads",
+        Some(json!({"file_name": "gone.exe", "size": 5000})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let id = v["job_id"].as_str().expect("id").to_string();
+    let upload_id = v["upload_id"].as_str().expect("upload id").to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let put = |n: usize, body: &[u8]| {
+        agent
+            .put(v["parts"][n]["url"].as_str().expect("url"))
+            .send(body)
+            .expect("put")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(put(0, &[7u8; 4096]), 200);
+    let parts_dir = svc.data.join("multipart").join(&upload_id);
+    assert!(parts_dir.join("1.part").is_file());
+    let t0 = std::time::Instant::now();
+    let job = loop {
+        let (_, j) = client.api("GET", &format!("/jobs/{id}"), None);
+        if j["status"] != "uploading" {
+            break j;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "not expired: {j}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let waited = t0.elapsed();
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_reason"], "expired", "{job}");
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "expired early: {waited:?}"
+    );
+    assert!(!parts_dir.exists(), "the parts are deleted");
+    // The rest of the upload goes nowhere, and completing it changes nothing.
+    assert_eq!(put(1, &[7u8; 904]), 404);
+    let (st, c) = client.api(
+        "POST",
+        &format!("/uploads/{id}/complete"),
+        Some(json!({"parts": []})),
+    );
+    assert_eq!((st, c["status"].as_str()), (202, Some("failed")), "{c}");
+    // An upload completed in time is not touched.
+    let pe = std::fs::read(test_env().join("fixtures/pe32.dll")).expect("fixture");
+    let ok = client.upload("kept.dll", &pe);
+    let done = client.wait(&ok, Duration::from_secs(60));
+    assert_eq!(done["status"], "done", "{done}");
+    let (_, m) = client.api("GET", "/metrics", None);
+    assert!(
+        m.as_str()
+            .expect("text")
+            .contains("codeseal_jobs_failed_total{reason=\"expired\"} 1"),
+        "{m}"
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::{
 };
 
 use super::{JobStore, StoreError};
-use crate::job::{Finish, Job, JobResult, JobStatus};
+use crate::job::{FailureReason, Finish, Job, JobResult, JobStatus};
 
 /// A DynamoDB-backed [`JobStore`].
 #[derive(Clone, Debug)]
@@ -55,7 +55,7 @@ fn to_item(j: &Job) -> Result<Item, StoreError> {
         m.insert("error".into(), s(v));
     }
     if let Some(v) = &j.error_reason {
-        m.insert("error_reason".into(), s(v));
+        m.insert("error_reason".into(), s(v.as_str()));
     }
     if let Some(r) = &j.result {
         m.insert("result".into(), s(&result_json(r)?));
@@ -99,7 +99,7 @@ fn from_item(m: &Item) -> Result<Job, StoreError> {
         lease_until_ms: get_n("lease_until_ms").unwrap_or(0),
         attempts: u32::try_from(get_n("attempts").unwrap_or(0)).unwrap_or(u32::MAX),
         error: get_s("error"),
-        error_reason: get_s("error_reason"),
+        error_reason: get_s("error_reason").as_deref().map(FailureReason::parse),
         result,
     })
 }
@@ -320,33 +320,46 @@ impl JobStore for DynamoJobs {
             (":zero", n(0)),
         ];
         let common = "lease_until_ms = :zero, updated_ms = :now";
-        let update = match finish {
+        // (update expression, uses #r, uses #e)
+        let (update, with_result, with_error) = match finish {
             Finish::Done(r) => {
                 values.push((":st", s("done")));
                 values.push((":r", s(&result_json(r)?)));
-                format!("SET #s = :st, #r = :r, {common} REMOVE #o, #e, error_reason")
+                (
+                    format!("SET #s = :st, #r = :r, {common} REMOVE #o, #e, error_reason"),
+                    true,
+                    true,
+                )
             }
             Finish::Failed { reason, error } => {
                 values.push((":st", s("failed")));
                 values.push((":e", s(error)));
-                values.push((":reason", s(reason)));
-                format!("SET #s = :st, #e = :e, error_reason = :reason, {common} REMOVE #o")
+                values.push((":reason", s(reason.as_str())));
+                (
+                    format!("SET #s = :st, #e = :e, error_reason = :reason, {common} REMOVE #o"),
+                    false,
+                    true,
+                )
             }
             Finish::Release { error: Some(e) } => {
                 values.push((":st", s("queued")));
                 values.push((":e", s(e)));
-                format!("SET #s = :st, #e = :e, {common} REMOVE #o")
+                (
+                    format!("SET #s = :st, #e = :e, {common} REMOVE #o"),
+                    false,
+                    true,
+                )
             }
             Finish::Release { error: None } => {
                 values.push((":st", s("queued")));
-                format!("SET #s = :st, {common} REMOVE #o")
+                (format!("SET #s = :st, {common} REMOVE #o"), false, false)
             }
         };
         let mut names = vec![("#s", "status"), ("#o", "owner")];
-        if update.contains("#r") {
+        if with_result {
             names.push(("#r", "result"));
         }
-        if update.contains("#e") {
+        if with_error {
             names.push(("#e", "error"));
         }
         Ok(self

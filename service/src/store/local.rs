@@ -59,7 +59,7 @@ fn check_key(key: &str) -> Result<(), StoreError> {
     if ok {
         Ok(())
     } else {
-        Err(StoreError::Invalid(format!("invalid object key {key:?}")))
+        Err(StoreError::invalid(format!("invalid object key {key:?}")))
     }
 }
 
@@ -67,7 +67,7 @@ fn check_upload_id(id: &str) -> Result<(), StoreError> {
     if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
     } else {
-        Err(StoreError::Invalid("invalid upload id".into()))
+        Err(StoreError::invalid("invalid upload id"))
     }
 }
 
@@ -119,10 +119,10 @@ impl LocalStore {
         let want = self.mac(parts);
         let same: bool = subtle::ConstantTimeEq::ct_eq(want.as_bytes(), sig.as_bytes()).into();
         if !same {
-            return Err(StoreError::Invalid("bad signature on presigned URL".into()));
+            return Err(StoreError::invalid("bad signature on presigned URL"));
         }
         if expires < now_ms() / 1000 {
-            return Err(StoreError::Invalid("presigned URL expired".into()));
+            return Err(StoreError::invalid("presigned URL expired"));
         }
         Ok(())
     }
@@ -149,7 +149,7 @@ impl LocalStore {
     {
         check_upload_id(upload_id)?;
         if part == 0 || part > MAX_PARTS {
-            return Err(StoreError::Invalid(format!(
+            return Err(StoreError::invalid(format!(
                 "part number {part} out of range"
             )));
         }
@@ -170,11 +170,12 @@ impl LocalStore {
         let mut n = 0u64;
         let res: Result<(), StoreError> = async {
             while let Some(chunk) = body.next().await {
-                let chunk =
-                    chunk.map_err(|e| StoreError::Invalid(format!("reading the part: {e}")))?;
+                let chunk = chunk.map_err(|e| {
+                    StoreError::invalid_with("reading the part failed", e.to_string())
+                })?;
                 n += chunk.len() as u64;
                 if n > self.max_part {
-                    return Err(StoreError::Invalid(format!(
+                    return Err(StoreError::invalid(format!(
                         "part larger than the part size ({} bytes)",
                         self.max_part
                     )));
@@ -200,6 +201,16 @@ impl LocalStore {
         Ok(etag)
     }
 
+    /// Deletes the parts of the multipart upload `upload_id` (an abandoned upload); a
+    /// missing upload is not an error.
+    pub async fn abort_multipart(&self, upload_id: &str) -> Result<(), StoreError> {
+        check_upload_id(upload_id)?;
+        match tokio::fs::remove_dir_all(self.root.join("multipart").join(upload_id)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("multipart", e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Handles a presigned result GET: checks the signature and expiry; returns the file.
     pub fn open_result(
         &self,
@@ -210,7 +221,7 @@ impl LocalStore {
     ) -> Result<PathBuf, StoreError> {
         self.check_sig(&["GET", key, name, &expires.to_string()], expires, sig)?;
         if !key.starts_with("signed/") {
-            return Err(StoreError::Invalid("not a result".into()));
+            return Err(StoreError::invalid("not a result"));
         }
         let p = self.object_path(key)?;
         if p.is_file() {
@@ -340,23 +351,21 @@ impl ObjectStore for LocalStore {
             .await
             .map_err(|e| io(&format!("upload {upload_id}"), e))?;
         if stored_key != key {
-            return Err(StoreError::Invalid(
-                "upload id belongs to another key".into(),
-            ));
+            return Err(StoreError::invalid("upload id belongs to another key"));
         }
         for (i, p) in parts.iter().enumerate() {
             if p.part_number as usize != i + 1 {
-                return Err(StoreError::Invalid(
-                    "parts must be listed in order, numbered from 1 without gaps".into(),
+                return Err(StoreError::invalid(
+                    "parts must be listed in order, numbered from 1 without gaps",
                 ));
             }
             let etag = tokio::fs::read_to_string(dir.join(format!("{}.etag", p.part_number)))
                 .await
                 .map_err(|_| {
-                    StoreError::Invalid(format!("part {} was not uploaded", p.part_number))
+                    StoreError::invalid(format!("part {} was not uploaded", p.part_number))
                 })?;
             if etag.trim_matches('"') != p.etag.trim_matches('"') {
-                return Err(StoreError::Invalid(format!(
+                return Err(StoreError::invalid(format!(
                     "ETag of part {} does not match",
                     p.part_number
                 )));
@@ -409,7 +418,7 @@ impl ObjectStore for LocalStore {
             .map_err(|e| io(key, e))?
             .len();
         if len > max {
-            return Err(StoreError::Invalid(format!(
+            return Err(StoreError::invalid(format!(
                 "the upload is {len} bytes, more than the limit {max}"
             )));
         }
@@ -448,8 +457,8 @@ impl ObjectStore for LocalStore {
         let written = copy_atomic(src, &tmp, &side_tmp).await?;
         if &written != sha256 {
             let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(StoreError::Invalid(
-                "checksum mismatch: the stored bytes are not the signed file".into(),
+            return Err(StoreError::invalid(
+                "checksum mismatch: the stored bytes are not the signed file",
             ));
         }
         let b64 = base64::engine::general_purpose::STANDARD.encode(written);

@@ -4,7 +4,7 @@ use std::{path::Path, time::Duration};
 
 use async_trait::async_trait;
 
-use crate::job::{Finish, Job, JobStatus};
+use crate::job::{FailureReason, Finish, Job, JobStatus};
 
 #[cfg(feature = "aws")]
 pub mod dynamo;
@@ -14,20 +14,54 @@ pub mod redb_jobs;
 pub mod s3;
 
 /// A store operation failed.
+///
+/// Only [`Invalid`](Self::Invalid)'s `message` is meant for clients (it is written by this
+/// crate, never copied from a backend). Every other text here, and `Invalid`'s `detail`, may
+/// carry backend or SDK text: it is logged, never sent to clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The object or job does not exist.
+    /// The object or job does not exist (the text is a detail for the logs).
     #[error("not found: {0}")]
     NotFound(String),
     /// A conditional write lost (someone else changed the item first).
     #[error("conflict: {0}")]
     Conflict(String),
     /// The request was refused (bad part list, ETag mismatch, size over the limit...).
-    #[error("{0}")]
-    Invalid(String),
+    #[error("{message}{}", detail_suffix(detail))]
+    Invalid {
+        /// What to tell the client, in our words.
+        message: String,
+        /// The backend's text, for the logs.
+        detail: Option<String>,
+    },
     /// The backend failed (network, 5xx, missing bucket...). May be retried.
     #[error("{0}")]
     Backend(String),
+}
+
+fn detail_suffix(detail: &Option<String>) -> String {
+    detail
+        .as_deref()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default()
+}
+
+impl StoreError {
+    /// A refusal whose text is ours and may be shown to clients.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid {
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// A refusal with our text for clients and the backend's text for the logs.
+    pub fn invalid_with(message: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::Invalid {
+            message: message.into(),
+            detail: Some(detail.into()),
+        }
+    }
 }
 
 /// A part the client uploaded.
@@ -139,6 +173,25 @@ pub trait JobStore: Send + Sync {
     /// Ids of jobs claimable at `now_ms` (queued, or leased with an expired lease), at most
     /// `limit`.
     async fn claimable(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Jobs still `uploading` that were created before `before_ms`, at most `limit` (the
+    /// embedded store's expiry of abandoned uploads). Stores whose abandoned multipart
+    /// uploads are cleaned up by other means (an S3 lifecycle rule) return none.
+    async fn stale_uploads(&self, before_ms: u64, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let _ = (before_ms, limit);
+        Ok(Vec::new())
+    }
+    /// `uploading` → `failed` with `reason` and `error`; `false` when the job is no longer
+    /// uploading (nothing written).
+    async fn fail_upload(
+        &self,
+        id: &str,
+        reason: FailureReason,
+        error: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let _ = (id, reason, error, now_ms);
+        Ok(false)
+    }
     /// A short description for logs.
     fn describe(&self) -> String;
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
 
 use super::{JobStore, StoreError};
-use crate::job::{Finish, Job, JobStatus};
+use crate::job::{FailureReason, Finish, Job, JobStatus};
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 
@@ -243,6 +243,53 @@ impl JobStore for RedbJobs {
         .await
     }
 
+    async fn stale_uploads(&self, before_ms: u64, limit: usize) -> Result<Vec<Job>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(JOBS).map_err(backend)?;
+            let mut out = Vec::new();
+            for row in table.iter().map_err(backend)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (_, v) = row.map_err(backend)?;
+                let job = decode(v.value())?;
+                if job.status == JobStatus::Uploading && job.created_ms < before_ms {
+                    out.push(job);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn fail_upload(
+        &self,
+        id: &str,
+        reason: FailureReason,
+        error: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let error = error.to_string();
+        let r = self
+            .modify(id, move |job| {
+                if job.status != JobStatus::Uploading {
+                    return Ok(None);
+                }
+                job.status = JobStatus::Failed;
+                job.error = Some(error);
+                job.error_reason = Some(reason);
+                job.updated_ms = now_ms;
+                Ok(Some(()))
+            })
+            .await;
+        match r {
+            Ok(r) => Ok(r.is_some()),
+            Err(StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     fn describe(&self) -> String {
         format!("redb:{}", self.path)
     }
@@ -269,5 +316,66 @@ pub(crate) fn apply_finish(job: &mut Job, finish: Finish, now_ms: u64) {
             job.status = JobStatus::Queued;
             job.error = error;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, status: JobStatus, created_ms: u64) -> Job {
+        Job::new(
+            id.into(),
+            status,
+            "a.exe".into(),
+            1,
+            "t".into(),
+            format!("uploads/{id}/a.exe"),
+            created_ms,
+        )
+    }
+
+    #[tokio::test]
+    async fn stale_uploads_are_bounded_and_only_uploading() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = RedbJobs::open(&dir.path().join("j.redb")).unwrap();
+        for i in 0..5 {
+            t.create(&job(&format!("old{i}"), JobStatus::Uploading, 10))
+                .await
+                .unwrap();
+        }
+        t.create(&job("new", JobStatus::Uploading, 1000))
+            .await
+            .unwrap();
+        t.create(&job("queued", JobStatus::Queued, 10))
+            .await
+            .unwrap();
+        assert_eq!(t.stale_uploads(500, 2).await.unwrap().len(), 2);
+        let all = t.stale_uploads(500, 100).await.unwrap();
+        assert_eq!(all.len(), 5);
+        assert!(all.iter().all(|j| j.job_id.starts_with("old")));
+        assert!(t
+            .fail_upload("old0", FailureReason::Expired, "expired", 600)
+            .await
+            .unwrap());
+        // Only once, and never for a job past uploading or a missing one.
+        assert!(!t
+            .fail_upload("old0", FailureReason::Expired, "expired", 600)
+            .await
+            .unwrap());
+        assert!(!t
+            .fail_upload("queued", FailureReason::Expired, "expired", 600)
+            .await
+            .unwrap());
+        assert!(!t
+            .fail_upload("missing", FailureReason::Expired, "expired", 600)
+            .await
+            .unwrap());
+        let j = t.get("old0").await.unwrap().unwrap();
+        assert_eq!(
+            (j.status, j.error_reason),
+            (JobStatus::Failed, Some(FailureReason::Expired))
+        );
+        assert_eq!(t.stale_uploads(500, 100).await.unwrap().len(), 4);
     }
 }

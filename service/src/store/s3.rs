@@ -26,13 +26,20 @@ fn backend<E>(what: &str, e: aws_sdk_s3::error::SdkError<E>) -> StoreError
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
+    // S3's error codes (machine-readable, documented), not its message text, decide.
     let code = e.code().unwrap_or_default().to_string();
     let text = format!("{what}: {}", DisplayErrorContext(&e));
     match code.as_str() {
         "NoSuchKey" | "NotFound" | "NoSuchUpload" => StoreError::NotFound(text),
-        "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "BadDigest" => {
-            StoreError::Invalid(text)
-        }
+        "InvalidPart" | "InvalidPartOrder" => StoreError::invalid_with(
+            "the part list does not match the uploaded parts (part numbers and ETags)",
+            text,
+        ),
+        "EntityTooSmall" => StoreError::invalid_with(
+            "a part other than the last is smaller than the minimum part size",
+            text,
+        ),
+        "BadDigest" => StoreError::invalid_with("the data does not match its checksum", text),
         _ => StoreError::Backend(text),
     }
 }
@@ -58,7 +65,8 @@ impl S3Store {
 }
 
 fn presigning(ttl: Duration) -> Result<PresigningConfig, StoreError> {
-    PresigningConfig::expires_in(ttl).map_err(|e| StoreError::Invalid(e.to_string()))
+    PresigningConfig::expires_in(ttl)
+        .map_err(|e| StoreError::invalid_with("invalid URL lifetime", e.to_string()))
 }
 
 #[async_trait]
@@ -84,7 +92,8 @@ impl ObjectStore for S3Store {
         part: u32,
         ttl: Duration,
     ) -> Result<String, StoreError> {
-        let part = i32::try_from(part).map_err(|_| StoreError::Invalid("part number".into()))?;
+        let part =
+            i32::try_from(part).map_err(|_| StoreError::invalid("part number out of range"))?;
         let req = self
             .client
             .upload_part()
@@ -107,7 +116,7 @@ impl ObjectStore for S3Store {
         let mut done = Vec::with_capacity(parts.len());
         for p in parts {
             let n = i32::try_from(p.part_number)
-                .map_err(|_| StoreError::Invalid("part number".into()))?;
+                .map_err(|_| StoreError::invalid("part number out of range"))?;
             done.push(
                 CompletedPart::builder()
                     .part_number(n)
@@ -163,7 +172,7 @@ impl ObjectStore for S3Store {
             .map_err(|e| backend("GetObject", e))?;
         let declared = r.content_length().unwrap_or(0).max(0) as u64;
         if declared > max {
-            return Err(StoreError::Invalid(format!(
+            return Err(StoreError::invalid(format!(
                 "the upload is {declared} bytes, more than the limit {max}"
             )));
         }
@@ -181,7 +190,7 @@ impl ObjectStore for S3Store {
         {
             n += chunk.len() as u64;
             if n > max {
-                return Err(StoreError::Invalid(format!(
+                return Err(StoreError::invalid(format!(
                     "the upload is more than the limit {max}"
                 )));
             }
@@ -220,7 +229,7 @@ impl ObjectStore for S3Store {
             .map_err(|e| backend("PutObject (results)", e))?;
         let stored = r.checksum_sha256().unwrap_or_default().to_string();
         if stored != b64 {
-            return Err(StoreError::Invalid(format!(
+            return Err(StoreError::invalid(format!(
                 "the results bucket recorded ChecksumSHA256 {stored:?}, expected {b64}"
             )));
         }

@@ -554,44 +554,51 @@ impl FakeRuntime {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         let (tx, rx) = std::sync::mpsc::channel();
+        // Each connection on its own thread (the runtime client may open a second one while
+        // the first sits in its pool); the events are shared.
+        let events = std::sync::Arc::new(std::sync::Mutex::new(events.into_iter().enumerate()));
         std::thread::spawn(move || {
-            let mut events = events.into_iter().enumerate();
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
-                let mut w = stream.try_clone().expect("clone");
-                let mut r = std::io::BufReader::new(stream);
-                while let Some((method, path, body)) = read_request(&mut r) {
-                    if method == "GET" && path.ends_with("/invocation/next") {
-                        let Some((i, ev)) = events.next() else {
-                            // No more events: hold the connection like Lambda does.
-                            std::thread::sleep(Duration::from_secs(3600));
-                            return;
-                        };
-                        let body = ev.to_string();
-                        let deadline = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .expect("time")
-                            .as_millis()
-                            + 300_000;
-                        let _ = write!(
-                            w,
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: req-{i}\r\n\
-                             Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
-                             Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:codeseal\r\n\
-                             Content-Length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                    } else {
-                        let kind = path.rsplit('/').next().unwrap_or_default().to_string();
-                        let id = path.split('/').rev().nth(1).unwrap_or_default().to_string();
-                        let v = serde_json::from_slice(&body).unwrap_or_else(|_| {
-                            Value::String(String::from_utf8_lossy(&body).into())
-                        });
-                        let _ = tx.send((id, kind, v));
-                        let _ = write!(w, "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{{}}");
+                let (events, tx) = (std::sync::Arc::clone(&events), tx.clone());
+                std::thread::spawn(move || {
+                    let mut w = stream.try_clone().expect("clone");
+                    let mut r = std::io::BufReader::new(stream);
+                    while let Some((method, path, body)) = read_request(&mut r) {
+                        if method == "GET" && path.ends_with("/invocation/next") {
+                            let next = events.lock().expect("events").next();
+                            let Some((i, ev)) = next else {
+                                // No more events: hold the connection like Lambda does.
+                                std::thread::sleep(Duration::from_secs(3600));
+                                return;
+                            };
+                            let body = ev.to_string();
+                            let deadline = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .expect("time")
+                                .as_millis()
+                                + 300_000;
+                            let _ = write!(
+                                w,
+                                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: req-{i}\r\n\
+                                 Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
+                                 Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:codeseal\r\n\
+                                 Content-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                        } else {
+                            let kind = path.rsplit('/').next().unwrap_or_default().to_string();
+                            let id = path.split('/').rev().nth(1).unwrap_or_default().to_string();
+                            let v = serde_json::from_slice(&body).unwrap_or_else(|_| {
+                                Value::String(String::from_utf8_lossy(&body).into())
+                            });
+                            let _ = tx.send((id, kind, v));
+                            let _ =
+                                write!(w, "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{{}}");
+                        }
+                        let _ = w.flush();
                     }
-                    let _ = w.flush();
-                }
+                });
             }
         });
         FakeRuntime {
