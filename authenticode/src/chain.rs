@@ -12,7 +12,7 @@ use const_oid::{db::rfc5912, ObjectIdentifier};
 use der::Encode;
 use serde::Serialize;
 use x509_cert::{
-    ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages},
+    ext::pkix::{BasicConstraints, KeyUsage, KeyUsages},
     Certificate,
 };
 
@@ -123,6 +123,50 @@ fn check_issuer_ca(c: &Certificate) -> Result<(), String> {
     Ok(())
 }
 
+/// The extended key usage extension of a certificate, read without decoding the OIDs it
+/// lists: real certificates carry private OIDs with arcs wider than `const-oid` reads
+/// (Microsoft's `1.3.6.1.4.1.311.97.368317130....`), which must not make the extension unreadable.
+#[derive(Clone, Debug)]
+pub(crate) struct Eku {
+    /// Whether the extension is critical.
+    pub critical: bool,
+    oids: Vec<Vec<u8>>,
+}
+
+impl Eku {
+    /// Reads `cert`'s extendedKeyUsage: `Ok(None)` when absent.
+    pub fn of(cert: &Certificate) -> Result<Option<Self>, String> {
+        let Some(ext) = cert
+            .tbs_certificate
+            .extensions
+            .iter()
+            .flatten()
+            .find(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_EXT_KEY_USAGE)
+        else {
+            return Ok(None);
+        };
+        let seq = crate::asn1::Tlv::exactly(ext.extn_value.as_bytes())
+            .and_then(|t| t.expect(crate::asn1::tag::SEQUENCE, "KeyPurposeIds (SEQUENCE)"))
+            .map_err(|e| e.to_string())?;
+        let mut oids = Vec::new();
+        for o in seq.children() {
+            let o = o
+                .and_then(|o| o.expect(crate::asn1::tag::OID, "a KeyPurposeId"))
+                .map_err(|e| e.to_string())?;
+            oids.push(o.value.to_vec());
+        }
+        Ok(Some(Self {
+            critical: ext.critical,
+            oids,
+        }))
+    }
+
+    /// Whether `oid` is listed.
+    pub fn contains(&self, oid: &ObjectIdentifier) -> bool {
+        self.oids.iter().any(|o| o.as_slice() == oid.as_bytes())
+    }
+}
+
 /// Checks the leaf's purpose: extended key usage (when present) must allow `purpose`, and
 /// key usage (when present) must allow digitalSignature.
 pub fn check_leaf_purpose(leaf: &Certificate, purpose: Purpose) -> Result<(), String> {
@@ -130,10 +174,10 @@ pub fn check_leaf_purpose(leaf: &Certificate, purpose: Purpose) -> Result<(), St
         Purpose::CodeSigning => CODE_SIGNING,
         Purpose::TimeStamping => TIME_STAMPING,
     };
-    match leaf.tbs_certificate.get::<ExtendedKeyUsage>() {
-        Ok(Some((_, eku))) => {
-            let allowed = eku.0.contains(&want)
-                || (purpose == Purpose::CodeSigning && eku.0.contains(&ANY_EKU));
+    match Eku::of(leaf) {
+        Ok(Some(eku)) => {
+            let allowed =
+                eku.contains(&want) || (purpose == Purpose::CodeSigning && eku.contains(&ANY_EKU));
             if !allowed {
                 return Err(format!(
                     "{} lacks the {} extended key usage",

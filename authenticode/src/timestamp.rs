@@ -17,7 +17,7 @@ use der::{
 };
 use serde::Serialize;
 use spki::AlgorithmIdentifierOwned;
-use x509_cert::{ext::pkix::ExtendedKeyUsage, Certificate};
+use x509_cert::Certificate;
 use x509_tsp::{MessageImprint, TimeStampReq, TspVersion};
 
 use crate::{
@@ -567,19 +567,13 @@ pub enum TsaEkuError {
 
 /// Checks that the TSA certificate has the timeStamping EKU, marked critical (RFC 3161 §2.3).
 pub fn check_tsa_eku(cert: &Certificate) -> std::result::Result<(), TsaEkuError> {
-    let ext = cert
-        .tbs_certificate
-        .extensions
-        .iter()
-        .flatten()
-        .find(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_EXT_KEY_USAGE)
+    let eku = crate::chain::Eku::of(cert)
+        .map_err(TsaEkuError::Unreadable)?
         .ok_or(TsaEkuError::Missing)?;
-    let eku = ExtendedKeyUsage::from_der(ext.extn_value.as_bytes())
-        .map_err(|e| TsaEkuError::Unreadable(e.to_string()))?;
-    if !eku.0.contains(&ID_KP_TIME_STAMPING) {
+    if !eku.contains(&ID_KP_TIME_STAMPING) {
         return Err(TsaEkuError::NoTimeStamping);
     }
-    if !ext.critical {
+    if !eku.critical {
         return Err(TsaEkuError::NotCritical);
     }
     Ok(())
