@@ -28,6 +28,8 @@ Content-Length is required -> 411):
                 (signer tsa.pem, plus tsa-root.pem); the answer is base64 (64-char
                 lines, LF) of the DER PKCS#7 ContentInfo(SignedData) carrying the
                 content, as application/octet-stream. Malformed request -> 400.
+  /fraction     Like /rfc3161 with clock_precision_digits = 3: genTime carries
+                milliseconds (`20261206093015.123Z`), as Microsoft's TSAs send it.
   /both         Content-Type application/timestamp-query -> /rfc3161, else /legacy.
 
 Fault routes:
@@ -134,8 +136,11 @@ class Tsa:
             err = p.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
             raise HttpError(500, f"openssl {argv[1]} failed: {' | '.join(err)}")
 
-    def rfc3161(self, query: bytes) -> bytes:
-        """DER TimeStampReq -> DER TimeStampResp via `openssl ts -reply` (tsa.pem)."""
+    def rfc3161(self, query: bytes, precision: int = 0) -> bytes:
+        """DER TimeStampReq -> DER TimeStampResp via `openssl ts -reply` (tsa.pem).
+
+        precision: clock_precision_digits, the digits of a second in genTime (3 writes
+        `...HHMMSS.mmmZ` as Microsoft's TSAs do; openssl drops trailing zeros)."""
         with tempfile.TemporaryDirectory(dir=self.workdir, prefix="req.") as tmp:
             # A fresh random serial per request: no shared serial file, no races.
             with open(os.path.join(tmp, "serial"), "w") as f:
@@ -155,7 +160,7 @@ default_policy = {POLICY}
 other_policies = 1.2.3.4.5.6, 1.2.3.4.5.7
 digests = sha1, sha256, sha384, sha512
 accuracy = secs:1, millisecs:0, microsecs:0
-clock_precision_digits = 0
+clock_precision_digits = {precision}
 ordering = no
 tsa_name = no
 ess_cert_id_chain = no
@@ -404,6 +409,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
         if route == "/rfc3161":
             self._send(200, tsa.rfc3161(body), CT_REPLY)
+        elif route == "/fraction":
+            self._send(200, tsa.rfc3161(body, precision=3), CT_REPLY)
         elif route == "/legacy":
             self._answer_legacy(body)
         elif route == "/both":
@@ -451,7 +458,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise HttpError(404, f"no route {path}")
 
 
-ROUTES = {"/rfc3161", "/legacy", "/both", "/fail500", "/reject", "/garbage", "/slow",
+ROUTES = {"/rfc3161", "/fraction", "/legacy", "/both", "/fail500", "/reject", "/garbage", "/slow",
           "/wrongnonce", "/wrongimprint", "/noncritical", "/flaky"}
 
 

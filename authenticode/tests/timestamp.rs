@@ -48,6 +48,29 @@ fn all_accept_with_timestamp(out: &Path, protocol: Protocol) {
     assert!(t[0].valid && t[0].time.is_some(), "{t:?}");
 }
 
+/// RFC 3161 allows genTime with a fraction of a second, and Microsoft's TSAs send one: the
+/// client accepts such a reply and every verifier accepts the stamped file.
+#[test]
+fn a_time_stamp_with_fractional_seconds_is_accepted_everywhere() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // openssl drops trailing zeros, so a stamp made at exactly .000 has no fraction: try
+    // until one has (one in a thousand needs a second try).
+    let mut seen_fraction = false;
+    for i in 0..5 {
+        let out = dir.path().join(format!("fraction-{i}.exe"));
+        sign_ts(&out, ts(&["/fraction"], Protocol::Rfc3161)).expect("a fractional genTime");
+        all_accept_with_timestamp(&out, Protocol::Rfc3161);
+        let r = verify_file(&out).expect("verify");
+        let time = r.signatures[0].timestamps[0].time.clone().expect("time");
+        // The report keeps the milliseconds: 2026-12-06T09:30:15.123Z.
+        if time.len() == "2026-12-06T09:30:15.123Z".len() && time.contains('.') {
+            seen_fraction = true;
+            break;
+        }
+    }
+    assert!(seen_fraction, "no stamp with a fraction in five tries");
+}
+
 #[test]
 fn rfc3161_and_legacy_stamps_pass_osslsigncode_and_signify() {
     let dir = tempfile::tempdir().expect("tmp");
