@@ -45,6 +45,8 @@ pub struct StagedImage {
     pass: ImagePass,
     page_hashes: Option<(DigestAlgorithm, Vec<u8>)>,
     existing: Option<Vec<u8>>,
+    /// The nested signatures of `existing`, kept byte for byte in the output.
+    inherited: Vec<Vec<u8>>,
     output: PathBuf,
     overwrite: bool,
     permissions: Option<std::fs::Permissions>,
@@ -124,6 +126,7 @@ impl StagedImage {
         let mut r = BufReader::with_capacity(64 << 10, file);
         let pe = PeInfo::read(&mut r)?;
         let mut kept = None;
+        let mut inherited = Vec::new();
         let mut algs: Vec<DigestAlgorithm> = extra_algs.to_vec();
         if let Some(t) = pe.cert_table {
             if existing == Existing::Refuse {
@@ -138,15 +141,20 @@ impl StagedImage {
             }
             if existing == Existing::Keep {
                 let table = read_cert_table(&mut r, &pe)?;
-                let primary = primary_signature(&table)?;
-                let parsed = ParsedSignature::parse(&primary)?;
+                let (entries, _) = parse_table(&table)?;
+                let entry = entries
+                    .iter()
+                    .find(|e| e.cert_type == WIN_CERT_TYPE_PKCS_SIGNED_DATA)
+                    .ok_or_else(|| Error::CertTable("no PKCS#7 entry".into()))?;
+                let parsed = ParsedSignature::parse(entry.data)?;
                 algs.push(parsed.digest_algorithm);
                 for n in parsed.nested_der() {
                     if let Ok(p) = ParsedSignature::parse(n) {
                         algs.push(p.digest_algorithm);
                     }
+                    inherited.push(n.to_vec());
                 }
-                kept = Some(primary);
+                kept = Some(parsed.der.to_vec());
             }
         }
         algs.sort_by_key(|a| a.output_len());
@@ -183,6 +191,7 @@ impl StagedImage {
             pass,
             page_hashes: page_hasher.pop().map(PageHasher::finish),
             existing: kept,
+            inherited,
             output: output.to_path_buf(),
             overwrite: in_place || force,
             permissions,
@@ -316,8 +325,15 @@ impl StagedImage {
         let [entry] = entries.as_slice() else {
             return Err(fail(format!("{} entries in the new table", entries.len())));
         };
+        // Nested signatures carried over byte for byte from the input are not verified again
+        // (the output check covers what this run wrote, and re-verifying every inherited
+        // signature would make appending cost more with every signature already there).
+        let inherited = &self.inherited;
         let mut todo = vec![(entry.data, 0usize)];
         while let Some((der, depth)) = todo.pop() {
+            if depth > 0 && inherited.iter().any(|i| i.as_slice() == der) {
+                continue;
+            }
             let parsed = ParsedSignature::parse(der).map_err(|e| fail(e.to_string()))?;
             let computed = self
                 .pass
