@@ -4,20 +4,21 @@
 # made by scripts/make-fuzz-corpus.sh when missing) plus the committed regression inputs
 # (fuzz/regressions/<t>/), with the project dictionary. Prints, per target, executions,
 # exec/s, coverage (cov: edges, ft: features) and corpus size from libFuzzer's final stats.
-# Fails if any target crashes, panics, leaks, times out (-timeout=10 per input) or runs out of
+# Inputs are up to 1 MiB (-max_len=1048576, so that size-dependent slowness is reachable).
+# Fails if any target crashes, panics, leaks, takes more than 2 s on one input (-timeout=2:
+# a slow input is a finding, since parsing must be linear in the input size) or runs out of
 # memory (-rss_limit_mb=2048); the input is then in fuzz/artifacts/<t>/ and the log in
-# fuzz/artifacts/smoke-logs/<t>.log.
+# fuzz/artifacts/smoke-logs/<t>.log (FUZZ_LOGS to put the logs elsewhere).
 #
 #   usage: scripts/fuzz-smoke.sh [SECONDS]          (default 20 per target)
 #   env:   FUZZ_TARGETS="pe_headers wincert_table"  (a subset; default all)
 #          FUZZ_JOBS=N   parallel libFuzzer jobs per target (default 1)
-#          FUZZ_RUNS=N   stop a target after N executions (SECONDS stays the cap), for a
-#                        campaign: FUZZ_RUNS=10000000 scripts/fuzz-smoke.sh 3600
+#          FUZZ_RUNS=N   stop a target after N executions (SECONDS stays the cap)
+#          FUZZ_LOGS=DIR where the per-target logs go (default fuzz/artifacts/smoke-logs)
 #
 # The toolchain is stable: RUSTC_BOOTSTRAP=1 lets cargo-fuzz use the sanitizer flags.
-# For a long campaign run one target by hand, e.g. (from fuzz/):
-#   RUSTC_BOOTSTRAP=1 cargo fuzz run verify_file corpus/verify_file regressions/verify_file -- \
-#     -dict=dict/authenticode.dict -rss_limit_mb=2048 -timeout=10 -runs=10000000
+# For a long campaign use scripts/fuzz-campaign.sh (same limits, nice 19, findings copied
+# into fuzz/regressions/).
 set -euo pipefail
 
 SECS="${1:-20}"
@@ -29,6 +30,9 @@ read -r -a TARGETS <<<"${FUZZ_TARGETS:-${ALL[*]}}"
 JOBS="${FUZZ_JOBS:-1}"
 RUNS="${FUZZ_RUNS:-}"
 [[ -z "$RUNS" || "$RUNS" =~ ^[0-9]+$ ]] || { echo "FUZZ_RUNS must be a number" >&2; exit 2; }
+# Limits shared with scripts/fuzz-campaign.sh: inputs up to 1 MiB, 2 s per input at most.
+MAX_LEN=1048576
+TIMEOUT=2
 export RUSTC_BOOTSTRAP=1
 t0=$(date +%s)
 
@@ -62,7 +66,8 @@ for t in "${TARGETS[@]}"; do
   log="$LOGS/$t.log"
   args=(
     "$FUZZ/corpus/$t" "$FUZZ/regressions/$t"
-    -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+    -max_total_time="$SECS" -max_len="$MAX_LEN" -timeout="$TIMEOUT" -rss_limit_mb=2048
+    -print_final_stats=1
     -dict="$FUZZ/dict/authenticode.dict" -artifact_prefix="$FUZZ/artifacts/$t/"
   )
   (( JOBS > 1 )) && args+=(-fork="$JOBS")
@@ -96,4 +101,4 @@ if (( ${#failed[@]} )); then
   echo "fuzz-smoke: FAILED: ${failed[*]} (inputs in fuzz/artifacts/<target>/; replay: cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET FILE)" >&2
   exit 1
 fi
-echo "fuzz-smoke: all ${#TARGETS[@]} targets ran ${SECS}s without a crash, leak, timeout or OOM"
+echo "fuzz-smoke: all ${#TARGETS[@]} targets ran ${SECS}s without a crash, leak, timeout (${TIMEOUT}s) or OOM (inputs up to $MAX_LEN bytes)"

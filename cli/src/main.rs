@@ -126,7 +126,7 @@ enum Command {
     /// only the key. Writes base64 of the signature (`.dig.signed` for SignTool).
     SignDigest {
         /// The key URI.
-        #[arg(long, env = "CODESEAL_KEY")]
+        #[arg(long, env = "CODESEAL_KEY", hide_env_values = true)]
         key: String,
         /// The request from `codeseal digest`, or a SignTool `.dig` file.
         request: PathBuf,
@@ -169,7 +169,7 @@ struct SignArgs {
     /// The key: `file:/path/key.pem` (or `.p12`, or a plain path), `awskms:///alias/NAME`,
     /// a KMS key ARN, or an RFC 7512 `pkcs11:` URI. Passwords and PINs come from the
     /// environment or files (CODESEAL_KEY_PASSWORD[_FILE], pin-source=...), never argv.
-    #[arg(long, env = "CODESEAL_KEY")]
+    #[arg(long, env = "CODESEAL_KEY", hide_env_values = true)]
     key: String,
     /// PEM file with the certificate chain, leaf first (optional with a PKCS#12 key).
     #[arg(long, env = "CODESEAL_CERT")]
@@ -297,7 +297,7 @@ impl TimestampArgs {
 #[derive(Args)]
 struct CsrArgs {
     /// The key URI (as for `sign`).
-    #[arg(long, env = "CODESEAL_KEY")]
+    #[arg(long, env = "CODESEAL_KEY", hide_env_values = true)]
     key: String,
     /// The subject, RFC 4514 style: "CN=Example Ltd,O=Example Ltd,L=City,C=US".
     #[arg(long)]

@@ -18,7 +18,10 @@
 use std::{path::Path, sync::Arc};
 
 use codeseal_local::{LoadError, LocalKey};
-use codeseal_signer::KeySigner;
+/// Masks the secrets a key URI may hold, for messages and logs (one rule for every backend:
+/// see [`codeseal_signer::redact`]).
+pub use codeseal_signer::redact_uri;
+use codeseal_signer::{redact::shown_reference, KeySigner};
 use secrecy::SecretString;
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
@@ -35,7 +38,7 @@ pub enum KeyError {
     /// The URI is not one we understand.
     #[error("invalid key URI {uri:?}: {reason}")]
     BadUri {
-        /// The URI (never contains a secret: passwords are not accepted in URIs).
+        /// The URI, with any secret masked by [`redact_uri`].
         uri: String,
         /// Why.
         reason: String,
@@ -78,21 +81,26 @@ pub struct OpenedKey {
     pub chain: Vec<Certificate>,
 }
 
-fn password(query: &[(String, String)]) -> Result<Option<SecretString>, KeyError> {
+fn password(query: &[(String, Option<String>)]) -> Result<Option<SecretString>, KeyError> {
+    // A password written where its file or variable belongs is not repeated in the message.
     let from_file = |p: &str| -> Result<SecretString, KeyError> {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(p).map_err(|e| KeyError::Password(format!("{p}: {e}")))?,
-        );
+        let text = Zeroizing::new(std::fs::read_to_string(p).map_err(|e| {
+            KeyError::Password(format!("password file {}: {e}", shown_reference(p)))
+        })?);
         let line = text.lines().next().unwrap_or_default();
         Ok(SecretString::from(line.to_string()))
     };
     for (k, v) in query {
+        let v = v.as_deref().unwrap_or_default();
         match k.as_str() {
             "password-env" => {
                 return std::env::var(v)
                     .map(|s| Some(SecretString::from(s)))
                     .map_err(|_| {
-                        KeyError::Password(format!("environment variable {v} is not set"))
+                        KeyError::Password(format!(
+                            "environment variable {} is not set",
+                            shown_reference(v)
+                        ))
                     })
             }
             "password-file" => return from_file(v).map(Some),
@@ -108,16 +116,17 @@ fn password(query: &[(String, String)]) -> Result<Option<SecretString>, KeyError
     Ok(None)
 }
 
-fn split_query(rest: &str) -> (&str, Vec<(String, String)>) {
+/// The path and the query items (`NAME=VALUE`, or `NAME` alone: value `None`).
+fn split_query(rest: &str) -> (&str, Vec<(String, Option<String>)>) {
     match rest.split_once('?') {
         None => (rest, vec![]),
         Some((path, q)) => (
             path,
             q.split('&')
                 .filter(|kv| !kv.is_empty())
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    (k.to_string(), v.to_string())
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (kv.to_string(), None),
                 })
                 .collect(),
         ),
@@ -140,49 +149,51 @@ pub fn remote_call_summary() -> Option<String> {
     None
 }
 
-/// `uri` with secret-bearing parameters (`pin-value`, `password`) masked, for messages and logs.
-pub fn redact_uri(uri: &str) -> String {
-    // Attribute names are case-insensitive (RFC 7512 parsers lowercase them): search the
-    // ASCII-lowercased copy, whose byte offsets are the original's, and cut the original.
-    let lower = uri.to_ascii_lowercase();
-    let mut out = String::with_capacity(uri.len());
-    let mut at = 0;
-    while let Some(pos) = ["pin-value=", "password="]
-        .iter()
-        .filter_map(|k| lower.get(at..)?.find(k).map(|p| at + p + k.len()))
-        .min()
-    {
-        out.push_str(uri.get(at..pos).unwrap_or_default());
-        out.push_str("***");
-        let tail = lower.get(pos..).unwrap_or_default();
-        at = pos + tail.find(['&', ';', '?']).unwrap_or(tail.len());
-    }
-    out.push_str(uri.get(at..).unwrap_or_default());
-    out
-}
-
 /// Opens the key named by `uri`.
 pub fn open_key(uri: &str) -> Result<OpenedKey, KeyError> {
     let bad = |reason: &str| KeyError::BadUri {
-        uri: uri.to_string(),
+        uri: redact_uri(uri),
         reason: reason.to_string(),
     };
-    let (scheme, rest) = match uri.split_once(':') {
+    let (scheme, rest, scheme_given) = match uri.split_once(':') {
         // A Windows drive letter or a plain path is a file.
-        Some((s, r)) if s.len() > 1 && s.chars().all(|c| c.is_ascii_alphanumeric()) => (s, r),
-        _ => ("file", uri),
+        Some((s, r)) if s.len() > 1 && s.chars().all(|c| c.is_ascii_alphanumeric()) => (s, r, true),
+        _ => ("file", uri, false),
     };
     match scheme {
         "file" => {
-            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            let rest = match rest.strip_prefix("//") {
+                // RFC 8089: file://HOST/PATH; only the local host.
+                Some(after) => {
+                    let (host, path) = after.split_at(after.find('/').unwrap_or(after.len()));
+                    if !(host.is_empty() || host.eq_ignore_ascii_case("localhost")) {
+                        return Err(bad(
+                            "a file: URI names a local file: file:/PATH, file:///PATH or file://localhost/PATH",
+                        ));
+                    }
+                    path
+                }
+                None => rest,
+            };
+            if scheme_given && rest.contains('#') {
+                return Err(bad(
+                    "a file: URI has no #fragment (for a file name with # in it, give the plain path)",
+                ));
+            }
             let (path, query) = split_query(rest);
-            if let Some((k, _)) = query
+            if let Some((k, v)) = query
                 .iter()
                 .find(|(k, _)| !matches!(k.as_str(), "password-env" | "password-file"))
             {
-                return Err(bad(&format!(
-                    "unknown parameter {k:?} (passwords are never accepted in a URI; use password-env or password-file)"
-                )));
+                const USE: &str = "passwords are never accepted in a URI; use password-env=VAR or password-file=PATH";
+                return Err(bad(&match v {
+                    // A bare item may be a password pasted after `?`: not repeated.
+                    None => format!("a query item without a value ({USE})"),
+                    Some(_) if codeseal_signer::redact::is_secret_name(k) => {
+                        format!("parameter {k:?} is refused ({USE})")
+                    }
+                    Some(_) => format!("unknown parameter {k:?} ({USE})"),
+                }));
             }
             if path.is_empty() {
                 return Err(bad("no path"));
@@ -242,24 +253,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redaction() {
+    fn redaction_is_the_signer_crates() {
+        // The rule of every backend (codeseal_signer::redact), re-exported.
         assert_eq!(
-            redact_uri("pkcs11:object=a?module-path=/m.so&pin-value=1234&x=1"),
-            "pkcs11:object=a?module-path=/m.so&pin-value=***&x=1"
+            redact_uri("pkcs11:object=a?module-path=/m.so&PIN-VALUE=1234&x-a=1"),
+            "pkcs11:object=a?module-path=/m.so&PIN-VALUE=***&x-a=1"
         );
         assert_eq!(redact_uri("file:/k.pem"), "file:/k.pem");
-        assert_eq!(
-            redact_uri("pkcs11:token=a?PIN-VALUE=1234"),
-            "pkcs11:token=a?PIN-VALUE=***"
-        );
-        assert_eq!(
-            redact_uri("pkcs11:x?pin-valuE=40&a=1"),
-            "pkcs11:x?pin-valuE=***&a=1"
-        );
-        assert_eq!(
-            redact_uri("pkcs11:pin-value=9;object=b"),
-            "pkcs11:pin-value=***;object=b"
-        );
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub enum KmsError {
     /// The key reference could not be parsed.
     #[error("invalid AWS KMS key reference {input:?}: {reason}")]
     InvalidKeyRef {
-        /// The reference (truncated if very long).
+        /// The reference, secrets masked ([`codeseal_signer::redact_uri`]), truncated if very
+        /// long.
         input: String,
         /// What is wrong with it.
         reason: String,

@@ -56,7 +56,8 @@ impl KmsKeyRef {
     /// Parses a key reference; see the type's documentation for the accepted forms.
     pub fn parse(input: &str) -> Result<Self, KmsError> {
         let bad = |reason: &str| KmsError::InvalidKeyRef {
-            input: truncate(input),
+            // Masked before it is cut, so that no part of a secret is left.
+            input: truncate(&codeseal_signer::redact_uri(input)),
             reason: reason.to_owned(),
         };
         if input.len() > MAX_LEN {

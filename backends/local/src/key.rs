@@ -19,7 +19,7 @@ pub enum LoadError {
     /// The file could not be read.
     #[error("cannot read key file {path}: {source}")]
     Io {
-        /// The file.
+        /// The file (through [`codeseal_signer::redact_uri`]).
         path: String,
         /// The I/O error.
         source: std::io::Error,
@@ -235,7 +235,8 @@ impl LocalKey {
         path: &Path,
         password: Option<&SecretString>,
     ) -> Result<Pkcs12Contents, LoadError> {
-        let shown = path.display().to_string();
+        // Shown in errors and Debug: a secret pasted into the path by mistake is masked.
+        let shown = codeseal_signer::redact_uri(&path.display().to_string());
         let io = |source| LoadError::Io {
             path: shown.clone(),
             source,

@@ -281,7 +281,7 @@ impl Pkcs11Key {
             })),
             workers: Workers::new(opts.max_sessions),
             timeout: opts.timeout,
-            uri: canonical.to_string(),
+            uri: codeseal_signer::redact_uri(&canonical.to_string()),
         };
         let key = Self {
             inner: Arc::new(inner),

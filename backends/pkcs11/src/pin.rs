@@ -30,6 +30,7 @@ pub(crate) fn resolve_pin(
         Some(PinSource::File(p)) => return read_pin_file(p).map(Some),
         Some(PinSource::Env(var)) => {
             return env_pin(var)?.map(Some).ok_or_else(|| {
+                let var = codeseal_signer::redact::shown_reference(var);
                 Pkcs11Error::Pin(format!(
                     "environment variable {var} (pin-source=env:{var}) is not set"
                 ))
@@ -53,7 +54,10 @@ fn env_pin(var: &str) -> Result<Option<SecretString>, Pkcs11Error> {
         Some(v) if v.is_empty() => Ok(None),
         Some(v) => {
             let s = Zeroizing::new(v.into_string().map_err(|_| {
-                Pkcs11Error::Pin(format!("environment variable {var} is not valid UTF-8"))
+                Pkcs11Error::Pin(format!(
+                    "environment variable {} is not valid UTF-8",
+                    codeseal_signer::redact::shown_reference(var)
+                ))
             })?);
             Ok(Some(SecretString::from(s.as_str())))
         }
@@ -62,7 +66,9 @@ fn env_pin(var: &str) -> Result<Option<SecretString>, Pkcs11Error> {
 
 /// The first line of a PIN file (without its line ending).
 pub(crate) fn read_pin_file(path: &Path) -> Result<SecretString, Pkcs11Error> {
-    let shown = path.display();
+    // A PIN given as the file name by mistake is not repeated.
+    let display = path.display().to_string();
+    let shown = codeseal_signer::redact::shown_reference(&display);
     let err = |e: std::io::Error| Pkcs11Error::Pin(format!("PIN file {shown}: {e}"));
     let file = std::fs::File::open(path).map_err(err)?;
     let meta = file.metadata().map_err(err)?;

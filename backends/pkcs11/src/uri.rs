@@ -96,24 +96,9 @@ const PATH_ATTRS: &[&str] = &[
 ];
 const QUERY_ATTRS: &[&str] = &["module-path", "module-name", "pin-source", "pin-value"];
 
-/// The URI with the value of any `pin-value` attribute replaced, for error messages.
+/// The URI with its secrets masked, for error messages (the rule of every backend).
 pub(crate) fn redact(uri: &str) -> String {
-    let lower = uri.to_ascii_lowercase();
-    let mut out = String::with_capacity(uri.len());
-    let mut i = 0;
-    while let Some(pos) = lower[i..].find("pin-value") {
-        let start = i + pos + "pin-value".len();
-        out.push_str(&uri[i..start]);
-        let end = uri[start..]
-            .find(['&', ';', '?', '#'])
-            .map_or(uri.len(), |e| start + e);
-        if uri[start..end].starts_with('=') {
-            out.push_str("=<redacted>");
-        }
-        i = end;
-    }
-    out.push_str(&uri[i..]);
-    out
+    codeseal_signer::redact_uri(uri)
 }
 
 fn hex_val(b: u8) -> Option<u8> {
@@ -205,7 +190,16 @@ impl Pkcs11Uri {
         for (part, sep, known) in [(path, ';', PATH_ATTRS), (query, '&', QUERY_ATTRS)] {
             for attr in part.split(sep).filter(|a| !a.is_empty()) {
                 let Some((name, value)) = attr.split_once('=') else {
-                    return Err(bad(format!("attribute {:?} has no value", redact(attr))));
+                    // Named only when it is an attribute name: a bare item may be a PIN.
+                    let lower = attr.to_ascii_lowercase();
+                    let reason = if PATH_ATTRS.contains(&lower.as_str())
+                        || QUERY_ATTRS.contains(&lower.as_str())
+                    {
+                        format!("attribute {lower} has no value")
+                    } else {
+                        "an attribute has no NAME=VALUE form".to_string()
+                    };
+                    return Err(bad(reason));
                 };
                 let name = name.to_ascii_lowercase();
                 if name.starts_with("x-") {
@@ -364,7 +358,10 @@ pub(crate) fn pct_encode_all(bytes: &[u8]) -> String {
 fn parse_pin_source(v: &str) -> Result<PinSource, String> {
     if let Some(var) = v.strip_prefix("env:") {
         if var.is_empty() || var.contains('=') || var.contains('\0') {
-            return Err(format!("{v:?}: bad environment variable name"));
+            return Err(format!(
+                "{:?}: bad environment variable name",
+                codeseal_signer::redact::shown_reference(v)
+            ));
         }
         return Ok(PinSource::Env(var.to_string()));
     }
@@ -380,8 +377,10 @@ fn parse_pin_source(v: &str) -> Result<PinSource, String> {
     if path.starts_with('/') || (path.len() > 2 && path.as_bytes()[1] == b':') {
         Ok(PinSource::File(PathBuf::from(path)))
     } else {
+        // A PIN written here by mistake is not repeated.
         Err(format!(
-            "{v:?}: expected file:/absolute/path or env:VARIABLE"
+            "{:?}: expected file:/absolute/path or env:VARIABLE",
+            codeseal_signer::redact::shown_reference(v)
         ))
     }
 }
@@ -541,7 +540,7 @@ mod tests {
         let e = Pkcs11Uri::parse("pkcs11:object=k;bogus=1?pin-value=S3NTINEL").expect_err("bad");
         let shown = format!("{e} {e:?}");
         assert!(!shown.contains("S3NTINEL"), "{shown}");
-        assert!(shown.contains("pin-value=<redacted>"), "{shown}");
+        assert!(shown.contains("pin-value=***"), "{shown}");
         let e = Pkcs11Uri::parse("pkcs11:pin-value=S3NTINEL").expect_err("in path");
         assert!(!format!("{e} {e:?}").contains("S3NTINEL"));
     }
@@ -550,12 +549,9 @@ mod tests {
     fn redact_variants() {
         assert_eq!(
             redact("pkcs11:a=b?PIN-VALUE=x&module-path=/m"),
-            "pkcs11:a=b?PIN-VALUE=<redacted>&module-path=/m"
+            "pkcs11:a=b?PIN-VALUE=***&module-path=/m"
         );
-        assert_eq!(
-            redact("pkcs11:?pin-value=x"),
-            "pkcs11:?pin-value=<redacted>"
-        );
+        assert_eq!(redact("pkcs11:?pin-value=x"), "pkcs11:?pin-value=***");
         assert_eq!(redact("pkcs11:object=pin-value"), "pkcs11:object=pin-value");
     }
 
