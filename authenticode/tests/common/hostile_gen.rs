@@ -787,7 +787,13 @@ pub fn generate_pkcs7(p7: &[u8], spec: Spec) -> Res<Vec<u8>> {
             with_certs(p7, &leaf.repeat(n))
         }
         Spec::CertDistinct(order, n) | Spec::CertJunk(order, n) => {
-            let mut all = loc.certificates(p7)?.concat();
+            // The generated elements are shorter than the real certificates, so they come
+            // before them in DER order: `asc` puts the real ones last, the others first.
+            let real = loc.certificates(p7)?.concat();
+            let mut all = Vec::new();
+            if order != Order::Asc {
+                all.extend_from_slice(&real);
+            }
             for i in order.indices(n) {
                 if matches!(spec, Spec::CertDistinct(..)) {
                     all.extend(mini_cert(i));
@@ -802,6 +808,9 @@ pub fn generate_pkcs7(p7: &[u8], spec: Spec) -> Res<Vec<u8>> {
                         i as u8,
                     ]);
                 }
+            }
+            if order == Order::Asc {
+                all.extend_from_slice(&real);
             }
             with_certs(p7, &all)
         }
