@@ -122,6 +122,7 @@ fn verify_mode(file: &Path, pki: &Path) -> String {
                 .first()
                 .and_then(|s| s.errors.first().cloned())
                 .or_else(|| r.errors.first().cloned())
+                .map(|f| f.to_string())
                 .unwrap_or_default();
             format!(
                 "{} ({} bytes of JSON) {}",
