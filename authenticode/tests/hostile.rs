@@ -14,12 +14,15 @@
 //! Any verdict and any typed error are fine. The bounds, per variant and per mode, for a
 //! debug build on a loaded 2-core machine (see docs/performance.md):
 //!
-//! - time: `elapsed <= 1 s + 2 s * size_in_MiB` ([`time_bound`]): a linear verifier needs
-//!   well under 0.2 s per MiB; a quadratic one needs minutes for the 100,000-element sets;
+//! - time: `elapsed <= 1 s + 5 s * size_in_MiB` ([`time_bound`]). The slowest linear case
+//!   measured (a 1.7 MB signer subject, whose report repeats the name) takes 3.7 s per MiB
+//!   in debug on a loaded 2-core machine, most variants well under 1 s per MiB; the
+//!   quadratic SET OF sort of der 0.7 costs 18 to over 50 s per MiB at the default sizes
+//!   (10,000 certificates, 100,000 attribute values or AVAs), and grows with the size;
 //! - memory: peak RSS of the child `<= 64 MiB + 16 * file size` ([`mem_bound`]).
 //!
-//! The largest sizes (1,000,000 values, 100,000 certificates) are `#[ignore]`d; the same
-//! shapes run by default at 10,000 / 100,000. `cargo test -p codeseal-authenticode --test
+//! The largest sizes (1,000,000 values, 100,000 certificates, 20,000 nested signatures)
+//! are `#[ignore]`d; the same shapes run by default at 5,000 / 10,000 / 100,000. `cargo test -p codeseal-authenticode --test
 //! hostile -- --include-ignored` runs everything.
 mod common;
 #[path = "common/hostile_gen.rs"]
@@ -37,9 +40,9 @@ use hostile_gen::{self as gen, DeepAt, Order, RdnAt, Spec};
 
 const MIB: f64 = (1u64 << 20) as f64;
 
-/// The time bound for one mode on a file of `size` bytes: 1 s + 2 s per MiB.
+/// The time bound for one mode on a file of `size` bytes: 1 s + 5 s per MiB.
 fn time_bound(size: u64) -> Duration {
-    Duration::from_secs(1) + Duration::from_secs(2).mul_f64(size as f64 / MIB)
+    Duration::from_secs(1) + Duration::from_secs(5).mul_f64(size as f64 / MIB)
 }
 
 /// The peak-RSS bound of the child for a file of `size` bytes: 64 MiB + 16 × size.
@@ -483,6 +486,19 @@ fn thousands_of_nested_signatures() {
     v.extend([Order::Asc, Order::Desc, Order::Random].map(|o| Spec::NestedDistinct(o, 5_000)));
     v.push(Spec::NestedChain(10_000));
     check_all(&v);
+}
+
+/// (c) ... 20,000 nested signatures (about 14 MB, under the 16 MiB certificate-table cap):
+/// with 700-byte elements, the quadratic sort of 5,000 stays within the per-MiB bound
+/// (4.6 s for 3.5 MB in debug today); 20,000 do not.
+#[test]
+#[ignore = "largest size; the same shape runs by default at 5,000"]
+fn thousands_of_nested_signatures_largest() {
+    check_all(&[
+        Spec::NestedCopies(20_000),
+        Spec::NestedDistinct(Order::Desc, 20_000),
+        Spec::NestedDistinct(Order::Random, 20_000),
+    ]);
 }
 
 /// (d) Certificate chains of 1,000 generated CAs: a line, a loop, and 500 (and 31) levels

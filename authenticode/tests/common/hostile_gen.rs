@@ -656,6 +656,11 @@ impl Spec {
         for o in [Order::Asc, Order::Desc, Order::Random] {
             v.push(Spec::NestedDistinct(o, 5_000));
         }
+        if large {
+            v.push(Spec::NestedCopies(20_000));
+            v.push(Spec::NestedDistinct(Order::Desc, 20_000));
+            v.push(Spec::NestedDistinct(Order::Random, 20_000));
+        }
         v.push(Spec::NestedChain(10_000));
         v.extend([
             Spec::Chain(1_000),
