@@ -527,6 +527,9 @@ pub enum Spec {
     NestedCopies(usize),
     /// `nested-distinct-ORDER-N`: N small signatures differing in their signature bytes.
     NestedDistinct(Order, usize),
+    /// `nested-tiny-ORDER-N`: N distinct 24-byte ContentInfos (signedData, a SignedData of
+    /// a version and an OCTET STRING) as nested signatures.
+    NestedTiny(Order, usize),
     /// `nested-chain-N`: a signature nesting a signature ... N levels deep.
     NestedChain(usize),
     /// `chain-N`: the signer's issuer replaced by a chain of N generated CA certificates.
@@ -561,6 +564,7 @@ impl Spec {
             Spec::CertJunk(o, n) => format!("certs-junk-{}-{n}", o.name()),
             Spec::NestedCopies(n) => format!("nested-copies-{n}"),
             Spec::NestedDistinct(o, n) => format!("nested-distinct-{}-{n}", o.name()),
+            Spec::NestedTiny(o, n) => format!("nested-tiny-{}-{n}", o.name()),
             Spec::NestedChain(n) => format!("nested-chain-{n}"),
             Spec::Chain(n) => format!("chain-{n}"),
             Spec::ChainLoop(n) => format!("chain-loop-{n}"),
@@ -599,6 +603,7 @@ impl Spec {
             ["certs", "junk", _, _] => Spec::CertJunk(o(2)?, n),
             ["nested", "copies", _] => Spec::NestedCopies(n),
             ["nested", "distinct", _, _] => Spec::NestedDistinct(o(2)?, n),
+            ["nested", "tiny", _, _] => Spec::NestedTiny(o(2)?, n),
             ["nested", "chain", _] => Spec::NestedChain(n),
             ["chain", _] => Spec::Chain(n),
             ["chain", "loop", _] => Spec::ChainLoop(n),
@@ -655,6 +660,14 @@ impl Spec {
         v.push(Spec::NestedCopies(5_000));
         for o in [Order::Asc, Order::Desc, Order::Random] {
             v.push(Spec::NestedDistinct(o, 5_000));
+        }
+        if large {
+            v.push(Spec::NestedCopies(20_000));
+            v.push(Spec::NestedDistinct(Order::Desc, 20_000));
+            v.push(Spec::NestedDistinct(Order::Random, 20_000));
+        }
+        for o in Order::ALL {
+            v.push(Spec::NestedTiny(o, 100_000));
         }
         v.push(Spec::NestedChain(10_000));
         v.extend([
@@ -832,6 +845,17 @@ pub fn generate_pkcs7(p7: &[u8], spec: Spec) -> Res<Vec<u8>> {
                 let start = values.len();
                 values.extend_from_slice(&small);
                 values[start + at..start + at + 4].copy_from_slice(&i.to_be_bytes());
+            }
+            loc.add_unsigned_attr(p7, &nested_oid(), &values)
+        }
+        Spec::NestedTiny(order, n) => {
+            let signed_data = oid(&[1, 2, 840, 113549, 1, 7, 2]);
+            let mut values = Vec::with_capacity(n * 24);
+            for i in order.indices(n) {
+                let mut octets = vec![0x04, 0x04];
+                octets.extend(i.to_be_bytes());
+                let sd = seq(&[&[0x02, 0x01, 0x01], &octets]);
+                values.extend(seq(&[&signed_data, &tlv(0xa0, &sd)]));
             }
             loc.add_unsigned_attr(p7, &nested_oid(), &values)
         }
