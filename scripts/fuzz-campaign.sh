@@ -104,7 +104,8 @@ for t in "${TARGETS[@]}"; do
   eps=$(final_stat "$log" average_exec_per_sec)
   last=$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -n1 || true)
   [[ -n "$execs" ]] || execs=$(sed -n 's/^#\([0-9]*\).*/\1/p' <<<"$last")
-  [[ -n "$eps" ]] || eps=$(sed -n 's/.* exec\/s: \([0-9]*\).*/\1/p' <<<"$last")
+  # libFuzzer's average is 0 for a run under a second: then the last status line's rate.
+  [[ -n "$eps" && "$eps" != 0 ]] || eps=$(sed -n 's/.* exec\/s: \([0-9]*\).*/\1/p' <<<"$last")
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
   # Every finding goes to the regressions, under its libFuzzer name (crash-<sha1> etc.).
