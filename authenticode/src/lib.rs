@@ -34,6 +34,7 @@ pub mod manage;
 pub mod pagehash;
 pub mod pe;
 pub mod pkcs7;
+pub mod script;
 pub mod sign;
 pub mod spc;
 pub mod split;

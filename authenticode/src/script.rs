@@ -1,0 +1,1305 @@
+//! Authenticode for script files (groundwork for signing PowerShell, MOF, JScript, VBScript
+//! and WSF files): the kind of a script, its text encoding, the signature block at its end,
+//! the digest input Windows hashes, and writing a block.
+//!
+//! The functions work on a whole file in memory (`&[u8]`), run in time linear in its size
+//! and never re-encode the text outside the signature block: [`Script::unsigned_bytes`]
+//! is the original file with only the block taken out, byte for byte.
+//!
+//! The signature block is the DER PKCS#7, base64 in 64-character lines, each line
+//! wrapped in the kind's comment markers, written with CRLF line endings after the text
+//! (for `.wsf` before the last `</job>`):
+//!
+//! ```text
+//! <text>\r\n# SIG # Begin signature block\r\n# MIIx...\r\n...# SIG # End signature block\r\n
+//! ```
+//!
+//! The digest input ([`Script::digest_input`]) is the text without the block, as UTF-16LE:
+//!
+//! - PowerShell, PowerShell XML and MOF hash a byte order mark if the file has one (as
+//!   U+FEFF, whichever the file's encoding);
+//! - JScript, VBScript and WSF hash the text without its byte order mark and then the number
+//!   of UTF-16 code units hashed, as a 32-bit little-endian integer.
+//!
+//! Text encodings ([`Encoding`]): a UTF-8 byte order mark means UTF-8, `FF FE` means
+//! UTF-16LE. Without one, PowerShell (`.ps1 .psm1 .psd1`), MOF and WSF files are UTF-8 when
+//! they are valid UTF-8 and Windows-1252 otherwise; PowerShell XML (`.ps1xml .psc1 .cdxml`),
+//! JScript and VBScript files are always Windows-1252 (Windows does not detect BOM-less UTF-8
+//! for them). The five bytes Windows-1252 leaves undefined (81 8D 8F 90 9D) decode to the C1
+//! control characters of the same value.
+
+use std::ops::Range;
+use std::path::Path;
+
+use base64::Engine as _;
+
+/// What can go wrong reading or writing a script's signature.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScriptError {
+    /// The file name's extension is not a script kind Authenticode signs.
+    #[error("not a signable script extension: {0:?}")]
+    UnsupportedExtension(String),
+    /// The file starts with a UTF-16 big-endian byte order mark.
+    #[error("UTF-16 big-endian scripts are not supported")]
+    Utf16BigEndian,
+    /// A UTF-16LE file with an odd number of bytes.
+    #[error("UTF-16LE text has an odd number of bytes")]
+    OddUtf16Length,
+    /// A UTF-16LE file with an unpaired surrogate.
+    #[error("invalid UTF-16LE text at byte {offset}")]
+    InvalidUtf16 {
+        /// Byte offset of the unpaired surrogate.
+        offset: usize,
+    },
+    /// A file with a UTF-8 byte order mark whose text is not UTF-8.
+    #[error("invalid UTF-8 after a UTF-8 byte order mark, at byte {offset}")]
+    InvalidUtf8 {
+        /// Byte offset of the first invalid sequence.
+        offset: usize,
+    },
+    /// A begin marker with signature lines after it but no end marker.
+    #[error("truncated signature block: begin marker at byte {begin} has no end marker")]
+    TruncatedBlock {
+        /// Byte offset of the begin marker line.
+        begin: usize,
+    },
+    /// An end marker at the end of the file without a begin marker before the lines.
+    #[error("signature block has an end marker but no begin marker")]
+    MissingBegin,
+    /// A line inside the signature block that is not a commented base64 line.
+    #[error("signature block line at byte {offset} is not a commented base64 line")]
+    InvalidBlockLine {
+        /// Byte offset of the line.
+        offset: usize,
+    },
+    /// A signature block with no base64 lines.
+    #[error("signature block is empty")]
+    EmptyBlock,
+    /// The block's base64 does not decode.
+    #[error("signature block is not valid base64")]
+    InvalidBase64,
+    /// The block's bytes are not exactly one DER SEQUENCE.
+    #[error("signature block does not hold one DER PKCS#7 SEQUENCE")]
+    NotDer,
+    /// A `.wsf` file without a `</job>` element to put the signature before.
+    #[error(".wsf file has no </job> element")]
+    NoJobElement,
+    /// The PKCS#7 to embed is empty.
+    #[error("the PKCS#7 to embed is empty")]
+    EmptyPkcs7,
+    /// The text is longer than the 32-bit length a WSH digest records.
+    #[error("script too large for a Windows Script Host digest")]
+    TooLarge,
+}
+
+/// A `Result` with a [`ScriptError`].
+pub type Result<T> = std::result::Result<T, ScriptError>;
+
+/// SpcSipInfo GUID bytes (in the order the GUID is written) of the PowerShell SIP, also used
+/// for PowerShell XML and MOF files.
+pub const SIP_POWERSHELL: [u8; 16] = [
+    0x1f, 0xcc, 0x3b, 0x60, 0x59, 0x4b, 0x08, 0x4e, 0xb7, 0x24, 0xd2, 0xc6, 0x29, 0x7e, 0xf3, 0x51,
+];
+/// SpcSipInfo GUID bytes of the JScript SIP.
+pub const SIP_JSCRIPT: [u8; 16] = [
+    0x10, 0xe0, 0xc9, 0x06, 0xce, 0x38, 0xd4, 0x11, 0xa2, 0xa3, 0x00, 0x10, 0x4b, 0xd3, 0x50, 0x90,
+];
+/// SpcSipInfo GUID bytes of the VBScript SIP.
+pub const SIP_VBSCRIPT: [u8; 16] = [
+    0x4e, 0xf0, 0x29, 0x16, 0x99, 0x27, 0xb5, 0x4d, 0x8f, 0xe5, 0xac, 0xe1, 0x0f, 0x17, 0xeb, 0xab,
+];
+/// SpcSipInfo GUID bytes of the Windows Script File SIP.
+pub const SIP_WSF: [u8; 16] = [
+    0x70, 0x05, 0x61, 0x1a, 0xce, 0x38, 0xd4, 0x11, 0xa2, 0xa3, 0x00, 0x10, 0x4b, 0xd3, 0x50, 0x90,
+];
+
+/// The kinds of script Authenticode signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScriptKind {
+    /// PowerShell script, module or data file: `.ps1 .psm1 .psd1`.
+    PowerShell,
+    /// XML-based PowerShell files: `.ps1xml .psc1 .cdxml`.
+    PowerShellXml,
+    /// Managed Object Format: `.mof`.
+    Mof,
+    /// JScript: `.js`.
+    JScript,
+    /// VBScript: `.vbs`.
+    VbScript,
+    /// Windows Script File: `.wsf`.
+    Wsf,
+}
+
+/// The comment markers of a kind's signature block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommentMarkers {
+    /// The whole first line of the block.
+    pub begin: &'static str,
+    /// The whole last line of the block.
+    pub end: &'static str,
+    /// What starts each base64 line.
+    pub line_prefix: &'static str,
+    /// What ends each base64 line (before the line break).
+    pub line_suffix: &'static str,
+}
+
+impl ScriptKind {
+    /// Every kind.
+    pub const ALL: [ScriptKind; 6] = [
+        ScriptKind::PowerShell,
+        ScriptKind::PowerShellXml,
+        ScriptKind::Mof,
+        ScriptKind::JScript,
+        ScriptKind::VbScript,
+        ScriptKind::Wsf,
+    ];
+
+    /// The kind for a file extension (without the dot, any case).
+    pub fn from_extension(ext: &str) -> Result<Self> {
+        let kind = match ext.to_ascii_lowercase().as_str() {
+            "ps1" | "psm1" | "psd1" => ScriptKind::PowerShell,
+            "ps1xml" | "psc1" | "cdxml" => ScriptKind::PowerShellXml,
+            "mof" => ScriptKind::Mof,
+            "js" => ScriptKind::JScript,
+            "vbs" => ScriptKind::VbScript,
+            "wsf" => ScriptKind::Wsf,
+            _ => return Err(ScriptError::UnsupportedExtension(ext.to_owned())),
+        };
+        Ok(kind)
+    }
+
+    /// The kind for a file name, by its extension.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        Self::from_extension(ext)
+    }
+
+    /// The extensions of this kind (lower case, without the dot).
+    pub fn extensions(self) -> &'static [&'static str] {
+        match self {
+            ScriptKind::PowerShell => &["ps1", "psm1", "psd1"],
+            ScriptKind::PowerShellXml => &["ps1xml", "psc1", "cdxml"],
+            ScriptKind::Mof => &["mof"],
+            ScriptKind::JScript => &["js"],
+            ScriptKind::VbScript => &["vbs"],
+            ScriptKind::Wsf => &["wsf"],
+        }
+    }
+
+    /// The signature block's comment markers.
+    pub fn markers(self) -> CommentMarkers {
+        match self {
+            ScriptKind::PowerShell => CommentMarkers {
+                begin: "# SIG # Begin signature block",
+                end: "# SIG # End signature block",
+                line_prefix: "# ",
+                line_suffix: "",
+            },
+            ScriptKind::PowerShellXml => CommentMarkers {
+                begin: "<!-- SIG # Begin signature block -->",
+                end: "<!-- SIG # End signature block -->",
+                line_prefix: "<!-- ",
+                line_suffix: " -->",
+            },
+            ScriptKind::Mof => CommentMarkers {
+                begin: "/* SIG # Begin signature block */",
+                end: "/* SIG # End signature block */",
+                line_prefix: "/* ",
+                line_suffix: " */",
+            },
+            ScriptKind::JScript => CommentMarkers {
+                begin: "// SIG // Begin signature block",
+                end: "// SIG // End signature block",
+                line_prefix: "// SIG // ",
+                line_suffix: "",
+            },
+            ScriptKind::VbScript => CommentMarkers {
+                begin: "'' SIG '' Begin signature block",
+                end: "'' SIG '' End signature block",
+                line_prefix: "'' SIG '' ",
+                line_suffix: "",
+            },
+            ScriptKind::Wsf => CommentMarkers {
+                begin: "<signature>",
+                end: "</signature>",
+                line_prefix: "** SIG ** ",
+                line_suffix: "",
+            },
+        }
+    }
+
+    /// The SpcSipInfo GUID bytes.
+    pub fn sip_guid(self) -> [u8; 16] {
+        match self {
+            ScriptKind::PowerShell | ScriptKind::PowerShellXml | ScriptKind::Mof => SIP_POWERSHELL,
+            ScriptKind::JScript => SIP_JSCRIPT,
+            ScriptKind::VbScript => SIP_VBSCRIPT,
+            ScriptKind::Wsf => SIP_WSF,
+        }
+    }
+
+    /// The SpcSipInfo version.
+    pub fn sip_version(self) -> u32 {
+        match self {
+            ScriptKind::PowerShell | ScriptKind::PowerShellXml | ScriptKind::Mof => 65536,
+            ScriptKind::JScript | ScriptKind::VbScript | ScriptKind::Wsf => 1,
+        }
+    }
+
+    /// The DER SpcSipInfo: `SEQUENCE { INTEGER version, OCTET STRING guid, INTEGER 0 x 5 }`
+    /// (the value of an SpcAttributeTypeAndOptionalValue of type SPC_SIPINFO_OBJID).
+    pub fn sip_info_der(self) -> Vec<u8> {
+        let mut body = der_uint(self.sip_version());
+        body.extend_from_slice(&[0x04, 0x10]);
+        body.extend_from_slice(&self.sip_guid());
+        for _ in 0..5 {
+            body.extend_from_slice(&[0x02, 0x01, 0x00]);
+        }
+        let mut out = vec![0x30, body.len() as u8]; // body is 33..=35 bytes: short form
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Whether the digest includes a byte order mark (PowerShell, PowerShell XML, MOF).
+    pub fn hashes_bom(self) -> bool {
+        matches!(
+            self,
+            ScriptKind::PowerShell | ScriptKind::PowerShellXml | ScriptKind::Mof
+        )
+    }
+
+    /// Whether the digest ends with the text's length in UTF-16 code units (the Windows
+    /// Script Host kinds: JScript, VBScript, WSF).
+    pub fn hashes_length(self) -> bool {
+        !self.hashes_bom()
+    }
+
+    /// Whether BOM-less text is read as UTF-8 when valid (else always Windows-1252).
+    pub fn detects_utf8(self) -> bool {
+        matches!(
+            self,
+            ScriptKind::PowerShell | ScriptKind::Mof | ScriptKind::Wsf
+        )
+    }
+}
+
+fn der_uint(v: u32) -> Vec<u8> {
+    let bytes = v.to_be_bytes();
+    let skip = bytes.iter().take(3).take_while(|&&b| b == 0).count();
+    let mut digits: Vec<u8> = bytes.iter().skip(skip).copied().collect();
+    if digits.first().is_some_and(|&b| b & 0x80 != 0) {
+        digits.insert(0, 0);
+    }
+    let mut out = vec![0x02, digits.len() as u8];
+    out.extend_from_slice(&digits);
+    out
+}
+
+/// A script file's text encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// UTF-8, with or without a byte order mark.
+    Utf8 {
+        /// Whether the file starts with `EF BB BF`.
+        bom: bool,
+    },
+    /// UTF-16LE with its byte order mark `FF FE`.
+    Utf16Le,
+    /// Windows-1252 (no byte order mark).
+    Windows1252,
+}
+
+impl Encoding {
+    /// Length in bytes of the byte order mark.
+    pub fn bom_len(self) -> usize {
+        match self {
+            Encoding::Utf8 { bom: true } => 3,
+            Encoding::Utf16Le => 2,
+            _ => 0,
+        }
+    }
+
+    /// Bytes per ASCII character.
+    fn width(self) -> usize {
+        match self {
+            Encoding::Utf16Le => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Detects the encoding of `bytes` for a script of `kind` and checks the text decodes.
+pub fn detect_encoding(kind: ScriptKind, bytes: &[u8]) -> Result<Encoding> {
+    if let Some(rest) = bytes.strip_prefix(&[0xef, 0xbb, 0xbf]) {
+        std::str::from_utf8(rest).map_err(|e| ScriptError::InvalidUtf8 {
+            offset: 3 + e.valid_up_to(),
+        })?;
+        return Ok(Encoding::Utf8 { bom: true });
+    }
+    if let Some(rest) = bytes.strip_prefix(&[0xff, 0xfe]) {
+        if rest.len() % 2 != 0 {
+            return Err(ScriptError::OddUtf16Length);
+        }
+        check_utf16(rest)?;
+        return Ok(Encoding::Utf16Le);
+    }
+    if bytes.starts_with(&[0xfe, 0xff]) {
+        return Err(ScriptError::Utf16BigEndian);
+    }
+    if kind.detects_utf8() && std::str::from_utf8(bytes).is_ok() {
+        Ok(Encoding::Utf8 { bom: false })
+    } else {
+        Ok(Encoding::Windows1252)
+    }
+}
+
+/// Checks UTF-16LE code units (after the BOM) pair their surrogates.
+fn check_utf16(rest: &[u8]) -> Result<()> {
+    let units = rest.chunks_exact(2).map(|c| {
+        u16::from_le_bytes([
+            c.first().copied().unwrap_or(0),
+            c.get(1).copied().unwrap_or(0),
+        ])
+    });
+    let mut offset = 2;
+    for r in char::decode_utf16(units) {
+        match r {
+            Ok(c) => offset += 2 * c.len_utf16(),
+            Err(_) => return Err(ScriptError::InvalidUtf16 { offset }),
+        }
+    }
+    Ok(())
+}
+
+/// Windows-1252 bytes 0x80..=0x9F; the rest equal their Unicode code point.
+const CP1252_HIGH: [u16; 32] = [
+    0x20ac, 0x0081, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160, 0x2039,
+    0x0152, 0x008d, 0x017d, 0x008f, 0x0090, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014,
+    0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0x009d, 0x017e, 0x0178,
+];
+
+fn cp1252_to_utf16(b: u8) -> u16 {
+    match b {
+        0x80..=0x9f => CP1252_HIGH
+            .get(usize::from(b - 0x80))
+            .copied()
+            .unwrap_or(u16::from(b)),
+        _ => u16::from(b),
+    }
+}
+
+/// A signature block found at the end of a script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureBlock {
+    /// The bytes of the file that belong to the block: from the line break before the begin
+    /// marker to the line break after the end marker (to the end of the file, trailing
+    /// blank space included, except for `.wsf` where the block ends before `</job>`).
+    pub range: Range<usize>,
+    /// The decoded PKCS#7 (one DER SEQUENCE; not otherwise checked).
+    pub pkcs7: Vec<u8>,
+}
+
+/// A script file read for signing or verifying.
+#[derive(Clone, Debug)]
+pub struct Script<'a> {
+    kind: ScriptKind,
+    bytes: &'a [u8],
+    encoding: Encoding,
+    block: Option<SignatureBlock>,
+}
+
+const CR: u16 = b'\r' as u16;
+const LF: u16 = b'\n' as u16;
+
+/// The text after the byte order mark as ASCII-comparable code units (one byte each, or
+/// UTF-16LE units), indexed from the end of the byte order mark.
+#[derive(Clone, Copy)]
+struct Units<'a> {
+    body: &'a [u8],
+    base: usize,
+    width: usize,
+}
+
+impl<'a> Units<'a> {
+    fn len(&self) -> usize {
+        self.body.len() / self.width
+    }
+
+    fn get(&self, i: usize) -> Option<u16> {
+        if self.width == 1 {
+            self.body.get(i).map(|&b| u16::from(b))
+        } else {
+            let lo = *self.body.get(2 * i)?;
+            let hi = *self.body.get(2 * i + 1)?;
+            Some(u16::from_le_bytes([lo, hi]))
+        }
+    }
+
+    /// Byte offset in the file of unit `i`.
+    fn byte(&self, i: usize) -> usize {
+        self.base + i * self.width
+    }
+
+    fn eq_ascii(&self, r: Range<usize>, s: &str) -> bool {
+        r.len() == s.len()
+            && s.bytes()
+                .enumerate()
+                .all(|(k, b)| self.get(r.start + k) == Some(u16::from(b)))
+    }
+
+    fn starts_with_ascii(&self, r: &Range<usize>, s: &str) -> bool {
+        r.len() >= s.len()
+            && s.bytes()
+                .enumerate()
+                .all(|(k, b)| self.get(r.start + k) == Some(u16::from(b)))
+    }
+
+    fn ends_with_ascii(&self, r: &Range<usize>, s: &str) -> bool {
+        r.len() >= s.len()
+            && s.bytes()
+                .enumerate()
+                .all(|(k, b)| self.get(r.end - s.len() + k) == Some(u16::from(b)))
+    }
+
+    /// The line ending just before unit `end` (which is a line break or the end of the
+    /// region): its content range, without a trailing CR.
+    fn line_before(&self, end: usize) -> Range<usize> {
+        let mut start = end;
+        while start > 0 && self.get(start - 1) != Some(LF) {
+            start -= 1;
+        }
+        let mut stop = end;
+        if stop > start && self.get(stop - 1) == Some(CR) {
+            stop -= 1;
+        }
+        start..stop
+    }
+
+    /// Index of the last occurrence of `needle` (ASCII) ending at or before `end`.
+    fn rfind_ascii(&self, needle: &str, end: usize) -> Option<usize> {
+        let n = needle.len();
+        (n..=end)
+            .rev()
+            .map(|e| e - n)
+            .find(|&s| self.eq_ascii(s..s + n, needle))
+    }
+}
+
+fn is_base64_char(u: u16) -> bool {
+    u8::try_from(u).is_ok_and(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+}
+
+/// What a line of the block area is.
+enum LineKind {
+    Begin,
+    End,
+    /// A base64 line; the range of the base64 characters.
+    Data(Range<usize>),
+    Other,
+}
+
+fn classify(u: &Units<'_>, m: &CommentMarkers, line: &Range<usize>) -> LineKind {
+    if u.eq_ascii(line.clone(), m.begin) {
+        return LineKind::Begin;
+    }
+    if u.eq_ascii(line.clone(), m.end) {
+        return LineKind::End;
+    }
+    let (p, s) = (m.line_prefix.len(), m.line_suffix.len());
+    if line.len() > p + s
+        && u.starts_with_ascii(line, m.line_prefix)
+        && u.ends_with_ascii(line, m.line_suffix)
+    {
+        let data = line.start + p..line.end - s;
+        if data.clone().all(|i| u.get(i).is_some_and(is_base64_char)) {
+            return LineKind::Data(data);
+        }
+    }
+    LineKind::Other
+}
+
+/// Whether a last line could be a signature line or end marker cut short.
+fn is_partial_tail(u: &Units<'_>, m: &CommentMarkers, line: &Range<usize>) -> bool {
+    let n = line.len();
+    if m.end.get(..n).is_some_and(|p| u.eq_ascii(line.clone(), p)) {
+        return true;
+    }
+    let p = m.line_prefix.len();
+    if n <= p {
+        return m
+            .line_prefix
+            .get(..n)
+            .is_some_and(|pre| u.eq_ascii(line.clone(), pre));
+    }
+    if !u.starts_with_ascii(line, m.line_prefix) {
+        return false;
+    }
+    let mut i = line.start + p;
+    while i < line.end && u.get(i).is_some_and(is_base64_char) {
+        i += 1;
+    }
+    let rest = i..line.end;
+    m.line_suffix
+        .get(..rest.len())
+        .is_some_and(|suf| u.eq_ascii(rest, suf))
+}
+
+fn is_blank(c: u16) -> bool {
+    c == CR || c == LF || c == u16::from(b' ') || c == u16::from(b'\t')
+}
+
+/// Finds the signature block ending at unit `region_end` (the end of the text, or the last
+/// `</job>` of a `.wsf`). Returns its unit range and the base64 payload.
+fn find_block_units(
+    kind: ScriptKind,
+    u: &Units<'_>,
+    region_end: usize,
+) -> Result<Option<(Range<usize>, Vec<u8>)>> {
+    let m = kind.markers();
+    // What may follow the end marker: for .wsf one line break, else any blank space.
+    let mut end = region_end;
+    if kind == ScriptKind::Wsf {
+        if end > 0 && u.get(end - 1) == Some(LF) {
+            end -= 1;
+            if end > 0 && u.get(end - 1) == Some(CR) {
+                end -= 1;
+            }
+        }
+    } else {
+        while end > 0 && u.get(end - 1).is_some_and(is_blank) {
+            end -= 1;
+        }
+    }
+    if end == 0 {
+        return Ok(None);
+    }
+    let last = u.line_before(end);
+    let footer_present = matches!(classify(u, &m, &last), LineKind::End);
+
+    // Walk back over base64 lines to a begin marker. Without an end marker this only tells
+    // a truncated block (a begin marker, then signature lines, the last maybe cut short)
+    // from text.
+    let mut data: Vec<Range<usize>> = Vec::new();
+    let mut line = if footer_present {
+        if last.start == 0 {
+            return Err(ScriptError::MissingBegin);
+        }
+        u.line_before(last.start - 1)
+    } else if is_partial_tail(u, &m, &last) {
+        if last.start == 0 {
+            return Ok(None);
+        }
+        u.line_before(last.start - 1)
+    } else {
+        last.clone()
+    };
+    let begin = loop {
+        match classify(u, &m, &line) {
+            LineKind::Begin => break line,
+            LineKind::Data(r) => data.push(r),
+            LineKind::End | LineKind::Other if footer_present => {
+                return Err(ScriptError::InvalidBlockLine {
+                    offset: u.byte(line.start),
+                });
+            }
+            LineKind::End | LineKind::Other => return Ok(None),
+        }
+        if line.start == 0 {
+            return if footer_present {
+                Err(ScriptError::MissingBegin)
+            } else {
+                Ok(None)
+            };
+        }
+        line = u.line_before(line.start - 1);
+    };
+    if !footer_present {
+        return Err(ScriptError::TruncatedBlock {
+            begin: u.byte(begin.start),
+        });
+    }
+    if data.is_empty() {
+        return Err(ScriptError::EmptyBlock);
+    }
+    // The block starts at the line break before the begin marker.
+    let mut start = begin.start;
+    if start > 0 && u.get(start - 1) == Some(LF) {
+        start -= 1;
+        if start > 0 && u.get(start - 1) == Some(CR) {
+            start -= 1;
+        }
+    }
+    let mut b64 = Vec::new();
+    for r in data.iter().rev() {
+        b64.extend(
+            r.clone()
+                .filter_map(|i| u.get(i))
+                .filter_map(|c| u8::try_from(c).ok()),
+        );
+    }
+    Ok(Some((start..region_end, b64)))
+}
+
+impl<'a> Script<'a> {
+    /// Reads a script: detects its encoding and finds a signature block at its end.
+    ///
+    /// A block is recognised only where writers put it (the end of the text; for `.wsf`
+    /// just before the last `</job>`): marker lines earlier in the text, in a string or a
+    /// comment, are text. A begin marker followed by signature lines with no end marker is
+    /// [`ScriptError::TruncatedBlock`]; a block whose lines or base64 or DER are damaged is an
+    /// error too.
+    pub fn parse(kind: ScriptKind, bytes: &'a [u8]) -> Result<Self> {
+        let encoding = detect_encoding(kind, bytes)?;
+        let bom = encoding.bom_len();
+        let u = Units {
+            body: bytes.get(bom..).unwrap_or_default(),
+            base: bom,
+            width: encoding.width(),
+        };
+        let region_end = if kind == ScriptKind::Wsf {
+            u.rfind_ascii("</job>", u.len())
+        } else {
+            Some(u.len())
+        };
+        let block = match region_end {
+            None => None,
+            Some(end) => match find_block_units(kind, &u, end)? {
+                None => None,
+                Some((r, b64)) => {
+                    let pkcs7 = base64::engine::general_purpose::STANDARD
+                        .decode(&b64)
+                        .map_err(|_| ScriptError::InvalidBase64)?;
+                    let tlv = crate::asn1::Tlv::exactly(&pkcs7).map_err(|_| ScriptError::NotDer)?;
+                    if tlv.tag != crate::asn1::tag::SEQUENCE {
+                        return Err(ScriptError::NotDer);
+                    }
+                    Some(SignatureBlock {
+                        range: u.byte(r.start)..u.byte(r.end),
+                        pkcs7,
+                    })
+                }
+            },
+        };
+        Ok(Script {
+            kind,
+            bytes,
+            encoding,
+            block,
+        })
+    }
+
+    /// The kind of script.
+    pub fn kind(&self) -> ScriptKind {
+        self.kind
+    }
+
+    /// The file's encoding.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The file as given.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The signature block, if the file has one.
+    pub fn signature(&self) -> Option<&SignatureBlock> {
+        self.block.as_ref()
+    }
+
+    /// The file's bytes before and after the signature block (the whole file and nothing
+    /// when it has none).
+    pub fn unsigned_parts(&self) -> (&'a [u8], &'a [u8]) {
+        match &self.block {
+            None => (self.bytes, &[]),
+            Some(b) => (
+                self.bytes.get(..b.range.start).unwrap_or_default(),
+                self.bytes.get(b.range.end..).unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// The file without its signature block, byte for byte.
+    pub fn unsigned_bytes(&self) -> Vec<u8> {
+        let (a, b) = self.unsigned_parts();
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b);
+        out
+    }
+
+    /// Feeds the digest input (the text without the signature block, as UTF-16LE; see the
+    /// module documentation for the byte order mark and length rules) to `sink`, in chunks.
+    pub fn digest_input(&self, mut sink: impl FnMut(&[u8])) -> Result<()> {
+        let (a, b) = self.unsigned_parts();
+        let skip = if self.kind.hashes_bom() {
+            0
+        } else {
+            self.encoding.bom_len()
+        };
+        let a = a.get(skip..).unwrap_or_default();
+        let mut buf = ChunkBuf::new(&mut sink);
+        for part in [a, b] {
+            match self.encoding {
+                Encoding::Utf16Le => buf.raw(part),
+                Encoding::Windows1252 => part.iter().for_each(|&c| buf.unit(cp1252_to_utf16(c))),
+                Encoding::Utf8 { .. } => {
+                    // Both parts split the validated text at ASCII characters.
+                    let text = std::str::from_utf8(part).map_err(|e| ScriptError::InvalidUtf8 {
+                        offset: e.valid_up_to(),
+                    })?;
+                    text.encode_utf16().for_each(|c| buf.unit(c));
+                }
+            }
+        }
+        let units = buf.units;
+        buf.flush();
+        if self.kind.hashes_length() {
+            let n = u32::try_from(units).map_err(|_| ScriptError::TooLarge)?;
+            sink(&n.to_le_bytes());
+        }
+        Ok(())
+    }
+
+    /// Feeds the digest input to a hash (any `digest::Update`).
+    pub fn update_digest<D: digest::Update>(&self, hasher: &mut D) -> Result<()> {
+        self.digest_input(|chunk| hasher.update(chunk))
+    }
+
+    /// The digest of the script with hash algorithm `D`.
+    pub fn digest<D: digest::Digest + digest::Update>(&self) -> Result<Vec<u8>> {
+        let mut h = D::new();
+        self.update_digest(&mut h)?;
+        Ok(h.finalize().to_vec())
+    }
+
+    /// The file signed with `pkcs7_der`: the unsigned bytes with a new block (replacing any
+    /// existing one) in the file's encoding, CRLF line endings and 64-character base64 lines;
+    /// after the text, or for `.wsf` before the last `</job>`.
+    pub fn signed_bytes(&self, pkcs7_der: &[u8]) -> Result<Vec<u8>> {
+        if pkcs7_der.is_empty() {
+            return Err(ScriptError::EmptyPkcs7);
+        }
+        let unsigned = self.unsigned_bytes();
+        let block = block_text(self.kind, pkcs7_der);
+        let insert_at = if self.kind == ScriptKind::Wsf {
+            let bom = self.encoding.bom_len();
+            let u = Units {
+                body: unsigned.get(bom..).unwrap_or_default(),
+                base: bom,
+                width: self.encoding.width(),
+            };
+            let i = u
+                .rfind_ascii("</job>", u.len())
+                .ok_or(ScriptError::NoJobElement)?;
+            u.byte(i)
+        } else {
+            unsigned.len()
+        };
+        let width = self.encoding.width();
+        let mut out = Vec::with_capacity(unsigned.len() + block.len() * width);
+        out.extend_from_slice(unsigned.get(..insert_at).unwrap_or_default());
+        for b in block.bytes() {
+            out.push(b);
+            if width == 2 {
+                out.push(0);
+            }
+        }
+        out.extend_from_slice(unsigned.get(insert_at..).unwrap_or_default());
+        Ok(out)
+    }
+}
+
+/// The block's text (ASCII), CRLF line endings, starting with a line break.
+fn block_text(kind: ScriptKind, der: &[u8]) -> String {
+    let m = kind.markers();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut s = String::with_capacity(b64.len() * 2 + 128);
+    s.push_str("\r\n");
+    s.push_str(m.begin);
+    s.push_str("\r\n");
+    // base64 is ASCII, so byte chunks are whole characters.
+    for chunk in b64.as_bytes().chunks(64) {
+        s.push_str(m.line_prefix);
+        s.extend(chunk.iter().map(|&b| char::from(b)));
+        s.push_str(m.line_suffix);
+        s.push_str("\r\n");
+    }
+    s.push_str(m.end);
+    s.push_str("\r\n");
+    s
+}
+
+/// Collects UTF-16LE output in a fixed buffer and hands it on in chunks.
+struct ChunkBuf<'s, F: FnMut(&[u8])> {
+    sink: &'s mut F,
+    buf: [u8; 8192],
+    len: usize,
+    units: u64,
+}
+
+impl<'s, F: FnMut(&[u8])> ChunkBuf<'s, F> {
+    fn new(sink: &'s mut F) -> Self {
+        ChunkBuf {
+            sink,
+            buf: [0; 8192],
+            len: 0,
+            units: 0,
+        }
+    }
+
+    fn unit(&mut self, c: u16) {
+        if self.len + 2 > self.buf.len() {
+            self.flush();
+        }
+        if let Some(dst) = self.buf.get_mut(self.len..self.len + 2) {
+            dst.copy_from_slice(&c.to_le_bytes());
+        }
+        self.len += 2;
+        self.units += 1;
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        self.flush();
+        (self.sink)(bytes);
+        self.units += (bytes.len() / 2) as u64;
+    }
+
+    fn flush(&mut self) {
+        if self.len > 0 {
+            (self.sink)(self.buf.get(..self.len).unwrap_or_default());
+            self.len = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use sha2::{Digest as _, Sha256};
+
+    /// A DER SEQUENCE standing in for a PKCS#7 (the module checks only the outer element).
+    fn fake_pkcs7(n: usize) -> Vec<u8> {
+        let body: Vec<u8> = (0..n).map(|i| (i * 7 + 3) as u8).collect();
+        let mut v = vec![0x30, 0x82, (n >> 8) as u8, n as u8];
+        v.extend_from_slice(&body);
+        v
+    }
+
+    fn utf16le_bom(s: &str) -> Vec<u8> {
+        let mut v = vec![0xff, 0xfe];
+        s.encode_utf16()
+            .for_each(|c| v.extend_from_slice(&c.to_le_bytes()));
+        v
+    }
+
+    fn encodings(text: &str) -> Vec<(Vec<u8>, &'static str)> {
+        let mut bom = vec![0xef, 0xbb, 0xbf];
+        bom.extend_from_slice(text.as_bytes());
+        vec![
+            (text.as_bytes().to_vec(), "utf8"),
+            (bom, "utf8-bom"),
+            (utf16le_bom(text), "utf16le"),
+        ]
+    }
+
+    fn sample(kind: ScriptKind, nl: &str, final_nl: bool) -> String {
+        let body = match kind {
+            ScriptKind::Wsf => format!(
+                "<package>{nl}<job id=\"a\">{nl}<script language=\"JScript\">WScript.Echo(\"h\u{e9}llo\");</script>{nl}</job>{nl}</package>"
+            ),
+            _ => format!("line one \u{e9}\u{20ac}{nl}line two{nl}last line"),
+        };
+        if final_nl {
+            format!("{body}{nl}")
+        } else {
+            body
+        }
+    }
+
+    #[test]
+    fn extensions() {
+        for kind in ScriptKind::ALL {
+            for ext in kind.extensions() {
+                assert_eq!(ScriptKind::from_extension(ext).unwrap(), kind);
+                assert_eq!(
+                    ScriptKind::from_extension(&ext.to_ascii_uppercase()).unwrap(),
+                    kind
+                );
+            }
+        }
+        assert_eq!(
+            ScriptKind::from_path(Path::new("dir/a.PS1")).unwrap(),
+            ScriptKind::PowerShell
+        );
+        assert!(matches!(
+            ScriptKind::from_extension("exe"),
+            Err(ScriptError::UnsupportedExtension(_))
+        ));
+        assert!(ScriptKind::from_path(Path::new("noext")).is_err());
+    }
+
+    #[test]
+    fn sip_info_der_is_one_sequence() {
+        for kind in ScriptKind::ALL {
+            let der = kind.sip_info_der();
+            let tlv = crate::asn1::Tlv::exactly(&der).unwrap();
+            assert_eq!(tlv.tag, 0x30);
+            let mut c = tlv.children();
+            assert_eq!(
+                c.required("v").unwrap().small_uint().unwrap(),
+                u64::from(kind.sip_version())
+            );
+            let g = c.required("g").unwrap();
+            assert_eq!(g.value, kind.sip_guid());
+        }
+        assert_eq!(
+            &ScriptKind::PowerShell.sip_info_der()[..7],
+            &[0x30, 0x26, 0x02, 0x03, 0x01, 0x00, 0x00]
+        );
+    }
+
+    #[test]
+    fn round_trip_every_kind_encoding_line_ending() {
+        let p7 = fake_pkcs7(1000);
+        let p7b = fake_pkcs7(1500);
+        for kind in ScriptKind::ALL {
+            for nl in ["\n", "\r\n"] {
+                for final_nl in [false, true] {
+                    for (bytes, enc) in encodings(&sample(kind, nl, final_nl)) {
+                        let what = format!("{kind:?} {enc} {nl:?} final={final_nl}");
+                        let s = Script::parse(kind, &bytes).unwrap();
+                        assert!(s.signature().is_none(), "{what}");
+                        let signed = s.signed_bytes(&p7).unwrap();
+                        let t = Script::parse(kind, &signed).unwrap();
+                        assert_eq!(t.encoding(), s.encoding(), "{what}");
+                        assert_eq!(t.signature().unwrap().pkcs7, p7, "{what}");
+                        assert_eq!(t.unsigned_bytes(), bytes, "{what}");
+                        assert_eq!(
+                            t.digest::<Sha256>().unwrap(),
+                            s.digest::<Sha256>().unwrap(),
+                            "{what}"
+                        );
+                        // Re-signing replaces the block.
+                        let resigned = t.signed_bytes(&p7b).unwrap();
+                        let r = Script::parse(kind, &resigned).unwrap();
+                        assert_eq!(r.signature().unwrap().pkcs7, p7b, "{what}");
+                        assert_eq!(r.unsigned_bytes(), bytes, "{what}");
+                        assert_eq!(resigned, s.signed_bytes(&p7b).unwrap(), "{what}");
+                        let begin = kind.markers().begin;
+                        let count = String::from_utf8_lossy(&resigned).matches(begin).count()
+                            + String::from_utf16_lossy(
+                                &resigned
+                                    .chunks_exact(2)
+                                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                                    .collect::<Vec<_>>(),
+                            )
+                            .matches(begin)
+                            .count();
+                        assert_eq!(count, 1, "{what}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn block_layout_crlf_64_columns() {
+        let p7 = fake_pkcs7(200);
+        let signed = Script::parse(ScriptKind::PowerShell, b"a\n")
+            .unwrap()
+            .signed_bytes(&p7)
+            .unwrap();
+        let text = std::str::from_utf8(&signed).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&p7);
+        let mut want = String::from("a\n\r\n# SIG # Begin signature block\r\n");
+        for c in b64.as_bytes().chunks(64) {
+            want.push_str("# ");
+            want.push_str(std::str::from_utf8(c).unwrap());
+            want.push_str("\r\n");
+        }
+        want.push_str("# SIG # End signature block\r\n");
+        assert_eq!(text, want);
+        // UTF-16LE: the same characters, two bytes each.
+        let s16 = utf16le_bom("a\n");
+        let signed16 = Script::parse(ScriptKind::PowerShell, &s16)
+            .unwrap()
+            .signed_bytes(&p7)
+            .unwrap();
+        assert_eq!(signed16, utf16le_bom(&want));
+        // XML kind: each line wrapped.
+        let x = Script::parse(ScriptKind::PowerShellXml, b"<a/>")
+            .unwrap()
+            .signed_bytes(&p7)
+            .unwrap();
+        let x = String::from_utf8(x).unwrap();
+        assert!(x.contains(&format!("\r\n<!-- {} -->\r\n", &b64[..64])));
+        assert!(x.ends_with("<!-- SIG # End signature block -->\r\n"));
+    }
+
+    #[test]
+    fn wsf_block_goes_before_last_job() {
+        let src =
+            "<package>\r\n<job>\r\n<script>x</script>\r\n</job>\r\n<job>y</job>\r\n</package>\r\n";
+        let p7 = fake_pkcs7(100);
+        let s = Script::parse(ScriptKind::Wsf, src.as_bytes()).unwrap();
+        let signed = String::from_utf8(s.signed_bytes(&p7).unwrap()).unwrap();
+        assert!(signed.starts_with("<package>\r\n<job>\r\n<script>x</script>\r\n</job>\r\n<job>y\r\n<signature>\r\n** SIG ** "));
+        assert!(signed.ends_with("</signature>\r\n</job>\r\n</package>\r\n"));
+        let t = Script::parse(ScriptKind::Wsf, signed.as_bytes()).unwrap();
+        assert_eq!(t.unsigned_bytes(), src.as_bytes());
+        assert_eq!(
+            Script::parse(ScriptKind::Wsf, b"<package></package>")
+                .unwrap()
+                .signed_bytes(&p7),
+            Err(ScriptError::NoJobElement)
+        );
+    }
+
+    #[test]
+    fn marker_in_a_string_is_not_a_block() {
+        let src = "$s = @'\r\n# SIG # Begin signature block\r\n# MIIabc\r\n# SIG # End signature block\r\n'@\r\nWrite-Host $s\r\n";
+        let s = Script::parse(ScriptKind::PowerShell, src.as_bytes()).unwrap();
+        assert!(s.signature().is_none());
+        assert_eq!(s.unsigned_bytes(), src.as_bytes());
+        let p7 = fake_pkcs7(300);
+        let signed = s.signed_bytes(&p7).unwrap();
+        let t = Script::parse(ScriptKind::PowerShell, &signed).unwrap();
+        assert_eq!(t.signature().unwrap().pkcs7, p7);
+        assert_eq!(t.unsigned_bytes(), src.as_bytes());
+        assert_eq!(t.signature().unwrap().range.start, src.len());
+        // Only the begin marker in a string, file ends in code.
+        let src2 = "$x = \"\n# SIG # Begin signature block\n\"\n";
+        assert!(Script::parse(ScriptKind::PowerShell, src2.as_bytes())
+            .unwrap()
+            .signature()
+            .is_none());
+    }
+
+    #[test]
+    fn truncated_and_corrupted_blocks() {
+        let p7 = fake_pkcs7(400);
+        let signed = Script::parse(ScriptKind::PowerShell, b"x = 1\r\n")
+            .unwrap()
+            .signed_bytes(&p7)
+            .unwrap();
+        let text = String::from_utf8(signed.clone()).unwrap();
+        // Cut anywhere inside the block after the begin line: truncated, never a panic.
+        let begin_at = text.find("# SIG # Begin").unwrap();
+        let end_at = text.find("# SIG # End").unwrap();
+        for cut in begin_at + 30..end_at {
+            let r = Script::parse(ScriptKind::PowerShell, &signed[..cut]);
+            assert!(
+                matches!(r, Err(ScriptError::TruncatedBlock { begin }) if begin == begin_at),
+                "cut {cut}: {r:?}"
+            );
+        }
+        // Every cut at all: no panic.
+        for cut in 0..signed.len() {
+            let _ = Script::parse(ScriptKind::PowerShell, &signed[..cut]);
+        }
+        // A bad character in a base64 line.
+        let bad = text.replacen("# MI", "# M!", 1);
+        assert!(matches!(
+            Script::parse(ScriptKind::PowerShell, bad.as_bytes()),
+            Err(ScriptError::InvalidBlockLine { .. })
+        ));
+        // Base64 that does not decode (a character lost from a line).
+        let lines: Vec<String> = text.split("\r\n").map(str::to_owned).collect();
+        let mut short = lines.clone();
+        short[4].pop();
+        assert_eq!(
+            Script::parse(ScriptKind::PowerShell, short.join("\r\n").as_bytes()).unwrap_err(),
+            ScriptError::InvalidBase64
+        );
+        // A whole line lost: decodes, but the DER length no longer matches.
+        let mut dropped = lines.clone();
+        dropped.remove(4);
+        assert_eq!(
+            Script::parse(ScriptKind::PowerShell, dropped.join("\r\n").as_bytes()).unwrap_err(),
+            ScriptError::NotDer
+        );
+        // Decodes, but not one DER element.
+        let not_der = Script::parse(ScriptKind::PowerShell, b"x")
+            .unwrap()
+            .signed_bytes(&[0x30, 0x05, 1, 2])
+            .unwrap();
+        assert_eq!(
+            Script::parse(ScriptKind::PowerShell, &not_der).unwrap_err(),
+            ScriptError::NotDer
+        );
+        // End marker without begin marker.
+        let no_begin = text.replace("# SIG # Begin signature block\r\n", "");
+        assert_eq!(
+            Script::parse(ScriptKind::PowerShell, no_begin.as_bytes()).unwrap_err(),
+            ScriptError::InvalidBlockLine { offset: 7 }
+        );
+        assert_eq!(
+            Script::parse(ScriptKind::PowerShell, b"# SIG # End signature block\r\n").unwrap_err(),
+            ScriptError::MissingBegin
+        );
+        // Empty block.
+        assert_eq!(
+            Script::parse(
+                ScriptKind::PowerShell,
+                b"a\r\n# SIG # Begin signature block\r\n# SIG # End signature block\r\n"
+            )
+            .unwrap_err(),
+            ScriptError::EmptyBlock
+        );
+    }
+
+    #[test]
+    fn lf_converted_block_is_still_found() {
+        let p7 = fake_pkcs7(500);
+        let signed = Script::parse(ScriptKind::JScript, b"WScript.Echo(1);\n")
+            .unwrap()
+            .signed_bytes(&p7)
+            .unwrap();
+        let lf = String::from_utf8(signed).unwrap().replace("\r\n", "\n");
+        let s = Script::parse(ScriptKind::JScript, lf.as_bytes()).unwrap();
+        assert_eq!(s.signature().unwrap().pkcs7, p7);
+        assert_eq!(s.unsigned_bytes(), b"WScript.Echo(1);\n");
+    }
+
+    #[test]
+    fn encodings_detected() {
+        let k = ScriptKind::PowerShell;
+        assert_eq!(
+            detect_encoding(k, b"abc").unwrap(),
+            Encoding::Utf8 { bom: false }
+        );
+        assert_eq!(
+            detect_encoding(k, b"\xef\xbb\xbfabc").unwrap(),
+            Encoding::Utf8 { bom: true }
+        );
+        assert_eq!(
+            detect_encoding(k, b"\xff\xfea\0").unwrap(),
+            Encoding::Utf16Le
+        );
+        assert_eq!(
+            detect_encoding(k, b"caf\xe9").unwrap(),
+            Encoding::Windows1252
+        );
+        assert_eq!(
+            detect_encoding(ScriptKind::VbScript, b"abc").unwrap(),
+            Encoding::Windows1252
+        );
+        assert_eq!(
+            detect_encoding(ScriptKind::JScript, "é".as_bytes()).unwrap(),
+            Encoding::Windows1252
+        );
+        assert_eq!(
+            detect_encoding(k, b"\xfe\xffa\0"),
+            Err(ScriptError::Utf16BigEndian)
+        );
+        assert_eq!(
+            detect_encoding(k, b"\xff\xfea"),
+            Err(ScriptError::OddUtf16Length)
+        );
+        assert_eq!(
+            detect_encoding(k, b"\xff\xfea\0\x00\xd8b\0"),
+            Err(ScriptError::InvalidUtf16 { offset: 4 })
+        );
+        assert_eq!(
+            detect_encoding(k, b"\xef\xbb\xbfab\xffc"),
+            Err(ScriptError::InvalidUtf8 { offset: 5 })
+        );
+        assert_eq!(
+            detect_encoding(k, b"").unwrap(),
+            Encoding::Utf8 { bom: false }
+        );
+    }
+
+    fn digest_bytes(kind: ScriptKind, bytes: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        Script::parse(kind, bytes)
+            .unwrap()
+            .digest_input(|c| v.extend_from_slice(c))
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn digest_input_rules() {
+        let text = "a\u{e9}\u{20ac}\r\n";
+        let utf16: Vec<u8> = text.encode_utf16().flat_map(|c| c.to_le_bytes()).collect();
+        let mut with_bom = vec![0xff, 0xfe];
+        with_bom.extend_from_slice(&utf16);
+        for (bytes, _) in encodings(text) {
+            let bom = bytes.starts_with(&[0xef]) || bytes.starts_with(&[0xff]);
+            // PowerShell keeps the BOM (as FF FE) and adds no length.
+            let want = if bom { with_bom.clone() } else { utf16.clone() };
+            assert_eq!(digest_bytes(ScriptKind::PowerShell, &bytes), want);
+            assert_eq!(digest_bytes(ScriptKind::Mof, &bytes), want);
+            // WSF drops the BOM and appends the number of code units.
+            let mut want = utf16.clone();
+            want.extend_from_slice(&5u32.to_le_bytes());
+            assert_eq!(digest_bytes(ScriptKind::Wsf, &bytes), want);
+        }
+        // Windows-1252: BOM-less .vbs, and invalid UTF-8 in a .ps1.
+        let cp = b"a\xe9\x80\x81\x9f";
+        let want: Vec<u8> = [0x61u16, 0xe9, 0x20ac, 0x81, 0x178]
+            .iter()
+            .flat_map(|c| c.to_le_bytes())
+            .collect();
+        assert_eq!(digest_bytes(ScriptKind::PowerShell, cp), want);
+        let mut w = want.clone();
+        w.extend_from_slice(&5u32.to_le_bytes());
+        assert_eq!(digest_bytes(ScriptKind::VbScript, cp), w);
+        // BOM-less UTF-8 é in a .js is two Windows-1252 characters.
+        let mut w = vec![0xc3, 0x00, 0xa9, 0x00];
+        w.extend_from_slice(&2u32.to_le_bytes());
+        assert_eq!(digest_bytes(ScriptKind::JScript, "é".as_bytes()), w);
+        // Empty.
+        assert_eq!(digest_bytes(ScriptKind::PowerShell, b""), Vec::<u8>::new());
+        assert_eq!(digest_bytes(ScriptKind::JScript, b""), vec![0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn multi_megabyte_script() {
+        let line = "Write-Host \"h\u{e9}llo w\u{f6}rld \u{1f600}\" # comment\r\n";
+        let text: String = line.repeat(4 * 1024 * 1024 / line.len());
+        assert!(text.len() > 4_000_000);
+        let p7 = fake_pkcs7(6000);
+        for (bytes, enc) in encodings(&text) {
+            let s = Script::parse(ScriptKind::PowerShell, &bytes).unwrap();
+            let signed = s.signed_bytes(&p7).unwrap();
+            let t = Script::parse(ScriptKind::PowerShell, &signed).unwrap();
+            assert_eq!(t.unsigned_bytes(), bytes, "{enc}");
+            let mut h = Sha256::new();
+            if bytes.starts_with(&[0xef]) || bytes.starts_with(&[0xff]) {
+                h.update([0xff, 0xfe]);
+            }
+            let utf16: Vec<u8> = text.encode_utf16().flat_map(|c| c.to_le_bytes()).collect();
+            h.update(&utf16);
+            assert_eq!(
+                t.digest::<Sha256>().unwrap(),
+                h.finalize().to_vec(),
+                "{enc}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_lines_and_many_lines_stay_linear() {
+        // One huge line that looks like a comment, and many comment lines: no block,
+        // quickly (a quadratic walk would take minutes here).
+        let mut big = String::from("# ");
+        big.push_str(&"A".repeat(8_000_000));
+        let s = Script::parse(ScriptKind::PowerShell, big.as_bytes()).unwrap();
+        assert!(s.signature().is_none());
+        let many = "# QUJD\n".repeat(1_000_000);
+        assert!(Script::parse(ScriptKind::PowerShell, many.as_bytes())
+            .unwrap()
+            .signature()
+            .is_none());
+        let wsf = "</job>".repeat(1_000_000);
+        assert!(Script::parse(ScriptKind::Wsf, wsf.as_bytes())
+            .unwrap()
+            .signature()
+            .is_none());
+    }
+}
