@@ -1284,6 +1284,57 @@ mod tests {
     }
 
     #[test]
+    fn mutated_files_never_panic() {
+        // Deterministic pseudo-random damage to signed files of every kind and encoding.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize
+        };
+        let p7 = fake_pkcs7(150);
+        let mut outcomes = std::collections::HashMap::new();
+        for kind in ScriptKind::ALL {
+            for (bytes, _) in encodings(&sample(kind, "\r\n", true)) {
+                let signed = Script::parse(kind, &bytes)
+                    .unwrap()
+                    .signed_bytes(&p7)
+                    .unwrap();
+                for _ in 0..300 {
+                    let mut m = signed.clone();
+                    for _ in 0..1 + next() % 3 {
+                        if m.is_empty() {
+                            break;
+                        }
+                        let i = next() % m.len();
+                        match next() % 4 {
+                            0 => m[i] = (next() % 256) as u8,
+                            1 => {
+                                m.remove(i);
+                            }
+                            2 => m.insert(i, b"\r\n#A=<>-/*' "[next() % 12]),
+                            _ => m.truncate(i),
+                        }
+                    }
+                    let r = Script::parse(kind, &m);
+                    if let Ok(s) = &r {
+                        let _ = s.digest::<Sha256>();
+                        let _ = s.signed_bytes(&p7);
+                    }
+                    let key = match r {
+                        Ok(s) => format!("ok:{}", s.signature().is_some()),
+                        Err(e) => format!("{e:?}").chars().take(12).collect(),
+                    };
+                    *outcomes.entry(key).or_insert(0) += 1;
+                }
+            }
+        }
+        // The damage reaches the interesting paths, not just one.
+        assert!(outcomes.len() >= 5, "{outcomes:?}");
+    }
+
+    #[test]
     fn long_lines_and_many_lines_stay_linear() {
         // One huge line that looks like a comment, and many comment lines: no block,
         // quickly (a quadratic walk would take minutes here).

@@ -231,3 +231,34 @@ fn tampered_text_changes_the_digest() {
     fs::write(&path, &tampered).expect("write");
     assert!(!osslsigncode_verify(Path::new(&path), &root()).0);
 }
+
+/// A begin marker inside a here-string. osslsigncode 2.9 takes the first line that starts
+/// with the marker as the block (and drops the text after it); the module takes only the
+/// block at the end, so it still reads osslsigncode's output and agrees on its digest, and
+/// its own signing keeps the whole text.
+#[test]
+fn marker_in_a_here_string() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "$s = @'\r\n# SIG # Begin signature block\r\n'@\r\nWrite-Host $s\r\n";
+    let a = dir.path().join("a.ps1");
+    let b = dir.path().join("b.ps1");
+    fs::write(&a, text).expect("write");
+    let plain = Script::parse(ScriptKind::PowerShell, text.as_bytes()).expect("parse");
+    assert!(plain.signature().is_none());
+    osslsigncode_sign(&a, &b, "leaf-rsa2048", "sha256");
+    let signed = fs::read(&b).expect("read");
+    let s = Script::parse(ScriptKind::PowerShell, &signed).expect("parse");
+    let block = s.signature().expect("block");
+    let ci = parse_content_info(&block.pkcs7).expect("pkcs7");
+    let idc = SpcIndirectDataContent::from_der(ci.signed_data.content.expect("content").raw)
+        .expect("idc");
+    assert_eq!(
+        idc.message_digest.digest.as_bytes(),
+        s.digest::<Sha256>().expect("digest").as_slice()
+    );
+    // Our block after the whole text: the text survives a round trip.
+    let ours = plain.signed_bytes(&block.pkcs7).expect("signed_bytes");
+    let again = Script::parse(ScriptKind::PowerShell, &ours).expect("parse");
+    assert_eq!(again.unsigned_bytes(), text.as_bytes());
+    assert_eq!(again.signature().expect("block").pkcs7, block.pkcs7);
+}
