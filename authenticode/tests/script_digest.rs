@@ -262,3 +262,32 @@ fn marker_in_a_here_string() {
     assert_eq!(again.unsigned_bytes(), text.as_bytes());
     assert_eq!(again.signature().expect("block").pkcs7, block.pkcs7);
 }
+
+/// A 3 MiB script with non-ASCII text and long lines, in each encoding.
+#[test]
+fn osslsigncode_multi_megabyte_script() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::new();
+    let mut i = 0u32;
+    while text.len() < 3 * 1024 * 1024 {
+        text.push_str(&format!(
+            "$v{i} = 'w\u{e4}rt \u{3b1}\u{3b2} {}' # \u{1f680}\r\n",
+            "x".repeat((i % 300) as usize)
+        ));
+        i += 1;
+    }
+    for enc in ["utf8", "utf8-bom", "utf16le"] {
+        let a = dir.path().join(format!("big-{enc}.ps1"));
+        let b = dir.path().join(format!("big-{enc}-signed.ps1"));
+        let bytes = encode(&text, enc);
+        fs::write(&a, &bytes).expect("write");
+        osslsigncode_sign(&a, &b, "leaf-rsa2048", "sha256");
+        let signed = fs::read(&b).expect("read");
+        check_signed(
+            ScriptKind::PowerShell,
+            &bytes,
+            &signed,
+            &format!("3 MiB {enc}"),
+        );
+    }
+}
