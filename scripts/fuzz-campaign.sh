@@ -23,6 +23,10 @@
 #   env:   FUZZ_RUNS=N        executions per target (default 10000000)
 #          FUZZ_SECONDS=T     time per target (default 3600)
 #          FUZZ_PARALLEL=N    targets run at once (default 1; each uses one core)
+#          FUZZ_NICE=N        niceness of the fuzzers (default 19). libFuzzer's -timeout is
+#                             wall-clock time: a fuzzer starved of CPU by other work at a
+#                             lower niceness reports fast inputs as timeouts. On a busy
+#                             machine use 0, so the fuzzers get their share.
 #          FUZZ_ARTIFACTS=DIR where findings go (default fuzz/artifacts/campaign-DATE)
 #          FUZZ_LOGS=DIR      per-target logs (default ARTIFACTS/logs)
 #
@@ -51,6 +55,7 @@ done
 RUNS="${FUZZ_RUNS:-10000000}"; num FUZZ_RUNS "$RUNS"
 SECS="${FUZZ_SECONDS:-3600}"; num FUZZ_SECONDS "$SECS"
 PAR="${FUZZ_PARALLEL:-1}"; num FUZZ_PARALLEL "$PAR"
+NICE="${FUZZ_NICE:-19}"; [[ "$NICE" =~ ^[0-9]+$ && "$NICE" -le 19 ]] || { echo "fuzz-campaign: FUZZ_NICE must be 0..19" >&2; exit 2; }
 ART="${FUZZ_ARTIFACTS:-$FUZZ/artifacts/campaign-$(date +%Y%m%d-%H%M%S)}"
 LOGS="${FUZZ_LOGS:-$ART/logs}"
 export RUSTC_BOOTSTRAP=1
@@ -72,7 +77,7 @@ run_target() {
   local t=$1 rc=0
   mkdir -p "$FUZZ/corpus/$t" "$ART/$t"
   # The wall-clock bound covers loading the corpus, which -max_total_time does not.
-  timeout --kill-after=30 $((SECS + 600)) nice -n 19 "$BIN/$t" \
+  timeout --kill-after=30 $((SECS + 600)) nice -n "$NICE" "$BIN/$t" \
     "$FUZZ/corpus/$t" "$FUZZ/regressions/$t" \
     -runs="$RUNS" -max_total_time="$SECS" -max_len="$MAX_LEN" -timeout="$TIMEOUT" \
     -report_slow_units="$SLOW" -rss_limit_mb="$RSS_MB" -print_final_stats=1 \
