@@ -460,6 +460,15 @@ impl<'a> UnsignedAttr<'a> {
     }
 }
 
+/// The DER of every value of the attributes `oid` among `attrs`.
+fn values_of<'a>(attrs: &[UnsignedAttr<'a>], oid: ObjectIdentifier) -> Vec<&'a [u8]> {
+    attrs
+        .iter()
+        .filter(|a| a.oid == oid)
+        .flat_map(|a| a.values())
+        .collect()
+}
+
 /// A SignerInfo read from untrusted bytes in one pass: the fixed fields decoded (after
 /// [`asn1::check_sets`]), the signed attributes checked as DER, the unsigned attributes kept
 /// as bytes.
@@ -528,11 +537,7 @@ impl<'a> SignerInfoRef<'a> {
 
     /// The DER of every value of the unsigned attribute `oid`.
     pub fn unsigned_values(&self, oid: ObjectIdentifier) -> Vec<&'a [u8]> {
-        self.unsigned
-            .iter()
-            .filter(|a| a.oid == oid)
-            .flat_map(|a| a.values())
-            .collect()
+        values_of(&self.unsigned, oid)
     }
 
     fn unsigned_count(&self, oid: ObjectIdentifier) -> usize {
@@ -1011,10 +1016,6 @@ impl<'a> ParsedSignature<'a> {
 
     /// The DER of every value of the unsigned attribute `oid`.
     pub fn unsigned_values(&self, oid: ObjectIdentifier) -> Vec<&'a [u8]> {
-        self.unsigned
-            .iter()
-            .filter(|a| a.oid == oid)
-            .flat_map(|a| a.values())
-            .collect()
+        values_of(&self.unsigned, oid)
     }
 }
