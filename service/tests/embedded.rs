@@ -441,28 +441,7 @@ fn graceful_shutdown_releases_in_flight_jobs() {
         svc.proc.log_text()
     );
     // Restart on the same data: the job is taken up again and finishes.
-    let data = svc.data.display().to_string();
-    let pki = test_env().join("pki");
-    let args: Vec<String> = vec![
-        "serve".into(),
-        "--embedded".into(),
-        "--data-dir".into(),
-        data,
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--poll-interval-ms".into(),
-        "200".into(),
-        "--part-size".into(),
-        "4096".into(),
-        "--key".into(),
-        format!("file:{}", pki.join("leaf-p256.key").display()),
-        "--cert".into(),
-        pki.join("leaf-p256-chain.pem").display().to_string(),
-        "--trust".into(),
-        pki.join("root.pem").display().to_string(),
-    ];
-    let log2 = svc.proc.log.with_file_name("service2.log");
-    let p2 = Proc::start(service_bin(), &args, &log2, true);
+    let p2 = restart(&svc);
     let client = Client::new(&p2.base(), &api_key(&svc.data));
     let job = client.wait(&id, Duration::from_secs(60));
     assert_eq!(job["status"], "done", "{job}");
@@ -500,28 +479,7 @@ fn released_job_does_not_call_the_key_after_shutdown() {
     assert!(!log.contains("calling the key"), "{log}");
     assert!(!log.contains("codeseal::audit"), "{log}");
     // Restarted on the same data (no delay), the job is signed once, by the new process.
-    let data = svc.data.display().to_string();
-    let pki = test_env().join("pki");
-    let args: Vec<String> = vec![
-        "serve".into(),
-        "--embedded".into(),
-        "--data-dir".into(),
-        data,
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--poll-interval-ms".into(),
-        "200".into(),
-        "--part-size".into(),
-        "4096".into(),
-        "--key".into(),
-        format!("file:{}", pki.join("leaf-p256.key").display()),
-        "--cert".into(),
-        pki.join("leaf-p256-chain.pem").display().to_string(),
-        "--trust".into(),
-        pki.join("root.pem").display().to_string(),
-    ];
-    let log2 = svc.proc.log.with_file_name("service2.log");
-    let p2 = Proc::start(service_bin(), &args, &log2, true);
+    let p2 = restart(&svc);
     let client = Client::new(&p2.base(), &api_key(&svc.data));
     let job = client.wait(&id, Duration::from_secs(60));
     assert_eq!(job["status"], "done", "{job}");
@@ -767,4 +725,30 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// A second `serve --embedded` on the data directory of `svc` (no fault flags), logging to
+/// `service2.log` beside the first one's log.
+fn restart(svc: &Embedded) -> Proc {
+    let pki = test_env().join("pki");
+    let args: Vec<String> = vec![
+        "serve".into(),
+        "--embedded".into(),
+        "--data-dir".into(),
+        svc.data.display().to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--poll-interval-ms".into(),
+        "200".into(),
+        "--part-size".into(),
+        "4096".into(),
+        "--key".into(),
+        format!("file:{}", pki.join("leaf-p256.key").display()),
+        "--cert".into(),
+        pki.join("leaf-p256-chain.pem").display().to_string(),
+        "--trust".into(),
+        pki.join("root.pem").display().to_string(),
+    ];
+    let log2 = svc.proc.log.with_file_name("service2.log");
+    Proc::start(service_bin(), &args, &log2, true)
 }
