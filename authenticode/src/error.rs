@@ -60,6 +60,12 @@ pub enum Error {
     /// No valid time stamp could be had; nothing was written.
     #[error("time stamp failed: {0}; the output was not written")]
     Timestamp(String),
+    /// The file is of a kind codeseal does not sign, or the operation does not apply to it.
+    #[error("unsupported file: {0}")]
+    Unsupported(String),
+    /// A script's text or signature block is malformed.
+    #[error("script: {0}")]
+    Script(#[from] crate::script::ScriptError),
     /// The signed output did not verify; nothing was written.
     #[error("the signed output did not verify ({0}); the output was not written")]
     OutputCheck(String),

@@ -12,6 +12,9 @@ pub enum FindingCode {
     ImageDigestMismatch,
     /// The messageDigest attribute does not cover the SpcIndirectDataContent.
     MessageDigestMismatch,
+    /// The signature's indirect data is for another kind of file (e.g. a PE signature in a
+    /// script, or another script language's SIP).
+    WrongIndirectData,
     /// The signature over the signed attributes does not verify.
     SignatureInvalid,
     /// The signer's certificate is not among the embedded ones.

@@ -1,8 +1,12 @@
 //! # codeseal-authenticode
 //!
-//! Authenticode for PE files (exe, dll, sys, efi; PE32 and PE32+; any machine):
+//! Authenticode for PE files (exe, dll, sys, efi; PE32 and PE32+; any machine) and scripts
+//! (PowerShell, MOF, JScript, VBScript, WSF), through one pipeline with one implementation
+//! per format ([`format`]):
 //!
+//! - [`format`]: detection ([`FileKind`]), what each format hashes, signs and stores;
 //! - [`pe`]: a checked reader of the headers Authenticode needs;
+//! - [`script`]: scripts' encodings, signature blocks and digest input;
 //! - [`digest`]: the image digest and PE checksum in one streaming pass (constant memory);
 //! - [`spc`]: Microsoft's ASN.1 types; [`pkcs7`]: build and parse the SignedData;
 //! - [`wincert`]: the certificate table; [`sign`]: sign a file; [`verify`]: verify one.
@@ -28,6 +32,7 @@ pub mod chain;
 pub mod digest;
 mod error;
 pub mod finding;
+pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod manage;
@@ -45,6 +50,7 @@ pub mod wincert;
 
 pub use error::{Error, Result};
 pub use finding::{Finding, FindingCode};
+pub use format::FileKind;
 pub use manage::{attach_signature, extract_signature, remove_signature, AttachOptions};
 pub use pe::PeInfo;
 pub use pkcs7::OpusInfo;

@@ -5,15 +5,26 @@ use codeseal_signer::DigestAlgorithm;
 
 use crate::{
     error::{Error, Result},
+    format::{self, stage, FileKind, StageOptions},
     pkcs7::{page_hashes_of, ParsedSignature},
-    stage::{read_primary_signature, Existing, StagedImage},
+    stage::{read_primary_signature, Existing},
 };
 
+fn stage_opts(force: bool, existing: Existing) -> StageOptions<'static> {
+    StageOptions {
+        force,
+        existing,
+        algs: &[],
+        pages: None,
+    }
+}
+
 /// Removes every signature from `input`, writing the result to `output` (may be `input`).
-/// The image digest of the result equals the signed file's.
+/// The digest of the result equals the signed file's.
 pub fn remove_signature(input: &Path, output: &Path, force: bool) -> Result<u64> {
-    let staged = StagedImage::stage(input, output, force, Existing::Replace, &[], None)?;
-    if staged.pe().cert_table.is_none() {
+    let kind = FileKind::detect(input)?;
+    let staged = stage(kind, input, output, stage_opts(force, Existing::Replace))?;
+    if !staged.was_signed() {
         return Err(Error::NotSigned);
     }
     staged.commit(None)
@@ -22,7 +33,18 @@ pub fn remove_signature(input: &Path, output: &Path, force: bool) -> Result<u64>
 /// The primary signature of a signed file, as a DER ContentInfo (PKCS#7), nested signatures
 /// and time stamps included.
 pub fn extract_signature(input: &Path) -> Result<Vec<u8>> {
-    read_primary_signature(input)
+    match FileKind::detect(input)? {
+        FileKind::Pe => read_primary_signature(input),
+        FileKind::Script(k) => {
+            let f = std::fs::File::open(input)
+                .map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
+            let bytes = format::script::read_script(f, input)?;
+            let script = crate::script::Script::parse(k, &bytes)?;
+            let block = script.signature().ok_or(Error::NotSigned)?;
+            let parsed = ParsedSignature::parse(&block.pkcs7)?;
+            Ok(parsed.der.to_vec())
+        }
+    }
 }
 
 /// How to attach a detached signature.
@@ -61,14 +83,20 @@ pub fn attach_signature(
     } else {
         Existing::Refuse
     };
+    let kind = FileKind::detect(input)?;
+    format::check_indirect_data(kind, &parsed.spc.data).map_err(Error::Usage)?;
     let pages = page_hashes_of(&parsed.spc)?.map(|(alg, _)| alg);
-    let staged = StagedImage::stage(
+    let staged = stage(
+        kind,
         input,
         output,
-        opts.force,
-        existing,
-        &[parsed.digest_algorithm],
-        pages,
+        StageOptions {
+            force: opts.force,
+            existing,
+            // The output check verifies the nested signatures too: hash for all of them.
+            algs: &digest_algorithms(&der)?,
+            pages,
+        },
     )?;
     let computed = staged
         .digest(parsed.digest_algorithm)
@@ -116,7 +144,8 @@ pub fn timestamp_file(
     opts: &crate::timestamp::TimestampOptions,
     transport: &dyn crate::timestamp::Transport,
 ) -> Result<crate::timestamp::Stamp> {
-    let staged = StagedImage::stage(input, output, force, Existing::Keep, &[], None)?;
+    let kind = FileKind::detect(input)?;
+    let staged = stage(kind, input, output, stage_opts(force, Existing::Keep))?;
     let primary = staged
         .existing_signature()
         .ok_or(Error::NotSigned)?

@@ -17,7 +17,7 @@ use cms::{
 use codeseal_signer::{DigestAlgorithm, SignatureAlgorithm};
 use const_oid::ObjectIdentifier;
 use der::{
-    asn1::{Any, BitString, BmpString, Ia5String, OctetString, SetOfVec},
+    asn1::{Any, BmpString, Ia5String, OctetString, SetOfVec},
     Decode, Encode,
 };
 use x509_cert::{attr::Attribute, Certificate};
@@ -67,6 +67,9 @@ pub fn page_hashes_of(spc: &SpcIndirectDataContent) -> Result<Option<(DigestAlgo
     let Some(value) = &spc.data.value else {
         return Ok(None);
     };
+    if spc.data.value_type != SPC_PE_IMAGE_DATA {
+        return Ok(None);
+    }
     let image: SpcPeImageData = value
         .decode_as()
         .map_err(|e| malformed(format!("SpcPeImageData: {e}")))?;
@@ -272,13 +275,14 @@ pub struct SignatureRequest {
 }
 
 impl SignatureRequest {
-    /// Builds the SpcIndirectDataContent for a PE image digest and the signed attributes
-    /// (contentType, messageDigest, SpcSpOpusInfo, SpcStatementType).
+    /// Builds the SpcIndirectDataContent of `data` (what the format puts there: see
+    /// [`crate::format`]) and the file's digest, and the signed attributes (contentType,
+    /// messageDigest, SpcSpOpusInfo, SpcStatementType).
     pub fn new(
         algorithm: SignatureAlgorithm,
+        data: SpcAttributeTypeAndOptionalValue,
         image_digest: &[u8],
         opus: &OpusInfo,
-        page_hashes: Option<&(DigestAlgorithm, Vec<u8>)>,
     ) -> Result<Self> {
         let digest_alg = algorithm.digest;
         if image_digest.len() != digest_alg.output_len() {
@@ -287,24 +291,8 @@ impl SignatureRequest {
                 image_digest.len()
             )));
         }
-        let pe_image = match page_hashes {
-            None => SpcPeImageData {
-                flags: Some(BitString::from_bytes(&[])?),
-                file: Some(SpcLink::File(SpcString::Unicode(BmpString::from_utf8(
-                    OBSOLETE_LINK,
-                )?))),
-            },
-            Some((alg, table)) => SpcPeImageData {
-                // includeResources, as SignTool and osslsigncode write it with page hashes.
-                flags: Some(BitString::new(7, [0x80u8].as_slice())?),
-                file: Some(SpcLink::Moniker(page_hash_object(*alg, table)?)),
-            },
-        };
         let spc = SpcIndirectDataContent {
-            data: SpcAttributeTypeAndOptionalValue {
-                value_type: SPC_PE_IMAGE_DATA,
-                value: Some(Any::encode_from(&pe_image)?),
-            },
+            data,
             message_digest: DigestInfo {
                 digest_algorithm: digest_alg.algorithm_identifier(),
                 digest: OctetString::new(image_digest)?,

@@ -1,11 +1,13 @@
-//! Signing a PE file: one streaming pass, one key call, temp file + check + rename.
+//! Signing any supported file: one read of the input, one key call, temp file + check +
+//! rename. The format (see [`crate::format`]) supplies the digest, the indirect data and
+//! where the signature goes; the rest is the same for every format.
 //!
 //! ```text
-//! input ─▶ headers ─▶ one pass: read → hash (+ page hashes) + checksum → copy to a temp file
+//! input ─▶ detect the format ─▶ one pass: read → hash (+ PE page hashes and checksum) → stage
 //!       ─▶ SpcIndirectData + signed attributes ─▶ key signs their digest (one call)
-//!       ─▶ SignedData [nested into the existing one with --append]
-//!       ─▶ WIN_CERTIFICATE appended, Security entry and CheckSum patched
-//!       ─▶ output re-read and checked (headers, table, every signature, digests) ─▶ fsync ─▶ rename
+//!       ─▶ SignedData [nested into the existing one with --append] [+ time stamp]
+//!       ─▶ the format writes it (PE: WIN_CERTIFICATE + patched headers; scripts: the block)
+//!       ─▶ output re-read and checked (structure, every new signature, digests) ─▶ fsync ─▶ rename
 //! ```
 use std::path::{Path, PathBuf};
 
@@ -13,9 +15,10 @@ use codeseal_signer::{DigestAlgorithm, KeySigner, SignatureAlgorithm, SigningIde
 
 use crate::{
     error::{Error, Result},
+    format::{indirect_data, stage, FileKind, StageOptions, Staged},
     pagehash::page_hash_algorithm,
     pkcs7::{add_unsigned_attr_and_certs, nest_signature, OpusInfo, SignatureRequest},
-    stage::{Existing, StagedImage},
+    stage::Existing,
     timestamp::{TimestampOptions, UreqTransport},
 };
 
@@ -60,6 +63,8 @@ impl Default for SignOptions {
 pub struct SignOutcome {
     /// The output file.
     pub output: PathBuf,
+    /// The kind of file signed.
+    pub kind: FileKind,
     /// The Authenticode digest of the image.
     pub image_digest: Vec<u8>,
     /// The digest algorithm.
@@ -78,7 +83,7 @@ pub struct SignOutcome {
 /// is all the key sees; [`finish`](Self::finish) takes the signature.
 #[derive(Debug)]
 pub struct PreparedSigning {
-    staged: StagedImage,
+    staged: Box<dyn Staged>,
     request: SignatureRequest,
     timestamp: Option<TimestampOptions>,
 }
@@ -123,19 +128,30 @@ impl PreparedSigning {
         } else {
             Existing::Refuse
         };
+        let kind = FileKind::detect(input)?;
         let pages = opts.page_hashes.then(|| page_hash_algorithm(opts.digest));
-        let staged =
-            StagedImage::stage(input, output, opts.force, existing, &[opts.digest], pages)?;
+        let staged = stage(
+            kind,
+            input,
+            output,
+            StageOptions {
+                force: opts.force,
+                existing,
+                algs: &[opts.digest],
+                pages,
+            },
+        )?;
         if opts.append && staged.existing_signature().is_none() {
             return Err(Error::NotSigned);
         }
         let image_digest = staged
             .digest(opts.digest)
             .ok_or_else(|| Error::Usage("digest missing".into()))?;
-        let request =
-            SignatureRequest::new(algorithm, image_digest, &opts.opus, staged.page_hashes())?;
+        let data = indirect_data(kind, staged.page_hashes())?;
+        let request = SignatureRequest::new(algorithm, data, image_digest, &opts.opus)?;
         tracing::debug!(
             input = %input.display(),
+            kind = %kind,
             digest = %hex::encode(image_digest),
             algorithm = %algorithm,
             "image hashed"
@@ -157,7 +173,12 @@ impl PreparedSigning {
         &self.request
     }
 
-    /// The image's Authenticode digest.
+    /// The kind of file being signed.
+    pub fn kind(&self) -> FileKind {
+        self.staged.kind()
+    }
+
+    /// The file's Authenticode digest.
     pub fn image_digest(&self) -> &[u8] {
         self.staged
             .digest(self.request.algorithm.digest)
@@ -182,20 +203,18 @@ impl PreparedSigning {
             None => (pkcs7, false),
         };
         let image_digest = self.image_digest().to_vec();
-        let output = PathBuf::from(self.staged_output());
+        let output = PathBuf::from(self.staged.output());
+        let kind = self.staged.kind();
         let output_len = self.staged.commit(Some(&table))?;
         Ok(SignOutcome {
             output,
+            kind,
             image_digest,
             digest_algorithm: self.request.algorithm.digest,
             signature_algorithm: self.request.algorithm,
             output_len,
             appended,
         })
-    }
-
-    fn staged_output(&self) -> &Path {
-        self.staged.output()
     }
 }
 

@@ -35,6 +35,9 @@ pub const SPC_INDIRECT_DATA: ObjectIdentifier =
 /// SPC_PE_IMAGE_DATA_OBJID: `SpcAttributeTypeAndOptionalValue.type` for PE files.
 pub const SPC_PE_IMAGE_DATA: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.15");
+/// SPC_SIPINFO_OBJID: `SpcAttributeTypeAndOptionalValue.type` for files signed through a
+/// subject interface package (scripts, MSI, APPX): the value is an `SpcSipInfo`.
+pub const SPC_SIPINFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.30");
 /// SPC_SP_OPUS_INFO_OBJID: signed attribute with the program name and URL.
 pub const SPC_SP_OPUS_INFO: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.12");
@@ -211,6 +214,26 @@ pub struct SpcSpOpusInfo {
     /// A URL with more information.
     #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
     pub more_info: Option<SpcLink>,
+}
+
+/// The SIP GUID of an `SpcSipInfo` value (`SEQUENCE { INTEGER version, OCTET STRING guid,
+/// ... }`), read with the checked TLV walker; `None` when it is not one.
+pub fn sip_guid(value: &der::asn1::Any) -> Option<[u8; 16]> {
+    use crate::asn1::{tag, Children};
+    if value.tag() != der::Tag::Sequence {
+        return None;
+    }
+    let mut c = Children::new(value.value(), 0);
+    c.required("SpcSipInfo version")
+        .ok()?
+        .expect(tag::INTEGER, "SpcSipInfo version")
+        .ok()?;
+    let guid = c
+        .required("SpcSipInfo GUID")
+        .ok()?
+        .expect(tag::OCTET_STRING, "SpcSipInfo GUID")
+        .ok()?;
+    guid.value.try_into().ok()
 }
 
 #[cfg(test)]

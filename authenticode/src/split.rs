@@ -21,6 +21,7 @@ use x509_cert::Certificate;
 use crate::{
     digest::stream_image_with_pages,
     error::{Error, Result},
+    format::{indirect_data, FileKind},
     manage::{attach_signature, AttachOptions},
     pagehash::{page_hash_algorithm, PageHasher},
     pe::PeInfo,
@@ -32,6 +33,10 @@ use crate::{
 pub struct DigestRequest {
     /// Format version (1).
     pub version: u32,
+    /// The kind of file the request is for ("PE", "PowerShell", ...); absent in requests
+    /// made before other formats were supported (PE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// The signature algorithm.
     pub algorithm: SignatureAlgorithm,
     /// The digest the key must sign (hash of the signed attributes), base64.
@@ -50,6 +55,58 @@ fn bad(what: impl std::fmt::Display) -> Error {
     Error::Usage(format!("digest request: {what}"))
 }
 
+/// The digest of `input` and the indirect data a signature of it carries, read the way
+/// signing reads it (the same checks), without a copy: only the digests are needed.
+fn file_digest(
+    input: &Path,
+    digest: DigestAlgorithm,
+    page_hashes: bool,
+) -> Result<(
+    FileKind,
+    Vec<u8>,
+    crate::spc::SpcAttributeTypeAndOptionalValue,
+)> {
+    let kind = FileKind::detect(input)?;
+    let file = std::fs::File::open(input)
+        .map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
+    match kind {
+        FileKind::Pe => {
+            let mut r = std::io::BufReader::with_capacity(64 << 10, file);
+            let pe = PeInfo::read(&mut r)?;
+            if pe.bytes_after_cert_table() > 0 {
+                return Err(Error::CertTable(format!(
+                    "{} bytes follow the certificate table; refusing to sign a file with unsigned trailing data",
+                    pe.bytes_after_cert_table()
+                )));
+            }
+            let mut pages: Vec<PageHasher> = page_hashes
+                .then(|| PageHasher::new(&pe, page_hash_algorithm(digest)))
+                .transpose()?
+                .into_iter()
+                .collect();
+            let pass = stream_image_with_pages(&mut r, &pe, &[digest], None, &mut pages)?;
+            let page_table = pages.pop().map(PageHasher::finish);
+            let image_digest = pass.digest(digest).ok_or_else(|| bad("digest missing"))?;
+            let data = indirect_data(kind, page_table.as_ref())?;
+            Ok((kind, image_digest.to_vec(), data))
+        }
+        FileKind::Script(k) => {
+            if page_hashes {
+                return Err(Error::Usage(format!(
+                    "page hashes exist only for PE files, not for {}",
+                    kind.name()
+                )));
+            }
+            let data = indirect_data(kind, None)?;
+            let bytes = crate::format::script::read_script(file, input)?;
+            let script = crate::script::Script::parse(k, &bytes)?;
+            let mut d = crate::format::script::digests(&script, &[digest])?;
+            let (_, image_digest) = d.pop().ok_or_else(|| bad("digest missing"))?;
+            Ok((kind, image_digest, data))
+        }
+    }
+}
+
 /// Step 1: hashes `input` and makes the request for a key whose leaf certificate is `leaf`.
 pub fn make_request(
     input: &Path,
@@ -60,31 +117,14 @@ pub fn make_request(
 ) -> Result<DigestRequest> {
     let kind = key_kind_of(&leaf.tbs_certificate.subject_public_key_info)?;
     let algorithm = kind.with_digest(digest);
-    // The same checked, streamed pass as signing, without a copy: only the digests are needed.
-    let file = std::fs::File::open(input)
-        .map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
-    let mut r = std::io::BufReader::with_capacity(64 << 10, file);
-    let pe = PeInfo::read(&mut r)?;
-    if pe.bytes_after_cert_table() > 0 {
-        return Err(Error::CertTable(format!(
-            "{} bytes follow the certificate table; refusing to sign a file with unsigned trailing data",
-            pe.bytes_after_cert_table()
-        )));
-    }
-    let mut pages: Vec<PageHasher> = page_hashes
-        .then(|| PageHasher::new(&pe, page_hash_algorithm(digest)))
-        .transpose()?
-        .into_iter()
-        .collect();
-    let pass = stream_image_with_pages(&mut r, &pe, &[digest], None, &mut pages)?;
-    let page_table = pages.pop().map(PageHasher::finish);
-    let image_digest = pass.digest(digest).ok_or_else(|| bad("digest missing"))?;
-    let req = SignatureRequest::new(algorithm, image_digest, opus, page_table.as_ref())?;
+    let (kind, image_digest, data) = file_digest(input, digest, page_hashes)?;
+    let req = SignatureRequest::new(algorithm, data, &image_digest, opus)?;
     Ok(DigestRequest {
         version: 1,
+        kind: Some(kind.name().to_string()),
         algorithm,
         digest_to_sign: B64.encode(&req.digest_to_sign),
-        image_digest: hex::encode(image_digest),
+        image_digest: hex::encode(&image_digest),
         spc: B64.encode(req.spc.to_der()?),
         signed_attrs: B64.encode(&req.signed_attrs_der),
         leaf_sha256: hex::encode(DigestAlgorithm::Sha256.digest(&leaf.to_der()?)),

@@ -9,7 +9,7 @@
 use std::{
     fs::File,
     io::{BufReader, Seek, SeekFrom, Write},
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 use codeseal_signer::DigestAlgorithm;
@@ -18,10 +18,11 @@ use tempfile::NamedTempFile;
 use crate::{
     digest::{stream_image_to_file, FileCopy, ImagePass, PIPELINE_MIN},
     error::{Error, Result},
+    format::{check_written, output::OutputFile, FileKind, Staged},
     pagehash::PageHasher,
     pe::PeInfo,
-    pkcs7::{page_hashes_of, ParsedSignature, MAX_NESTING},
-    verify::{check_signature, read_cert_table},
+    pkcs7::{page_hashes_of, ParsedSignature},
+    verify::read_cert_table,
     wincert::{build_entry, parse_table, WIN_CERT_TYPE_PKCS_SIGNED_DATA},
 };
 
@@ -40,23 +41,15 @@ pub enum Existing {
 /// The input's image, hashed and copied to a temp file, waiting for its certificate table.
 #[derive(Debug)]
 pub struct StagedImage {
-    tmp: NamedTempFile,
+    out: OutputFile,
     pe: PeInfo,
     pass: ImagePass,
     page_hashes: Option<(DigestAlgorithm, Vec<u8>)>,
     existing: Option<Vec<u8>>,
     /// The nested signatures of `existing`, kept byte for byte in the output.
     inherited: Vec<Vec<u8>>,
-    output: PathBuf,
-    overwrite: bool,
-    permissions: Option<std::fs::Permissions>,
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
+    /// Whether the input had a certificate table.
+    was_signed: bool,
 }
 
 /// Whether the copy may bypass the page cache: yes unless `CODESEAL_DIRECT_IO=0`.
@@ -116,13 +109,9 @@ impl StagedImage {
         extra_algs: &[DigestAlgorithm],
         pages: Option<DigestAlgorithm>,
     ) -> Result<Self> {
-        let in_place = output == input || same_file(input, output);
-        if !in_place && !force && output.exists() {
-            return Err(Error::OutputExists(output.display().to_string()));
-        }
         let file =
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
-        let permissions = file.metadata().ok().map(|m| m.permissions());
+        let out = OutputFile::create(input, &file, output, force)?;
         let mut r = BufReader::with_capacity(64 << 10, file);
         let pe = PeInfo::read(&mut r)?;
         let mut kept = None;
@@ -164,17 +153,8 @@ impl StagedImage {
             .transpose()?
             .into_iter()
             .collect();
-        let dir = output
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = tempfile::Builder::new()
-            .prefix(".codeseal-")
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))?;
         let direct = if pe.image_end() >= PIPELINE_MIN && direct_io_wanted() {
-            open_direct(&tmp)
+            open_direct(out.tmp())
         } else {
             None
         };
@@ -182,19 +162,17 @@ impl StagedImage {
             &mut r,
             &pe,
             &algs,
-            &mut FileCopy::new(tmp.as_file(), direct),
+            &mut FileCopy::new(out.tmp().as_file(), direct),
             page_hasher.as_mut_slice(),
         )?;
         Ok(Self {
-            tmp,
+            out,
+            was_signed: pe.cert_table.is_some(),
             pe,
             pass,
             page_hashes: page_hasher.pop().map(PageHasher::finish),
             existing: kept,
             inherited,
-            output: output.to_path_buf(),
-            overwrite: in_place || force,
-            permissions,
         })
     }
 
@@ -215,7 +193,7 @@ impl StagedImage {
 
     /// Where the result goes.
     pub fn output(&self) -> &Path {
-        &self.output
+        self.out.output()
     }
 
     /// The input's headers.
@@ -254,7 +232,7 @@ impl StagedImage {
         }
         let checksum = cks.finish(total);
 
-        let f = self.tmp.as_file_mut();
+        let f = self.out.file_mut();
         let io = |what: &'static str| move |e| Error::io(what, e);
         if let Some(e) = &entry {
             f.seek(SeekFrom::Start(table_offset))
@@ -271,41 +249,14 @@ impl StagedImage {
             .map_err(io("writing the CheckSum"))?;
         f.set_len(total).map_err(io("truncating the temp file"))?;
 
-        self.check_output(total, signature.is_some())?;
-
-        self.tmp
-            .as_file()
-            .sync_all()
-            .map_err(io("syncing the temp file"))?;
-        if let Some(p) = self.permissions.take() {
-            let _ = self.tmp.as_file().set_permissions(p);
-        }
-        let output = self.output.clone();
-        let persisted = if self.overwrite {
-            self.tmp.persist(&output).map_err(|e| e.error)
-        } else {
-            self.tmp.persist_noclobber(&output).map_err(|e| e.error)
-        };
-        persisted
-            .map_err(|e| Error::io(format!("renaming the result to {}", output.display()), e))?;
-        // The rename is durable once the directory is synced (a bare file name: the
-        // current directory).
-        if let Some(parent) = output.parent() {
-            let parent = if parent.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                parent
-            };
-            if let Ok(d) = File::open(parent) {
-                let _ = d.sync_all();
-            }
-        }
+        self.check_output(total, signature)?;
+        self.out.persist()?;
         Ok(total)
     }
 
-    fn check_output(&mut self, total: u64, signed: bool) -> Result<()> {
+    fn check_output(&mut self, total: u64, signature: Option<&[u8]>) -> Result<()> {
         let fail = |m: String| Error::OutputCheck(m);
-        let f = self.tmp.as_file_mut();
+        let f = self.out.file_mut();
         f.seek(SeekFrom::Start(0))
             .map_err(|e| Error::io("rewinding the temp file", e))?;
         let mut r = BufReader::new(&mut *f);
@@ -313,55 +264,68 @@ impl StagedImage {
         if pe.file_len != total || pe.bytes_after_cert_table() != 0 {
             return Err(fail("unexpected output length".into()));
         }
-        if !signed {
+        let Some(signature) = signature else {
             return if pe.cert_table.is_none() {
                 Ok(())
             } else {
                 Err(fail("a certificate table is still present".into()))
             };
-        }
+        };
         let table = read_cert_table(&mut r, &pe).map_err(|e| fail(e.to_string()))?;
         let (entries, _) = parse_table(&table).map_err(|e| fail(e.to_string()))?;
         let [entry] = entries.as_slice() else {
             return Err(fail(format!("{} entries in the new table", entries.len())));
         };
+        if entry.data.get(..signature.len()) != Some(signature) {
+            return Err(fail("the table does not hold the new signature".into()));
+        }
         // Nested signatures carried over byte for byte from the input are not verified again
         // (the output check covers what this run wrote, and re-verifying every inherited
         // signature would make appending cost more with every signature already there).
-        let inherited = &self.inherited;
-        let mut todo = vec![(entry.data, 0usize)];
-        while let Some((der, depth)) = todo.pop() {
-            if depth > 0 && inherited.iter().any(|i| i.as_slice() == der) {
-                continue;
-            }
-            let parsed = ParsedSignature::parse(der).map_err(|e| fail(e.to_string()))?;
-            let computed = self
-                .pass
-                .digest(parsed.digest_algorithm)
-                .ok_or_else(|| fail(format!("no {} digest computed", parsed.digest_algorithm)))?;
-            let report = check_signature(0, &parsed, computed);
-            if !report.is_valid() {
-                let why: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
-                return Err(fail(why.join("; ")));
-            }
-            if let Some((alg, table)) =
-                page_hashes_of(&parsed.spc).map_err(|e| fail(e.to_string()))?
-            {
-                if self
-                    .page_hashes
-                    .as_ref()
-                    .is_some_and(|(a, t)| *a == alg && t != &table)
-                {
-                    return Err(fail(
-                        "the page-hash table differs from the one computed".into(),
-                    ));
+        let pass = &self.pass;
+        let ours = self.page_hashes.as_ref();
+        check_written(
+            FileKind::Pe,
+            entry.data,
+            |alg| pass.digest(alg),
+            &self.inherited,
+            |parsed| match page_hashes_of(&parsed.spc).map_err(|e| e.to_string())? {
+                Some((alg, table)) if ours.is_some_and(|(a, t)| *a == alg && t != &table) => {
+                    Err("the page-hash table differs from the one computed".into())
                 }
-            }
-            if depth < MAX_NESTING {
-                todo.extend(parsed.nested_der().into_iter().map(|d| (d, depth + 1)));
-            }
-        }
-        Ok(())
+                _ => Ok(()),
+            },
+        )
+    }
+}
+
+impl Staged for StagedImage {
+    fn kind(&self) -> FileKind {
+        FileKind::Pe
+    }
+
+    fn digest(&self, alg: DigestAlgorithm) -> Option<&[u8]> {
+        StagedImage::digest(self, alg)
+    }
+
+    fn page_hashes(&self) -> Option<&(DigestAlgorithm, Vec<u8>)> {
+        StagedImage::page_hashes(self)
+    }
+
+    fn existing_signature(&self) -> Option<&[u8]> {
+        StagedImage::existing_signature(self)
+    }
+
+    fn was_signed(&self) -> bool {
+        self.was_signed
+    }
+
+    fn output(&self) -> &Path {
+        StagedImage::output(self)
+    }
+
+    fn commit(self: Box<Self>, signature: Option<&[u8]>) -> Result<u64> {
+        StagedImage::commit(*self, signature)
     }
 }
 

@@ -23,9 +23,11 @@ use crate::{
     digest::stream_image_with_pages,
     error::{Error, Result},
     finding::{Finding, FindingCode},
+    format::FileKind,
     pagehash::PageHasher,
     pe::PeInfo,
     pkcs7::{page_hashes_of, ParsedSignature, MAX_NESTED, MAX_NESTING},
+    script::{Script, ScriptKind},
     wincert::{parse_table, WIN_CERT_REVISION_2_0, WIN_CERT_TYPE_PKCS_SIGNED_DATA},
 };
 
@@ -401,12 +403,14 @@ impl SignatureReport {
 /// The result of verifying a file.
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
+    /// The kind of file.
+    pub kind: FileKind,
     /// File length.
     pub file_len: u64,
-    /// The CheckSum field.
-    pub checksum_in_header: u32,
-    /// The recomputed checksum.
-    pub checksum_computed: u32,
+    /// The PE CheckSum field (PE files only).
+    pub checksum_in_header: Option<u32>,
+    /// The recomputed PE checksum (PE files only).
+    pub checksum_computed: Option<u32>,
     /// One entry per signature found.
     pub signatures: Vec<SignatureReport>,
     /// File-level problems that make the file invalid.
@@ -422,10 +426,155 @@ pub fn verify_file(path: &Path) -> Result<VerifyReport> {
     verify_file_with(path, &VerifyOptions::default())
 }
 
-/// Verifies the file at `path` under the policy `opts`.
+/// Verifies the file at `path` under the policy `opts`. The format is detected as signing
+/// detects it (PE by its header, scripts by extension).
 pub fn verify_file_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
+    let kind = FileKind::detect(path)?;
     let f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    verify_with(&mut BufReader::with_capacity(64 << 10, f), opts)
+    verify_as(kind, &mut BufReader::with_capacity(64 << 10, f), path, opts)
+}
+
+/// Verifies the `kind` file in `r` (named `name` in messages) under the policy `opts`.
+pub fn verify_as<R: Read + Seek>(
+    kind: FileKind,
+    r: &mut R,
+    name: &Path,
+    opts: &VerifyOptions,
+) -> Result<VerifyReport> {
+    match kind {
+        FileKind::Pe => verify_with(r, opts),
+        FileKind::Script(k) => {
+            let bytes = crate::format::script::read_script(r, name)?;
+            verify_script(k, &bytes, opts)
+        }
+    }
+}
+
+/// Verifies a script held in memory.
+fn verify_script(kind: ScriptKind, bytes: &[u8], opts: &VerifyOptions) -> Result<VerifyReport> {
+    let script = Script::parse(kind, bytes)?;
+    let block = script.signature().ok_or(Error::NotSigned)?;
+    let mut errors = Vec::new();
+    let parsed = collect_signatures(vec![("0".to_string(), block.pkcs7.as_slice())], &mut errors);
+    let algs = algorithms(&parsed);
+    let digests = crate::format::script::digests(&script, &algs)?;
+    let signatures = parsed
+        .iter()
+        .map(|(i, p)| {
+            let computed = digests
+                .iter()
+                .find(|(a, _)| *a == p.digest_algorithm)
+                .map(|(_, d)| d.as_slice())
+                .unwrap_or_default();
+            check_one(FileKind::Script(kind), i, p, computed, opts)
+        })
+        .collect();
+    Ok(finish_report(
+        FileKind::Script(kind),
+        bytes.len() as u64,
+        None,
+        signatures,
+        errors,
+        Vec::new(),
+    ))
+}
+
+/// Parses each top-level signature and, depth-first, its nested ones (bounded in depth and
+/// count); unreadable ones become findings in `errors`.
+fn collect_signatures<'a>(
+    top: Vec<(String, &'a [u8])>,
+    errors: &mut Vec<Finding>,
+) -> Vec<(String, ParsedSignature<'a>)> {
+    let mut parsed: Vec<(String, ParsedSignature)> = Vec::new();
+    for (index, der) in top {
+        let mut todo: Vec<(String, &[u8], usize)> = vec![(index, der, 0)];
+        while let Some((index, der, depth)) = todo.pop() {
+            match ParsedSignature::parse(der) {
+                Ok(p) => {
+                    let nested = p.nested_der();
+                    if depth >= MAX_NESTING && !nested.is_empty() {
+                        errors.push(Finding::signature(
+                            FindingCode::NestingTooDeep,
+                            &index,
+                            format!("nested deeper than {MAX_NESTING}"),
+                        ));
+                    } else {
+                        for (k, n) in nested.into_iter().enumerate().rev() {
+                            todo.push((format!("{index}.{}", k + 1), n, depth + 1));
+                        }
+                    }
+                    parsed.push((index, p));
+                }
+                Err(err) => errors.push(Finding::signature(
+                    FindingCode::MalformedSignature,
+                    &index,
+                    err.to_string(),
+                )),
+            }
+            if parsed.len() > MAX_NESTED * 4 {
+                errors.push(Finding::file(
+                    FindingCode::TooManySignatures,
+                    format!("more than {} signatures", MAX_NESTED * 4),
+                ));
+                return parsed;
+            }
+        }
+    }
+    parsed
+}
+
+/// The digest algorithms in use, each once, shortest first.
+fn algorithms(parsed: &[(String, ParsedSignature)]) -> Vec<DigestAlgorithm> {
+    let mut algs: Vec<DigestAlgorithm> = parsed.iter().map(|(_, p)| p.digest_algorithm).collect();
+    algs.sort_by_key(|a| a.output_len());
+    algs.dedup();
+    algs
+}
+
+/// Every check of one signature of a `kind` file whose digest is `computed`: the format's
+/// indirect data, the digests, the signature, its time stamps (each validated once), then
+/// the policy.
+fn check_one(
+    kind: FileKind,
+    index: &str,
+    p: &ParsedSignature,
+    computed: &[u8],
+    opts: &VerifyOptions,
+) -> SignatureReport {
+    let stamps = check_timestamps(p);
+    let reports = stamps.iter().map(|f| f.report.clone()).collect();
+    let mut report = check_signature_at(index.to_string(), p, computed, reports);
+    if let Err(why) = crate::format::check_indirect_data(kind, &p.spc.data) {
+        report.errors.insert(
+            0,
+            Finding::signature(FindingCode::WrongIndirectData, index, why),
+        );
+    }
+    apply_policy(&mut report, p, &stamps, opts);
+    report
+}
+
+fn finish_report(
+    kind: FileKind,
+    file_len: u64,
+    checksums: Option<(u32, u32)>,
+    signatures: Vec<SignatureReport>,
+    errors: Vec<Finding>,
+    warnings: Vec<Finding>,
+) -> VerifyReport {
+    let valid = errors.is_empty()
+        && !signatures.is_empty()
+        && signatures.iter().all(SignatureReport::is_valid);
+    VerifyReport {
+        kind,
+        file_len,
+        checksum_in_header: checksums.map(|c| c.0),
+        checksum_computed: checksums.map(|c| c.1),
+        signatures,
+        errors,
+        warnings,
+        valid,
+    }
 }
 
 /// Reads the certificate table bytes of `pe`.
@@ -575,7 +724,8 @@ fn check_signature_at(
     }
 }
 
-/// Verifies the Authenticode signatures of the PE file in `r`.
+/// Verifies the Authenticode signatures of the PE file in `r` (integrity only; see
+/// [`verify_as`] for other formats).
 pub fn verify<R: Read + Seek>(r: &mut R) -> Result<VerifyReport> {
     verify_with(r, &VerifyOptions::default())
 }
@@ -603,7 +753,7 @@ pub fn verify_with<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<Ve
             .into_iter()
             .map(|n| Finding::file(FindingCode::CertificateTableLayout, n.0).at(table_offset)),
     );
-    let mut parsed: Vec<(String, ParsedSignature)> = Vec::new();
+    let mut top = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         // Like osslsigncode and signify, only revision-2.0 PKCS#7 entries are signatures.
         if e.cert_type != WIN_CERT_TYPE_PKCS_SIGNED_DATA || e.revision != WIN_CERT_REVISION_2_0 {
@@ -619,46 +769,13 @@ pub fn verify_with<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<Ve
             );
             continue;
         }
-        // Depth-first over nested signatures, bounded in depth and count.
-        let mut todo: Vec<(String, &[u8], usize)> = vec![(i.to_string(), e.data, 0)];
-        while let Some((index, der, depth)) = todo.pop() {
-            match ParsedSignature::parse(der) {
-                Ok(p) => {
-                    let nested = p.nested_der();
-                    if depth >= MAX_NESTING && !nested.is_empty() {
-                        errors.push(Finding::signature(
-                            FindingCode::NestingTooDeep,
-                            &index,
-                            format!("nested deeper than {MAX_NESTING}"),
-                        ));
-                    } else {
-                        for (k, n) in nested.into_iter().enumerate().rev() {
-                            todo.push((format!("{index}.{}", k + 1), n, depth + 1));
-                        }
-                    }
-                    parsed.push((index, p));
-                }
-                Err(err) => errors.push(Finding::signature(
-                    FindingCode::MalformedSignature,
-                    &index,
-                    err.to_string(),
-                )),
-            }
-            if parsed.len() > MAX_NESTED * 4 {
-                errors.push(Finding::file(
-                    FindingCode::TooManySignatures,
-                    format!("more than {} signatures", MAX_NESTED * 4),
-                ));
-                break;
-            }
-        }
+        top.push((i.to_string(), e.data));
     }
+    let parsed = collect_signatures(top, &mut errors);
     if parsed.is_empty() && errors.is_empty() {
         return Err(Error::NotSigned);
     }
-    let mut algs: Vec<DigestAlgorithm> = parsed.iter().map(|(_, p)| p.digest_algorithm).collect();
-    algs.sort_by_key(|a| a.output_len());
-    algs.dedup();
+    let algs = algorithms(&parsed);
     // Page-hash tables to recompute, one per algorithm in use.
     let mut page_tables: Vec<(String, DigestAlgorithm, Vec<u8>)> = Vec::new();
     for (index, p) in &parsed {
@@ -725,11 +842,7 @@ pub fn verify_with<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<Ve
         .iter()
         .map(|(i, p)| {
             let computed = pass.digest(p.digest_algorithm).unwrap_or_default();
-            // Each time stamp is validated once; the policy then looks at the results.
-            let stamps = check_timestamps(p);
-            let reports = stamps.iter().map(|f| f.report.clone()).collect();
-            let mut report = check_signature_at(i.clone(), p, computed, reports);
-            apply_policy(&mut report, p, &stamps, opts);
+            let mut report = check_one(FileKind::Pe, i, p, computed, opts);
             if let Some((_, alg, table)) = page_tables.iter().find(|(idx, _, _)| idx == i) {
                 let ok = computed_pages.iter().any(|(a, t)| a == alg && t == table);
                 report.page_hashes_ok = Some(ok);
@@ -744,16 +857,12 @@ pub fn verify_with<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<Ve
             report
         })
         .collect();
-    let valid = errors.is_empty()
-        && !signatures.is_empty()
-        && signatures.iter().all(SignatureReport::is_valid);
-    Ok(VerifyReport {
-        file_len: pe.file_len,
-        checksum_in_header: pe.checksum,
-        checksum_computed,
+    Ok(finish_report(
+        FileKind::Pe,
+        pe.file_len,
+        Some((pe.checksum, checksum_computed)),
         signatures,
         errors,
         warnings,
-        valid,
-    })
+    ))
 }

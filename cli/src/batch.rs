@@ -30,13 +30,16 @@ pub struct Summary {
     pub failed: usize,
 }
 
-fn is_pe_name(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| PE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+/// Whether a directory entry is a file codeseal signs: a PE by its usual extensions, or a
+/// script extension.
+fn is_signable_name(p: &Path) -> bool {
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        PE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+            || codeseal_authenticode::script::ScriptKind::from_extension(e).is_ok()
+    })
 }
 
-/// Expands directories into the PE files inside them (sorted, bounded depth when recursive).
+/// Expands directories into the signable files inside them (sorted, bounded depth when recursive).
 pub fn collect_inputs(inputs: &[PathBuf], recursive: bool) -> anyhow::Result<Vec<PathBuf>> {
     const MAX_DEPTH: usize = 32;
     let mut out = Vec::new();
@@ -56,7 +59,7 @@ pub fn collect_inputs(inputs: &[PathBuf], recursive: bool) -> anyhow::Result<Vec
                 .collect();
             entries.sort();
             for e in entries.into_iter().rev() {
-                if e.is_dir() || is_pe_name(&e) {
+                if e.is_dir() || is_signable_name(&e) {
                     todo.push((e, depth + 1));
                 }
             }
@@ -65,7 +68,7 @@ pub fn collect_inputs(inputs: &[PathBuf], recursive: bool) -> anyhow::Result<Vec
         }
     }
     if out.is_empty() {
-        bail!("no PE files found in the inputs");
+        bail!("no signable files (PE or scripts) found in the inputs");
     }
     Ok(out)
 }

@@ -201,7 +201,8 @@ struct SignArgs {
     force: bool,
     #[command(flatten)]
     ts: TimestampArgs,
-    /// Files or directories to sign (directories: PE files inside; all levels with --recursive).
+    /// Files or directories to sign (directories: the PE files and scripts inside; all levels
+    /// with --recursive).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Where to write the signed file (one input only; default: replace the input, atomically).
@@ -880,6 +881,12 @@ fn cmd_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn cmd_info(file: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    use codeseal_authenticode::FileKind;
+    match FileKind::detect(&file)? {
+        FileKind::Pe => {}
+        FileKind::Script(kind) => return info_script(&file, kind, json),
+        other => anyhow::bail!("{}: info does not support {other} files", file.display()),
+    }
     let mut f = std::io::BufReader::new(
         std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?,
     );
@@ -924,6 +931,58 @@ fn cmd_info(file: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
         None => println!("Signatures:      none"),
         Some(t) => {
             println!("Cert table:      {} bytes at {:#x}", t.size, t.offset);
+            if let Some(r) = report {
+                print_report(&r);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info_script(
+    file: &std::path::Path,
+    kind: codeseal_authenticode::script::ScriptKind,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use codeseal_authenticode::script::{Encoding, Script};
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let script = Script::parse(kind, &bytes)?;
+    let kind_name = codeseal_authenticode::FileKind::Script(kind).name();
+    let encoding = match script.encoding() {
+        Encoding::Utf8 { bom: true } => "UTF-8 with BOM",
+        Encoding::Utf8 { bom: false } => "UTF-8",
+        Encoding::Utf16Le => "UTF-16LE",
+        Encoding::Windows1252 => "Windows-1252",
+    };
+    let block = script.signature().map(|b| b.range.clone());
+    let report = if block.is_some() {
+        verify_file(file).ok()
+    } else {
+        None
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "script": {
+                    "kind": kind_name,
+                    "size": bytes.len(),
+                    "encoding": encoding,
+                    "signature_block": block.as_ref().map(|r| [r.start, r.end]),
+                },
+                "verification": report,
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("File:            {}", file.display());
+    println!("Size:            {} bytes", bytes.len());
+    println!("Format:          {kind_name} script");
+    println!("Encoding:        {encoding}");
+    match block {
+        None => println!("Signatures:      none"),
+        Some(r) => {
+            println!("Signature block: bytes {}..{}", r.start, r.end);
             if let Some(r) = report {
                 print_report(&r);
             }

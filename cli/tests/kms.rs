@@ -206,7 +206,33 @@ fn kms_keys_make_csrs_and_sign_pe_files_accepted_by_osslsigncode_and_signify() {
             let (ok, t) = signify_ok(&out, &pki.join("root.pem"));
             assert!(ok, "signify {spec} {fx}: {t}");
         }
+        // A PowerShell script with the KMS key.
+        let ps1 = write_ps1(dir.path(), &format!("{alias}.ps1"));
+        let out = dir.path().join(format!("{alias}-signed.ps1"));
+        let o = codeseal(&[
+            "sign",
+            "--key",
+            &uri,
+            "--cert",
+            s(&chain),
+            "--digest",
+            digest,
+            s(&ps1),
+            "-o",
+            s(&out),
+        ]);
+        assert!(o.status.success(), "{spec} ps1: {}", text(&o));
+        script_accepted(codeseal, &out, &pki.join("root.pem"));
         if i == 0 {
+            split_sign_and_check(
+                codeseal,
+                &uri,
+                &ps1,
+                &chain,
+                dir.path(),
+                "split-ps1",
+                &pki.join("root.pem"),
+            );
             // Split signing with the KMS key: digest here, sign-digest with only KMS, attach.
             split_sign_and_check(
                 codeseal,

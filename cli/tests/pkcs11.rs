@@ -83,6 +83,31 @@ fn sign_with_token_keys_through_pkcs11_uris() {
             let (ok, t) = signify_ok(&out, &pki.join("root.pem"));
             assert!(ok, "signify: {t}");
         }
+        // A PowerShell script with the token key (the CloudHSM walkthrough's
+        // `signtool sign /fd sha256 ... exec.ps1`), whole and split.
+        let ps1 = write_ps1(dir.path(), &format!("{label}-exec.ps1"));
+        let out = dir.path().join(format!("{label}-signed.ps1"));
+        let o = codeseal(&[
+            "sign",
+            "--key",
+            &uri,
+            "--cert",
+            chain.to_str().expect("utf8"),
+            ps1.to_str().expect("utf8"),
+            "-o",
+            out.to_str().expect("utf8"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        script_accepted(codeseal, &out, &pki.join("root.pem"));
+        split_sign_and_check(
+            codeseal,
+            &uri,
+            &ps1,
+            &chain,
+            dir.path(),
+            &format!("{label}-ps1"),
+            &pki.join("root.pem"),
+        );
         // Split signing with the token key: digest here, sign-digest with only the token,
         // attach here.
         split_sign_and_check(

@@ -151,8 +151,12 @@ impl Job {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureReason {
-    /// The upload is not a PE file.
+    /// The upload is not a valid PE file (it starts with `MZ` but its headers are wrong).
     NotPe,
+    /// The upload is not a kind of file the service signs (PE files and scripts).
+    UnsupportedType,
+    /// The upload is a script whose text or signature block is malformed.
+    MalformedScript,
     /// The PE file is shorter than its headers say.
     Truncated,
     /// The PE file's certificate table is broken.
@@ -203,8 +207,10 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, in the order of the documentation's table.
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 25] = [
         Self::NotPe,
+        Self::UnsupportedType,
+        Self::MalformedScript,
         Self::Truncated,
         Self::MalformedPe,
         Self::AlreadySigned,
@@ -233,6 +239,8 @@ impl FailureReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NotPe => "not_pe",
+            Self::UnsupportedType => "unsupported_type",
+            Self::MalformedScript => "malformed_script",
             Self::Truncated => "truncated",
             Self::MalformedPe => "malformed_pe",
             Self::AlreadySigned => "already_signed",
@@ -269,7 +277,11 @@ impl FailureReason {
     /// The message shown to clients for a failure with no more specific text of ours.
     pub fn message(self) -> &'static str {
         match self {
-            Self::NotPe => "the upload is not a PE file",
+            Self::NotPe => "the upload is not a valid PE file",
+            Self::UnsupportedType => {
+                "the upload is not a file type the service signs (PE files by their MZ header; scripts by extension: .ps1 .psm1 .psd1 .ps1xml .psc1 .cdxml .mof .js .vbs .wsf)"
+            }
+            Self::MalformedScript => "the script's text or signature block is malformed",
             Self::Truncated => "the PE file is shorter than its headers say",
             Self::MalformedPe => "the PE file's certificate table is malformed",
             Self::AlreadySigned => "the file is already signed",

@@ -172,6 +172,8 @@ fn classify_sign(e: AcError) -> StepError {
     let msg = e.to_string();
     match e {
         AcError::MalformedPe { .. } => StepError::input(FailureReason::NotPe, msg),
+        AcError::Unsupported(_) => StepError::input(FailureReason::UnsupportedType, msg),
+        AcError::Script(_) => StepError::input(FailureReason::MalformedScript, msg),
         AcError::Truncated { .. } => StepError::input(FailureReason::Truncated, msg),
         AcError::CertTable(_) => StepError::input(FailureReason::MalformedPe, msg),
         AcError::AlreadySigned => StepError::permanent(FailureReason::AlreadySigned, msg),
@@ -318,8 +320,15 @@ impl Claim {
             .prefix("codeseal-job-")
             .tempdir_in(&ctx.settings.work_dir)
             .map_err(|e| StepError::transient(FailureReason::Io, format!("temp dir: {e}")))?;
-        let input = tmp.path().join("input");
-        let output = tmp.path().join("signed");
+        // The client's extension is kept: scripts are recognised by it (PE files by their
+        // header). The name was checked when the job was made (letters, digits, ` ._-()+[]`).
+        let ext = std::path::Path::new(&job.file_name)
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| format!(".{e}"))
+            .unwrap_or_default();
+        let input = tmp.path().join(format!("input{ext}"));
+        let output = tmp.path().join(format!("signed{ext}"));
 
         // 1. Download.
         let max = ctx.settings.max_size;

@@ -116,20 +116,60 @@ fn embedded_upload_sign_verify_download() {
 }
 
 #[test]
+fn embedded_signs_scripts() {
+    let svc = start(&[]);
+    let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let text = "# caf\u{e9}\r\nWrite-Host \"Hello\"\r\n";
+    for (name, data) in [
+        (
+            "deploy.ps1",
+            [&[0xef, 0xbb, 0xbf][..], text.as_bytes()].concat(),
+        ),
+        ("Module (1).psm1", text.as_bytes().to_vec()),
+        ("setup.vbs", b"WScript.Echo \"Hello\"\r\n".to_vec()),
+    ] {
+        let id = client.upload(name, &data);
+        let job = client.wait(&id, Duration::from_secs(60));
+        assert_eq!(
+            job["status"],
+            "done",
+            "{name}: {job}\n{}",
+            svc.proc.log_text()
+        );
+        assert_eq!(job["verify"]["valid"], true, "{name}: {job}");
+        let bytes = client.download(job["download_url"].as_str().expect("url"));
+        assert!(bytes.starts_with(&data), "{name}: the text changed");
+        let file = tmp.path().join(name);
+        std::fs::write(&file, &bytes).expect("write");
+        if !name.ends_with(".vbs") {
+            // osslsigncode 2.9 reads the PowerShell family, not VBScript.
+            let (ok, t) = osslsigncode_ok(&file, &test_env().join("pki/root.pem"));
+            assert!(ok, "{name}: {t}");
+        }
+    }
+}
+
+#[test]
 fn embedded_rejects_bad_uploads_and_keeps_them() {
     let svc = start(&[]);
     let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
     let pe = std::fs::read(test_env().join("fixtures/pe32.exe")).expect("fixture");
-    let cases: [(&str, Vec<u8>, &[&str]); 2] = [
+    let cases: [(&str, Vec<u8>, &[&str]); 3] = [
         (
             "notes.exe",
             b"this is not a PE file at all, just text".repeat(200),
-            &["not_pe"],
+            &["unsupported_type"],
         ),
         (
             "half.exe",
             pe[..pe.len() / 2].to_vec(),
             &["truncated", "not_pe", "malformed_pe"],
+        ),
+        (
+            "broken.ps1",
+            b"Write-Host 1\r\n# SIG # Begin signature block\r\n# MIIB\r\n".to_vec(),
+            &["malformed_script"],
         ),
     ];
     for (name, data, reasons) in cases {
@@ -149,7 +189,7 @@ fn embedded_rejects_bad_uploads_and_keeps_them() {
     assert!(
         m.as_str()
             .expect("text")
-            .contains("codeseal_jobs_failed_total{reason=\"not_pe\"}"),
+            .contains("codeseal_jobs_failed_total{reason=\"unsupported_type\"}"),
         "{m}"
     );
 }

@@ -1,0 +1,291 @@
+//! One signing and verification pipeline, one implementation per file format.
+//!
+//! A format supplies only what differs between formats (as jsign's `Signable` and
+//! osslsigncode's `FILE_FORMAT` do):
+//!
+//! - **detection**: magic bytes for binary formats, the extension for scripts
+//!   ([`FileKind::detect`]);
+//! - **the digest**: which bytes it covers, streamed ([`Staged::digest`] after staging, and the
+//!   verifier's read side);
+//! - **the indirect data**: what goes into `SpcIndirectDataContent.data`
+//!   ([`indirect_data`]: `SpcPeImageData` for PE, `SpcSipInfo` with the format's GUID for
+//!   scripts);
+//! - **where the PKCS#7 lives**: read, written and removed by the format's [`Staged`] value.
+//!
+//! Everything else is shared: signed attributes and the key call (`sign`), nesting and time
+//! stamps (`pkcs7`, `timestamp`), the check of the written output ([`check_written`]), the
+//! temp file + fsync + rename ([`output::OutputFile`]) and verification with its report
+//! (`verify`).
+use std::{fmt, io::Read, path::Path};
+
+use codeseal_signer::DigestAlgorithm;
+use der::{
+    asn1::{Any, BitString, BmpString},
+    Decode,
+};
+use serde::Serialize;
+
+use crate::{
+    error::{Error, Result},
+    pkcs7::{page_hash_object, ParsedSignature, MAX_NESTING},
+    script::ScriptKind,
+    spc::{
+        SpcAttributeTypeAndOptionalValue, SpcLink, SpcPeImageData, SpcString, OBSOLETE_LINK,
+        SPC_PE_IMAGE_DATA, SPC_SIPINFO,
+    },
+    stage::Existing,
+    verify::check_signature,
+};
+
+pub(crate) mod output;
+pub(crate) mod script;
+
+/// The kinds of file codeseal signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FileKind {
+    /// A PE image (exe, dll, sys, efi, ...), recognised by its `MZ` header.
+    Pe,
+    /// A script, recognised by its extension.
+    Script(ScriptKind),
+}
+
+impl FileKind {
+    /// The kind of the file at `path`: PE by its first bytes (`MZ`), scripts by extension.
+    pub fn detect(path: &Path) -> Result<Self> {
+        let mut head = [0u8; 2];
+        let mut f = std::fs::File::open(path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let n = f
+            .read(&mut head)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        Self::detect_from(head.get(..n).unwrap_or_default(), path)
+    }
+
+    /// The kind of a file that starts with `head` and is named `name`.
+    pub fn detect_from(head: &[u8], name: &Path) -> Result<Self> {
+        if head.starts_with(b"MZ") {
+            return Ok(Self::Pe);
+        }
+        match ScriptKind::from_path(name) {
+            Ok(k) => Ok(Self::Script(k)),
+            Err(_) => Err(Error::Unsupported(format!(
+                "{}: not a PE file (no MZ header) and not a script extension codeseal signs ({})",
+                name.display(),
+                Self::script_extensions().join(" ")
+            ))),
+        }
+    }
+
+    /// Every script extension codeseal signs, with their dots.
+    pub fn script_extensions() -> Vec<String> {
+        ScriptKind::ALL
+            .iter()
+            .flat_map(|k| k.extensions())
+            .map(|e| format!(".{e}"))
+            .collect()
+    }
+
+    /// A short name for reports ("PE", "PowerShell", ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pe => "PE",
+            Self::Script(k) => match k {
+                ScriptKind::PowerShell => "PowerShell",
+                ScriptKind::PowerShellXml => "PowerShell XML",
+                ScriptKind::Mof => "MOF",
+                ScriptKind::JScript => "JScript",
+                ScriptKind::VbScript => "VBScript",
+                ScriptKind::Wsf => "Windows Script File",
+            },
+        }
+    }
+
+    /// The SpcIndirectDataContent type this format's signatures carry.
+    pub(crate) fn indirect_data_type(self) -> der::asn1::ObjectIdentifier {
+        match self {
+            Self::Pe => SPC_PE_IMAGE_DATA,
+            Self::Script(_) => SPC_SIPINFO,
+        }
+    }
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for FileKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// The `SpcIndirectDataContent.data` of a new signature of a `kind` file: `SpcPeImageData`
+/// (with the page-hash table when there is one) for PE, `SpcSipInfo` for scripts.
+pub(crate) fn indirect_data(
+    kind: FileKind,
+    page_hashes: Option<&(DigestAlgorithm, Vec<u8>)>,
+) -> Result<SpcAttributeTypeAndOptionalValue> {
+    match kind {
+        FileKind::Pe => {
+            let pe_image = match page_hashes {
+                None => SpcPeImageData {
+                    flags: Some(BitString::from_bytes(&[])?),
+                    file: Some(SpcLink::File(SpcString::Unicode(BmpString::from_utf8(
+                        OBSOLETE_LINK,
+                    )?))),
+                },
+                Some((alg, table)) => SpcPeImageData {
+                    // includeResources, as SignTool and osslsigncode write it with page hashes.
+                    flags: Some(BitString::new(7, [0x80u8].as_slice())?),
+                    file: Some(SpcLink::Moniker(page_hash_object(*alg, table)?)),
+                },
+            };
+            Ok(SpcAttributeTypeAndOptionalValue {
+                value_type: SPC_PE_IMAGE_DATA,
+                value: Some(Any::encode_from(&pe_image)?),
+            })
+        }
+        FileKind::Script(k) => {
+            if page_hashes.is_some() {
+                return Err(Error::Usage(format!(
+                    "page hashes exist only for PE files, not for {}",
+                    kind.name()
+                )));
+            }
+            Ok(SpcAttributeTypeAndOptionalValue {
+                value_type: SPC_SIPINFO,
+                value: Some(Any::from_der(&k.sip_info_der())?),
+            })
+        }
+    }
+}
+
+/// Whether a signature's `SpcIndirectDataContent.data` is for a `kind` file: the type, and
+/// for scripts the SIP GUID. `Err` says what it is for instead.
+pub(crate) fn check_indirect_data(
+    kind: FileKind,
+    data: &SpcAttributeTypeAndOptionalValue,
+) -> std::result::Result<(), String> {
+    let want = kind.indirect_data_type();
+    if data.value_type != want {
+        return Err(format!(
+            "the signature is not for a {} file: its indirect data type is {} (expected {want})",
+            kind.name(),
+            data.value_type
+        ));
+    }
+    if let FileKind::Script(k) = kind {
+        let guid = data
+            .value
+            .as_ref()
+            .and_then(crate::spc::sip_guid)
+            .ok_or_else(|| "the SpcSipInfo value is unreadable".to_string())?;
+        if guid != k.sip_guid() {
+            return Err(format!(
+                "the signature's SIP GUID {} is not the {} SIP's",
+                hex::encode(guid),
+                kind.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What to do when staging an input.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StageOptions<'a> {
+    /// Overwrite an existing output other than the input.
+    pub force: bool,
+    /// What to do with the input's signature.
+    pub existing: Existing,
+    /// Digest algorithms to compute (those of a kept signature are added).
+    pub algs: &'a [DigestAlgorithm],
+    /// A page-hash table to compute (PE only).
+    pub pages: Option<DigestAlgorithm>,
+}
+
+/// An input read once: checked, hashed, copied (or held) waiting for its signature.
+pub(crate) trait Staged: fmt::Debug + Send {
+    /// The input's kind.
+    fn kind(&self) -> FileKind;
+    /// The content digest for `alg`, if it was computed.
+    fn digest(&self, alg: DigestAlgorithm) -> Option<&[u8]>;
+    /// The page-hash table, if one was asked for.
+    fn page_hashes(&self) -> Option<&(DigestAlgorithm, Vec<u8>)>;
+    /// The input's primary signature (DER ContentInfo), when it was kept.
+    fn existing_signature(&self) -> Option<&[u8]>;
+    /// Whether the input carried a signature (kept or dropped).
+    fn was_signed(&self) -> bool;
+    /// Where the result goes.
+    fn output(&self) -> &Path;
+    /// Writes the content with `signature` (a DER ContentInfo; `None`: unsigned), checks the
+    /// written result, fsyncs and renames it over the output. Returns the output length.
+    fn commit(self: Box<Self>, signature: Option<&[u8]>) -> Result<u64>;
+}
+
+/// Reads `input` once as a `kind` file and stages it for `output`.
+pub(crate) fn stage(
+    kind: FileKind,
+    input: &Path,
+    output: &Path,
+    opts: StageOptions<'_>,
+) -> Result<Box<dyn Staged>> {
+    match kind {
+        FileKind::Pe => Ok(Box::new(crate::stage::StagedImage::stage(
+            input,
+            output,
+            opts.force,
+            opts.existing,
+            opts.algs,
+            opts.pages,
+        )?)),
+        FileKind::Script(k) => {
+            if opts.pages.is_some() {
+                return Err(Error::Usage(format!(
+                    "page hashes exist only for PE files, not for {}",
+                    kind.name()
+                )));
+            }
+            Ok(Box::new(script::StagedScript::stage(
+                k, input, output, opts,
+            )?))
+        }
+    }
+}
+
+/// Checks a written signature and its nested ones against the digests of what was written:
+/// each must be for this kind of file, match its digest and verify. Nested signatures equal
+/// to one of `inherited` (carried over byte for byte) are not checked again. `extra` adds a
+/// format's own checks (PE page hashes).
+pub(crate) fn check_written<'d>(
+    kind: FileKind,
+    primary: &[u8],
+    digest: impl Fn(DigestAlgorithm) -> Option<&'d [u8]>,
+    inherited: &[Vec<u8>],
+    mut extra: impl FnMut(&ParsedSignature<'_>) -> std::result::Result<(), String>,
+) -> Result<()> {
+    let fail = Error::OutputCheck;
+    let mut todo = vec![(primary, 0usize)];
+    while let Some((der, depth)) = todo.pop() {
+        if depth > 0 && inherited.iter().any(|i| i.as_slice() == der) {
+            continue;
+        }
+        let parsed = ParsedSignature::parse(der).map_err(|e| fail(e.to_string()))?;
+        check_indirect_data(kind, &parsed.spc.data).map_err(fail)?;
+        let computed = digest(parsed.digest_algorithm)
+            .ok_or_else(|| fail(format!("no {} digest computed", parsed.digest_algorithm)))?;
+        let report = check_signature(0, &parsed, computed);
+        if !report.is_valid() {
+            let why: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+            return Err(fail(why.join("; ")));
+        }
+        extra(&parsed).map_err(fail)?;
+        if depth < MAX_NESTING {
+            todo.extend(parsed.nested_der().into_iter().map(|d| (d, depth + 1)));
+        }
+    }
+    Ok(())
+}
