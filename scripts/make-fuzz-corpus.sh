@@ -26,7 +26,7 @@ OUT="${FUZZ_CORPUS_DIR:-$ROOT/fuzz/corpus}"
 MAX="${FUZZ_MAX_SEED_BYTES:-65536}"
 TE="${CODESEAL_TEST_ENV:-$ROOT/target/test-env}"
 FPKI="$ROOT/fuzz/pki"
-TARGETS=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token key_decoding sign_roundtrip)
+TARGETS=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token key_decoding sign_roundtrip script_parse)
 
 if [[ "${1:-}" != "--force" && -f "$OUT/.seeded" ]]; then
   echo "make-fuzz-corpus: $OUT already seeded (use --force to redo)"
@@ -212,6 +212,56 @@ for flags in 00 01 02 03 04 08 0c 0e 10 60 63; do
   done
 done
 printf '\x02\x02\x04\x50\x02\xde\xad\xbe\xef\x83overlay' >"$OUT/sign_roundtrip/seed-patch-overlay"
+
+# --- script_parse: every script kind in UTF-8, UTF-8 with a BOM, UTF-16LE and Windows-1252,
+# unsigned and signed (osslsigncode for the PowerShell family and MOF; the newer osslsigncode
+# that scripts/setup.sh builds, when present, for JScript; VBScript and WSF get the PKCS#7 of a
+# signed .ps1 in their own block markers), plus a truncated block and markers inside a string.
+SD="$WORK/scripts"
+mkdir -p "$SD"
+declare -A SCRIPT_TEXT=(
+  [ps1]=$'param([string]$Name = \'x\')\r\nWrite-Host "Gr\xc3\xbc\xc3\x9fe $Name \xe2\x82\xac"\r\n$s = @\'\r\n# SIG # Begin signature block\r\n\'@\r\n'
+  [psd1]=$'@{ ModuleVersion = \'1.0\'; Description = \'caf\xc3\xa9\' }\n'
+  [ps1xml]=$'<?xml version="1.0" encoding="utf-8"?>\r\n<Types><Type><Name>System.String</Name></Type></Types>\r\n'
+  [mof]=$'#pragma namespace("\\\\\\\\.\\\\root\\\\cimv2")\r\nclass Demo { [key] string Name; };\r\n'
+  [js]=$'var s = "h\xc3\xa9llo";\r\n// SIG // Begin signature block\r\nWScript.Echo(s);\r\n'
+  [vbs]=$'Dim s\r\ns = "h\xc3\xa9llo"\r\nWScript.Echo s\r\n'
+  [wsf]=$'<package>\r\n<job id="a">\r\n<script language="VBScript">WScript.Echo "h\xc3\xa9"</script>\r\n</job>\r\n</package>\r\n'
+)
+OSSL_NEW="${CODESEAL_OSSLSIGNCODE_NEW:-$HOME/.cache/codeseal/osslsigncode-2.14/bin/osslsigncode}"
+for ext in "${!SCRIPT_TEXT[@]}"; do
+  printf '%s' "${SCRIPT_TEXT[$ext]}" >"$SD/utf8.$ext"
+  { printf '\xef\xbb\xbf'; cat "$SD/utf8.$ext"; } >"$SD/utf8bom.$ext"
+  { printf '\xff\xfe'; iconv -f UTF-8 -t UTF-16LE "$SD/utf8.$ext"; } >"$SD/utf16.$ext"
+  iconv -f UTF-8 -t WINDOWS-1252 "$SD/utf8.$ext" >"$SD/cp1252.$ext" 2>/dev/null || rm -f "$SD/cp1252.$ext"
+  for enc in utf8 utf8bom utf16 cp1252; do
+    f="$SD/$enc.$ext"
+    [[ -f "$f" ]] || continue
+    seed script_parse "$f" "$enc.$ext"
+    bin=""
+    case "$ext" in
+      ps1|psd1|ps1xml|mof) command -v osslsigncode >/dev/null && bin=osslsigncode ;;
+      js) [[ -x "$OSSL_NEW" ]] && bin="$OSSL_NEW" ;;
+    esac
+    [[ -n "$bin" ]] || continue
+    "$bin" sign -certs "$PKI/leaf-p256-chain.pem" -key "$PKI/leaf-p256.key" -h sha256 \
+      -in "$f" -out "$SD/signed-$enc.$ext" >/dev/null 2>&1 && seed script_parse "$SD/signed-$enc.$ext" "signed-$enc.$ext"
+  done
+done
+if [[ -f "$SD/signed-utf8.ps1" ]]; then
+  # The base64 lines of the signed .ps1's block (its PKCS#7), in VBScript's and WSF's markers.
+  sed -n '/^# SIG # Begin signature block/,/^# SIG # End signature block/p' "$SD/signed-utf8.ps1" \
+    | tr -d '\r' | sed '1d;$d;s/^# //' >"$SD/b64"
+  { cat "$SD/utf8.vbs"; printf "\r\n'' SIG '' Begin signature block\r\n"
+    sed "s/^/'' SIG '' /;s/\$/\r/" "$SD/b64"; printf "'' SIG '' End signature block\r\n"; } >"$SD/signed.vbs"
+  { printf '<package>\r\n<job id="a">\r\n<script language="VBScript">WScript.Echo "h\xc3\xa9"</script>\r\n'
+    printf '<signature>\r\n'; sed 's/^/** SIG ** /;s/$/\r/' "$SD/b64"
+    printf '</signature>\r\n</job>\r\n</package>\r\n'; } >"$SD/signed.wsf"
+  head -c 900 "$SD/signed-utf8.ps1" >"$SD/truncated.ps1"
+  seed script_parse "$SD/signed.vbs"
+  seed script_parse "$SD/signed.wsf"
+  seed script_parse "$SD/truncated.ps1"
+fi
 
 date -u +%FT%TZ >"$OUT/.seeded"
 for t in "${TARGETS[@]}"; do

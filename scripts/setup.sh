@@ -7,6 +7,10 @@
 #   - a Python venv at ${CODESEAL_VENV:-$HOME/.cache/codeseal/venv} with signify
 #     and friends (pinned), plus the oscrypto OpenSSL-version-regex fix.
 #   - scripts/web-setup.sh: Node >= 20 check and the web page test's pinned playwright-core.
+#   - scripts/build-osslsigncode-new.sh: osslsigncode 2.14 built from Debian's source
+#     package into ~/.cache/codeseal/osslsigncode-2.14 (JScript signing for the script
+#     tests; the system osslsigncode 2.9 stays). Needs cmake, libssl-dev,
+#     libcurl4-openssl-dev, zlib1g-dev, dpkg-dev (installed with the apt packages).
 #
 # Idempotent and fast when everything is already present (CODESEAL_SETUP_FORCE=1
 # re-runs apt and pip anyway; CODESEAL_PYTHON picks the interpreter for the venv). Non-interactive
@@ -20,6 +24,7 @@ MIN_OSSLSIGNCODE="2.9"
 APT_PACKAGES=(
   osslsigncode softhsm2 opensc gcc-mingw-w64-x86-64 gcc-mingw-w64-i686
   openssl libengine-pkcs11-openssl sbsigntool python3 python3-venv chromium
+  cmake libssl-dev libcurl4-openssl-dev zlib1g-dev dpkg-dev
 )
 PIP_PINS=(
   "signify==0.9.3" "pefile==2024.8.26" "moto[server]==5.2.5" "boto3==1.44.5"
@@ -69,7 +74,8 @@ apt_ok() {
            i686-w64-mingw32-gcc x86_64-w64-mingw32-objdump openssl sbsign chromium; do
     command -v "$c" >/dev/null 2>&1 || return 1
   done
-  for p in libengine-pkcs11-openssl python3-venv; do
+  for p in libengine-pkcs11-openssl python3-venv cmake libssl-dev libcurl4-openssl-dev \
+           zlib1g-dev dpkg-dev; do
     pkg_installed "$p" || return 1
   done
   osslsigncode_ok
@@ -175,6 +181,22 @@ fix_oscrypto
 
 bash "$(dirname "${BASH_SOURCE[0]}")/web-setup.sh"
 
+# --- osslsigncode 2.14 (JScript), beside the system's 2.9 --------------------
+
+OSSLSIGNCODE_NEW="${CODESEAL_OSSLSIGNCODE_NEW:-$HOME/.cache/codeseal/osslsigncode-2.14/bin/osslsigncode}"
+if [[ -z "${CODESEAL_OSSLSIGNCODE_NEW:-}" ]]; then
+  # Idempotent: returns at once when the binary is there and reports 2.14.
+  bash "$(dirname "${BASH_SOURCE[0]}")/build-osslsigncode-new.sh"
+fi
+osslsigncode_new_version() {
+  "$OSSLSIGNCODE_NEW" --version 2>/dev/null | sed -n '1s/^osslsigncode \([0-9][0-9.]*\).*/\1/p'
+}
+osslsigncode_new_ok() { # 2.14 as built; an override must be at least 2.10 (JScript)
+  local v
+  v="$(osslsigncode_new_version)"
+  [[ -n "$v" ]] && version_ge "$v" 2.10
+}
+
 # --- checks ------------------------------------------------------------------
 
 fail=0
@@ -189,6 +211,7 @@ check() { # check DESCRIPTION CMD...
 }
 
 check "osslsigncode $(osslsigncode_version) >= $MIN_OSSLSIGNCODE" osslsigncode_ok
+check "osslsigncode $(osslsigncode_new_version) >= 2.10 at $OSSLSIGNCODE_NEW" osslsigncode_new_ok
 check "x86_64-w64-mingw32-gcc present" command -v x86_64-w64-mingw32-gcc
 check "i686-w64-mingw32-gcc present" command -v i686-w64-mingw32-gcc
 check "openssl present ($(openssl version 2>/dev/null || echo none))" command -v openssl

@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh            install what the tests need, lint, build fixtures, run all tests
 #
-# What it installs and starts (scripts/setup.sh): osslsigncode >= 2.9, mingw-w64, openssl,
+# What it installs and starts (scripts/setup.sh): osslsigncode >= 2.9 (and 2.14 built from
+# Debian's source package into ~/.cache/codeseal for the script tests), mingw-w64, openssl,
 # SoftHSM2 + OpenSC, Chromium and the web page test's Node modules, a Python venv with
 # signify (independent verifier) and moto (S3, DynamoDB, KMS on 127.0.0.1). Fixtures and the
 # test PKI are made by scripts/test-env.sh into target/test-env; the real-world corpus

@@ -27,6 +27,21 @@
 //! JScript and VBScript files are always Windows-1252 (Windows does not detect BOM-less UTF-8
 //! for them). The five bytes Windows-1252 leaves undefined (81 8D 8F 90 9D) decode to the C1
 //! control characters of the same value.
+//!
+//! Other signers differ on BOM-less text and on JScript (`tests/script_digest.rs` pins each
+//! difference against osslsigncode):
+//!
+//! - osslsigncode (2.9 to 2.14) reads every BOM-less script as UTF-8, hashing U+FFFD for each
+//!   byte that does not start a valid sequence; so for BOM-less non-ASCII PowerShell XML and
+//!   BOM-less text that is not UTF-8 its digest is not this module's.
+//! - osslsigncode 2.10+ signs `.js` with the PowerShell SpcSipInfo and the PowerShell digest
+//!   rule (byte order mark hashed, no length), not Windows' JScript SIP as here and in jsign.
+//! - jsign reads BOM-less `.ps1xml`, `.js` and `.vbs` as Windows-1252, as here.
+//! - OpenAuthenticode models the Windows PowerShell SIP as deciding from the first 32 bytes
+//!   only: BOM-less text is UTF-8 when those bytes hold a valid multi-byte UTF-8 sequence,
+//!   else the ANSI code page. This module looks at the whole file instead, so a BOM-less
+//!   UTF-8 PowerShell or MOF file whose first non-ASCII character comes after byte 32 is
+//!   UTF-8 here but (by that model) ANSI on Windows; not verified against Windows yet.
 
 use std::ops::Range;
 use std::path::Path;
@@ -464,10 +479,7 @@ impl<'a> Units<'a> {
     /// The line ending just before unit `end` (which is a line break or the end of the
     /// region): its content range, without a trailing CR.
     fn line_before(&self, end: usize) -> Range<usize> {
-        let mut start = end;
-        while start > 0 && self.get(start - 1) != Some(LF) {
-            start -= 1;
-        }
+        let start = self.rfind_unit(LF, end).map_or(0, |i| i + 1);
         let mut stop = end;
         if stop > start && self.get(stop - 1) == Some(CR) {
             stop -= 1;
@@ -475,18 +487,48 @@ impl<'a> Units<'a> {
         start..stop
     }
 
+    /// Index of the last unit `c` (ASCII) before unit `end` (memchr: a scan of a whole
+    /// file costs a few comparisons per 32 bytes, not per byte).
+    fn rfind_unit(&self, c: u16, end: usize) -> Option<usize> {
+        let hay = self.body.get(..end.saturating_mul(self.width))?;
+        if self.width == 1 {
+            return memchr::memrchr(u8::try_from(c).ok()?, hay);
+        }
+        // UTF-16LE: the byte pair at an even offset.
+        let pair = c.to_le_bytes();
+        memchr::memmem::rfind_iter(hay, &pair)
+            .find(|p| p % 2 == 0)
+            .map(|p| p / 2)
+    }
+
     /// Index of the last occurrence of `needle` (ASCII) ending at or before `end`.
     fn rfind_ascii(&self, needle: &str, end: usize) -> Option<usize> {
-        let n = needle.len();
-        (n..=end)
-            .rev()
-            .map(|e| e - n)
-            .find(|&s| self.eq_ascii(s..s + n, needle))
+        let hay = self.body.get(..end.saturating_mul(self.width))?;
+        if self.width == 1 {
+            return memchr::memmem::rfind(hay, needle.as_bytes());
+        }
+        let wide: Vec<u8> = needle.bytes().flat_map(|b| [b, 0]).collect();
+        memchr::memmem::rfind_iter(hay, &wide)
+            .find(|p| p % 2 == 0)
+            .map(|p| p / 2)
     }
 }
 
+/// Which bytes are base64 characters (a table: one load per character, no comparisons).
+#[allow(clippy::indexing_slicing)] // i < 256 = t.len(), in a const block (no `get_mut`)
+const BASE64_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=';
+        i += 1;
+    }
+    t
+};
+
 fn is_base64_char(u: u16) -> bool {
-    u8::try_from(u).is_ok_and(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+    BASE64_CHARS.get(usize::from(u)).copied().unwrap_or(false)
 }
 
 /// What a line of the block area is.
@@ -1078,6 +1120,125 @@ mod tests {
             .is_none());
     }
 
+    /// A complete block (begin marker, base64 lines, end marker) inside a string in the
+    /// middle of a script, in every kind, encoding and line ending: text, not a signature.
+    /// Signing adds the only block; the digest ignores just that one.
+    #[test]
+    fn marker_block_in_the_middle_is_text_every_kind() {
+        let p7 = fake_pkcs7(120);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(fake_pkcs7(90));
+        for kind in ScriptKind::ALL {
+            let m = kind.markers();
+            for nl in ["\n", "\r\n"] {
+                let mut inner = format!("{nl}{}{nl}", m.begin);
+                for chunk in b64.as_bytes().chunks(64) {
+                    inner.push_str(m.line_prefix);
+                    inner.push_str(std::str::from_utf8(chunk).unwrap());
+                    inner.push_str(m.line_suffix);
+                    inner.push_str(nl);
+                }
+                inner.push_str(m.end);
+                inner.push_str(nl);
+                let text = match kind {
+                    ScriptKind::Wsf => format!(
+                        "<package><job><script>var s = \"{inner}\";</script>{nl}</job></package>{nl}"
+                    ),
+                    _ => format!("s = \"caf\u{e9}{inner}\"{nl}print(s){nl}"),
+                };
+                for (bytes, enc) in encodings(&text) {
+                    let what = format!("{kind:?} {enc} {nl:?}");
+                    let s = Script::parse(kind, &bytes).unwrap();
+                    assert!(s.signature().is_none(), "{what}");
+                    assert_eq!(s.unsigned_bytes(), bytes, "{what}");
+                    let signed = s.signed_bytes(&p7).unwrap();
+                    let t = Script::parse(kind, &signed).unwrap();
+                    assert_eq!(t.signature().unwrap().pkcs7, p7, "{what}");
+                    assert_eq!(t.unsigned_bytes(), bytes, "{what}");
+                    assert_eq!(
+                        t.digest::<Sha256>().unwrap(),
+                        s.digest::<Sha256>().unwrap(),
+                        "{what}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// UTF-16LE text whose bytes hold a line break or `</job>` at an odd offset (across two
+    /// code units): not a line break or a `</job>` (the searches only take even offsets).
+    #[test]
+    fn utf16_misaligned_decoys() {
+        fn units(v: &[u16]) -> Vec<u8> {
+            let mut out = vec![0xff, 0xfe];
+            v.iter()
+                .for_each(|u| out.extend_from_slice(&u.to_le_bytes()));
+            out
+        }
+        let p7 = fake_pkcs7(80);
+        // U+0A41 U+4E00: bytes 41 0A 00 4E, "0A 00" (LF) at an odd offset.
+        let lf_decoy = [0x0a41u16, 0x4e00, 0x0a41, 0x4e00];
+        let mut text: Vec<u16> = "x = 1\r\n# ".encode_utf16().collect();
+        text.extend_from_slice(&lf_decoy);
+        let bytes = units(&text);
+        let s = Script::parse(ScriptKind::PowerShell, &bytes).unwrap();
+        let signed = s.signed_bytes(&p7).unwrap();
+        let t = Script::parse(ScriptKind::PowerShell, &signed).unwrap();
+        assert_eq!(t.signature().unwrap().pkcs7, p7);
+        assert_eq!(t.unsigned_bytes(), bytes);
+        // "</job>" spelled across U+3C41 U+2F00 U+6A00 U+6F00 U+6200 U+3E00 U+4100 (bytes 41
+        // 3C 00 2F 00 6A 00 6F 00 62 00 3E 00 41).
+        let job_decoy = [0x3c41u16, 0x2f00, 0x6a00, 0x6f00, 0x6200, 0x3e00, 0x4100];
+        let mut wsf: Vec<u16> = "<job>".encode_utf16().collect();
+        wsf.extend_from_slice(&job_decoy);
+        let only_decoy = units(&wsf);
+        assert_eq!(
+            Script::parse(ScriptKind::Wsf, &only_decoy)
+                .unwrap()
+                .signed_bytes(&p7),
+            Err(ScriptError::NoJobElement)
+        );
+        wsf.extend("</job>".encode_utf16());
+        wsf.extend_from_slice(&job_decoy);
+        let bytes = units(&wsf);
+        let signed = Script::parse(ScriptKind::Wsf, &bytes)
+            .unwrap()
+            .signed_bytes(&p7)
+            .unwrap();
+        let job_at = 2 + 2 * (5 + job_decoy.len());
+        assert_eq!(signed[..job_at], bytes[..job_at]);
+        assert_eq!(signed[job_at..job_at + 4], [b'\r', 0, b'\n', 0]);
+        let t = Script::parse(ScriptKind::Wsf, &signed).unwrap();
+        assert_eq!(t.signature().unwrap().pkcs7, p7);
+        assert_eq!(t.unsigned_bytes(), bytes);
+        // The searches themselves, over the decoys alone and with one real match before.
+        let body: Vec<u8> = [&lf_decoy[..], &job_decoy[..]]
+            .concat()
+            .iter()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        let u = Units {
+            body: &body,
+            base: 0,
+            width: 2,
+        };
+        assert_eq!(u.rfind_unit(LF, u.len()), None);
+        assert_eq!(u.rfind_ascii("</job>", u.len()), None);
+        assert_eq!(u.line_before(u.len()), 0..u.len());
+        let mut real: Vec<u8> = "</job>\n"
+            .encode_utf16()
+            .flat_map(|c| c.to_le_bytes())
+            .collect();
+        real.extend_from_slice(&body);
+        let u = Units {
+            body: &real,
+            base: 0,
+            width: 2,
+        };
+        assert_eq!(u.rfind_unit(LF, u.len()), Some(6));
+        assert_eq!(u.rfind_ascii("</job>", u.len()), Some(0));
+        assert_eq!(u.line_before(u.len()), 7..u.len());
+    }
+
     #[test]
     fn truncated_and_corrupted_blocks() {
         let p7 = fake_pkcs7(400);
@@ -1332,6 +1493,127 @@ mod tests {
         }
         // The damage reaches the interesting paths, not just one.
         assert!(outcomes.len() >= 5, "{outcomes:?}");
+    }
+
+    /// Hostile scripts of 64 MiB: many marker-like lines (signature lines under an end
+    /// marker, repeated begin markers, begin and end marker pairs) and one 64 MiB line that
+    /// looks like a signature line; and of 8 MiB (the rest, to keep the debug-build test
+    /// short): signature lines after a begin marker, `.wsf` block lines, a `.wsf` with no
+    /// `</job>`, one line in UTF-8 and UTF-16LE, blank space only. Each parses (to its error or
+    /// to "no block") and its digest input is produced, with no allocation but the file's.
+    /// The walk over the lines is linear: these finish in seconds (a quadratic one would take
+    /// hours); run with `--nocapture` to see the times.
+    #[test]
+    fn sixty_four_mib_hostile_scripts_complete() {
+        const BIG: usize = 64 << 20;
+        const SMALL: usize = 8 << 20;
+        fn fill(size: usize, head: &str, unit: &str, tail: &str) -> Vec<u8> {
+            let mut v = Vec::with_capacity(size + head.len() + tail.len() + unit.len());
+            v.extend_from_slice(head.as_bytes());
+            while v.len() < size {
+                v.extend_from_slice(unit.as_bytes());
+            }
+            v.extend_from_slice(tail.as_bytes());
+            v
+        }
+        let one_line_utf16 = {
+            let mut v = vec![0xff, 0xfe, b'#', 0, b' ', 0];
+            v.extend(std::iter::repeat_n([b'A', 0], (SMALL - 6) / 2).flatten());
+            v
+        };
+        let cases: Vec<(&str, ScriptKind, Vec<u8>, Option<ScriptError>)> = vec![
+            (
+                "signature lines, then an end marker",
+                ScriptKind::PowerShell,
+                fill(BIG, "", "# QUJD\r\n", "# SIG # End signature block\r\n"),
+                Some(ScriptError::MissingBegin),
+            ),
+            (
+                "begin markers",
+                ScriptKind::JScript,
+                fill(BIG, "", "// SIG // Begin signature block\n", ""),
+                Some(ScriptError::TruncatedBlock { begin: BIG - 32 }),
+            ),
+            (
+                "begin and end markers",
+                ScriptKind::Mof,
+                fill(
+                    BIG,
+                    "",
+                    "/* SIG # Begin signature block */\r\n/* SIG # End signature block */\r\n",
+                    "",
+                ),
+                Some(ScriptError::EmptyBlock),
+            ),
+            (
+                "one line that looks like a signature line, XML kind",
+                ScriptKind::PowerShellXml,
+                fill(BIG, "<!-- ", "QUJD", ""),
+                None,
+            ),
+            (
+                "a begin marker, then signature lines",
+                ScriptKind::PowerShell,
+                fill(
+                    SMALL,
+                    "x\r\n# SIG # Begin signature block\r\n",
+                    "# QUJD\r\n",
+                    "",
+                ),
+                Some(ScriptError::TruncatedBlock { begin: 3 }),
+            ),
+            (
+                ".wsf signature lines before </job>",
+                ScriptKind::Wsf,
+                fill(SMALL, "", "** SIG ** QUJD\r\n", "</signature>\r\n</job>"),
+                Some(ScriptError::MissingBegin),
+            ),
+            (
+                ".wsf without </job>",
+                ScriptKind::Wsf,
+                fill(SMALL, "", "<job></jo", ""),
+                None,
+            ),
+            (
+                "one line that looks like a signature line, UTF-8",
+                ScriptKind::PowerShell,
+                fill(SMALL, "# ", "AAAAAAAAAAAAAAAA", ""),
+                None,
+            ),
+            (
+                "one line, UTF-16LE",
+                ScriptKind::PowerShell,
+                one_line_utf16,
+                None,
+            ),
+            (
+                "blank space",
+                ScriptKind::VbScript,
+                fill(SMALL, "", " \r\n\t", ""),
+                None,
+            ),
+        ];
+        for (what, kind, bytes, want) in cases {
+            let t0 = std::time::Instant::now();
+            let r = Script::parse(kind, &bytes);
+            let parsed = t0.elapsed();
+            let mut n = 0usize;
+            match (r, want) {
+                (Err(e), Some(w)) => assert_eq!(e, w, "{what}"),
+                (Ok(s), None) => {
+                    assert!(s.signature().is_none(), "{what}");
+                    s.digest_input(|c| n += c.len()).unwrap();
+                    assert!(n >= bytes.len() - 2, "{what}");
+                }
+                (r, w) => panic!("{what}: {:?}, wanted {w:?}", r.map(|s| s.encoding())),
+            }
+            eprintln!(
+                "{what}: {} bytes, parse {:.2} s, parse + digest input {:.2} s",
+                bytes.len(),
+                parsed.as_secs_f64(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
     }
 
     #[test]

@@ -118,6 +118,31 @@ fn sign_roundtrip() {
     });
 }
 
+#[test]
+fn script_parse() {
+    replay("script_parse", fuzzing::script_parse);
+}
+
+/// The committed `script_parse` inputs reach the target's deepest checks: each signed one
+/// parses as its kind with a signature block.
+#[test]
+fn script_parse_seeds_have_blocks() {
+    use codeseal_authenticode::script::{Script, ScriptKind};
+    let dir = regressions_dir().join("script_parse");
+    for name in [
+        "signed-utf16.ps1",
+        "signed-utf8.js",
+        "signed-utf8.mof",
+        "signed-cp1252.vbs",
+        "signed-utf8.wsf",
+    ] {
+        let data = fs::read(dir.join(name)).unwrap();
+        let kind = ScriptKind::from_path(Path::new(name)).unwrap();
+        let s = Script::parse(kind, &data).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(s.signature().is_some(), "{name}: no block");
+    }
+}
+
 /// The template the `sign_roundtrip` target patches signs in every layout the flags select,
 /// so that the target's checks are reached at all.
 #[test]

@@ -103,8 +103,55 @@ fn run_text(cmd: &mut Command, what: &str) -> (std::process::ExitStatus, String)
 
 /// `osslsigncode verify -CAfile ROOT`: success is exit 0 *and* a `Succeeded` line.
 pub fn osslsigncode_verify(file: &Path, root: &Path) -> (bool, String) {
+    osslsigncode_verify_with(Path::new("osslsigncode"), file, root)
+}
+
+/// The newer osslsigncode (>= 2.10, which signs JScript) that `scripts/setup.sh` builds
+/// from Debian's source package into `~/.cache/codeseal/osslsigncode-2.14` beside the
+/// system's 2.9 (`scripts/build-osslsigncode-new.sh`); `CODESEAL_OSSLSIGNCODE_NEW` names
+/// another binary. Missing or too old: the test fails (as with a missing osslsigncode).
+pub fn osslsigncode_new() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = std::env::var_os("CODESEAL_OSSLSIGNCODE_NEW")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                    .join(".cache/codeseal/osslsigncode-2.14/bin/osslsigncode")
+            });
+        let hint = "run scripts/setup.sh (scripts/build-osslsigncode-new.sh builds \
+                    osslsigncode 2.14 there) or set CODESEAL_OSSLSIGNCODE_NEW";
+        let out = Command::new(&bin)
+            .arg("--version")
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "osslsigncode >= 2.10 not found at {}: {e}: {hint}",
+                    bin.display()
+                )
+            });
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let version: Vec<u32> = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("osslsigncode "))
+            .and_then(|l| l.split([',', ' ']).next())
+            .map(|v| v.split('.').filter_map(|n| n.parse().ok()).collect())
+            .unwrap_or_default();
+        assert!(
+            version >= vec![2, 10],
+            "{} is not osslsigncode >= 2.10 (JScript signing) but {:?}: {hint}",
+            bin.display(),
+            text.lines().next()
+        );
+        bin
+    })
+}
+
+/// `BIN verify -CAfile ROOT` with a given osslsigncode binary.
+pub fn osslsigncode_verify_with(bin: &Path, file: &Path, root: &Path) -> (bool, String) {
     let (st, out) = run_text(
-        Command::new("osslsigncode")
+        Command::new(bin)
             .args(["verify", "-CAfile"])
             .arg(root)
             .arg("-in")
@@ -137,8 +184,13 @@ fn signify_trusting(file: &Path, roots: &[PathBuf]) -> (bool, String) {
 
 /// Signs with osslsigncode itself (for digest comparisons and "files signed by others").
 pub fn osslsigncode_sign(input: &Path, output: &Path, leaf: &str, digest: &str) {
+    osslsigncode_sign_with(Path::new("osslsigncode"), input, output, leaf, digest)
+}
+
+/// Signs with a given osslsigncode binary.
+pub fn osslsigncode_sign_with(bin: &Path, input: &Path, output: &Path, leaf: &str, digest: &str) {
     let _ = std::fs::remove_file(output);
-    let o = Command::new("osslsigncode")
+    let o = Command::new(bin)
         .arg("sign")
         .arg("-certs")
         .arg(pki(&format!("{leaf}-chain.pem")))
@@ -149,7 +201,7 @@ pub fn osslsigncode_sign(input: &Path, output: &Path, leaf: &str, digest: &str) 
         .arg("-out")
         .arg(output)
         .output()
-        .expect("osslsigncode");
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", bin.display()));
     assert!(
         o.status.success(),
         "osslsigncode sign failed: {}{}",

@@ -1,0 +1,5 @@
+param([string]$Name = 'x')
+Write-Host "Grüße $Name €"
+$s = @'
+# SIG # Begin signature block
+'@

@@ -1,0 +1,5 @@
+$s = "
+# SIG # Begin signature block
+# SIG # End signature block
+"
+Write-Host $s
