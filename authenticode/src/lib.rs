@@ -28,6 +28,7 @@ pub mod chain;
 pub mod digest;
 mod error;
 pub mod finding;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod manage;
