@@ -9,7 +9,7 @@
 //! - [`script`]: scripts' encodings, signature blocks and digest input;
 //! - [`digest`]: the image digest and PE checksum in one streaming pass (constant memory);
 //! - [`spc`]: Microsoft's ASN.1 types; [`pkcs7`]: build and parse the SignedData;
-//! - [`wincert`]: the certificate table; [`sign`]: sign a file; [`verify`]: verify one.
+//! - [`wincert`]: the certificate table; [`sign`]: sign a file; [`verify`](mod@verify): verify one.
 //!
 //! ```no_run
 //! use std::{path::Path, sync::Arc};
@@ -33,6 +33,7 @@ pub mod digest;
 mod error;
 pub mod finding;
 pub mod format;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod manage;

@@ -105,7 +105,7 @@ pub struct SpcPeImageData {
     /// SpcPeImageFlags; writers put an empty BIT STRING here.
     #[asn1(optional = "true")]
     pub flags: Option<BitString>,
-    /// A link; "<<<Obsolete>>>" or, with page hashes, a serialized object.
+    /// A link; `"<<<Obsolete>>>"` or, with page hashes, a serialized object.
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
     pub file: Option<SpcLink>,
 }

@@ -168,7 +168,7 @@ enum Command {
 struct SignArgs {
     /// The key: `file:/path/key.pem` (or `.p12`, or a plain path), `awskms:///alias/NAME`,
     /// a KMS key ARN, or an RFC 7512 `pkcs11:` URI. Passwords and PINs come from the
-    /// environment or files (CODESEAL_KEY_PASSWORD[_FILE], pin-source=...), never argv.
+    /// environment or files (`CODESEAL_KEY_PASSWORD[_FILE]`, `pin-source=...`), never argv.
     #[arg(long, env = "CODESEAL_KEY", hide_env_values = true)]
     key: String,
     /// PEM file with the certificate chain, leaf first (optional with a PKCS#12 key).

@@ -9,6 +9,10 @@
 //! | `awskms:///alias/NAME`, `awskms://HOST:PORT/KEY`, `arn:aws:kms:...` | `codeseal-kms` (feature `kms`) |
 //! | `pkcs11:token=..;object=..;id=%01?module-path=/lib.so&pin-source=file:/pin` (RFC 7512) | `codeseal-pkcs11` (feature `pkcs11`) |
 //!
+//! Both optional backends are default features; `default-features = false` leaves out
+//! the AWS SDK (`kms`) or the PKCS#11 loader (`pkcs11`), and a URI for a left-out backend
+//! fails with [`KeyError::BackendNotBuilt`], which names the missing feature.
+//!
 //! A password for an encrypted key or a PKCS#12 file is never part of the URI: it comes from
 //! `?password-env=VAR` (an environment variable), `?password-file=PATH` (a file, first line),
 //! or, by default, `CODESEAL_KEY_PASSWORD` / `CODESEAL_KEY_PASSWORD_FILE`.
@@ -43,11 +47,23 @@ pub enum KeyError {
         /// Why.
         reason: String,
     },
-    /// The scheme names a backend this build does not include yet.
-    #[error(
-        "key URI scheme {0:?} is not supported by this build (supported: file:, pkcs11:, awskms:)"
-    )]
+    /// The scheme names no backend codeseal knows.
+    #[error("key URI scheme {0:?} is not supported (supported: file:, pkcs11:, awskms:)")]
     UnsupportedScheme(String),
+    /// The scheme names a backend that this build leaves out: the crate was built without
+    /// the cargo feature `feature`.
+    #[error(
+        "key URI scheme {scheme:?} needs the {backend} backend, which this build leaves out \
+         (codeseal-keys was built without its cargo feature {feature:?})"
+    )]
+    BackendNotBuilt {
+        /// The URI's scheme (`awskms`, `arn` or `pkcs11`).
+        scheme: String,
+        /// The backend, for people (`AWS KMS`, `PKCS#11`).
+        backend: &'static str,
+        /// The cargo feature of `codeseal-keys` that adds it (`kms` or `pkcs11`).
+        feature: &'static str,
+    },
     /// Loading a local key failed.
     #[error(transparent)]
     Local(#[from] LoadError),
@@ -225,6 +241,18 @@ pub fn open_key(uri: &str) -> Result<OpenedKey, KeyError> {
                 chain: vec![],
             })
         }
+        #[cfg(not(feature = "pkcs11"))]
+        "pkcs11" => Err(KeyError::BackendNotBuilt {
+            scheme: scheme.to_string(),
+            backend: "PKCS#11",
+            feature: "pkcs11",
+        }),
+        #[cfg(not(feature = "kms"))]
+        "awskms" | "arn" => Err(KeyError::BackendNotBuilt {
+            scheme: scheme.to_string(),
+            backend: "AWS KMS",
+            feature: "kms",
+        }),
         other => Err(KeyError::UnsupportedScheme(other.to_string())),
     }
 }
@@ -327,3 +355,8 @@ mod secret_tests {
         assert!(!format!("{opened:?}").contains("PRIVATE KEY"));
     }
 }
+
+/// The examples of the crate's README, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -7,11 +7,9 @@
 //! cases fail before any request is sent, or reach a closed local port.
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    error::Error,
-    path::{Path, PathBuf},
-    process::Command,
-};
+#[cfg(feature = "pkcs11")]
+use std::path::{Path, PathBuf};
+use std::{error::Error, process::Command};
 
 use codeseal_keys::{open_key, KeyError};
 
@@ -122,6 +120,7 @@ fn file_uris() {
 
 /// A throwaway SoftHSM2 token of this test alone (so that wrong PINs tried here touch no
 /// other test's token).
+#[cfg(feature = "pkcs11")]
 fn softhsm() -> (PathBuf, PathBuf) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("softhsm-keys-secrets");
@@ -146,6 +145,7 @@ fn softhsm() -> (PathBuf, PathBuf) {
     (var("SOFTHSM2_CONF"), var("CODESEAL_PKCS11_MODULE"))
 }
 
+#[cfg(feature = "pkcs11")]
 #[test]
 fn pkcs11_uris() {
     let (conf, module) = softhsm();
@@ -211,9 +211,57 @@ fn pkcs11_uris() {
     }
 }
 
+#[cfg(feature = "kms")]
 #[test]
 fn kms_uris() {
-    let cases = [
+    for (uri, names) in &kms_cases() {
+        check(uri, names);
+    }
+}
+
+/// Without the `kms` feature the same URIs fail with a typed error naming the feature, and
+/// the secret is not shown either.
+#[cfg(not(feature = "kms"))]
+#[test]
+fn kms_uris_without_the_kms_feature() {
+    for (uri, _) in &kms_cases() {
+        assert!(
+            matches!(
+                open_key(uri),
+                Err(KeyError::BackendNotBuilt { feature: "kms", .. })
+            ),
+            "{uri:?}"
+        );
+        check(uri, "feature \"kms\"");
+    }
+}
+
+/// Without the `pkcs11` feature a PKCS#11 URI fails with a typed error naming the feature,
+/// before anything is loaded, and the secret is not shown.
+#[cfg(not(feature = "pkcs11"))]
+#[test]
+fn pkcs11_uris_without_the_pkcs11_feature() {
+    for uri in [
+        format!("pkcs11:token=t;object=k?module-path=/nonexistent/lib.so&pin-value={S}"),
+        format!("pkcs11:pin-value={S};object=k"),
+    ] {
+        assert!(
+            matches!(
+                open_key(&uri),
+                Err(KeyError::BackendNotBuilt {
+                    feature: "pkcs11",
+                    ..
+                })
+            ),
+            "{uri:?}"
+        );
+        check(&uri, "feature \"pkcs11\"");
+    }
+}
+
+/// AWS KMS key URIs with a secret in them, and what the error must still name.
+fn kms_cases() -> Vec<(String, &'static str)> {
+    vec![
         (format!("awskms:///alias/k?password={S}"), "alias/k"),
         (
             format!("awskms:///alias/k?X-Amz-Security-Token={S}"),
@@ -241,10 +289,7 @@ fn kms_uris() {
             format!("arn:aws:kms:us-east-1:111122223333:alias/k#{S}"),
             "alias/k",
         ),
-    ];
-    for (uri, names) in &cases {
-        check(uri, names);
-    }
+    ]
 }
 
 #[test]

@@ -43,3 +43,8 @@ pub mod reexports {
     pub use spki;
     pub use x509_cert;
 }
+
+/// The examples of the crate's README, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -95,7 +95,7 @@ impl dyn KeySigner + '_ {
         self.check_returned(algorithm, digest, sig)
     }
 
-    /// The async form of [`sign_digest_checked`](Self::sign_digest_checked).
+    /// The async form of `sign_digest_checked` (above).
     pub async fn sign_digest_checked_async(
         &self,
         algorithm: SignatureAlgorithm,

@@ -47,3 +47,8 @@ pub mod reexports {
     pub use aws_config;
     pub use aws_sdk_kms;
 }
+
+/// The examples of the crate's README, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

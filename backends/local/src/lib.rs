@@ -18,3 +18,8 @@ mod throwaway;
 
 pub use key::{LoadError, LocalKey, Pkcs12Contents};
 pub use throwaway::{ThrowawayError, ThrowawayPki};
+
+/// The examples of the crate's README, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -109,3 +109,8 @@ pub fn open_uri(uri: &str) -> Result<Pkcs11Key, Pkcs11Error> {
 pub fn open_uri_with(uri: &str, options: &Pkcs11Options) -> Result<Pkcs11Key, Pkcs11Error> {
     Pkcs11Key::open(&Pkcs11Uri::parse(uri)?, options)
 }
+
+/// The examples of the crate's README, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
