@@ -184,8 +184,15 @@ pub(crate) fn check_indirect_data(
             .and_then(crate::spc::sip_guid)
             .ok_or_else(|| "the SpcSipInfo value is unreadable".to_string())?;
         if guid != k.sip_guid() {
+            // osslsigncode (2.10 to at least 2.14) signs .js files as PowerShell: the
+            // PowerShell SIP and digest rule, which Windows' JScript SIP does not accept.
+            let hint = if k == ScriptKind::JScript && guid == crate::script::SIP_POWERSHELL {
+                " (a JScript file signed as PowerShell, as osslsigncode signs .js files; Windows checks JScript with its own SIP)"
+            } else {
+                ""
+            };
             return Err(format!(
-                "the signature's SIP GUID {} is not the {} SIP's",
+                "the signature's SIP GUID {} is not the {} SIP's{hint}",
                 hex::encode(guid),
                 kind.name()
             ));
