@@ -13,14 +13,16 @@
 //!
 //! ```no_run
 //! use std::{path::Path, sync::Arc};
-//! use codeseal_authenticode::{sign_file, verify_file, SignOptions};
+//! use codeseal_authenticode::{sign_file, SignOptions, Verifier};
 //! use codeseal_signer::SigningIdentity;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let key: Arc<dyn codeseal_signer::KeySigner> = unimplemented!();
 //! # let chain = vec![];
 //! let identity = SigningIdentity::new(key, chain)?; // checks key == leaf certificate
 //! sign_file(&identity, Path::new("app.exe"), Path::new("app-signed.exe"), &SignOptions::default())?;
-//! assert!(verify_file(Path::new("app-signed.exe"))?.valid);
+//! // Verification starts from trust anchors: who may sign, not only "was it changed".
+//! let roots = codeseal_keys::load_certificates(Path::new("root.pem"))?;
+//! assert!(Verifier::new(roots)?.verify_file(Path::new("app-signed.exe"))?.valid);
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
@@ -56,4 +58,9 @@ pub use manage::{attach_signature, extract_signature, remove_signature, AttachOp
 pub use pe::PeInfo;
 pub use pkcs7::OpusInfo;
 pub use sign::{sign_file, sign_file_async, PreparedSigning, SignOptions, SignOutcome};
-pub use verify::{verify, verify_file, VerifyReport};
+pub use verify::{TrustCheck, Verifier, VerifyReport};
+
+/// The workspace README's library example, compiled as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -36,6 +36,7 @@ pub const MAX_CERT_TABLE: u64 = 16 << 20;
 
 /// A certificate, summarised for reports.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct CertSummary {
     /// Subject DN.
     pub subject: String,
@@ -65,6 +66,7 @@ impl CertSummary {
 
 /// A time stamp found on a signature.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct TimestampReport {
     /// RFC 3161 or legacy.
     pub protocol: crate::timestamp::Protocol,
@@ -176,10 +178,9 @@ fn check_timestamps(sig: &ParsedSignature) -> Vec<FoundStamp> {
     out
 }
 
-/// Verification policy. The default checks integrity only (digests and signatures); give
-/// trust anchors to check chains, key usage and validity too.
+/// The policy a [`Verifier`] applies (crate-internal; users build a [`Verifier`]).
 #[derive(Clone, Debug, Default)]
-pub struct VerifyOptions {
+pub(crate) struct VerifyOptions {
     /// Roots trusted for code signing. Empty: chains are not checked (reported as such).
     pub trust_anchors: Vec<Certificate>,
     /// Roots trusted for time stamping; when empty, `trust_anchors` are used.
@@ -352,6 +353,7 @@ fn apply_policy(
 
 /// The checks made on one signature.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct SignatureReport {
     /// Where the signature is: `"0"` for the first WIN_CERTIFICATE entry, `"0.1"` for the
     /// first signature nested in it.
@@ -402,9 +404,12 @@ impl SignatureReport {
 
 /// The result of verifying a file.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// The kind of file.
     pub kind: FileKind,
+    /// What was checked: chains to trust anchors, or integrity only.
+    pub trust: TrustCheck,
     /// File length.
     pub file_len: u64,
     /// The PE CheckSum field (PE files only).
@@ -421,21 +426,152 @@ pub struct VerifyReport {
     pub valid: bool,
 }
 
-/// Verifies the Authenticode signatures of the file at `path`.
-pub fn verify_file(path: &Path) -> Result<VerifyReport> {
-    verify_file_with(path, &VerifyOptions::default())
+/// How a report's signatures were checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TrustCheck {
+    /// Each signer's chain was built to the verifier's trust anchors, with validity at the
+    /// time-stamp time, code-signing EKU and key usage: `valid` means a trusted publisher
+    /// signed this file.
+    Anchors,
+    /// Integrity only, chosen with [`Verifier::integrity_only`]: digests and signatures were
+    /// checked against the certificates the file carries. Anyone can make such a signature;
+    /// `valid` means only that the file was not changed since it was signed.
+    IntegrityOnly,
+}
+
+/// Verifies files: trust anchors and a policy, fixed at construction.
+///
+/// ```no_run
+/// use codeseal_authenticode::Verifier;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let roots = codeseal_keys::load_certificates(std::path::Path::new("roots.pem"))?;
+/// let report = Verifier::new(roots)?.require_timestamp(true).verify_file("app.exe".as_ref())?;
+/// for f in report.signatures.iter().flat_map(|s| &s.errors) {
+///     println!("{:?} {}", f.code, f.message);
+/// }
+/// assert!(report.valid);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Verifier {
+    opts: VerifyOptions,
+}
+
+impl Verifier {
+    /// A verifier that trusts signers chaining to `trust_anchors` (and, unless
+    /// [`with_tsa_anchors`](Self::with_tsa_anchors) says otherwise, time stamps chaining to
+    /// them). An empty list is refused: checking integrity alone is
+    /// [`integrity_only`](Self::integrity_only), chosen by name.
+    pub fn new(trust_anchors: Vec<Certificate>) -> Result<Self> {
+        if trust_anchors.is_empty() {
+            return Err(Error::Usage(
+                "no trust anchors: give at least one root certificate, or choose integrity-only checking explicitly".into(),
+            ));
+        }
+        Ok(Self {
+            opts: VerifyOptions {
+                trust_anchors,
+                ..VerifyOptions::default()
+            },
+        })
+    }
+
+    /// A verifier that checks integrity only (digests and signatures against the file's own
+    /// certificates), not who signed: reports say [`TrustCheck::IntegrityOnly`].
+    pub fn integrity_only() -> Self {
+        Self {
+            opts: VerifyOptions::default(),
+        }
+    }
+
+    /// Roots trusted for time stamping (by default, the trust anchors).
+    pub fn with_tsa_anchors(mut self, anchors: Vec<Certificate>) -> Self {
+        self.opts.tsa_anchors = anchors;
+        self
+    }
+
+    /// Checks validity at this time (seconds since the Unix epoch) instead of the time
+    /// stamp's time or now.
+    pub fn at_time(mut self, unix_seconds: u64) -> Self {
+        self.opts.at_time = Some(unix_seconds);
+        self
+    }
+
+    /// Fails a signature without a valid time stamp.
+    pub fn require_timestamp(mut self, yes: bool) -> Self {
+        self.opts.require_timestamp = yes;
+        self
+    }
+
+    /// Ignores time stamps: validity is checked at [`at_time`](Self::at_time) or now.
+    pub fn ignore_timestamp(mut self, yes: bool) -> Self {
+        self.opts.ignore_timestamp = yes;
+        self
+    }
+
+    /// Strict structure: non-zero WIN_CERTIFICATE padding is an error, as with Windows'
+    /// EnableCertPaddingCheck (osslsigncode and signify accept it).
+    pub fn strict(mut self, yes: bool) -> Self {
+        self.opts.strict = yes;
+        self
+    }
+
+    /// Treats SHA-1 signatures as invalid (by default they are accepted with a warning).
+    pub fn reject_sha1(mut self, yes: bool) -> Self {
+        self.opts.reject_sha1 = yes;
+        self
+    }
+
+    /// Requires the signer certificate's `alg` hash to be `digest`.
+    pub fn require_leaf_hash(mut self, alg: DigestAlgorithm, digest: Vec<u8>) -> Self {
+        self.opts.require_leaf_hash = Some((alg, digest));
+        self
+    }
+
+    /// What this verifier checks.
+    pub fn trust(&self) -> TrustCheck {
+        self.opts.trust()
+    }
+
+    /// Verifies the file at `path`; its format is detected as signing detects it (PE by its
+    /// header, scripts by extension).
+    pub fn verify_file(&self, path: &Path) -> Result<VerifyReport> {
+        verify_file_with(path, &self.opts)
+    }
+
+    /// Verifies the `kind` file read from `r` (`name` is used in messages).
+    pub fn verify_reader<R: Read + Seek>(
+        &self,
+        kind: FileKind,
+        r: &mut R,
+        name: &Path,
+    ) -> Result<VerifyReport> {
+        verify_as(kind, r, name, &self.opts)
+    }
+}
+
+impl VerifyOptions {
+    fn trust(&self) -> TrustCheck {
+        if self.trust_anchors.is_empty() {
+            TrustCheck::IntegrityOnly
+        } else {
+            TrustCheck::Anchors
+        }
+    }
 }
 
 /// Verifies the file at `path` under the policy `opts`. The format is detected as signing
 /// detects it (PE by its header, scripts by extension).
-pub fn verify_file_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
+pub(crate) fn verify_file_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
     let kind = FileKind::detect(path)?;
     let f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     verify_as(kind, &mut BufReader::with_capacity(64 << 10, f), path, opts)
 }
 
 /// Verifies the `kind` file in `r` (named `name` in messages) under the policy `opts`.
-pub fn verify_as<R: Read + Seek>(
+pub(crate) fn verify_as<R: Read + Seek>(
     kind: FileKind,
     r: &mut R,
     name: &Path,
@@ -470,6 +606,7 @@ fn verify_script(kind: ScriptKind, bytes: &[u8], opts: &VerifyOptions) -> Result
         })
         .collect();
     Ok(finish_report(
+        opts.trust(),
         FileKind::Script(kind),
         bytes.len() as u64,
         None,
@@ -555,6 +692,7 @@ fn check_one(
 }
 
 fn finish_report(
+    trust: TrustCheck,
     kind: FileKind,
     file_len: u64,
     checksums: Option<(u32, u32)>,
@@ -567,6 +705,7 @@ fn finish_report(
         && signatures.iter().all(SignatureReport::is_valid);
     VerifyReport {
         kind,
+        trust,
         file_len,
         checksum_in_header: checksums.map(|c| c.0),
         checksum_computed: checksums.map(|c| c.1),
@@ -724,14 +863,8 @@ fn check_signature_at(
     }
 }
 
-/// Verifies the Authenticode signatures of the PE file in `r` (integrity only; see
-/// [`verify_as`] for other formats).
-pub fn verify<R: Read + Seek>(r: &mut R) -> Result<VerifyReport> {
-    verify_with(r, &VerifyOptions::default())
-}
-
 /// Verifies the Authenticode signatures of the PE file in `r` under the policy `opts`.
-pub fn verify_with<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<VerifyReport> {
+pub(crate) fn verify_with<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<VerifyReport> {
     let pe = PeInfo::read(r)?;
     let table = read_cert_table(r, &pe)?;
     let mut errors = Vec::new();
@@ -858,6 +991,7 @@ pub fn verify_with<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<Ve
         })
         .collect();
     Ok(finish_report(
+        opts.trust(),
         FileKind::Pe,
         pe.file_len,
         Some((pe.checksum, checksum_computed)),

@@ -13,7 +13,7 @@ use cms::{
 use codeseal_authenticode::{
     pe::PeInfo,
     pkcs7::ParsedSignature,
-    sign_file, verify,
+    sign_file,
     wincert::{build_entry, parse_table},
     Error, FindingCode, SignOptions,
 };

@@ -183,10 +183,7 @@ fn fuzz_pki_files_match_the_built_in_pki() {
 /// the fuzz root trusted.
 #[test]
 fn deep_seeds_still_pass() {
-    use codeseal_authenticode::{
-        timestamp::validate_token,
-        verify::{verify_with, VerifyOptions},
-    };
+    use codeseal_authenticode::{timestamp::validate_token, FileKind, Verifier};
     use codeseal_signer::DigestAlgorithm;
     let dir = regressions_dir();
     let token = fs::read(dir.join("timestamp_token/token-fixed-imprint-nonce")).unwrap();
@@ -198,10 +195,7 @@ fn deep_seeds_still_pass() {
         Some(fuzzing::TIMESTAMP_POLICY),
     )
     .expect("the fixed-expectation token validates");
-    let opts = VerifyOptions {
-        trust_anchors: vec![fuzzing::fuzz_root().clone()],
-        ..VerifyOptions::default()
-    };
+    let verifier = Verifier::new(vec![fuzzing::fuzz_root().clone()]).unwrap();
     for name in [
         "signed-p256",
         "signed-nested",
@@ -209,7 +203,13 @@ fn deep_seeds_still_pass() {
         "signed-pe32-page-hashes",
     ] {
         let file = fs::read(dir.join("verify_file").join(name)).unwrap();
-        let report = verify_with(&mut std::io::Cursor::new(file), &opts).unwrap();
+        let report = verifier
+            .verify_reader(
+                FileKind::Pe,
+                &mut std::io::Cursor::new(file),
+                std::path::Path::new(name),
+            )
+            .unwrap();
         assert!(report.valid, "{name}: {report:#?}");
     }
 }

@@ -98,7 +98,7 @@ fn info_mode(file: &Path) -> String {
         Err(e) => return format!("error: {}", one_line(&e.to_string())),
     };
     let report = if pe.cert_table.is_some() {
-        codeseal_authenticode::verify_file(file).ok()
+        common::verify_file(file).ok()
     } else {
         None
     };
@@ -114,12 +114,10 @@ fn info_mode(file: &Path) -> String {
 
 fn verify_mode(file: &Path, pki: &Path) -> String {
     let load = |n: &str| codeseal_keys::load_certificates(&pki.join(n)).expect("anchors");
-    let opts = codeseal_authenticode::verify::VerifyOptions {
-        trust_anchors: load("root.pem"),
-        tsa_anchors: load("tsa-root.pem"),
-        ..Default::default()
-    };
-    match codeseal_authenticode::verify::verify_file_with(file, &opts) {
+    let verifier = codeseal_authenticode::Verifier::new(load("root.pem"))
+        .expect("anchors")
+        .with_tsa_anchors(load("tsa-root.pem"));
+    match verifier.verify_file(file) {
         Ok(r) => {
             let json = serde_json::to_string(&r).expect("json");
             let why = r
@@ -179,7 +177,7 @@ fn hostile_child() {
         gen::generate(&b.pe, Spec::AttrValues(Order::Asc, 3)).expect("gen"),
     )
     .expect("write");
-    let r = codeseal_authenticode::verify_file(&benign).expect("verify");
+    let r = common::verify_file(&benign).expect("verify");
     assert!(r.valid, "{r:#?}");
 }
 

@@ -4,8 +4,8 @@ mod common;
 use std::fs;
 
 use codeseal_authenticode::{
-    attach_signature, extract_signature, remove_signature, sign_file, verify_file, AttachOptions,
-    Error, SignOptions,
+    attach_signature, extract_signature, remove_signature, sign_file, AttachOptions, Error,
+    SignOptions,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;

@@ -12,8 +12,7 @@ use codeseal_authenticode::script::Script;
 use codeseal_authenticode::{
     attach_signature, extract_signature, remove_signature, sign_file,
     timestamp::{Protocol, TimestampOptions},
-    verify::{verify_file_with, VerifyOptions},
-    verify_file, AttachOptions, Error, FileKind, FindingCode, SignOptions,
+    AttachOptions, Error, FileKind, FindingCode, SignOptions, Verifier,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;
@@ -71,11 +70,8 @@ fn opts() -> SignOptions {
     SignOptions::default()
 }
 
-fn trusting() -> VerifyOptions {
-    VerifyOptions {
-        trust_anchors: codeseal_keys::load_certificates(&root()).expect("root"),
-        ..Default::default()
-    }
+fn trusting() -> Verifier {
+    Verifier::new(codeseal_keys::load_certificates(&root()).expect("root")).expect("anchors")
 }
 
 /// Changes one character of the text (outside the block): the first ASCII 'e' or 'H' becomes
@@ -115,7 +111,7 @@ fn sign_and_check(dir: &Path, name: &str, unsigned: &[u8], ossl: bool) {
         unsigned,
         "{name}: a byte outside the block changed"
     );
-    let r = verify_file_with(&signed, &trusting()).expect("verify");
+    let r = trusting().verify_file(&signed).expect("verify");
     assert!(r.valid, "{name}: codeseal rejects its own signature: {r:?}");
     assert_eq!(r.signatures.len(), 1, "{name}");
     if ossl {
@@ -208,7 +204,7 @@ fn osslsigncode_signed_scripts_verify_in_codeseal() {
             let non_ascii = !(xml && enc == "utf8");
             fs::write(&input, encode(&body(ext, "\r\n", non_ascii, true), enc)).expect("write");
             osslsigncode_sign(&input, &signed, "leaf-rsa2048", "sha256");
-            let r = verify_file_with(&signed, &trusting()).expect("verify");
+            let r = trusting().verify_file(&signed).expect("verify");
             assert!(r.valid, "{ext} {enc}: {r:?}");
             let bad = dir.path().join(format!("bad-{enc}.{ext}"));
             fs::write(&bad, tamper(&fs::read(&signed).expect("read"))).expect("write");
@@ -258,7 +254,7 @@ fn append_replace_remove_extract_attach() {
         .filter(|w| w == b"# SIG # Begin signature block")
         .count();
     assert_eq!(begins, 1, "one block, never two");
-    let r = verify_file_with(&p("s2.ps1"), &trusting()).expect("verify");
+    let r = trusting().verify_file(&p("s2.ps1")).expect("verify");
     assert!(r.valid, "{r:?}");
     assert_eq!(r.signatures.len(), 2);
     assert!(r.signatures[1].nested);

@@ -14,8 +14,8 @@ fn t_end(pe: &PeInfo) -> u64 {
 use std::{fs, io::Cursor};
 
 use codeseal_authenticode::{
-    digest::stream_image, pe::PeInfo, pkcs7::ParsedSignature, sign_file, verify, verify_file,
-    wincert::parse_table, Error, FindingCode, SignOptions,
+    digest::stream_image, pe::PeInfo, pkcs7::ParsedSignature, sign_file, wincert::parse_table,
+    Error, FindingCode, SignOptions,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;

@@ -8,7 +8,7 @@ use codeseal_authenticode::{
     manage::timestamp_file,
     sign_file,
     timestamp::{Protocol, TimestampOptions, UreqTransport},
-    verify_file, Error, SignOptions,
+    Error, SignOptions,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;

@@ -7,8 +7,7 @@ use std::{fs, path::Path, time::Duration};
 use codeseal_authenticode::{
     sign_file,
     timestamp::{Protocol, TimestampOptions},
-    verify::{verify_file_with, VerifyOptions},
-    FindingCode, SignOptions,
+    FindingCode, SignOptions, Verifier,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;
@@ -20,13 +19,15 @@ fn anchors(names: &[&str]) -> Vec<x509_cert::Certificate> {
         .collect()
 }
 
+fn trusting(roots: &[&str]) -> Verifier {
+    Verifier::new(anchors(roots)).expect("anchors")
+}
+
 fn ours(file: &Path, roots: &[&str], tsa_roots: &[&str]) -> (bool, String) {
-    let opts = VerifyOptions {
-        trust_anchors: anchors(roots),
-        tsa_anchors: anchors(tsa_roots),
-        ..VerifyOptions::default()
-    };
-    let r = verify_file_with(file, &opts).expect("report");
+    let r = trusting(roots)
+        .with_tsa_anchors(anchors(tsa_roots))
+        .verify_file(file)
+        .expect("report");
     (r.valid, format!("{r:#?}"))
 }
 
@@ -168,16 +169,12 @@ fn leaf_pin_and_sha1_policy() {
     let leaf = codeseal_keys::load_certificates(&pki("leaf-p256.pem")).expect("c");
     let _ = leaf_der;
     let good = DigestAlgorithm::Sha256.digest(&der::Encode::to_der(&leaf[0]).expect("der"));
-    let mut opts = VerifyOptions {
-        trust_anchors: anchors(&["root.pem"]),
-        require_leaf_hash: Some((DigestAlgorithm::Sha256, good.clone())),
-        ..VerifyOptions::default()
-    };
-    assert!(verify_file_with(&out, &opts).expect("r").valid);
+    let pinned = trusting(&["root.pem"]).require_leaf_hash(DigestAlgorithm::Sha256, good.clone());
+    assert!(pinned.verify_file(&out).expect("r").valid);
     let mut wrong = good;
     wrong[0] ^= 1;
-    opts.require_leaf_hash = Some((DigestAlgorithm::Sha256, wrong));
-    assert!(!verify_file_with(&out, &opts).expect("r").valid);
+    let pinned = trusting(&["root.pem"]).require_leaf_hash(DigestAlgorithm::Sha256, wrong);
+    assert!(!pinned.verify_file(&out).expect("r").valid);
     // SHA-1: a warning by default, an error with reject_sha1.
     let s1 = dir.path().join("sha1.exe");
     sign_file(
@@ -191,14 +188,7 @@ fn leaf_pin_and_sha1_policy() {
         },
     )
     .expect("sign");
-    let r = verify_file_with(
-        &s1,
-        &VerifyOptions {
-            trust_anchors: anchors(&["root.pem"]),
-            ..VerifyOptions::default()
-        },
-    )
-    .expect("r");
+    let r = trusting(&["root.pem"]).verify_file(&s1).expect("r");
     assert!(
         r.valid
             && r.signatures[0]
@@ -207,15 +197,10 @@ fn leaf_pin_and_sha1_policy() {
                 .any(|w| w.code == FindingCode::WeakDigest),
         "{r:#?}"
     );
-    let r = verify_file_with(
-        &s1,
-        &VerifyOptions {
-            trust_anchors: anchors(&["root.pem"]),
-            reject_sha1: true,
-            ..VerifyOptions::default()
-        },
-    )
-    .expect("r");
+    let r = trusting(&["root.pem"])
+        .reject_sha1(true)
+        .verify_file(&s1)
+        .expect("r");
     assert!(!r.valid);
 }
 
@@ -266,12 +251,10 @@ fn padding_bytes_unknown_unsigned_attributes_and_extra_certificates() {
             o && s && c,
             "padding byte: osslsigncode={o} {ot}\nsignify={s} {st}\ncodeseal={c} {ct}"
         );
-        let strict = VerifyOptions {
-            trust_anchors: anchors(&["root.pem"]),
-            strict: true,
-            ..VerifyOptions::default()
-        };
-        let r = verify_file_with(&p, &strict).expect("r");
+        let r = trusting(&["root.pem"])
+            .strict(true)
+            .verify_file(&p)
+            .expect("r");
         assert!(!r.valid, "strict accepted non-zero padding");
         assert!(
             r.signatures[0]
@@ -308,11 +291,7 @@ fn padding_bytes_unknown_unsigned_attributes_and_extra_certificates() {
     .expect("attach");
     assert!(osslsigncode_verify(&out, &root()).0);
     assert!(signify_verify(&out, &root()).0);
-    let opts = VerifyOptions {
-        trust_anchors: anchors(&["root.pem"]),
-        ..VerifyOptions::default()
-    };
-    let r = verify_file_with(&out, &opts).expect("r");
+    let r = trusting(&["root.pem"]).verify_file(&out).expect("r");
     assert!(r.valid, "{r:#?}");
     let w = &r.signatures[0].warnings;
     assert!(
@@ -363,11 +342,8 @@ fn expired_leaf_with_a_back_dated_time_stamp_inside_its_validity() {
     assert!(s_ok, "signify: {st}");
     assert!(c_ok, "codeseal: {ct}");
     // Ignoring the time stamp, the expired leaf fails.
-    let opts = VerifyOptions {
-        trust_anchors: anchors(&["root.pem"]),
-        tsa_anchors: anchors(&["tsa-root.pem"]),
-        ignore_timestamp: true,
-        ..VerifyOptions::default()
-    };
-    assert!(!verify_file_with(&out, &opts).expect("r").valid);
+    let v = trusting(&["root.pem"])
+        .with_tsa_anchors(anchors(&["tsa-root.pem"]))
+        .ignore_timestamp(true);
+    assert!(!v.verify_file(&out).expect("r").valid);
 }

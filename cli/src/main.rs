@@ -8,7 +8,9 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use codeseal_authenticode::{pe::PeInfo, verify::VerifyReport, verify_file, OpusInfo, SignOptions};
+use codeseal_authenticode::{
+    pe::PeInfo, verify::VerifyReport, OpusInfo, SignOptions, TrustCheck, Verifier,
+};
 use codeseal_signer::{DigestAlgorithm, SigningIdentity};
 
 #[derive(Parser)]
@@ -374,7 +376,7 @@ fn parse_time(s: &str) -> anyhow::Result<u64> {
 }
 
 impl VerifyArgs {
-    fn options(&self) -> anyhow::Result<codeseal_authenticode::verify::VerifyOptions> {
+    fn verifier(&self) -> anyhow::Result<Verifier> {
         let load = |files: &[PathBuf]| -> anyhow::Result<Vec<x509_cert::Certificate>> {
             let mut v = Vec::new();
             for f in files {
@@ -400,16 +402,26 @@ impl VerifyArgs {
                 Some((alg, bytes))
             }
         };
-        Ok(codeseal_authenticode::verify::VerifyOptions {
-            trust_anchors: load(&self.trust)?,
-            tsa_anchors: load(&self.tsa_trust)?,
-            at_time: self.time.as_deref().map(parse_time).transpose()?,
-            require_timestamp: self.require_timestamp,
-            ignore_timestamp: self.ignore_timestamp,
-            reject_sha1: self.reject_sha1,
-            strict: self.strict,
-            require_leaf_hash: leaf,
-        })
+        let anchors = load(&self.trust)?;
+        // Without --trust the CLI checks integrity only and says so in its output.
+        let mut v = if anchors.is_empty() {
+            Verifier::integrity_only()
+        } else {
+            Verifier::new(anchors)?
+        };
+        v = v
+            .with_tsa_anchors(load(&self.tsa_trust)?)
+            .require_timestamp(self.require_timestamp)
+            .ignore_timestamp(self.ignore_timestamp)
+            .reject_sha1(self.reject_sha1)
+            .strict(self.strict);
+        if let Some(t) = self.time.as_deref().map(parse_time).transpose()? {
+            v = v.at_time(t);
+        }
+        if let Some((alg, bytes)) = leaf {
+            v = v.require_leaf_hash(alg, bytes);
+        }
+        Ok(v)
     }
 }
 
@@ -843,6 +855,11 @@ pub(crate) fn print_report(r: &VerifyReport) {
             println!("  warning: {}", w.message);
         }
     }
+    if r.trust == TrustCheck::IntegrityOnly {
+        println!(
+            "Trust: not checked (integrity only: the file is unchanged since it was signed, but not who signed it; pass --trust ROOTS.pem)"
+        );
+    }
     for e in &r.errors {
         println!("error: {e}");
     }
@@ -853,8 +870,8 @@ pub(crate) fn print_report(r: &VerifyReport) {
 }
 
 fn cmd_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let opts = a.options()?;
-    let report = match codeseal_authenticode::verify::verify_file_with(&a.file, &opts) {
+    let verifier = a.verifier()?;
+    let report = match verifier.verify_file(&a.file) {
         Ok(r) => r,
         Err(e) => {
             if a.json {
@@ -892,7 +909,7 @@ fn cmd_info(file: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     );
     let pe = PeInfo::read(&mut f)?;
     let report = if pe.cert_table.is_some() {
-        verify_file(&file).ok()
+        Verifier::integrity_only().verify_file(&file).ok()
     } else {
         None
     };
@@ -956,7 +973,7 @@ fn info_script(
     };
     let block = script.signature().map(|b| b.range.clone());
     let report = if block.is_some() {
-        verify_file(file).ok()
+        Verifier::integrity_only().verify_file(file).ok()
     } else {
         None
     };

@@ -15,8 +15,8 @@ use std::{
 };
 
 use codeseal_authenticode::{
-    sign::PreparedSigning, timestamp::TimestampOptions, verify::VerifyOptions, Error as AcError,
-    OpusInfo, SignOptions,
+    sign::PreparedSigning, timestamp::TimestampOptions, Error as AcError, OpusInfo, SignOptions,
+    Verifier,
 };
 use codeseal_signer::{KeySigner, SignError};
 use sha2::{Digest, Sha256};
@@ -439,11 +439,14 @@ impl Claim {
         let report = {
             let (out, trust) = (output.clone(), ctx.signer.trust.clone());
             blocking(FailureReason::Verify, move || {
-                let opts = VerifyOptions {
-                    trust_anchors: trust,
-                    ..VerifyOptions::default()
+                let verifier = if trust.is_empty() {
+                    Verifier::integrity_only()
+                } else {
+                    Verifier::new(trust)
+                        .map_err(|e| StepError::permanent(FailureReason::Verify, e.to_string()))?
                 };
-                codeseal_authenticode::verify::verify_file_with(&out, &opts)
+                verifier
+                    .verify_file(&out)
                     .map_err(|e| StepError::permanent(FailureReason::Verify, e.to_string()))
             })
             .await?

@@ -288,10 +288,28 @@ pub fn signify_verify_ts(file: &Path) -> (bool, String) {
 /// Our verdict with the test roots trusted (signers: root.pem; TSAs: tsa-root.pem).
 pub fn ours_trusting_test_roots(file: &Path) -> codeseal_authenticode::VerifyReport {
     let load = |n: &str| codeseal_keys::load_certificates(&pki(n)).expect("certs");
-    let opts = codeseal_authenticode::verify::VerifyOptions {
-        trust_anchors: load("root.pem"),
-        tsa_anchors: load("tsa-root.pem"),
-        ..Default::default()
-    };
-    codeseal_authenticode::verify::verify_file_with(file, &opts).expect("verify")
+    codeseal_authenticode::Verifier::new(load("root.pem"))
+        .expect("anchors")
+        .with_tsa_anchors(load("tsa-root.pem"))
+        .verify_file(file)
+        .expect("verify")
+}
+
+/// Integrity-only verification (digests and signatures, no trust decision), as the tests of
+/// structure need it.
+pub fn verify_file(
+    file: &Path,
+) -> codeseal_authenticode::Result<codeseal_authenticode::VerifyReport> {
+    codeseal_authenticode::Verifier::integrity_only().verify_file(file)
+}
+
+/// Integrity-only verification of a PE file in memory.
+pub fn verify<R: std::io::Read + std::io::Seek>(
+    r: &mut R,
+) -> codeseal_authenticode::Result<codeseal_authenticode::VerifyReport> {
+    codeseal_authenticode::Verifier::integrity_only().verify_reader(
+        codeseal_authenticode::FileKind::Pe,
+        r,
+        Path::new("input"),
+    )
 }
