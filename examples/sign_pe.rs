@@ -83,16 +83,15 @@ fn run() -> anyhow::Result<bool> {
 
     // 4. Sign. Everything not set here keeps its default (SHA-256; refuse to replace an
     //    existing signature; refuse to overwrite an existing output file).
-    let opts = SignOptions {
-        digest: DigestAlgorithm::Sha256,
-        opus: OpusInfo {
+    let opts = SignOptions::default()
+        .with_digest(DigestAlgorithm::Sha256)
+        .with_opus(OpusInfo {
             // Shown by Windows as the program name in the UAC prompt.
             program_name: Some("codeseal sign_pe example".into()),
             url: None,
-        },
-        force: true, // this example may be run repeatedly with the same OUT
-        ..SignOptions::default()
-    };
+        })
+        // This example may be run repeatedly with the same OUT.
+        .with_force(true);
     let outcome = sign_file(&identity, input, output, &opts)
         .with_context(|| format!("signing {}", input.display()))?;
     println!(

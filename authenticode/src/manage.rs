@@ -49,6 +49,7 @@ pub fn extract_signature(input: &Path) -> Result<Vec<u8>> {
 
 /// How to attach a detached signature.
 #[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
 pub struct AttachOptions {
     /// Replace an existing signature.
     pub replace: bool,
@@ -56,6 +57,24 @@ pub struct AttachOptions {
     pub append: bool,
     /// Overwrite an existing output.
     pub force: bool,
+}
+
+impl AttachOptions {
+    /// Sets `replace`: replace an existing signature.
+    pub fn with_replace(mut self, replace: bool) -> Self {
+        self.replace = replace;
+        self
+    }
+    /// Sets `append`: nest into the existing signature instead.
+    pub fn with_append(mut self, append: bool) -> Self {
+        self.append = append;
+        self
+    }
+    /// Sets `force`: overwrite an existing output.
+    pub fn with_force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
 }
 
 /// Attaches the DER (or PEM) PKCS#7 signature `pkcs7` to `input`, after checking that its

@@ -24,6 +24,7 @@ use crate::{
 
 /// How to sign.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SignOptions {
     /// The digest algorithm (SHA-256 by default).
     pub digest: DigestAlgorithm,
@@ -43,6 +44,49 @@ pub struct SignOptions {
     pub timestamp: Option<TimestampOptions>,
 }
 
+impl SignOptions {
+    /// Sets `digest`: the digest algorithm (SHA-256 by default).
+    pub fn with_digest(mut self, digest: DigestAlgorithm) -> Self {
+        self.digest = digest;
+        self
+    }
+    /// Sets `opus`: program name and URL.
+    pub fn with_opus(mut self, opus: OpusInfo) -> Self {
+        self.opus = opus;
+        self
+    }
+    /// Sets `replace`: replace an existing signature instead of refusing.
+    pub fn with_replace(mut self, replace: bool) -> Self {
+        self.replace = replace;
+        self
+    }
+    /// Sets `append`: add the new signature as a nested signature of the existing one (dual signing).
+    pub fn with_append(mut self, append: bool) -> Self {
+        self.append = append;
+        self
+    }
+    /// Sets `page_hashes`: include a page-hash table (SHA-256 v2; SHA-1 v1 with a SHA-1 signature).
+    pub fn with_page_hashes(mut self, page_hashes: bool) -> Self {
+        self.page_hashes = page_hashes;
+        self
+    }
+    /// Sets `force`: overwrite an existing output file (other than the input).
+    pub fn with_force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+    /// Sets `allow_sha1`: allow SHA-1 (legacy).
+    pub fn with_allow_sha1(mut self, allow_sha1: bool) -> Self {
+        self.allow_sha1 = allow_sha1;
+        self
+    }
+    /// Sets `timestamp`: time-stamp the new signature (RFC 3161 or legacy). When it fails, nothing is written.
+    pub fn with_timestamp(mut self, timestamp: impl Into<Option<TimestampOptions>>) -> Self {
+        self.timestamp = timestamp.into();
+        self
+    }
+}
+
 impl Default for SignOptions {
     fn default() -> Self {
         Self {
@@ -60,6 +104,7 @@ impl Default for SignOptions {
 
 /// What signing produced.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SignOutcome {
     /// The output file.
     pub output: PathBuf,

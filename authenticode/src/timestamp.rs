@@ -62,6 +62,7 @@ pub enum Protocol {
 
 /// How to time-stamp.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct TimestampOptions {
     /// TSA URLs, tried in turn (rotated per attempt).
     pub urls: Vec<String>,
@@ -81,6 +82,54 @@ pub struct TimestampOptions {
     pub policy: Option<ObjectIdentifier>,
     /// How far the token's time may be from this machine's clock.
     pub max_clock_skew: Duration,
+}
+
+impl TimestampOptions {
+    /// Sets `urls`: tSA URLs, tried in turn (rotated per attempt).
+    pub fn with_urls(mut self, urls: Vec<String>) -> Self {
+        self.urls = urls;
+        self
+    }
+    /// Sets `protocol`: the protocol.
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+    /// Sets `digest`: hash for the RFC 3161 message imprint.
+    pub fn with_digest(mut self, digest: DigestAlgorithm) -> Self {
+        self.digest = digest;
+        self
+    }
+    /// Sets `attempts`: attempts in all (at least one per URL).
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts;
+        self
+    }
+    /// Sets `retry_wait`: wait before the second attempt; doubles after each further one.
+    pub fn with_retry_wait(mut self, retry_wait: Duration) -> Self {
+        self.retry_wait = retry_wait;
+        self
+    }
+    /// Sets `timeout`: connect + read timeout of one request.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    /// Sets `budget`: time budget for all attempts.
+    pub fn with_budget(mut self, budget: Duration) -> Self {
+        self.budget = budget;
+        self
+    }
+    /// Sets `policy`: tSA policy to ask for (RFC 3161).
+    pub fn with_policy(mut self, policy: Option<ObjectIdentifier>) -> Self {
+        self.policy = policy;
+        self
+    }
+    /// Sets `max_clock_skew`: how far the token's time may be from this machine's clock.
+    pub fn with_max_clock_skew(mut self, max_clock_skew: Duration) -> Self {
+        self.max_clock_skew = max_clock_skew;
+        self
+    }
 }
 
 impl Default for TimestampOptions {

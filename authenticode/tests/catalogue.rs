@@ -342,10 +342,7 @@ fn row17_18_weak_digests_and_small_keys() {
         &identity("leaf-rsa2048"),
         &fixture("pe64.exe"),
         &dir.path().join("x.exe"),
-        &SignOptions {
-            digest: DigestAlgorithm::Sha1,
-            ..SignOptions::default()
-        },
+        &SignOptions::default().with_digest(DigestAlgorithm::Sha1),
     )
     .expect_err("sha1");
     assert!(e.to_string().contains("SHA-1"), "{e}");
@@ -370,10 +367,7 @@ fn row20_the_signer_refuses_crafted_inputs_without_writing() {
         &identity("leaf-p256"),
         &input,
         &out,
-        &SignOptions {
-            replace: true,
-            ..SignOptions::default()
-        },
+        &SignOptions::default().with_replace(true),
     )
     .expect_err("crafted");
     assert!(

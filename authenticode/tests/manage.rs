@@ -40,20 +40,15 @@ fn nested_sha1_and_sha256_and_rsa_plus_ecdsa() {
         "leaf-rsa2048",
         &fixture("pe64.exe"),
         &dual,
-        SignOptions {
-            digest: DigestAlgorithm::Sha1,
-            allow_sha1: true,
-            ..SignOptions::default()
-        },
+        SignOptions::default()
+            .with_digest(DigestAlgorithm::Sha1)
+            .with_allow_sha1(true),
     );
     sign(
         "leaf-rsa2048",
         &dual,
         &dual,
-        SignOptions {
-            append: true,
-            ..SignOptions::default()
-        },
+        SignOptions::default().with_append(true),
     );
     let out = accepted(&dual);
     assert!(out.contains("Number of verified signatures: 2"), "{out}");
@@ -77,11 +72,9 @@ fn nested_sha1_and_sha256_and_rsa_plus_ecdsa() {
         "leaf-p256",
         &a,
         &b,
-        SignOptions {
-            append: true,
-            digest: DigestAlgorithm::Sha384,
-            ..SignOptions::default()
-        },
+        SignOptions::default()
+            .with_append(true)
+            .with_digest(DigestAlgorithm::Sha384),
     );
     let out = accepted(&b);
     assert!(out.contains("Number of verified signatures: 2"), "{out}");
@@ -90,10 +83,7 @@ fn nested_sha1_and_sha256_and_rsa_plus_ecdsa() {
         &identity("leaf-p256"),
         &fixture("pe32.dll"),
         &dir.path().join("c.dll"),
-        &SignOptions {
-            append: true,
-            ..SignOptions::default()
-        },
+        &SignOptions::default().with_append(true),
     )
     .expect_err("unsigned");
     assert!(matches!(e, Error::NotSigned), "{e}");
@@ -112,12 +102,10 @@ fn page_hashes_verify_in_osslsigncode_and_signify_and_match_osslsigncodes() {
                 "leaf-rsa2048",
                 &fixture(fx),
                 &out,
-                SignOptions {
-                    page_hashes: true,
-                    digest: d,
-                    allow_sha1: true,
-                    ..SignOptions::default()
-                },
+                SignOptions::default()
+                    .with_page_hashes(true)
+                    .with_digest(d)
+                    .with_allow_sha1(true),
             );
             let text = accepted(&out);
             assert!(
@@ -170,10 +158,7 @@ fn a_modified_page_fails_the_page_hash_check() {
         "leaf-p256",
         &fixture("pe64.exe"),
         &out,
-        SignOptions {
-            page_hashes: true,
-            ..SignOptions::default()
-        },
+        SignOptions::default().with_page_hashes(true),
     );
     let mut b = fs::read(&out).expect("read");
     b[0x500] ^= 1;

@@ -242,11 +242,9 @@ fn append_replace_remove_extract_attach() {
     assert!(matches!(e, Error::AlreadySigned), "{e}");
 
     // Append a SHA-384 signature from another key: one block, two signatures.
-    let append = SignOptions {
-        append: true,
-        digest: DigestAlgorithm::Sha384,
-        ..opts()
-    };
+    let append = opts()
+        .with_append(true)
+        .with_digest(DigestAlgorithm::Sha384);
     sign_file(&identity("leaf-p256"), &p("s1.ps1"), &p("s2.ps1"), &append).expect("append");
     let s2 = fs::read(p("s2.ps1")).expect("read");
     let begins = s2
@@ -262,10 +260,7 @@ fn append_replace_remove_extract_attach() {
     assert!(ok, "{log}");
 
     // Replace: one signature again.
-    let replace = SignOptions {
-        replace: true,
-        ..opts()
-    };
+    let replace = opts().with_replace(true);
     sign_file(&id, &p("s2.ps1"), &p("s3.ps1"), &replace).expect("replace");
     let r = verify_file(&p("s3.ps1")).expect("verify");
     assert!(r.valid && r.signatures.len() == 1, "{r:?}");
@@ -331,10 +326,7 @@ fn page_hashes_are_refused_for_scripts() {
     let dir = tempfile::tempdir().expect("tmp");
     let input = dir.path().join("a.ps1");
     fs::write(&input, b"Write-Host 1\r\n").expect("write");
-    let o = SignOptions {
-        page_hashes: true,
-        ..opts()
-    };
+    let o = opts().with_page_hashes(true);
     let e = sign_file(
         &identity("leaf-rsa2048"),
         &input,
@@ -394,16 +386,13 @@ fn time_stamped_script_verifies_everywhere() {
     let input = dir.path().join("a.ps1");
     let signed = dir.path().join("ts.ps1");
     fs::write(&input, encode(&body("ps1", "\r\n", true, true), "utf8-bom")).expect("write");
-    let o = SignOptions {
-        timestamp: Some(TimestampOptions {
-            urls: vec![format!("{}/rfc3161", tsa())],
-            protocol: Protocol::Rfc3161,
-            attempts: 3,
-            retry_wait: Duration::from_millis(50),
-            ..Default::default()
-        }),
-        ..opts()
-    };
+    let o = opts().with_timestamp(Some(
+        TimestampOptions::default()
+            .with_urls(vec![format!("{}/rfc3161", tsa())])
+            .with_protocol(Protocol::Rfc3161)
+            .with_attempts(3)
+            .with_retry_wait(Duration::from_millis(50)),
+    ));
     sign_file(&identity("leaf-rsa2048"), &input, &signed, &o).expect("sign");
     let (ok, log) = osslsigncode_verify_ts(&signed);
     assert!(ok, "{log}");

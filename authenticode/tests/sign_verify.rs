@@ -21,14 +21,12 @@ use codeseal_signer::DigestAlgorithm;
 use common::*;
 
 fn opts(digest: DigestAlgorithm) -> SignOptions {
-    SignOptions {
-        digest,
-        opus: codeseal_authenticode::OpusInfo {
+    SignOptions::default()
+        .with_digest(digest)
+        .with_opus(codeseal_authenticode::OpusInfo {
             program_name: Some("codeseal test".into()),
             url: Some("https://example.com/codeseal".into()),
-        },
-        ..SignOptions::default()
-    }
+        })
 }
 
 fn check_all_accept(path: &std::path::Path) {
@@ -248,10 +246,7 @@ fn already_signed_existing_output_and_replace() {
     let before = verify_file(&signed).expect("v").signatures[0]
         .computed_digest
         .clone();
-    let o = SignOptions {
-        replace: true,
-        ..SignOptions::default()
-    };
+    let o = SignOptions::default().with_replace(true);
     sign_file(&identity("leaf-p256"), &signed, &signed, &o).expect("replace");
     let r = verify_file(&signed).expect("v");
     assert_eq!(r.signatures.len(), 1);

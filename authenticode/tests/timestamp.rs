@@ -14,22 +14,17 @@ use codeseal_signer::DigestAlgorithm;
 use common::*;
 
 fn ts(routes: &[&str], protocol: Protocol) -> TimestampOptions {
-    TimestampOptions {
-        urls: routes.iter().map(|r| format!("{}{r}", tsa())).collect(),
-        protocol,
-        attempts: 3,
-        retry_wait: Duration::from_millis(50),
-        timeout: Duration::from_secs(3),
-        budget: Duration::from_secs(30),
-        ..TimestampOptions::default()
-    }
+    TimestampOptions::default()
+        .with_urls(routes.iter().map(|r| format!("{}{r}", tsa())).collect())
+        .with_protocol(protocol)
+        .with_attempts(3)
+        .with_retry_wait(Duration::from_millis(50))
+        .with_timeout(Duration::from_secs(3))
+        .with_budget(Duration::from_secs(30))
 }
 
 fn sign_ts(out: &Path, t: TimestampOptions) -> Result<(), Error> {
-    let o = SignOptions {
-        timestamp: Some(t),
-        ..SignOptions::default()
-    };
+    let o = SignOptions::default().with_timestamp(Some(t));
     sign_file(&identity("leaf-rsa2048"), &fixture("pe64.exe"), out, &o).map(|_| ())
 }
 
@@ -84,10 +79,7 @@ fn rfc3161_and_legacy_stamps_pass_osslsigncode_and_signify() {
     let c = dir.path().join("rfc384.exe");
     sign_ts(
         &c,
-        TimestampOptions {
-            digest: DigestAlgorithm::Sha384,
-            ..ts(&["/rfc3161"], Protocol::Rfc3161)
-        },
+        ts(&["/rfc3161"], Protocol::Rfc3161).with_digest(DigestAlgorithm::Sha384),
     )
     .expect("sha384 imprint");
     all_accept_with_timestamp(&c, Protocol::Rfc3161);
@@ -186,17 +178,13 @@ fn timestamp_an_existing_signature_and_a_nested_one() {
     assert!(e.to_string().contains("already"), "{e}");
     // Append a time-stamped SHA-256 signature to a SHA-1 one.
     let dual = dir.path().join("dual.exe");
-    let o = SignOptions {
-        digest: DigestAlgorithm::Sha1,
-        allow_sha1: true,
-        ..SignOptions::default()
-    };
+    let o = SignOptions::default()
+        .with_digest(DigestAlgorithm::Sha1)
+        .with_allow_sha1(true);
     sign_file(&identity("leaf-rsa2048"), &fixture("pe64.exe"), &dual, &o).expect("sha1");
-    let o = SignOptions {
-        append: true,
-        timestamp: Some(ts(&["/rfc3161"], Protocol::Rfc3161)),
-        ..SignOptions::default()
-    };
+    let o = SignOptions::default()
+        .with_append(true)
+        .with_timestamp(Some(ts(&["/rfc3161"], Protocol::Rfc3161)));
     sign_file(&identity("leaf-rsa2048"), &dual, &dual, &o).expect("append");
     let (ok, text) = osslsigncode_verify_ts(&dual);
     assert!(

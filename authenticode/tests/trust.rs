@@ -56,10 +56,7 @@ fn verdicts_match_osslsigncode_and_signify() {
                 &id(leaf),
                 &fixture("pe64.exe"),
                 &out,
-                &SignOptions {
-                    digest: d,
-                    ..SignOptions::default()
-                },
+                &SignOptions::default().with_digest(d),
             )
             .expect("sign");
             agree(&out, "root.pem", true, &format!("valid {leaf} {d}"));
@@ -121,20 +118,15 @@ fn verdicts_match_osslsigncode_and_signify() {
 fn time_stamps_with_trusted_and_untrusted_tsa_roots() {
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("ts.exe");
-    let ts = TimestampOptions {
-        urls: vec![format!("{}/rfc3161", tsa())],
-        protocol: Protocol::Rfc3161,
-        retry_wait: Duration::from_millis(50),
-        ..TimestampOptions::default()
-    };
+    let ts = TimestampOptions::default()
+        .with_urls(vec![format!("{}/rfc3161", tsa())])
+        .with_protocol(Protocol::Rfc3161)
+        .with_retry_wait(Duration::from_millis(50));
     sign_file(
         &identity("leaf-rsa2048"),
         &fixture("pe64.exe"),
         &out,
-        &SignOptions {
-            timestamp: Some(ts),
-            ..SignOptions::default()
-        },
+        &SignOptions::default().with_timestamp(Some(ts)),
     )
     .expect("sign");
     // TSA root trusted: valid everywhere.
@@ -181,11 +173,9 @@ fn leaf_pin_and_sha1_policy() {
         &identity("leaf-rsa2048"),
         &fixture("pe32.exe"),
         &s1,
-        &SignOptions {
-            digest: DigestAlgorithm::Sha1,
-            allow_sha1: true,
-            ..SignOptions::default()
-        },
+        &SignOptions::default()
+            .with_digest(DigestAlgorithm::Sha1)
+            .with_allow_sha1(true),
     )
     .expect("sign");
     let r = trusting(&["root.pem"]).verify_file(&s1).expect("r");
@@ -283,10 +273,7 @@ fn padding_bytes_unknown_unsigned_attributes_and_extra_certificates() {
         &good,
         &tagged,
         &out,
-        codeseal_authenticode::AttachOptions {
-            replace: true,
-            ..Default::default()
-        },
+        codeseal_authenticode::AttachOptions::default().with_replace(true),
     )
     .expect("attach");
     assert!(osslsigncode_verify(&out, &root()).0);

@@ -33,13 +33,10 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     std::fs::write(&input, SAMPLE_EXE)?;
     let _ = std::fs::remove_file(&output);
     let identity = SigningIdentity::new(pki.leaf_key.clone(), pki.chain.clone())?;
-    let opts = SignOptions {
-        opus: OpusInfo {
-            program_name: Some("codeseal demo".into()),
-            url: None,
-        },
-        ..SignOptions::default()
-    };
+    let opts = SignOptions::default().with_opus(OpusInfo {
+        program_name: Some("codeseal demo".into()),
+        url: None,
+    });
     let out = sign_file(&identity, &input, &output, &opts).context("signing the sample")?;
     println!(
         "2. signed {} ({} bytes) -> {} ({} bytes), SHA-256 image digest {}",

@@ -243,11 +243,10 @@ impl AttachFlags {
     fn resolve(&self, input: &std::path::Path) -> (PathBuf, codeseal_authenticode::AttachOptions) {
         (
             self.output.clone().unwrap_or_else(|| input.to_path_buf()),
-            codeseal_authenticode::AttachOptions {
-                replace: self.replace,
-                append: self.append,
-                force: self.force,
-            },
+            codeseal_authenticode::AttachOptions::default()
+                .with_replace(self.replace)
+                .with_append(self.append)
+                .with_force(self.force),
         )
     }
 }
@@ -285,15 +284,17 @@ impl TimestampArgs {
         } else {
             return None;
         };
-        Some(TimestampOptions {
-            urls,
-            protocol,
-            digest: self.ts_digest,
-            attempts: self.ts_attempts,
-            retry_wait: std::time::Duration::from_secs_f64(self.ts_retry_wait.max(0.0)),
-            timeout: std::time::Duration::from_secs_f64(self.ts_timeout.max(0.1)),
-            ..TimestampOptions::default()
-        })
+        Some(
+            TimestampOptions::default()
+                .with_urls(urls)
+                .with_protocol(protocol)
+                .with_digest(self.ts_digest)
+                .with_attempts(self.ts_attempts)
+                .with_retry_wait(std::time::Duration::from_secs_f64(
+                    self.ts_retry_wait.max(0.0),
+                ))
+                .with_timeout(std::time::Duration::from_secs_f64(self.ts_timeout.max(0.1))),
+        )
     }
 }
 
@@ -767,19 +768,18 @@ fn cmd_extract(input: PathBuf, output: PathBuf, pem: bool) -> anyhow::Result<Exi
 
 fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
     let id = identity(&a.key, a.cert.as_deref())?;
-    let opts = SignOptions {
-        digest: a.digest.unwrap_or(id.key().key_kind().default_digest()),
-        opus: OpusInfo {
+    let opts = SignOptions::default()
+        .with_digest(a.digest.unwrap_or(id.key().key_kind().default_digest()))
+        .with_opus(OpusInfo {
             program_name: a.name,
             url: a.url,
-        },
-        replace: a.replace,
-        append: a.append,
-        page_hashes: a.page_hashes,
-        force: a.force,
-        allow_sha1: a.allow_sha1,
-        timestamp: a.ts.options(),
-    };
+        })
+        .with_replace(a.replace)
+        .with_append(a.append)
+        .with_page_hashes(a.page_hashes)
+        .with_force(a.force)
+        .with_allow_sha1(a.allow_sha1)
+        .with_timestamp(a.ts.options());
     let files = batch::collect_inputs(&a.inputs, a.recursive)?;
     if a.output.is_some() && (files.len() != 1 || a.inputs.len() != 1) {
         bail!("-o/--output takes one input file; use --out-dir for several");

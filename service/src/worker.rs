@@ -358,21 +358,17 @@ impl Claim {
         self.pause().await;
 
         // 2. Sign (one streaming pass + one key call), timing the key call.
-        let opts = SignOptions {
-            opus: OpusInfo {
+        let opts = SignOptions::default()
+            .with_opus(OpusInfo {
                 program_name: Some(job.file_name.clone()),
                 url: None,
-            },
-            timestamp: ctx
-                .settings
-                .timestamp_url
-                .as_ref()
-                .map(|u| TimestampOptions {
-                    urls: vec![u.clone()],
-                    ..TimestampOptions::default()
-                }),
-            ..SignOptions::default()
-        };
+            })
+            .with_timestamp(
+                ctx.settings
+                    .timestamp_url
+                    .as_ref()
+                    .map(|u| TimestampOptions::default().with_urls(vec![u.clone()])),
+            );
         let outcome = self
             .retry(|| {
                 let (ctx, input, output, opts, gate, job_id) = (
