@@ -46,7 +46,7 @@ pub mod script;
 pub mod sign;
 pub mod spc;
 pub mod split;
-pub mod stage;
+pub(crate) mod stage;
 pub mod timestamp;
 pub mod verify;
 pub mod wincert;
@@ -57,7 +57,9 @@ pub use format::FileKind;
 pub use manage::{attach_signature, extract_signature, remove_signature, AttachOptions};
 pub use pe::PeInfo;
 pub use pkcs7::OpusInfo;
-pub use sign::{sign_file, sign_file_async, PreparedSigning, SignOptions, SignOutcome};
+#[cfg(feature = "async")]
+pub use sign::sign_file_async;
+pub use sign::{sign_file, PreparedSigning, SignOptions, SignOutcome};
 pub use verify::{TrustCheck, Verifier, VerifyReport};
 
 /// The workspace README's library example, compiled as a doctest so that it stays true.

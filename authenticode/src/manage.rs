@@ -161,7 +161,6 @@ pub fn timestamp_file(
     output: &Path,
     force: bool,
     opts: &crate::timestamp::TimestampOptions,
-    transport: &dyn crate::timestamp::Transport,
 ) -> Result<crate::timestamp::Stamp> {
     let kind = FileKind::detect(input)?;
     let staged = stage(kind, input, output, stage_opts(force, Existing::Keep))?;
@@ -181,7 +180,11 @@ pub fn timestamp_file(
             "the signature already has a time stamp".into(),
         ));
     }
-    let stamp = crate::timestamp::stamp(parsed.signer_info.signature.as_bytes(), opts, transport)?;
+    let stamp = crate::timestamp::stamp(
+        parsed.signer_info.signature.as_bytes(),
+        opts,
+        opts.transport.0.as_ref(),
+    )?;
     let new = crate::pkcs7::add_unsigned_attr_and_certs(
         &primary,
         stamp.attr_oid,

@@ -19,7 +19,7 @@ use crate::{
     pagehash::page_hash_algorithm,
     pkcs7::{add_unsigned_attr_and_certs, nest_signature, OpusInfo, SignatureRequest},
     stage::Existing,
-    timestamp::{TimestampOptions, UreqTransport},
+    timestamp::TimestampOptions,
 };
 
 /// How to sign.
@@ -235,7 +235,7 @@ impl PreparedSigning {
     pub fn finish(self, identity: &SigningIdentity, signature: &[u8]) -> Result<SignOutcome> {
         let mut pkcs7 = self.request.assemble(identity.chain(), signature)?;
         if let Some(ts) = &self.timestamp {
-            let stamp = crate::timestamp::stamp(signature, ts, &UreqTransport)?;
+            let stamp = crate::timestamp::stamp(signature, ts, ts.transport.0.as_ref())?;
             pkcs7 = add_unsigned_attr_and_certs(&pkcs7, stamp.attr_oid, stamp.value, &stamp.certs)?;
         }
         self.finish_with_pkcs7(pkcs7)
@@ -278,17 +278,38 @@ pub fn sign_file(
     prepared.finish(identity, &signature)
 }
 
-/// The async form of [`sign_file`]: the key call does not block (file I/O still does; run
-/// it on a blocking-friendly executor thread for large files).
+/// The async form of [`sign_file`] (feature `async`): reading, hashing and writing the file
+/// and time-stamping (with its retries and waits) run on tokio's blocking pool; only the key
+/// call is awaited on the caller's executor, which is never blocked. Needs a tokio runtime.
+#[cfg(feature = "async")]
 pub async fn sign_file_async(
     identity: &SigningIdentity,
     input: &Path,
     output: &Path,
     opts: &SignOptions,
 ) -> Result<SignOutcome> {
-    let prepared = PreparedSigning::prepare(identity, input, output, opts)?;
-    let (digest, alg) = prepared.digest_to_sign();
-    let key: &dyn KeySigner = identity.key().as_ref();
-    let signature = key.sign_digest_checked_async(alg, digest).await?;
-    prepared.finish(identity, &signature)
+    let joined = |e: tokio::task::JoinError| {
+        Error::io(
+            "the blocking signing task",
+            std::io::Error::other(e.to_string()),
+        )
+    };
+    let (id, i, o, op) = (
+        identity.clone(),
+        input.to_path_buf(),
+        output.to_path_buf(),
+        opts.clone(),
+    );
+    let prepared = tokio::task::spawn_blocking(move || PreparedSigning::prepare(&id, &i, &o, &op))
+        .await
+        .map_err(joined)??;
+    let signature = {
+        let (digest, alg) = prepared.digest_to_sign();
+        let key: &dyn KeySigner = identity.key().as_ref();
+        key.sign_digest_checked_async(alg, digest).await?
+    };
+    let id = identity.clone();
+    tokio::task::spawn_blocking(move || prepared.finish(&id, &signature))
+        .await
+        .map_err(joined)?
 }

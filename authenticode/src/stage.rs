@@ -196,11 +196,6 @@ impl StagedImage {
         self.out.output()
     }
 
-    /// The input's headers.
-    pub fn pe(&self) -> &PeInfo {
-        &self.pe
-    }
-
     /// Writes `signature` (a DER ContentInfo; `None` removes the signature) as the
     /// certificate table, patches the Security entry and CheckSum, checks the result read back
     /// from disk (every signature's digest equals this image's, every signature verifies),

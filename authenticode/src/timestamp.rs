@@ -5,7 +5,10 @@
 //! several TSA URLs in turn with retries and backoff within a total time budget, validates
 //! every reply fully before it is used, and never returns "no time stamp" when one was asked
 //! for: it returns an error instead, and the caller writes nothing.
-use std::time::{Duration, Instant};
+use std::{
+    fmt,
+    time::{Duration, Instant},
+};
 
 use base64::Engine;
 use cms::content_info::ContentInfo;
@@ -82,6 +85,31 @@ pub struct TimestampOptions {
     pub policy: Option<ObjectIdentifier>,
     /// How far the token's time may be from this machine's clock.
     pub max_clock_skew: Duration,
+    /// How requests are sent: [`UreqTransport`] (HTTP/HTTPS, the system's proxy settings are
+    /// not read) unless replaced, e.g. by a proxy, a custom TLS stack or a test double.
+    pub transport: SharedTransport,
+}
+
+/// A [`Transport`] shared by the clones of a [`TimestampOptions`].
+#[derive(Clone)]
+pub struct SharedTransport(pub std::sync::Arc<dyn Transport>);
+
+impl Default for SharedTransport {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(UreqTransport))
+    }
+}
+
+impl fmt::Debug for SharedTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedTransport(..)")
+    }
+}
+
+impl<T: Transport + 'static> From<T> for SharedTransport {
+    fn from(t: T) -> Self {
+        Self(std::sync::Arc::new(t))
+    }
 }
 
 impl TimestampOptions {
@@ -130,6 +158,12 @@ impl TimestampOptions {
         self.max_clock_skew = max_clock_skew;
         self
     }
+
+    /// Sends requests through `transport` instead of [`UreqTransport`].
+    pub fn with_transport(mut self, transport: impl Into<SharedTransport>) -> Self {
+        self.transport = transport.into();
+        self
+    }
 }
 
 impl Default for TimestampOptions {
@@ -144,6 +178,7 @@ impl Default for TimestampOptions {
             budget: Duration::from_secs(120),
             policy: None,
             max_clock_skew: Duration::from_secs(24 * 3600),
+            transport: SharedTransport::default(),
         }
     }
 }

@@ -162,7 +162,6 @@ fn timestamp_an_existing_signature_and_a_nested_one() {
         &stamped,
         false,
         &ts(&["/rfc3161"], Protocol::Rfc3161),
-        &UreqTransport,
     )
     .expect("timestamp");
     assert!(stamp.tsa.contains("TSA") || !stamp.tsa.is_empty());
@@ -172,7 +171,6 @@ fn timestamp_an_existing_signature_and_a_nested_one() {
         &stamped,
         false,
         &ts(&["/rfc3161"], Protocol::Rfc3161),
-        &UreqTransport,
     )
     .expect_err("twice");
     assert!(e.to_string().contains("already"), "{e}");
@@ -195,4 +193,58 @@ fn timestamp_an_existing_signature_and_a_nested_one() {
     assert!(ok, "{text}");
     let r = verify_file(&dual).expect("v");
     assert_eq!(r.signatures[1].timestamps.len(), 1);
+}
+
+/// The time-stamp transport is the caller's to replace: a counting transport that forwards to
+/// the real one is used for the one request signing makes, and a transport that fails makes
+/// signing fail with a time-stamp error and write nothing.
+#[test]
+fn callers_can_replace_the_transport() {
+    use codeseal_authenticode::timestamp::{HttpReply, Transport};
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+
+    struct Counting(Arc<AtomicUsize>);
+    impl Transport for Counting {
+        fn post(
+            &self,
+            url: &str,
+            content_type: &str,
+            body: &[u8],
+            timeout: Duration,
+        ) -> Result<HttpReply, String> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            UreqTransport.post(url, content_type, body, timeout)
+        }
+    }
+    struct Refusing;
+    impl Transport for Refusing {
+        fn post(&self, _: &str, _: &str, _: &[u8], _: Duration) -> Result<HttpReply, String> {
+            Err("no network in this test double".into())
+        }
+    }
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let out = dir.path().join("counted.exe");
+    let o = SignOptions::default().with_timestamp(
+        ts(&["/rfc3161"], Protocol::Rfc3161).with_transport(Counting(Arc::clone(&calls))),
+    );
+    sign_file(&identity("leaf-rsa2048"), &fixture("pe64.exe"), &out, &o).expect("sign");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    all_accept_with_timestamp(&out, Protocol::Rfc3161);
+
+    let out = dir.path().join("refused.exe");
+    let o = SignOptions::default()
+        .with_timestamp(ts(&["/rfc3161"], Protocol::Rfc3161).with_transport(Refusing));
+    let e = sign_file(&identity("leaf-rsa2048"), &fixture("pe64.exe"), &out, &o)
+        .expect_err("the transport refuses");
+    assert!(matches!(e, Error::Timestamp(_)), "{e}");
+    assert!(
+        e.to_string().contains("no network in this test double"),
+        "{e}"
+    );
+    assert!(!out.exists());
 }

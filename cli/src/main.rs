@@ -547,14 +547,8 @@ fn main() -> ExitCode {
                 .options()
                 .context("give a time-stamp server with --ts URL or --legacy-ts URL")?;
             let out = output.unwrap_or_else(|| input.clone());
-            let stamp = codeseal_authenticode::manage::timestamp_file(
-                &input,
-                &out,
-                force,
-                &opts,
-                &codeseal_authenticode::timestamp::UreqTransport,
-            )
-            .with_context(|| format!("time-stamping {}", input.display()))?;
+            let stamp = codeseal_authenticode::manage::timestamp_file(&input, &out, force, &opts)
+                .with_context(|| format!("time-stamping {}", input.display()))?;
             println!(
                 "time-stamped {} by {} ({})",
                 out.display(),
