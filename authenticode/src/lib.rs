@@ -2,9 +2,9 @@
 //!
 //! Authenticode for PE files (exe, dll, sys, efi; PE32 and PE32+; any machine) and scripts
 //! (PowerShell, MOF, JScript, VBScript, WSF), through one pipeline with one implementation
-//! per format ([`format`]):
+//! per format ([`format`](mod@format)):
 //!
-//! - [`format`]: detection ([`FileKind`]), what each format hashes, signs and stores;
+//! - [`format`](mod@format): detection ([`FileKind`]), what each format hashes, signs and stores;
 //! - [`pe`]: a checked reader of the headers Authenticode needs;
 //! - [`script`]: scripts' encodings, signature blocks and digest input;
 //! - [`digest`]: the image digest and PE checksum in one streaming pass (constant memory);

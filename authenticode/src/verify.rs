@@ -5,7 +5,7 @@
 //! use, compares them with each signature's, checks the messageDigest attribute, the PKCS#7
 //! signature over the **original** signed-attribute bytes with the embedded signer
 //! certificate, and the time stamps (RFC 3161 tokens and legacy countersignatures).
-//! With trust anchors ([`VerifyOptions`]), each signer chain is built and checked (signatures,
+//! With trust anchors ([`Verifier::new`]), each signer chain is built and checked (signatures,
 //! validity at the time-stamp time, CA constraints, codeSigning/timeStamping EKU, key usage).
 use std::{
     fs::File,

@@ -5,16 +5,16 @@
 //!
 //! - **detection**: magic bytes for binary formats, the extension for scripts
 //!   ([`FileKind::detect`]);
-//! - **the digest**: which bytes it covers, streamed ([`Staged::digest`] after staging, and the
+//! - **the digest**: which bytes it covers, streamed (`Staged::digest` after staging, and the
 //!   verifier's read side);
 //! - **the indirect data**: what goes into `SpcIndirectDataContent.data`
-//!   ([`indirect_data`]: `SpcPeImageData` for PE, `SpcSipInfo` with the format's GUID for
+//!   (`indirect_data`: `SpcPeImageData` for PE, `SpcSipInfo` with the format's GUID for
 //!   scripts);
-//! - **where the PKCS#7 lives**: read, written and removed by the format's [`Staged`] value.
+//! - **where the PKCS#7 lives**: read, written and removed by the format's `Staged` value.
 //!
 //! Everything else is shared: signed attributes and the key call (`sign`), nesting and time
-//! stamps (`pkcs7`, `timestamp`), the check of the written output ([`check_written`]), the
-//! temp file + fsync + rename ([`output::OutputFile`]) and verification with its report
+//! stamps (`pkcs7`, `timestamp`), the check of the written output (`check_written`), the
+//! temp file + fsync + rename (`output::OutputFile`) and verification with its report
 //! (`verify`).
 use std::{fmt, io::Read, path::Path};
 
