@@ -6,8 +6,8 @@
 #                               not fit in the free space of the temp dir is skipped, loudly
 #          RUNS=5               timed runs per command; the best wall time is kept
 #          GEN=section          how big PEs are made: "section" (default) or "overlay"
-#          NODIRECT=1           also time codeseal sign with CODESEAL_DIRECT_IO=0 (the copy
-#                               through the page cache, all of it written back at the fsync)
+#          DIRECT=1             also time codeseal sign with CODESEAL_DIRECT_IO=1 (the copy's
+#                               bulk through an O_DIRECT handle; opt-in, see docs/performance.md)
 #          CODESEAL_BIN=PATH    time this codeseal binary instead of building the tree's
 #                               (e.g. an older build, for a before/after comparison)
 #
@@ -15,25 +15,30 @@
 # the command, so 1 ms resolution; peak RSS in KiB, the largest seen, from
 # `/usr/bin/time -f %M`, which is what `/usr/bin/time -v` prints as "Maximum resident set
 # size"):
-#   openssl dgst -sha256 FILE                     (the floor: one plain SHA-256 pass)
+#   openssl dgst -sha256 FILE                     (the floor of verify: one plain SHA-256 pass)
+#   dd if=FILE of=COPY bs=1M conv=fsync           (the floor of sign: a durable copy, the
+#                                                  limit for any signer that fsyncs its output)
 #   codeseal sign --key file:KEY --cert CHAIN FILE -o OUT
 #   osslsigncode sign -certs CHAIN -key KEY -h sha256 -in FILE -out OUT2
 #   codeseal verify OUT
 #   osslsigncode verify -CAfile root.pem -in OUT2
-# then the ratios (codeseal sign / openssl dgst, codeseal / osslsigncode per verb) and
-# codeseal's peak RSS at the smallest vs the largest size (streaming: it must not grow with
-# the file).
+# then the ratios (codeseal sign / dd conv=fsync, codeseal verify / openssl dgst, codeseal /
+# osslsigncode per verb), codeseal's peak RSS per size, and its peak RSS at the smallest vs
+# the largest size (streaming: it must not grow with the file).
 #
 # Conditions, the same for every tool:
 #   - every input is in the page cache (it was just generated and read);
-#   - both signers write a new file: the previous output is deleted before each timed run,
-#     outside the timing (replacing an existing 256 MiB file costs ~50 ms on ext4, to free
-#     its blocks, and would be charged to whoever overwrites);
-#   - codeseal makes its output durable (fsync before the rename); osslsigncode does not
-#     fsync, so its output may still be in the page cache only when it exits;
+#   - both signers and dd write a new file: the previous output is deleted before each
+#     timed run, outside the timing (replacing an existing 256 MiB file costs ~50 ms on
+#     ext4, to free its blocks, and would be charged to whoever overwrites), and the file
+#     system is synced (`sync -f`) so that no run pays for the previous one's write-back;
+#   - codeseal makes its output durable (fsync before the rename), as dd conv=fsync does;
+#     osslsigncode does not fsync, so its output may still be in the page cache only when
+#     it exits;
 #   - verify times are taken with the file in the page cache (both outputs are read once
-#     before), so they measure the verifiers, not the disk: codeseal writes the bulk of its
-#     output with direct I/O, which leaves it out of the page cache.
+#     before), so they measure the verifiers, not the disk.
+#   - the commands take turns within each of the RUNS rounds, so that a burst of load
+#     from elsewhere hits them alike.
 # The machine may be shared (other builds, a niced fuzzer): compare ratios taken in the same
 # run, and look at the load averages printed at the start and the end.
 #
@@ -56,7 +61,7 @@ fi
 SIZES="${SIZES:-16 256 1024}"
 RUNS="${RUNS:-5}"
 GEN="${GEN:-section}"
-NODIRECT="${NODIRECT:-1}"
+DIRECT="${DIRECT:-1}"
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
 warn() { echo "WARNING: $*"; }
@@ -82,7 +87,7 @@ if [[ ! -x "$TIME" ]]; then
     sudo apt-get install -y -qq time >/dev/null
   fi
 fi
-tools=(openssl osslsigncode cargo)
+tools=(openssl osslsigncode dd cargo)
 [[ "$GEN" == section ]] && tools+=(x86_64-w64-mingw32-gcc)
 for t in "${tools[@]}"; do
   command -v "$t" >/dev/null 2>&1 || die "$t not found (run scripts/setup.sh)"
@@ -94,7 +99,9 @@ if [[ -n "${CODESEAL_BIN:-}" ]]; then
   echo "== using $CODESEAL (CODESEAL_BIN; no build)"
 else
   echo "== building codeseal (release)"
-  (cd "$ROOT" && cargo build --release --quiet -p codeseal)
+  # --workspace, not -p: the features the workspace build unifies, so the dependencies
+  # already built for it are reused.
+  (cd "$ROOT" && cargo build --release --quiet --workspace --bin codeseal)
   CODESEAL="${CARGO_TARGET_DIR:-$ROOT/target}/release/codeseal"
   [[ -x "$CODESEAL" ]] || die "$CODESEAL not found after the build"
 fi
@@ -153,10 +160,11 @@ free_mib() {
 declare -A WALL RSS
 ROWS=()
 
-# measure SIZE LABEL [--rm FILE] [--env VAR=VALUE] CMD...
-# (best wall time and largest peak RSS of RUNS runs)
-measure() {
-  local size="$1" label="$2" rmfile="" envset=() i t0 t1 e m best="" peak=0 tf="$WORK/time.txt"
+# once SIZE LABEL [--rm FILE] [--env VAR=VALUE] CMD...
+# (one timed run; keeps the best wall time and the largest peak RSS seen for SIZE|LABEL)
+once() {
+  local size="$1" label="$2" rmfile="" envset=() t0 t1 e m tf="$WORK/time.txt"
+  local key="$size|$label"
   shift 2
   while [[ "$1" == --rm || "$1" == --env ]]; do
     if [[ "$1" == --rm ]]; then
@@ -166,24 +174,28 @@ measure() {
     fi
     shift 2
   done
-  for ((i = 0; i < RUNS; i++)); do
-    [[ -n "$rmfile" ]] && rm -f "$rmfile"
-    t0="$EPOCHREALTIME"
-    if ! env "${envset[@]}" "$TIME" -f '%M' -o "$tf" "$@" >"$WORK/cmd.out" 2>&1; then
-      cat "$WORK/cmd.out" >&2
-      die "$label failed at ${size} MiB: $*"
-    fi
-    t1="$EPOCHREALTIME"
-    e="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
-    m="$(tail -n 1 "$tf")"
-    if [[ -z "$best" ]] || awk -v a="$e" -v b="$best" 'BEGIN { exit !(a < b) }'; then
-      best="$e"
-    fi
-    ((m > peak)) && peak="$m"
-  done
-  WALL["$size|$label"]="$best"
-  RSS["$size|$label"]="$peak"
-  ROWS+=("$size|$label")
+  if [[ -n "$rmfile" ]]; then
+    rm -f "$rmfile"
+    sync -f "$WORK"
+  fi
+  t0="$EPOCHREALTIME"
+  if ! env "${envset[@]}" "$TIME" -f '%M' -o "$tf" "$@" >"$WORK/cmd.out" 2>&1; then
+    cat "$WORK/cmd.out" >&2
+    die "$label failed at ${size} MiB: $*"
+  fi
+  t1="$EPOCHREALTIME"
+  e="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+  m="$(tail -n 1 "$tf")"
+  if [[ -z "${WALL[$key]:-}" ]]; then
+    ROWS+=("$key")
+    WALL["$key"]="$e"
+    RSS["$key"]="$m"
+  fi
+  if awk -v a="$e" -v b="${WALL[$key]}" 'BEGIN { exit !(a < b) }'; then
+    WALL["$key"]="$e"
+  fi
+  ((m > RSS[$key])) && RSS["$key"]="$m"
+  return 0
 }
 
 # ratio A B -> "A/B" with two decimals
@@ -227,21 +239,26 @@ for size in "${SIZE_LIST[@]}"; do
     sed 's/^/    /' "$WORK/check.out" | tail -n 5
   fi
 
-  echo "== ${size} MiB: timing (best of $RUNS)"
-  measure "$size" "openssl dgst" openssl dgst -sha256 "$in"
-  measure "$size" "codeseal sign" --rm "$out" \
-    "$CODESEAL" sign --key "file:$KEY" --cert "$CHAIN" "$in" -o "$out"
-  if [[ "$NODIRECT" == 1 ]]; then
-    measure "$size" "codeseal sign nodirect" --rm "$out" --env CODESEAL_DIRECT_IO=0 \
-      "$CODESEAL" sign --key "file:$KEY" --cert "$CHAIN" "$in" -o "$out"
-    rm -f "$out"
-    "$CODESEAL" sign --key "file:$KEY" --cert "$CHAIN" "$in" -o "$out" >/dev/null
-  fi
-  measure "$size" "osslsigncode sign" --rm "$out2" \
-    osslsigncode sign -certs "$CHAIN" -key "$KEY" -h sha256 -in "$in" -out "$out2"
+  echo "== ${size} MiB: timing (best of $RUNS, the commands taking turns)"
+  ddout="$WORK/big-${size}-dd.exe"
+  sign=("$CODESEAL" sign --key "file:$KEY" --cert "$CHAIN" "$in" -o "$out")
+  for ((i = 0; i < RUNS; i++)); do
+    once "$size" "openssl dgst" openssl dgst -sha256 "$in"
+    once "$size" "dd conv=fsync" --rm "$ddout" dd if="$in" of="$ddout" bs=1M conv=fsync
+    once "$size" "codeseal sign" --rm "$out" "${sign[@]}"
+    if [[ "$DIRECT" == 1 ]]; then
+      once "$size" "codeseal sign direct" --rm "$out" --env CODESEAL_DIRECT_IO=1 "${sign[@]}"
+    fi
+    once "$size" "osslsigncode sign" --rm "$out2" \
+      osslsigncode sign -certs "$CHAIN" -key "$KEY" -h sha256 -in "$in" -out "$out2"
+  done
+  rm -f "$ddout" "$out"
+  "${sign[@]}" >/dev/null
   cat "$out" "$out2" >/dev/null
-  measure "$size" "codeseal verify" "$CODESEAL" verify "$out"
-  measure "$size" "osslsigncode verify" osslsigncode verify -CAfile "$ROOT_CA" -in "$out2"
+  for ((i = 0; i < RUNS; i++)); do
+    once "$size" "codeseal verify" "$CODESEAL" verify "$out"
+    once "$size" "osslsigncode verify" osslsigncode verify -CAfile "$ROOT_CA" -in "$out2"
+  done
 
   rm -f "$in" "$out" "$out2"
 done
@@ -262,26 +279,30 @@ for row in "${ROWS[@]}"; do
 done
 
 echo
-printf '%9s  %14s %16s %14s %16s\n' "size" "sign/dgst" "verify/dgst" "sign/ossl" "verify/ossl"
+printf '%9s  %10s %12s %10s %12s %14s %16s\n' "size" "sign/dd" "verify/dgst" "sign/dgst" \
+  "sign/ossl" "verify/ossl" "sign RSS KiB"
 for size in "${DONE_SIZES[@]}"; do
-  printf '%5s MiB  %14s %16s %14s %16s\n' "$size" \
-    "$(ratio "${WALL[$size|codeseal sign]}" "${WALL[$size|openssl dgst]}")" \
+  printf '%5s MiB  %10s %12s %10s %12s %14s %16s\n' "$size" \
+    "$(ratio "${WALL[$size|codeseal sign]}" "${WALL[$size|dd conv=fsync]}")" \
     "$(ratio "${WALL[$size|codeseal verify]}" "${WALL[$size|openssl dgst]}")" \
+    "$(ratio "${WALL[$size|codeseal sign]}" "${WALL[$size|openssl dgst]}")" \
     "$(ratio "${WALL[$size|codeseal sign]}" "${WALL[$size|osslsigncode sign]}")" \
-    "$(ratio "${WALL[$size|codeseal verify]}" "${WALL[$size|osslsigncode verify]}")"
+    "$(ratio "${WALL[$size|codeseal verify]}" "${WALL[$size|osslsigncode verify]}")" \
+    "${RSS[$size|codeseal sign]}"
 done
-echo "(codeseal's time / the other's: dgst = openssl dgst -sha256, ossl = osslsigncode;"
-echo " target: sign/dgst <= 1.15, sign/ossl and verify/ossl < 1)"
-if [[ "$NODIRECT" == 1 ]]; then
+echo "(codeseal's time / the other's: dd = dd bs=1M conv=fsync, the durable-copy limit;"
+echo " dgst = openssl dgst -sha256; ossl = osslsigncode. Targets: sign/dd <= 1.15,"
+echo " verify/dgst <= 1.15, sign/ossl and verify/ossl < 1)"
+if [[ "$DIRECT" == 1 ]]; then
   echo
-  printf '%9s  %22s %26s\n' "size" "sign nodirect / dgst" "sign nodirect / sign"
+  printf '%9s  %20s %26s\n' "size" "sign direct / dd" "sign direct / sign"
   for size in "${DONE_SIZES[@]}"; do
-    printf '%5s MiB  %22s %26s\n' "$size" \
-      "$(ratio "${WALL[$size|codeseal sign nodirect]}" "${WALL[$size|openssl dgst]}")" \
-      "$(ratio "${WALL[$size|codeseal sign nodirect]}" "${WALL[$size|codeseal sign]}")"
+    printf '%5s MiB  %20s %26s\n' "$size" \
+      "$(ratio "${WALL[$size|codeseal sign direct]}" "${WALL[$size|dd conv=fsync]}")" \
+      "$(ratio "${WALL[$size|codeseal sign direct]}" "${WALL[$size|codeseal sign]}")"
   done
-  echo "(nodirect: CODESEAL_DIRECT_IO=0, the copy goes through the page cache and is written"
-  echo " back at the fsync)"
+  echo "(direct: CODESEAL_DIRECT_IO=1, the copy's aligned bulk through an O_DIRECT handle;"
+  echo " the default goes through the page cache with early write-back)"
 fi
 
 small="${DONE_SIZES[0]}"

@@ -188,9 +188,10 @@ pub fn stream_image_with_pages<R: Read + Seek>(
 
 /// [`stream_image_with_pages`] copying the image (and its padding) to the start of `copy`'s
 /// file, which must be new and empty. On large images a third thread writes the copy, so
-/// reading, hashing and writing overlap; with a direct-I/O handle
-/// ([`FileCopy::new`]) the aligned bulk of the copy goes to the disk as it is written
-/// instead of waiting in the page cache for the caller's fsync.
+/// reading, hashing and writing overlap; with early write-back
+/// ([`FileCopy::with_early_writeback`]) or a direct-I/O handle ([`FileCopy::new`]) the copy
+/// goes to the disk as it is written instead of waiting in the page cache for the caller's
+/// fsync.
 pub fn stream_image_to_file<R: Read + Seek>(
     r: &mut R,
     pe: &PeInfo,
@@ -201,6 +202,7 @@ pub fn stream_image_to_file<R: Read + Seek>(
     let pass = run_pass(r, pe, algs, Out::File(copy), pages)?;
     tracing::debug!(
         direct_bytes = copy.direct_bytes,
+        writeback_started = copy.writeback_started,
         total = pass.image_len + pass.padding,
         "image copied"
     );
@@ -211,13 +213,21 @@ pub fn stream_image_to_file<R: Read + Seek>(
 /// which is a multiple of every common logical block size).
 pub const DIRECT_IO_ALIGN: usize = 4096;
 
+/// Bytes of copy between two early write-back requests ([`FileCopy::with_early_writeback`]).
+pub const WRITEBACK_STEP: u64 = 4 << 20;
+
 /// The destination of [`stream_image_to_file`]'s copy: a new, empty regular file, and
 /// optionally a second handle on the same file opened for direct I/O (`O_DIRECT` on Linux).
 ///
-/// Writes that are aligned (buffer address, file offset and length multiples of
-/// [`DIRECT_IO_ALIGN`]) go through the direct handle, the rest through `file`. If a direct
-/// write fails (a file system that refuses the alignment, for instance), that write and all
-/// the following go through `file` instead: direct I/O is an optimisation, never a
+/// Writes go through `file`, into the page cache. With
+/// [`with_early_writeback`](Self::with_early_writeback), every [`WRITEBACK_STEP`] bytes
+/// written ask the kernel to start writing them back to the disk (Linux), so that the
+/// caller's fsync finds little left to do.
+///
+/// With a direct handle, writes that are aligned (buffer address, file offset and length
+/// multiples of [`DIRECT_IO_ALIGN`]) go through it instead, the rest through `file`. If a
+/// direct write fails (a file system that refuses the alignment, for instance), that write
+/// and all the following go through `file`: direct I/O is an optimisation, never a
 /// requirement. Either way the caller must still fsync `file` before relying on the copy.
 #[derive(Debug)]
 pub struct FileCopy<'a> {
@@ -225,6 +235,10 @@ pub struct FileCopy<'a> {
     #[cfg_attr(not(unix), allow(dead_code))]
     direct: Option<File>,
     direct_bytes: u64,
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+    early_writeback: bool,
+    /// The copy's bytes `0..writeback_started` were handed to the kernel's write-back.
+    writeback_started: u64,
 }
 
 impl<'a> FileCopy<'a> {
@@ -235,12 +249,30 @@ impl<'a> FileCopy<'a> {
             file,
             direct,
             direct_bytes: 0,
+            early_writeback: false,
+            writeback_started: 0,
         }
+    }
+
+    /// Starts the write-back of what goes through the page cache as it is written, every
+    /// [`WRITEBACK_STEP`] bytes, instead of leaving it all to the final fsync. The disk then
+    /// writes while the image is still being read and hashed, with the kernel's usual queue
+    /// depth (direct writes wait for each other). Does nothing where the platform has no
+    /// way to ask for it. Writes must then come in file order, as [`stream_image_to_file`]
+    /// makes them.
+    pub fn with_early_writeback(mut self) -> Self {
+        self.early_writeback = true;
+        self
     }
 
     /// Bytes written through the direct handle so far.
     pub fn direct_bytes(&self) -> u64 {
         self.direct_bytes
+    }
+
+    /// Bytes from the start of the copy whose write-back was started early so far.
+    pub fn writeback_started(&self) -> u64 {
+        self.writeback_started
     }
 
     fn write_at(&mut self, data: &[u8], pos: u64) -> std::io::Result<()> {
@@ -266,8 +298,38 @@ impl<'a> FileCopy<'a> {
         }
         let mut f = self.file;
         f.seek(SeekFrom::Start(pos))?;
-        f.write_all(data)
+        f.write_all(data)?;
+        self.start_writeback(pos + data.len() as u64);
+        Ok(())
     }
+
+    /// With early write-back, hands `writeback_started..end` to the kernel's write-back once
+    /// it is a whole [`WRITEBACK_STEP`] long. `POSIX_FADV_DONTNEED` on Linux starts the
+    /// write-back of the range's dirty pages without waiting for it, and drops only pages
+    /// that are already clean (none, or hardly any, of a range just written). A refusal is
+    /// ignored: the fsync writes whatever is left.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn start_writeback(&mut self, end: u64) {
+        if !self.early_writeback || end < self.writeback_started + WRITEBACK_STEP {
+            return;
+        }
+        let len = std::num::NonZeroU64::new(end - self.writeback_started);
+        let advised = rustix::fs::fadvise(
+            self.file,
+            self.writeback_started,
+            len,
+            rustix::fs::Advice::DontNeed,
+        );
+        if let Err(e) = advised {
+            tracing::debug!(error = %e, "early write-back refused; the fsync writes the copy");
+            self.early_writeback = false;
+            return;
+        }
+        self.writeback_started = end;
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn start_writeback(&mut self, _end: u64) {}
 }
 
 /// Where the bytes read go besides the hashers.
