@@ -47,6 +47,7 @@ pub mod sign;
 pub mod spc;
 pub mod split;
 pub(crate) mod stage;
+pub(crate) mod stream;
 pub mod timestamp;
 pub mod verify;
 pub mod wincert;
@@ -60,6 +61,7 @@ pub use pkcs7::OpusInfo;
 #[cfg(feature = "async")]
 pub use sign::sign_file_async;
 pub use sign::{sign_file, PreparedSigning, SignOptions, SignOutcome};
+pub use stream::{sign_bytes, sign_stream, StreamOutcome};
 pub use verify::{TrustCheck, Verifier, VerifyReport};
 
 /// The workspace README's library example, compiled as a doctest so that it stays true.

@@ -133,7 +133,10 @@ pub struct PreparedSigning {
     timestamp: Option<TimestampOptions>,
 }
 
-fn check_algorithm(key: &dyn KeySigner, opts: &SignOptions) -> Result<SignatureAlgorithm> {
+pub(crate) fn check_algorithm(
+    key: &dyn KeySigner,
+    opts: &SignOptions,
+) -> Result<SignatureAlgorithm> {
     if opts.digest.is_weak() && !opts.allow_sha1 {
         return Err(Error::Usage(
             "SHA-1 is weak; it is allowed only when asked for explicitly (legacy dual signing)"
@@ -233,11 +236,7 @@ impl PreparedSigning {
     /// Assembles the signature (nesting it when appending), writes it, checks the result and
     /// renames it over the output.
     pub fn finish(self, identity: &SigningIdentity, signature: &[u8]) -> Result<SignOutcome> {
-        let mut pkcs7 = self.request.assemble(identity.chain(), signature)?;
-        if let Some(ts) = &self.timestamp {
-            let stamp = crate::timestamp::stamp(signature, ts, ts.transport.0.as_ref())?;
-            pkcs7 = add_unsigned_attr_and_certs(&pkcs7, stamp.attr_oid, stamp.value, &stamp.certs)?;
-        }
+        let pkcs7 = assemble(&self.request, identity, signature, self.timestamp.as_ref())?;
         self.finish_with_pkcs7(pkcs7)
     }
 
@@ -261,6 +260,21 @@ impl PreparedSigning {
             appended,
         })
     }
+}
+
+/// The SignedData around the key's `signature`, with a time stamp when asked for.
+pub(crate) fn assemble(
+    request: &SignatureRequest,
+    identity: &SigningIdentity,
+    signature: &[u8],
+    timestamp: Option<&TimestampOptions>,
+) -> Result<Vec<u8>> {
+    let mut pkcs7 = request.assemble(identity.chain(), signature)?;
+    if let Some(ts) = timestamp {
+        let stamp = crate::timestamp::stamp(signature, ts, ts.transport.0.as_ref())?;
+        pkcs7 = add_unsigned_attr_and_certs(&pkcs7, stamp.attr_oid, stamp.value, &stamp.certs)?;
+    }
+    Ok(pkcs7)
 }
 
 /// Signs `input` with `identity` and writes the result to `output` (which may be `input`:

@@ -10,7 +10,7 @@
 //! disk), so it is opt-in. The fsync before the rename stays, whatever the path.
 use std::{
     fs::File,
-    io::{BufReader, Seek, SeekFrom, Write},
+    io::{BufReader, Read, Seek, SeekFrom, Write},
     path::Path,
 };
 
@@ -111,6 +111,98 @@ pub(crate) fn primary_signature(table: &[u8]) -> Result<Vec<u8>> {
         .to_vec())
 }
 
+/// What signing learns from a PE input before hashing it.
+pub(crate) struct PeInput {
+    /// The headers.
+    pub pe: PeInfo,
+    /// The primary signature, when it is kept (to nest into).
+    pub kept: Option<Vec<u8>>,
+    /// Its nested signatures, carried over byte for byte.
+    pub inherited: Vec<Vec<u8>>,
+    /// The digest algorithms to hash with: those asked for and those of the kept signatures.
+    pub algs: Vec<DigestAlgorithm>,
+}
+
+/// Reads a PE input's headers and, with `Existing::Keep`, its signature; refuses what cannot
+/// be re-signed (a signed input unless asked to replace or keep, unsigned trailing data).
+pub(crate) fn inspect<R: Read + Seek>(
+    r: &mut R,
+    existing: Existing,
+    extra_algs: &[DigestAlgorithm],
+) -> Result<PeInput> {
+    let pe = PeInfo::read(r)?;
+    let mut kept = None;
+    let mut inherited = Vec::new();
+    let mut algs: Vec<DigestAlgorithm> = extra_algs.to_vec();
+    if let Some(t) = pe.cert_table {
+        if existing == Existing::Refuse {
+            return Err(Error::AlreadySigned);
+        }
+        if pe.bytes_after_cert_table() > 0 {
+            return Err(Error::CertTable(format!(
+                "{} bytes follow the certificate table at {:#x}; refusing to rewrite a file with unsigned trailing data",
+                pe.bytes_after_cert_table(),
+                t.offset
+            )));
+        }
+        if existing == Existing::Keep {
+            let table = read_cert_table(r, &pe)?;
+            let der = primary_signature(&table)?;
+            let parsed = ParsedSignature::parse(&der)?;
+            algs.push(parsed.digest_algorithm);
+            for n in parsed.nested_der() {
+                if let Ok(p) = ParsedSignature::parse(n) {
+                    algs.push(p.digest_algorithm);
+                }
+                inherited.push(n.to_vec());
+            }
+            kept = Some(der);
+        }
+    }
+    algs.sort_by_key(|a| a.output_len());
+    algs.dedup();
+    Ok(PeInput {
+        pe,
+        kept,
+        inherited,
+        algs,
+    })
+}
+
+/// Where a new certificate table goes and what the headers then say: the table's offset
+/// (the image plus its padding), the Security directory entry, the CheckSum and the file
+/// length. `entry` is the WIN_CERTIFICATE entry (`None`: no table).
+pub(crate) fn table_layout(
+    pass: &ImagePass,
+    pe: &PeInfo,
+    entry: Option<&[u8]>,
+) -> Result<(u64, [u8; 8], u32, u64)> {
+    let table_offset = pass.image_len + pass.padding;
+    let (dir, total) = match entry {
+        Some(e) => {
+            let off = u32::try_from(table_offset).map_err(|_| {
+                Error::Usage(
+                    "the file is larger than 4 GiB; a certificate table cannot be placed there"
+                        .into(),
+                )
+            })?;
+            let size =
+                u32::try_from(e.len()).map_err(|_| Error::Usage("signature too large".into()))?;
+            let mut d = [0u8; 8];
+            d[..4].copy_from_slice(&off.to_le_bytes());
+            d[4..].copy_from_slice(&size.to_le_bytes());
+            (d, table_offset + e.len() as u64)
+        }
+        None => ([0u8; 8], table_offset),
+    };
+    let mut cks = pass.checksum.clone();
+    cks.update(pe.security_dir_offset, &dir);
+    if let Some(e) = entry {
+        cks.update(table_offset, e);
+    }
+    Ok((table_offset, dir, cks.finish(total), total))
+}
+
 impl StagedImage {
     /// Reads `input` once: checks its headers, hashes its image with `algs` (and a page-hash
     /// table with `pages`, if asked) and copies it to a temp file beside `output`.
@@ -126,41 +218,12 @@ impl StagedImage {
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
         let out = OutputFile::create(input, &file, output, force)?;
         let mut r = BufReader::with_capacity(64 << 10, file);
-        let pe = PeInfo::read(&mut r)?;
-        let mut kept = None;
-        let mut inherited = Vec::new();
-        let mut algs: Vec<DigestAlgorithm> = extra_algs.to_vec();
-        if let Some(t) = pe.cert_table {
-            if existing == Existing::Refuse {
-                return Err(Error::AlreadySigned);
-            }
-            if pe.bytes_after_cert_table() > 0 {
-                return Err(Error::CertTable(format!(
-                    "{} bytes follow the certificate table at {:#x}; refusing to rewrite a file with unsigned trailing data",
-                    pe.bytes_after_cert_table(),
-                    t.offset
-                )));
-            }
-            if existing == Existing::Keep {
-                let table = read_cert_table(&mut r, &pe)?;
-                let (entries, _) = parse_table(&table)?;
-                let entry = entries
-                    .iter()
-                    .find(|e| e.cert_type == WIN_CERT_TYPE_PKCS_SIGNED_DATA)
-                    .ok_or_else(|| Error::CertTable("no PKCS#7 entry".into()))?;
-                let parsed = ParsedSignature::parse(entry.data)?;
-                algs.push(parsed.digest_algorithm);
-                for n in parsed.nested_der() {
-                    if let Ok(p) = ParsedSignature::parse(n) {
-                        algs.push(p.digest_algorithm);
-                    }
-                    inherited.push(n.to_vec());
-                }
-                kept = Some(parsed.der.to_vec());
-            }
-        }
-        algs.sort_by_key(|a| a.output_len());
-        algs.dedup();
+        let PeInput {
+            pe,
+            kept,
+            inherited,
+            algs,
+        } = inspect(&mut r, existing, extra_algs)?;
         let mut page_hasher: Vec<PageHasher> = pages
             .map(|a| PageHasher::new(&pe, a))
             .transpose()?
@@ -215,30 +278,8 @@ impl StagedImage {
     /// fsyncs and renames it over the output. Returns the output length.
     pub fn commit(mut self, signature: Option<&[u8]>) -> Result<u64> {
         let entry = signature.map(build_entry).transpose()?;
-        let table_offset = self.pass.image_len + self.pass.padding;
-        let (dir, total) = match &entry {
-            Some(e) => {
-                let off = u32::try_from(table_offset).map_err(|_| {
-                    Error::Usage(
-                        "the file is larger than 4 GiB; a certificate table cannot be placed there"
-                            .into(),
-                    )
-                })?;
-                let size = u32::try_from(e.len())
-                    .map_err(|_| Error::Usage("signature too large".into()))?;
-                let mut d = [0u8; 8];
-                d[..4].copy_from_slice(&off.to_le_bytes());
-                d[4..].copy_from_slice(&size.to_le_bytes());
-                (d, table_offset + e.len() as u64)
-            }
-            None => ([0u8; 8], table_offset),
-        };
-        let mut cks = self.pass.checksum.clone();
-        cks.update(self.pe.security_dir_offset, &dir);
-        if let Some(e) = &entry {
-            cks.update(table_offset, e);
-        }
-        let checksum = cks.finish(total);
+        let (table_offset, dir, checksum, total) =
+            table_layout(&self.pass, &self.pe, entry.as_deref())?;
 
         let f = self.out.file_mut();
         let io = |what: &'static str| move |e| Error::io(what, e);

@@ -1,0 +1,268 @@
+//! Signing without a file system: from any `Read + Seek` into any `Write`, and bytes to
+//! bytes. The file path ([`crate::sign_file`]) adds the temp file, the check of what was
+//! written to disk, fsync and rename; here the new signature is checked before a byte is
+//! written (every signature is for this kind of file, matches the digest and verifies).
+//!
+//! A PE input is read twice (hash, then copy with the Security entry and CheckSum patched,
+//! the image padded, the new table appended): the output needs no `Seek`. A script is held
+//! in memory (as on the file path).
+use std::{
+    io::{Read, Seek, SeekFrom, Write},
+    path::Path,
+};
+
+use codeseal_signer::{DigestAlgorithm, KeySigner, SigningIdentity};
+
+use crate::{
+    digest::stream_image_with_pages,
+    error::{Error, Result},
+    format::{check_written, indirect_data, FileKind},
+    pagehash::{page_hash_algorithm, PageHasher},
+    pkcs7::{nest_signature, page_hashes_of, ParsedSignature, SignatureRequest},
+    sign::{assemble, check_algorithm, SignOptions},
+    stage::{inspect, table_layout, Existing},
+    wincert::build_entry,
+};
+
+/// What [`sign_stream`] produced.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct StreamOutcome {
+    /// The kind of file signed.
+    pub kind: FileKind,
+    /// The file's Authenticode digest.
+    pub image_digest: Vec<u8>,
+    /// Bytes written to the output.
+    pub output_len: u64,
+    /// Whether the new signature was nested into an existing one.
+    pub appended: bool,
+}
+
+fn existing_mode(opts: &SignOptions) -> Existing {
+    if opts.append {
+        Existing::Keep
+    } else if opts.replace {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    }
+}
+
+/// The key's signature over `data` + `digest`, assembled (time-stamped when asked) and
+/// nested into `kept` when there is one.
+fn signature_table(
+    identity: &SigningIdentity,
+    opts: &SignOptions,
+    data: crate::spc::SpcAttributeTypeAndOptionalValue,
+    digest: &[u8],
+    kept: Option<&[u8]>,
+) -> Result<Vec<u8>> {
+    let algorithm = check_algorithm(identity.key().as_ref(), opts)?;
+    let request = SignatureRequest::new(algorithm, data, digest, &opts.opus)?;
+    let key: &dyn KeySigner = identity.key().as_ref();
+    let signature = key.sign_digest_checked(algorithm, &request.digest_to_sign)?;
+    let pkcs7 = assemble(&request, identity, &signature, opts.timestamp.as_ref())?;
+    match kept {
+        Some(primary) => nest_signature(primary, &pkcs7),
+        None => Ok(pkcs7),
+    }
+}
+
+/// Signs the `kind` file read from `input` and writes the signed file to `output`. Blocks on
+/// the key. Nothing is written when anything fails before the signature is ready and
+/// checked; a failing `output` may hold a partial file (the caller owns it).
+pub fn sign_stream<R: Read + Seek, W: Write>(
+    identity: &SigningIdentity,
+    kind: FileKind,
+    input: &mut R,
+    output: &mut W,
+    opts: &SignOptions,
+) -> Result<StreamOutcome> {
+    match kind {
+        FileKind::Pe => sign_pe(identity, input, output, opts),
+        FileKind::Script(k) => {
+            let bytes = crate::format::script::read_script(input, Path::new("input"))?;
+            let out = sign_script(identity, k, &bytes, opts)?;
+            output
+                .write_all(&out.0)
+                .map_err(|e| Error::io("writing the output", e))?;
+            Ok(out.1)
+        }
+    }
+}
+
+/// Signs a whole `kind` file held in memory; returns the signed file.
+pub fn sign_bytes(
+    identity: &SigningIdentity,
+    kind: FileKind,
+    input: &[u8],
+    opts: &SignOptions,
+) -> Result<Vec<u8>> {
+    match kind {
+        FileKind::Script(k) => Ok(sign_script(identity, k, input, opts)?.0),
+        _ => {
+            let mut out = Vec::with_capacity(input.len() + (16 << 10));
+            sign_stream(
+                identity,
+                kind,
+                &mut std::io::Cursor::new(input),
+                &mut out,
+                opts,
+            )?;
+            Ok(out)
+        }
+    }
+}
+
+fn sign_script(
+    identity: &SigningIdentity,
+    kind: crate::script::ScriptKind,
+    bytes: &[u8],
+    opts: &SignOptions,
+) -> Result<(Vec<u8>, StreamOutcome)> {
+    use crate::script::Script;
+    let fk = FileKind::Script(kind);
+    if opts.page_hashes {
+        return Err(Error::Usage(format!(
+            "page hashes exist only for PE files, not for {}",
+            fk.name()
+        )));
+    }
+    let script = Script::parse(kind, bytes)?;
+    let mode = existing_mode(opts);
+    let mut algs = vec![opts.digest];
+    let mut kept = None;
+    let mut inherited = Vec::new();
+    match (script.signature(), mode) {
+        (Some(_), Existing::Refuse) => return Err(Error::AlreadySigned),
+        (None, Existing::Keep) => return Err(Error::NotSigned),
+        (Some(block), Existing::Keep) => {
+            let parsed = ParsedSignature::parse(&block.pkcs7)?;
+            algs.push(parsed.digest_algorithm);
+            for n in parsed.nested_der() {
+                if let Ok(p) = ParsedSignature::parse(n) {
+                    algs.push(p.digest_algorithm);
+                }
+                inherited.push(n.to_vec());
+            }
+            kept = Some(parsed.der.to_vec());
+        }
+        _ => {}
+    }
+    algs.sort_by_key(|a| a.output_len());
+    algs.dedup();
+    let digests = crate::format::script::digests(&script, &algs)?;
+    let lookup = |alg: DigestAlgorithm| {
+        digests
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .map(|(_, d)| d.as_slice())
+    };
+    let digest = lookup(opts.digest).ok_or_else(|| Error::Usage("digest missing".into()))?;
+    let table = signature_table(
+        identity,
+        opts,
+        indirect_data(fk, None)?,
+        digest,
+        kept.as_deref(),
+    )?;
+    check_written(fk, &table, lookup, &inherited, |_| Ok(()))?;
+    let signed = script.signed_bytes(&table)?;
+    let outcome = StreamOutcome {
+        kind: fk,
+        image_digest: digest.to_vec(),
+        output_len: signed.len() as u64,
+        appended: kept.is_some(),
+    };
+    Ok((signed, outcome))
+}
+
+fn sign_pe<R: Read + Seek, W: Write>(
+    identity: &SigningIdentity,
+    r: &mut R,
+    w: &mut W,
+    opts: &SignOptions,
+) -> Result<StreamOutcome> {
+    let input = inspect(r, existing_mode(opts), &[opts.digest])?;
+    if opts.append && input.kept.is_none() {
+        return Err(Error::NotSigned);
+    }
+    let pe = &input.pe;
+    let mut pages: Vec<PageHasher> = opts
+        .page_hashes
+        .then(|| PageHasher::new(pe, page_hash_algorithm(opts.digest)))
+        .transpose()?
+        .into_iter()
+        .collect();
+    let pass = stream_image_with_pages(r, pe, &input.algs, None, &mut pages)?;
+    let page_table = pages.pop().map(PageHasher::finish);
+    let digest = pass
+        .digest(opts.digest)
+        .ok_or_else(|| Error::Usage("digest missing".into()))?
+        .to_vec();
+    let table = signature_table(
+        identity,
+        opts,
+        indirect_data(FileKind::Pe, page_table.as_ref())?,
+        &digest,
+        input.kept.as_deref(),
+    )?;
+    check_written(
+        FileKind::Pe,
+        &table,
+        |alg| pass.digest(alg),
+        &input.inherited,
+        |parsed| match page_hashes_of(&parsed.spc).map_err(|e| e.to_string())? {
+            Some((alg, t))
+                if page_table
+                    .as_ref()
+                    .is_some_and(|(a, ours)| *a == alg && ours != &t) =>
+            {
+                Err("the page-hash table differs from the one computed".into())
+            }
+            _ => Ok(()),
+        },
+    )?;
+    let entry = build_entry(&table)?;
+    let (_, dir, checksum, total) = table_layout(&pass, pe, Some(&entry))?;
+
+    // Second read: the image with the two header fields patched, the padding, the table.
+    r.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io("rewinding the input", e))?;
+    let patches: [(u64, &[u8]); 2] = [
+        (pe.checksum_offset, &checksum.to_le_bytes()),
+        (pe.security_dir_offset, &dir),
+    ];
+    let mut buf = vec![0u8; crate::digest::CHUNK];
+    let mut pos = 0u64;
+    while pos < pass.image_len {
+        let want = usize::try_from((pass.image_len - pos).min(buf.len() as u64)).unwrap_or(0);
+        let chunk = buf.get_mut(..want).unwrap_or_default();
+        r.read_exact(chunk)
+            .map_err(|e| Error::io("reading the input again (it changed?)", e))?;
+        for (at, bytes) in patches {
+            for (k, b) in bytes.iter().enumerate() {
+                let o = at + k as u64;
+                if o >= pos && o < pos + want as u64 {
+                    if let Some(slot) = chunk.get_mut((o - pos) as usize) {
+                        *slot = *b;
+                    }
+                }
+            }
+        }
+        w.write_all(chunk)
+            .map_err(|e| Error::io("writing the output", e))?;
+        pos += want as u64;
+    }
+    let pad = [0u8; 8];
+    w.write_all(pad.get(..pass.padding as usize).unwrap_or_default())
+        .map_err(|e| Error::io("writing the output", e))?;
+    w.write_all(&entry)
+        .map_err(|e| Error::io("writing the output", e))?;
+    Ok(StreamOutcome {
+        kind: FileKind::Pe,
+        image_digest: digest,
+        output_len: total,
+        appended: input.kept.is_some(),
+    })
+}
