@@ -9,7 +9,9 @@
 //! - [`script`]: scripts' encodings, signature blocks and digest input;
 //! - [`digest`]: the image digest and PE checksum in one streaming pass (constant memory);
 //! - [`spc`]: Microsoft's ASN.1 types; [`pkcs7`]: build and parse the SignedData;
-//! - [`wincert`]: the certificate table; [`sign`]: sign a file; [`verify`](mod@verify): verify one.
+//! - [`wincert`]: the certificate table; [`sign`]: sign a file; [`verify`](mod@verify): verify one;
+//! - [`sign_stream`] / [`sign_bytes`]: sign without a file system (any `Read + Seek` into any
+//!   `Write`, or bytes to bytes); [`Verifier::verify_reader`] verifies from any reader.
 //!
 //! ```no_run
 //! use std::{path::Path, sync::Arc};
