@@ -192,7 +192,7 @@ pub fn stream_image_with_pages<R: Read + Seek>(
 /// ([`FileCopy::with_early_writeback`]) or a direct-I/O handle ([`FileCopy::new`]) the copy
 /// goes to the disk as it is written instead of waiting in the page cache for the caller's
 /// fsync.
-pub fn stream_image_to_file<R: Read + Seek>(
+pub(crate) fn stream_image_to_file<R: Read + Seek>(
     r: &mut R,
     pe: &PeInfo,
     algs: &[DigestAlgorithm],
@@ -211,10 +211,10 @@ pub fn stream_image_to_file<R: Read + Seek>(
 
 /// Alignment of the buffers, file offsets and lengths of direct-I/O writes (the page size,
 /// which is a multiple of every common logical block size).
-pub const DIRECT_IO_ALIGN: usize = 4096;
+pub(crate) const DIRECT_IO_ALIGN: usize = 4096;
 
 /// Bytes of copy between two early write-back requests ([`FileCopy::with_early_writeback`]).
-pub const WRITEBACK_STEP: u64 = 4 << 20;
+pub(crate) const WRITEBACK_STEP: u64 = 4 << 20;
 
 /// The destination of [`stream_image_to_file`]'s copy: a new, empty regular file, and
 /// optionally a second handle on the same file opened for direct I/O (`O_DIRECT` on Linux).
@@ -230,7 +230,7 @@ pub const WRITEBACK_STEP: u64 = 4 << 20;
 /// and all the following go through `file`: direct I/O is an optimisation, never a
 /// requirement. Either way the caller must still fsync `file` before relying on the copy.
 #[derive(Debug)]
-pub struct FileCopy<'a> {
+pub(crate) struct FileCopy<'a> {
     file: &'a File,
     #[cfg_attr(not(unix), allow(dead_code))]
     direct: Option<File>,
@@ -266,11 +266,13 @@ impl<'a> FileCopy<'a> {
     }
 
     /// Bytes written through the direct handle so far.
+    #[cfg(test)]
     pub fn direct_bytes(&self) -> u64 {
         self.direct_bytes
     }
 
     /// Bytes from the start of the copy whose write-back was started early so far.
+    #[cfg(test)]
     pub fn writeback_started(&self) -> u64 {
         self.writeback_started
     }
