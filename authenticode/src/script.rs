@@ -1360,4 +1360,226 @@ mod tests {
             .signature()
             .is_none());
     }
+
+    /// A sink that keeps the digest input.
+    #[derive(Clone, Default)]
+    struct Collect(Vec<u8>);
+
+    impl DigestSink for Collect {
+        fn feed(&mut self, data: &[u8]) {
+            self.0.extend_from_slice(data);
+        }
+    }
+
+    /// Reads `bytes` as a `kind` script both ways, [`Script`] in memory and [`ScriptLayout`]
+    /// through a reader with tiny pages and reads (so that the search and the decoding are
+    /// cut at every offset), and checks they agree: the error, the block, the encoding, the
+    /// digest input, the head copy, the signed and unsigned output. Returns an outcome name.
+    fn stream_agrees(kind: ScriptKind, bytes: &[u8], p7: &[u8]) -> String {
+        use std::io::Cursor;
+        let mem = Script::parse(kind, bytes);
+        for (page, chunk) in [(2, 1), (4, 3), (6, 5), (10, 2), (64, 7), (1 << 16, 1 << 20)] {
+            let what = format!("{kind:?} page {page} chunk {chunk}");
+            let mut c = Cursor::new(bytes);
+            let lay = ScriptLayout::read_tuned(kind, &mut c, page, chunk);
+            match (&mem, lay) {
+                (Err(e), Err(f)) => assert_eq!(*e, f, "{what}"),
+                (Err(e), Ok(l)) => {
+                    // A text error the block search does not see: the pass finds it.
+                    let r = l.stream(&mut c, &mut Collect::default(), None);
+                    assert_eq!(r.unwrap_err(), *e, "{what}");
+                    assert_eq!(l.check_text(&mut c).unwrap_err(), *e, "{what}");
+                }
+                (Ok(_), Err(f)) => panic!("{what}: in memory parses, streamed: {f:?}"),
+                (Ok(s), Ok(l)) => {
+                    assert_eq!(l.signature(), s.signature(), "{what}");
+                    assert_eq!(l.len(), bytes.len() as u64, "{what}");
+                    let mut want = Vec::new();
+                    s.digest_input(|d| want.extend_from_slice(d)).unwrap();
+                    let mut sink = Collect::default();
+                    let mut out = Vec::new();
+                    let enc = l.stream(&mut c, &mut sink, Some(&mut out)).unwrap();
+                    assert_eq!(enc, s.encoding(), "{what}");
+                    assert_eq!(sink.0, want, "{what}: digest input");
+                    assert_eq!(l.check_text(&mut c).unwrap(), s.encoding(), "{what}");
+                    let head = l.head();
+                    assert_eq!(out, bytes[head.start as usize..head.end as usize], "{what}");
+                    match (s.signed_bytes(p7), l.write_rest(&mut c, &mut out, Some(p7))) {
+                        (Ok(a), Ok(n)) => {
+                            assert_eq!(out, a, "{what}: signed");
+                            assert_eq!(n as usize + head.end as usize, a.len(), "{what}");
+                        }
+                        (Err(a), Err(b)) => assert_eq!(a, b, "{what}"),
+                        (a, b) => panic!("{what}: {a:?} vs {b:?}"),
+                    }
+                    let mut unsigned = Vec::new();
+                    l.write_signed(&mut c, &mut unsigned, None).unwrap();
+                    assert_eq!(unsigned, s.unsigned_bytes(), "{what}: unsigned");
+                }
+            }
+        }
+        match mem {
+            Ok(s) => format!("ok:{}:{:?}", s.signature().is_some(), s.encoding()),
+            Err(e) => format!("{e:?}").chars().take(12).collect(),
+        }
+    }
+
+    #[test]
+    fn streaming_agrees_with_in_memory() {
+        let p7 = fake_pkcs7(150);
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize
+        };
+        let mut outcomes = std::collections::HashMap::new();
+        let mut count = |k: String| *outcomes.entry(k).or_insert(0) += 1;
+        for kind in ScriptKind::ALL {
+            let mut inputs: Vec<Vec<u8>> = Vec::new();
+            for (bytes, _) in encodings(&sample(kind, "\r\n", true)) {
+                let signed = Script::parse(kind, &bytes)
+                    .unwrap()
+                    .signed_bytes(&p7)
+                    .unwrap();
+                inputs.push(bytes);
+                inputs.push(signed);
+            }
+            // BOM-less text that is not UTF-8: the fork at the first non-ASCII byte, the
+            // failure later, in the head or in the .wsf tail.
+            inputs.push(b"# caf\xc3\xa9 ok\r\nlater \xe9 not UTF-8\r\n".to_vec());
+            inputs.push(b"<job>\xc3\xa9</job>\r\ntail \xe9".to_vec());
+            inputs.push(b"<job>x</job>\r\ntail \xc3\xa9".to_vec());
+            inputs.push(b"<job>x</job>\r\ntail \xe9 and \xc3".to_vec());
+            inputs.push(b"ascii only, then a cut sequence \xe2\x82".to_vec());
+            // UTF-16 surrogate pairs and an unpaired one.
+            inputs.push(utf16le_bom("a\u{1f600}b\u{1f600}</job>\u{10ffff}"));
+            let mut bad = utf16le_bom("ab</job>");
+            bad.extend_from_slice(&[0x00, 0xd8]);
+            inputs.push(bad);
+            for base in inputs.clone() {
+                if let Ok(s) = Script::parse(kind, &base) {
+                    if let Ok(signed) = s.signed_bytes(&p7) {
+                        inputs.push(signed);
+                    }
+                }
+            }
+            for bytes in &inputs {
+                count(stream_agrees(kind, bytes, &p7));
+                for _ in 0..40 {
+                    let mut m = bytes.clone();
+                    for _ in 0..1 + next() % 3 {
+                        if m.is_empty() {
+                            break;
+                        }
+                        let i = next() % m.len();
+                        match next() % 4 {
+                            0 => m[i] = (next() % 256) as u8,
+                            1 => {
+                                m.remove(i);
+                            }
+                            2 => m.insert(i, b"\r\n#A=<>-/*' \xe9\xc3"[next() % 14]),
+                            _ => m.truncate(i),
+                        }
+                    }
+                    count(stream_agrees(kind, &m, &p7));
+                }
+            }
+        }
+        // Both ways meet the interesting outcomes, not one.
+        assert!(outcomes.len() >= 12, "{outcomes:?}");
+    }
+
+    /// A reader that counts the bytes read and fails at offset `fail_at`.
+    struct Probe<'a> {
+        c: std::io::Cursor<&'a [u8]>,
+        read: u64,
+        fail_at: u64,
+    }
+
+    impl std::io::Read for Probe<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.c.position() >= self.fail_at {
+                return Err(std::io::Error::other("disk on fire"));
+            }
+            let room = usize::try_from(self.fail_at - self.c.position()).unwrap_or(usize::MAX);
+            let len = buf.len().min(room);
+            let n = self.c.read(&mut buf[..len])?;
+            self.read += n as u64;
+            Ok(n)
+        }
+    }
+
+    impl std::io::Seek for Probe<'_> {
+        fn seek(&mut self, p: std::io::SeekFrom) -> std::io::Result<u64> {
+            self.c.seek(p)
+        }
+    }
+
+    #[test]
+    fn the_block_is_found_reading_only_the_end() {
+        let line = "Write-Host \"h\u{e9}llo\" # comment\r\n";
+        let text = line.repeat((8 << 20) / line.len());
+        let p7 = fake_pkcs7(6000);
+        for kind in [ScriptKind::PowerShell, ScriptKind::Wsf] {
+            let text = match kind {
+                ScriptKind::Wsf => format!("<job>\r\n{text}</job>\r\n"),
+                _ => text.clone(),
+            };
+            for (bytes, enc) in encodings(&text) {
+                let signed = Script::parse(kind, &bytes)
+                    .unwrap()
+                    .signed_bytes(&p7)
+                    .unwrap();
+                for input in [&bytes, &signed] {
+                    let mut p = Probe {
+                        c: std::io::Cursor::new(input),
+                        read: 0,
+                        fail_at: u64::MAX,
+                    };
+                    let l = ScriptLayout::read(kind, &mut p).unwrap();
+                    assert_eq!(l.signature().is_some(), input == &signed);
+                    assert!(p.read <= 4 << 16, "{kind:?} {enc}: read {} bytes", p.read);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn read_errors_are_typed() {
+        let p7 = fake_pkcs7(300);
+        let text = "x\r\n".repeat(100_000);
+        for (bytes, enc) in encodings(&text) {
+            let signed = Script::parse(ScriptKind::PowerShell, &bytes)
+                .unwrap()
+                .signed_bytes(&p7)
+                .unwrap();
+            for fail_at in [
+                0,
+                1,
+                5000,
+                signed.len() as u64 / 2,
+                signed.len() as u64 - 10,
+            ] {
+                let mut p = Probe {
+                    c: std::io::Cursor::new(&signed),
+                    read: 0,
+                    fail_at,
+                };
+                let r = ScriptLayout::read(ScriptKind::PowerShell, &mut p)
+                    .and_then(|l| l.stream(&mut p, &mut Collect::default(), None));
+                assert!(
+                    matches!(
+                        r,
+                        Err(ScriptError::Io {
+                            kind: std::io::ErrorKind::Other,
+                            ..
+                        })
+                    ),
+                    "{enc} {fail_at}: {r:?}"
+                );
+            }
+        }
+    }
 }

@@ -88,6 +88,8 @@ pub struct ScriptLayout {
     head_end: u64,
     tail_start: u64,
     insertable: bool,
+    /// Bytes read at a time by the passes.
+    chunk: usize,
 }
 
 impl ScriptLayout {
@@ -99,15 +101,19 @@ impl ScriptLayout {
     /// [`ScriptLayout::check_text`]); except that when the block is damaged, the text is
     /// checked first and a text error wins, as with [`super::Script::parse`].
     pub fn read<R: Read + Seek>(kind: ScriptKind, r: &mut R) -> Result<Self> {
-        Self::read_paged(kind, r, locate::PAGE)
+        Self::read_tuned(kind, r, locate::PAGE, CHUNK)
     }
 
-    /// [`ScriptLayout::read`] with pages of `page` bytes (tests use tiny ones).
-    pub(crate) fn read_paged<R: Read + Seek>(
+    /// [`ScriptLayout::read`] with pages of `page` bytes for the block search and reads of
+    /// `chunk` bytes for the passes (tests use tiny ones, to cut the text everywhere).
+    pub(crate) fn read_tuned<R: Read + Seek>(
         kind: ScriptKind,
         r: &mut R,
         page: u64,
+        chunk: usize,
     ) -> Result<Self> {
+        // UTF-16 pieces stay whole units.
+        let chunk = (chunk.clamp(1, CHUNK) + 1) & !1;
         let len = r.seek(SeekFrom::End(0)).map_err(io("reading the script"))?;
         let mut first = [0u8; 3];
         let n = usize::try_from(len.min(3)).unwrap_or(0);
@@ -144,7 +150,15 @@ impl ScriptLayout {
                 // block is looked for. BOM-less text always decodes (as Windows-1252 at
                 // worst).
                 if bom != Bom::None {
-                    pass(kind, bom, [0..len, len..len], r, None::<&mut NoSink>, None)?;
+                    pass(
+                        kind,
+                        bom,
+                        [0..len, len..len],
+                        chunk,
+                        r,
+                        None::<&mut NoSink>,
+                        None,
+                    )?;
                 }
                 return Err(e);
             }
@@ -169,6 +183,7 @@ impl ScriptLayout {
             head_end,
             tail_start,
             insertable,
+            chunk,
         })
     }
 
@@ -222,7 +237,8 @@ impl ScriptLayout {
         sink: &mut S,
         out: Option<&mut dyn Write>,
     ) -> Result<Encoding> {
-        pass(self.kind, self.bom, self.parts(), r, Some(sink), out)
+        let parts = self.parts();
+        pass(self.kind, self.bom, parts, self.chunk, r, Some(sink), out)
     }
 
     /// Checks the text outside the block decodes and returns its encoding (one pass, no
@@ -232,6 +248,7 @@ impl ScriptLayout {
             self.kind,
             self.bom,
             self.parts(),
+            self.chunk,
             r,
             None::<&mut NoSink>,
             None,
@@ -370,6 +387,7 @@ fn pass<R: Read + Seek, S: DigestSink>(
     kind: ScriptKind,
     bom: Bom,
     parts: [Range<u64>; 2],
+    chunk: usize,
     r: &mut R,
     sink: Option<&mut S>,
     mut out: Option<&mut dyn Write>,
@@ -387,7 +405,7 @@ fn pass<R: Read + Seek, S: DigestSink>(
         .map(|p| p.end.saturating_sub(p.start))
         .max()
         .unwrap_or(0);
-    let mut buf = vec![0u8; usize::try_from(want).unwrap_or(CHUNK).min(CHUNK)];
+    let mut buf = vec![0u8; usize::try_from(want).unwrap_or(chunk).min(chunk)];
     let mut t = TextPass {
         dec: Decoder::new(encoding),
         sink,
