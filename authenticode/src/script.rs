@@ -1487,6 +1487,25 @@ mod tests {
                 }
             }
         }
+        // Texts longer than the decoder's buffers (64 KiB of UTF-16), in every encoding,
+        // for a kind that hashes the byte order mark and one that hashes the length.
+        let line = "caf\u{e9} \u{20ac}5 \u{65e5}\u{672c} \u{1f600} plain ASCII words\r\n";
+        let big = line.repeat(5000);
+        let cp: Vec<u8> = b"caf\xe9 \x805 \x81\x8d\x9f plain ASCII words\r\n".repeat(5000);
+        for kind in [ScriptKind::PowerShell, ScriptKind::VbScript] {
+            for (bytes, _) in encodings(&big) {
+                let signed = Script::parse(kind, &bytes)
+                    .unwrap()
+                    .signed_bytes(&p7)
+                    .unwrap();
+                count(stream_agrees(kind, &signed, &p7));
+            }
+            count(stream_agrees(kind, &cp, &p7));
+            // Not UTF-8 only at the very end: hashed again from the first non-ASCII byte.
+            let mut late = big.clone().into_bytes();
+            late.push(0xe9);
+            count(stream_agrees(kind, &late, &p7));
+        }
         // Both ways meet the interesting outcomes, not one.
         assert!(outcomes.len() >= 12, "{outcomes:?}");
     }

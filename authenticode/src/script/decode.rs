@@ -3,8 +3,8 @@
 //! the text is checked as it goes (UTF-8 sequences, UTF-16 surrogate pairs).
 use super::{locate::to_usize, Encoding, Result, ScriptError};
 
-/// Bytes of UTF-16LE gathered before they go to the sink.
-const OUT: usize = 64 << 10;
+/// UTF-16 code units gathered before they go to the sink (64 KiB).
+const OUT_UNITS: usize = 32 << 10;
 
 /// Windows-1252 bytes 0x80..=0x9F; the rest equal their Unicode code point.
 const CP1252_HIGH: [u16; 32] = [
@@ -51,7 +51,7 @@ fn incomplete_tail(data: &[u8]) -> usize {
 /// A streaming decoder of one encoding.
 pub(super) struct Decoder {
     encoding: Encoding,
-    out: Box<[u8]>,
+    out: Box<[u16]>,
     len: usize,
     units: u64,
     /// A UTF-8 sequence cut by the end of the last piece, and its offset.
@@ -62,11 +62,26 @@ pub(super) struct Decoder {
     high: Option<u64>,
 }
 
+/// Hands UTF-16 code units to `sink` as little-endian bytes.
+fn emit_units(units: &[u16], sink: &mut dyn FnMut(&[u8])) {
+    if cfg!(target_endian = "little") {
+        sink(zerocopy::IntoBytes::as_bytes(units));
+    } else {
+        let mut bytes = [0u8; 4096];
+        for piece in units.chunks(bytes.len() / 2) {
+            for (d, u) in bytes.chunks_exact_mut(2).zip(piece) {
+                d.copy_from_slice(&u.to_le_bytes());
+            }
+            sink(bytes.get(..2 * piece.len()).unwrap_or_default());
+        }
+    }
+}
+
 impl Decoder {
     pub(super) fn new(encoding: Encoding) -> Self {
         Decoder {
             encoding,
-            out: vec![0; OUT].into_boxed_slice(),
+            out: vec![0; OUT_UNITS].into_boxed_slice(),
             len: 0,
             units: 0,
             carry: [0; 4],
@@ -97,17 +112,23 @@ impl Decoder {
         match self.encoding {
             Encoding::Utf16Le => self.utf16(bytes, at, sink),
             Encoding::Windows1252 => {
-                for piece in bytes.chunks(OUT / 2) {
-                    self.reserve(piece.len() * 2, sink);
-                    let dst = self
-                        .out
-                        .get_mut(self.len..self.len + 2 * piece.len())
-                        .unwrap_or_default();
-                    for (d, &b) in dst.chunks_exact_mut(2).zip(piece) {
-                        d.copy_from_slice(&cp1252_to_utf16(b).to_le_bytes());
+                // ASCII runs a buffer at a time, the other bytes one by one.
+                let mut rest = bytes;
+                while !rest.is_empty() {
+                    if self.len >= self.out.len() {
+                        self.flush(sink);
                     }
-                    self.len += 2 * piece.len();
-                    self.units += piece.len() as u64;
+                    let dst = self.out.get_mut(self.len..).unwrap_or_default();
+                    // (It requires a destination as long as its source.)
+                    let src = rest.get(..dst.len()).unwrap_or(rest);
+                    let n = encoding_rs::mem::copy_ascii_to_basic_latin(src, dst);
+                    self.len += n;
+                    self.units += n as u64;
+                    rest = rest.get(n..).unwrap_or_default();
+                    if let Some((&b, tail)) = rest.split_first().filter(|(&b, _)| b >= 0x80) {
+                        self.push_unit(cp1252_to_utf16(b), sink);
+                        rest = tail;
+                    }
                 }
                 Ok(())
             }
@@ -134,15 +155,41 @@ impl Decoder {
     /// Hands what is buffered to `sink`.
     pub(super) fn flush(&mut self, sink: &mut dyn FnMut(&[u8])) {
         if self.len > 0 {
-            sink(self.out.get(..self.len).unwrap_or_default());
+            emit_units(self.out.get(..self.len).unwrap_or_default(), sink);
             self.len = 0;
         }
     }
 
-    /// Makes room for `n` bytes (n <= OUT).
-    fn reserve(&mut self, n: usize, sink: &mut dyn FnMut(&[u8])) {
-        if self.len + n > self.out.len() {
+    fn push_unit(&mut self, u: u16, sink: &mut dyn FnMut(&[u8])) {
+        if self.len >= self.out.len() {
             self.flush(sink);
+        }
+        if let Some(d) = self.out.get_mut(self.len) {
+            *d = u;
+            self.len += 1;
+            self.units += 1;
+        }
+    }
+
+    /// Appends the UTF-16 of `s`, converted a buffer at a time (a UTF-8 string never has
+    /// more UTF-16 units than bytes, so a piece of `n` bytes fits in `n` units).
+    fn push_str(&mut self, s: &str, sink: &mut dyn FnMut(&[u8])) {
+        let mut rest = s;
+        while !rest.is_empty() {
+            if self.out.len() - self.len < 4 {
+                self.flush(sink);
+            }
+            let mut k = rest.len().min(self.out.len() - self.len);
+            while k > 0 && !rest.is_char_boundary(k) {
+                k -= 1;
+            }
+            let (piece, tail) = rest.split_at(k);
+            if let Some(dst) = self.out.get_mut(self.len..self.len + k) {
+                let n = encoding_rs::mem::convert_str_to_utf16(piece, dst);
+                self.len += n;
+                self.units += n as u64;
+            }
+            rest = tail;
         }
     }
 
@@ -190,7 +237,7 @@ impl Decoder {
         let mut data = bytes;
         let mut at = at;
         if self.carry_len > 0 {
-            let need = utf8_len(self.carry[0]);
+            let need = utf8_len(self.carry.first().copied().unwrap_or(0));
             while self.carry_len < need {
                 let Some((&b, rest)) = data.split_first() else {
                     return Ok(());
@@ -230,45 +277,5 @@ impl Decoder {
         self.carry_len = tail.len();
         self.carry_at = at + body.len() as u64;
         Ok(())
-    }
-
-    /// Appends the UTF-16LE of `s`: runs of ASCII widened a buffer at a time, other
-    /// characters one by one.
-    fn push_str(&mut self, s: &str, sink: &mut dyn FnMut(&[u8])) {
-        let mut rest = s;
-        while !rest.is_empty() {
-            let bytes = rest.as_bytes();
-            let ascii = bytes.iter().position(|&b| b >= 0x80).unwrap_or(bytes.len());
-            for piece in bytes.get(..ascii).unwrap_or_default().chunks(OUT / 2) {
-                self.reserve(piece.len() * 2, sink);
-                let dst = self
-                    .out
-                    .get_mut(self.len..self.len + 2 * piece.len())
-                    .unwrap_or_default();
-                for (d, &b) in dst.chunks_exact_mut(2).zip(piece) {
-                    if let [lo, hi] = d {
-                        *lo = b;
-                        *hi = 0;
-                    }
-                }
-                self.len += 2 * piece.len();
-                self.units += piece.len() as u64;
-            }
-            rest = rest.get(ascii..).unwrap_or_default();
-            let mut chars = rest.chars();
-            if let Some(c) = chars.next() {
-                let mut units = [0u16; 2];
-                let units = c.encode_utf16(&mut units);
-                self.reserve(2 * units.len(), sink);
-                for u in units.iter() {
-                    if let Some(d) = self.out.get_mut(self.len..self.len + 2) {
-                        d.copy_from_slice(&u.to_le_bytes());
-                    }
-                    self.len += 2;
-                    self.units += 1;
-                }
-            }
-            rest = chars.as_str();
-        }
     }
 }

@@ -339,7 +339,12 @@ impl<S: DigestSink> TextPass<'_, S> {
         let mut text = text;
         let mut at = at;
         if *guess && fork.is_none() {
-            if let Some(k) = text.iter().position(|&b| b >= 0x80) {
+            let first = if encoding_rs::mem::is_ascii(text) {
+                None
+            } else {
+                text.iter().position(|&b| b >= 0x80)
+            };
+            if let Some(k) = first {
                 let (ascii, rest) = text.split_at(k);
                 let mut emit = |c: &[u8]| {
                     if let Some(s) = sink.as_deref_mut() {
