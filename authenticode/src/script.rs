@@ -1323,7 +1323,7 @@ mod tests {
             let r = Script::parse(kind, &bytes);
             let parsed = t0.elapsed();
             let mut n = 0usize;
-            match (r, want) {
+            match (r, want.clone()) {
                 (Err(e), Some(w)) => assert_eq!(e, w, "{what}"),
                 (Ok(s), None) => {
                     assert!(s.signature().is_none(), "{what}");
@@ -1332,11 +1332,33 @@ mod tests {
                 }
                 (r, w) => panic!("{what}: {:?}, wanted {w:?}", r.map(|s| s.encoding())),
             }
+            let in_memory = t0.elapsed();
+            // The same through a reader: the block search pages through the file.
+            let t1 = std::time::Instant::now();
+            let mut c = std::io::Cursor::new(&bytes);
+            let l = ScriptLayout::read(kind, &mut c);
+            let searched = t1.elapsed();
+            match (l, want) {
+                (Err(e), Some(w)) => assert_eq!(e, w, "{what}: streamed"),
+                (Ok(l), None) => {
+                    assert!(l.signature().is_none(), "{what}: streamed");
+                    let mut m = 0usize;
+                    let mut sink = |c: &[u8]| m += c.len();
+                    let mut counter = Collect::default();
+                    l.stream(&mut c, &mut counter, None).unwrap();
+                    sink(&counter.0);
+                    assert_eq!(m, n, "{what}: streamed digest input");
+                }
+                (l, w) => panic!("{what}: streamed {:?}, wanted {w:?}", l.map(|l| l.len())),
+            }
             eprintln!(
-                "{what}: {} bytes, parse {:.2} s, parse + digest input {:.2} s",
+                "{what}: {} bytes, parse {:.2} s, parse + digest input {:.2} s; streamed: \
+                 search {:.2} s, search + pass {:.2} s",
                 bytes.len(),
                 parsed.as_secs_f64(),
-                t0.elapsed().as_secs_f64()
+                in_memory.as_secs_f64(),
+                searched.as_secs_f64(),
+                t1.elapsed().as_secs_f64()
             );
         }
     }
