@@ -1623,4 +1623,49 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn blocks_over_the_cap_are_typed_errors() {
+        // A well-formed block of more than MAX_BLOCK_BASE64 characters (a line of base64
+        // 'A's decodes; the cap comes first).
+        let lines = MAX_BLOCK_BASE64 / 64 + 1;
+        let mut text = String::from("x\r\n# SIG # Begin signature block\r\n");
+        let data = format!("# {}\r\n", "A".repeat(64));
+        text.reserve(lines * data.len() + 40);
+        for _ in 0..lines {
+            text.push_str(&data);
+        }
+        text.push_str("# SIG # End signature block\r\n");
+        let want = ScriptError::BlockTooLarge {
+            limit: MAX_BLOCK_BASE64,
+        };
+        assert_eq!(
+            Script::parse(ScriptKind::PowerShell, text.as_bytes()).unwrap_err(),
+            want
+        );
+        let mut c = std::io::Cursor::new(text.as_bytes());
+        assert_eq!(
+            ScriptLayout::read(ScriptKind::PowerShell, &mut c).unwrap_err(),
+            want
+        );
+        // Without its begin marker it is still the damage that is reported.
+        let headless = text.replacen("# SIG # Begin signature block\r\n", "", 1);
+        assert_eq!(
+            Script::parse(ScriptKind::PowerShell, headless.as_bytes()).unwrap_err(),
+            ScriptError::InvalidBlockLine { offset: 0 }
+        );
+        // Writing one that large is refused too, and an empty one.
+        let s = Script::parse(ScriptKind::PowerShell, b"x").unwrap();
+        assert_eq!(
+            s.signed_bytes(&vec![0x30; MAX_BLOCK_BASE64 / 4 * 3 + 1]),
+            Err(want)
+        );
+        assert_eq!(s.signed_bytes(&[]), Err(ScriptError::EmptyPkcs7));
+        // An I/O failure is the crate's I/O error, not a malformed script.
+        let e = crate::Error::from(ScriptError::io(
+            "reading the script",
+            &std::io::Error::other("gone"),
+        ));
+        assert!(matches!(e, crate::Error::Io { .. }), "{e:?}");
+    }
 }
