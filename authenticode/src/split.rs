@@ -100,7 +100,8 @@ fn file_digest(
             let data = indirect_data(kind, None)?;
             let mut file = file;
             let layout = crate::script::ScriptLayout::read(k, &mut file)?;
-            let (_, mut d) = crate::format::script::digests(&layout, &mut file, &[digest], None)?;
+            let (_, mut d) =
+                crate::format::script::stream_digests(&layout, &mut file, &[digest], None)?;
             let (_, image_digest) = d.pop().ok_or_else(|| bad("digest missing"))?;
             Ok((kind, image_digest, data))
         }

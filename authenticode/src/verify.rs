@@ -467,7 +467,7 @@ fn verify_script<R: Read + Seek>(
     let mut errors = Vec::new();
     let parsed = collect_signatures(vec![("0".to_string(), block.pkcs7.as_slice())], &mut errors);
     let algs = algorithms(&parsed);
-    let (_, digests) = crate::format::script::digests(&layout, r, &algs, None)?;
+    let (_, digests) = crate::format::script::stream_digests(&layout, r, &algs, None)?;
     let signatures = parsed
         .iter()
         .map(|(i, p)| {

@@ -18,7 +18,7 @@ use crate::{
     digest::Hasher,
     error::{Error, Result},
     pkcs7::ParsedSignature,
-    script::{DigestSink, Encoding, ScriptError, ScriptKind, ScriptLayout},
+    script::{DigestSink, Encoding, Script, ScriptError, ScriptKind, ScriptLayout},
     stage::Existing,
 };
 
@@ -37,7 +37,7 @@ type Digests = Vec<(DigestAlgorithm, Vec<u8>)>;
 
 /// The script's digests for `algs` (and its encoding), in one pass over its text that also
 /// copies the bytes before the block's place to `out` if given.
-pub(crate) fn digests<R: Read + Seek>(
+pub(crate) fn stream_digests<R: Read + Seek>(
     layout: &ScriptLayout,
     r: &mut R,
     algs: &[DigestAlgorithm],
@@ -51,6 +51,40 @@ pub(crate) fn digests<R: Read + Seek>(
         .map(|(a, h)| (a, h.finalize()))
         .collect();
     Ok((encoding, digests))
+}
+
+/// The largest script [`read_script`] reads into memory.
+pub(crate) const MAX_SCRIPT: u64 = 512 << 20;
+
+/// Reads a whole script into memory, refusing one over [`MAX_SCRIPT`] bytes. Only for
+/// callers that hold the script anyway; the pipeline, verification, `extract` and split
+/// signing stream instead ([`ScriptLayout`]).
+#[allow(dead_code)] // the in-memory signing path of other branches (sign_stream) uses it
+pub(crate) fn read_script<R: Read>(r: R, what: &Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    r.take(MAX_SCRIPT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(format!("reading {}", what.display()), e))?;
+    if bytes.len() as u64 > MAX_SCRIPT {
+        return Err(Error::Unsupported(format!(
+            "{}: scripts larger than {} MiB are not supported",
+            what.display(),
+            MAX_SCRIPT >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The digests for `algs` of a script held in memory, in one pass over its text.
+#[allow(dead_code)] // the in-memory signing path of other branches (sign_stream) uses it
+pub(crate) fn digests(script: &Script<'_>, algs: &[DigestAlgorithm]) -> Result<Digests> {
+    let mut hashers: Vec<(DigestAlgorithm, Hasher)> =
+        algs.iter().map(|&a| (a, Hasher::new(a))).collect();
+    script.digest_input(|chunk| hashers.iter_mut().for_each(|(_, h)| h.update(chunk)))?;
+    Ok(hashers
+        .into_iter()
+        .map(|(a, h)| (a, h.finalize()))
+        .collect())
 }
 
 fn lookup(digests: &[(DigestAlgorithm, Vec<u8>)], alg: DigestAlgorithm) -> Option<&[u8]> {
@@ -114,7 +148,7 @@ impl StagedScript {
         }
         algs.sort_by_key(|a| a.output_len());
         algs.dedup();
-        let (_, digests) = digests(&layout, &mut file, &algs, Some(out.file_mut()))?;
+        let (_, digests) = stream_digests(&layout, &mut file, &algs, Some(out.file_mut()))?;
         Ok(Self {
             kind,
             input: file,
@@ -171,7 +205,7 @@ impl Staged for StagedScript {
             .map_err(|e| Error::io("rewinding the temp file", e))?;
         let back = ScriptLayout::read(this.kind, f).map_err(fail)?;
         let algs: Vec<DigestAlgorithm> = this.digests.iter().map(|(a, _)| *a).collect();
-        let (_, written) = digests(&back, f, &algs, None).map_err(fail)?;
+        let (_, written) = stream_digests(&back, f, &algs, None).map_err(fail)?;
         if written != this.digests {
             return Err(Error::OutputCheck(
                 "the written text does not hash as the input's".into(),
