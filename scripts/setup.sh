@@ -24,7 +24,7 @@ MIN_OSSLSIGNCODE="2.9"
 APT_PACKAGES=(
   osslsigncode softhsm2 opensc gcc-mingw-w64-x86-64 gcc-mingw-w64-i686
   openssl libengine-pkcs11-openssl sbsigntool python3 python3-venv chromium
-  cmake libssl-dev libcurl4-openssl-dev zlib1g-dev dpkg-dev
+  cmake libssl-dev libcurl4-openssl-dev zlib1g-dev dpkg-dev time
 )
 PIP_PINS=(
   "signify==0.9.3" "pefile==2024.8.26" "moto[server]==5.2.5" "boto3==1.44.5"

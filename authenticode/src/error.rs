@@ -65,10 +65,24 @@ pub enum Error {
     Unsupported(String),
     /// A script's text or signature block is malformed.
     #[error("script: {0}")]
-    Script(#[from] crate::script::ScriptError),
+    Script(#[source] crate::script::ScriptError),
     /// The signed output did not verify; nothing was written.
     #[error("the signed output did not verify ({0}); the output was not written")]
     OutputCheck(String),
+}
+
+impl From<crate::script::ScriptError> for Error {
+    /// A script's read or write failure is an I/O error; the rest are [`Error::Script`].
+    fn from(e: crate::script::ScriptError) -> Self {
+        match e {
+            crate::script::ScriptError::Io {
+                context,
+                kind,
+                message,
+            } => Self::io(context, std::io::Error::new(kind, message)),
+            e => Self::Script(e),
+        }
+    }
 }
 
 impl Error {

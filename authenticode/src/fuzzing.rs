@@ -732,12 +732,89 @@ fn script_fake_pkcs7() -> Vec<u8> {
     v
 }
 
+/// A sink that keeps the digest input.
+#[derive(Clone, Default)]
+struct ScriptCollect(Vec<u8>);
+
+impl crate::script::DigestSink for ScriptCollect {
+    fn feed(&mut self, data: &[u8]) {
+        self.0.extend_from_slice(data);
+    }
+}
+
+/// The streaming reader ([`crate::script::ScriptLayout`], with small pages and reads picked
+/// from the input's length so that the search and the decoding are cut at many offsets)
+/// agrees with [`crate::script::Script::parse`] (`mem`): the same error, block, encoding,
+/// digest input, head copy and unsigned output; and, given `p7`, the same signed output.
+fn script_stream_agrees(
+    kind: crate::script::ScriptKind,
+    data: &[u8],
+    mem: &crate::script::Result<crate::script::Script<'_>>,
+    p7: Option<&Vec<u8>>,
+) {
+    use crate::script::ScriptLayout;
+    let n = data.len() as u64;
+    let page = if n > 1 << 16 { 4096 } else { 2 } + 2 * (n % 7);
+    let chunk = if n > 1 << 16 { 4096 } else { 1 } + (n % 13) as usize;
+    let mut c = std::io::Cursor::new(data);
+    let lay = ScriptLayout::read_tuned(kind, &mut c, page, chunk);
+    let l = match (mem, lay) {
+        (Err(e), Err(f)) => {
+            assert_eq!(*e, f, "{kind:?}: streamed error");
+            return;
+        }
+        (Err(e), Ok(l)) => {
+            let r = l.stream(&mut c, &mut ScriptCollect::default(), None);
+            assert_eq!(r.err().as_ref(), Some(e), "{kind:?}: streamed text error");
+            return;
+        }
+        (Ok(_), Err(f)) => panic!("{kind:?}: parses in memory, not streamed: {f:?}"),
+        (Ok(_), Ok(l)) => l,
+    };
+    let Ok(s) = mem else { return };
+    assert!(l.signature() == s.signature(), "{kind:?}: streamed block");
+    let mut want = Vec::new();
+    let want_r = s.digest_input(|d| want.extend_from_slice(d));
+    let mut sink = ScriptCollect::default();
+    let mut out = Vec::new();
+    let got_r = l.stream(&mut c, &mut sink, Some(&mut out));
+    match (want_r, got_r) {
+        (Ok(()), Ok(enc)) => {
+            assert_eq!(enc, s.encoding(), "{kind:?}: streamed encoding");
+            assert!(sink.0 == want, "{kind:?}: streamed digest input");
+        }
+        (a, b) => panic!("{kind:?}: digest input {a:?}, streamed {b:?}"),
+    }
+    let head = l.head();
+    let head_bytes = usize::try_from(head.end)
+        .ok()
+        .and_then(|e| data.get(..e))
+        .unwrap_or_default();
+    assert!(out == head_bytes, "{kind:?}: streamed head copy");
+    if let Some(p7) = p7 {
+        match (s.signed_bytes(p7), l.write_rest(&mut c, &mut out, Some(p7))) {
+            (Ok(a), Ok(_)) => assert!(out == a, "{kind:?}: streamed signed output"),
+            (Err(a), Err(b)) => assert_eq!(a, b, "{kind:?}: streamed signing error"),
+            (a, b) => panic!("{kind:?}: signed {:?}, streamed {b:?}", a.map(|v| v.len())),
+        }
+    }
+    let mut unsigned = Vec::new();
+    l.write_signed(&mut c, &mut unsigned, None)
+        .unwrap_or_else(|e| panic!("{kind:?}: streamed unsigned output: {e}"));
+    assert!(
+        unsigned == s.unsigned_bytes(),
+        "{kind:?}: streamed unsigned output"
+    );
+}
+
 /// `script::Script::parse` as every kind of script, and for every file that parses: the
 /// signature block lies inside the file and splits it into the unsigned parts; the digest
 /// input is produced (at most two bytes per input byte, plus the length). For one kind (the
 /// input's length modulo 6, so that a 1 MiB input stays well inside the fuzzers' 2 s):
 /// writing a new block with `signed_bytes` gives a file that parses back to the same
-/// encoding, unsigned bytes and digest input, with the new block.
+/// encoding, unsigned bytes and digest input, with the new block. For every kind, the
+/// streaming reader (`ScriptLayout`) agrees with `Script::parse` (see
+/// `script_stream_agrees`).
 pub fn script_parse(data: &[u8]) {
     use crate::script::{Script, ScriptError, ScriptKind};
     let p7 = script_fake_pkcs7();
@@ -745,7 +822,14 @@ pub fn script_parse(data: &[u8]) {
         .get(data.len() % ScriptKind::ALL.len())
         .copied();
     for kind in ScriptKind::ALL {
-        let s = match Script::parse(kind, data) {
+        let parsed = Script::parse(kind, data);
+        script_stream_agrees(
+            kind,
+            data,
+            &parsed,
+            (round_trip == Some(kind)).then_some(&p7),
+        );
+        let s = match parsed {
             Ok(s) => s,
             Err(e) => {
                 black_box(e.to_string());

@@ -36,11 +36,11 @@ pub fn extract_signature(input: &Path) -> Result<Vec<u8>> {
     match FileKind::detect(input)? {
         FileKind::Pe => read_primary_signature(input),
         FileKind::Script(k) => {
-            let f = std::fs::File::open(input)
+            let mut f = std::fs::File::open(input)
                 .map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
-            let bytes = format::script::read_script(f, input)?;
-            let script = crate::script::Script::parse(k, &bytes)?;
-            let block = script.signature().ok_or(Error::NotSigned)?;
+            let layout = crate::script::ScriptLayout::read(k, &mut f)?;
+            layout.check_text(&mut f)?;
+            let block = layout.signature().ok_or(Error::NotSigned)?;
             let parsed = ParsedSignature::parse(&block.pkcs7)?;
             Ok(parsed.der.to_vec())
         }

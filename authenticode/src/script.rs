@@ -2,9 +2,14 @@
 //! and WSF files): the kind of a script, its text encoding, the signature block at its end,
 //! the digest input Windows hashes, and writing a block.
 //!
-//! The functions work on a whole file in memory (`&[u8]`), run in time linear in its size
-//! and never re-encode the text outside the signature block: [`Script::unsigned_bytes`]
-//! is the original file with only the block taken out, byte for byte.
+//! Two ways in, with the same rules: [`Script`] works on a whole file in memory (`&[u8]`);
+//! [`ScriptLayout`] on a file read through `Read + Seek`, in memory independent of the
+//! file's size: it finds the block from the end of the file (reading only the lines it
+//! looks at, and holding at most [`MAX_BLOCK_BASE64`] characters of the block), then one
+//! streaming pass checks the text, hashes it and copies it. Both run in time linear in the
+//! file's size and never re-encode the text outside the signature block:
+//! [`Script::unsigned_bytes`] is the original file with only the block taken out, byte for
+//! byte.
 //!
 //! The signature block is the DER PKCS#7, base64 in 64-character lines, each line
 //! wrapped in the kind's comment markers, written with CRLF line endings after the text
@@ -47,6 +52,12 @@ use std::ops::Range;
 use std::path::Path;
 
 use base64::Engine as _;
+
+mod decode;
+mod locate;
+mod stream;
+
+pub use stream::{DigestSink, ScriptLayout};
 
 /// What can go wrong reading or writing a script's signature.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -102,9 +113,37 @@ pub enum ScriptError {
     /// The PKCS#7 to embed is empty.
     #[error("the PKCS#7 to embed is empty")]
     EmptyPkcs7,
-    /// The text is longer than the 32-bit length a WSH digest records.
+    /// The text is longer than the 32-bit length a WSH digest records (or, on a 32-bit
+    /// target, than memory can address).
     #[error("script too large for a Windows Script Host digest")]
     TooLarge,
+    /// A signature block with more than `limit` base64 characters (see
+    /// [`MAX_BLOCK_BASE64`]).
+    #[error("signature block larger than {limit} base64 characters")]
+    BlockTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// Reading the script or writing its copy failed.
+    #[error("{context}: {message}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The I/O error's kind.
+        kind: std::io::ErrorKind,
+        /// The I/O error's message.
+        message: String,
+    },
+}
+
+impl ScriptError {
+    pub(crate) fn io(context: &'static str, e: &std::io::Error) -> Self {
+        ScriptError::Io {
+            context,
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
 }
 
 /// A `Result` with a [`ScriptError`].
@@ -386,23 +425,6 @@ fn check_utf16(rest: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Windows-1252 bytes 0x80..=0x9F; the rest equal their Unicode code point.
-const CP1252_HIGH: [u16; 32] = [
-    0x20ac, 0x0081, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160, 0x2039,
-    0x0152, 0x008d, 0x017d, 0x008f, 0x0090, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014,
-    0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0x009d, 0x017e, 0x0178,
-];
-
-fn cp1252_to_utf16(b: u8) -> u16 {
-    match b {
-        0x80..=0x9f => CP1252_HIGH
-            .get(usize::from(b - 0x80))
-            .copied()
-            .unwrap_or(u16::from(b)),
-        _ => u16::from(b),
-    }
-}
-
 /// A signature block found at the end of a script.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignatureBlock {
@@ -414,7 +436,25 @@ pub struct SignatureBlock {
     pub pkcs7: Vec<u8>,
 }
 
-/// A script file read for signing or verifying.
+/// The most base64 characters a signature block may hold (16 MiB, 12 MiB of PKCS#7: far
+/// more than any real signature, nested ones and time stamps included). A longer block is
+/// [`ScriptError::BlockTooLarge`]; it is the only part of a script ever held in memory.
+pub const MAX_BLOCK_BASE64: usize = 16 << 20;
+
+/// Decodes a block's base64 and checks it is one DER SEQUENCE.
+fn decode_block(b64: &[u8]) -> Result<Vec<u8>> {
+    let pkcs7 = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| ScriptError::InvalidBase64)?;
+    let tlv = crate::asn1::Tlv::exactly(&pkcs7).map_err(|_| ScriptError::NotDer)?;
+    if tlv.tag != crate::asn1::tag::SEQUENCE {
+        return Err(ScriptError::NotDer);
+    }
+    Ok(pkcs7)
+}
+
+/// A script file read for signing or verifying, in memory. [`ScriptLayout`] does the same
+/// for a file read from disk, in memory independent of its size.
 #[derive(Clone, Debug)]
 pub struct Script<'a> {
     kind: ScriptKind,
@@ -423,263 +463,10 @@ pub struct Script<'a> {
     block: Option<SignatureBlock>,
 }
 
-const CR: u16 = b'\r' as u16;
-const LF: u16 = b'\n' as u16;
-
-/// The text after the byte order mark as ASCII-comparable code units (one byte each, or
-/// UTF-16LE units), indexed from the end of the byte order mark.
-#[derive(Clone, Copy)]
-struct Units<'a> {
-    body: &'a [u8],
-    base: usize,
-    width: usize,
-}
-
-impl<'a> Units<'a> {
-    fn len(&self) -> usize {
-        self.body.len() / self.width
-    }
-
-    fn get(&self, i: usize) -> Option<u16> {
-        if self.width == 1 {
-            self.body.get(i).map(|&b| u16::from(b))
-        } else {
-            let lo = *self.body.get(2 * i)?;
-            let hi = *self.body.get(2 * i + 1)?;
-            Some(u16::from_le_bytes([lo, hi]))
-        }
-    }
-
-    /// Byte offset in the file of unit `i`.
-    fn byte(&self, i: usize) -> usize {
-        self.base + i * self.width
-    }
-
-    fn eq_ascii(&self, r: Range<usize>, s: &str) -> bool {
-        r.len() == s.len()
-            && s.bytes()
-                .enumerate()
-                .all(|(k, b)| self.get(r.start + k) == Some(u16::from(b)))
-    }
-
-    fn starts_with_ascii(&self, r: &Range<usize>, s: &str) -> bool {
-        r.len() >= s.len()
-            && s.bytes()
-                .enumerate()
-                .all(|(k, b)| self.get(r.start + k) == Some(u16::from(b)))
-    }
-
-    fn ends_with_ascii(&self, r: &Range<usize>, s: &str) -> bool {
-        r.len() >= s.len()
-            && s.bytes()
-                .enumerate()
-                .all(|(k, b)| self.get(r.end - s.len() + k) == Some(u16::from(b)))
-    }
-
-    /// The line ending just before unit `end` (which is a line break or the end of the
-    /// region): its content range, without a trailing CR.
-    fn line_before(&self, end: usize) -> Range<usize> {
-        let start = self.rfind_unit(LF, end).map_or(0, |i| i + 1);
-        let mut stop = end;
-        if stop > start && self.get(stop - 1) == Some(CR) {
-            stop -= 1;
-        }
-        start..stop
-    }
-
-    /// Index of the last unit `c` (ASCII) before unit `end` (memchr: a scan of a whole
-    /// file costs a few comparisons per 32 bytes, not per byte).
-    fn rfind_unit(&self, c: u16, end: usize) -> Option<usize> {
-        let hay = self.body.get(..end.saturating_mul(self.width))?;
-        if self.width == 1 {
-            return memchr::memrchr(u8::try_from(c).ok()?, hay);
-        }
-        // UTF-16LE: the byte pair at an even offset.
-        let pair = c.to_le_bytes();
-        memchr::memmem::rfind_iter(hay, &pair)
-            .find(|p| p % 2 == 0)
-            .map(|p| p / 2)
-    }
-
-    /// Index of the last occurrence of `needle` (ASCII) ending at or before `end`.
-    fn rfind_ascii(&self, needle: &str, end: usize) -> Option<usize> {
-        let hay = self.body.get(..end.saturating_mul(self.width))?;
-        if self.width == 1 {
-            return memchr::memmem::rfind(hay, needle.as_bytes());
-        }
-        let wide: Vec<u8> = needle.bytes().flat_map(|b| [b, 0]).collect();
-        memchr::memmem::rfind_iter(hay, &wide)
-            .find(|p| p % 2 == 0)
-            .map(|p| p / 2)
-    }
-}
-
-/// Which bytes are base64 characters (a table: one load per character, no comparisons).
-#[allow(clippy::indexing_slicing)] // i < 256 = t.len(), in a const block (no `get_mut`)
-const BASE64_CHARS: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=';
-        i += 1;
-    }
-    t
-};
-
-fn is_base64_char(u: u16) -> bool {
-    BASE64_CHARS.get(usize::from(u)).copied().unwrap_or(false)
-}
-
-/// What a line of the block area is.
-enum LineKind {
-    Begin,
-    End,
-    /// A base64 line; the range of the base64 characters.
-    Data(Range<usize>),
-    Other,
-}
-
-fn classify(u: &Units<'_>, m: &CommentMarkers, line: &Range<usize>) -> LineKind {
-    if u.eq_ascii(line.clone(), m.begin) {
-        return LineKind::Begin;
-    }
-    if u.eq_ascii(line.clone(), m.end) {
-        return LineKind::End;
-    }
-    let (p, s) = (m.line_prefix.len(), m.line_suffix.len());
-    if line.len() > p + s
-        && u.starts_with_ascii(line, m.line_prefix)
-        && u.ends_with_ascii(line, m.line_suffix)
-    {
-        let data = line.start + p..line.end - s;
-        if data.clone().all(|i| u.get(i).is_some_and(is_base64_char)) {
-            return LineKind::Data(data);
-        }
-    }
-    LineKind::Other
-}
-
-/// Whether a last line could be a signature line or end marker cut short.
-fn is_partial_tail(u: &Units<'_>, m: &CommentMarkers, line: &Range<usize>) -> bool {
-    let n = line.len();
-    if m.end.get(..n).is_some_and(|p| u.eq_ascii(line.clone(), p)) {
-        return true;
-    }
-    let p = m.line_prefix.len();
-    if n <= p {
-        return m
-            .line_prefix
-            .get(..n)
-            .is_some_and(|pre| u.eq_ascii(line.clone(), pre));
-    }
-    if !u.starts_with_ascii(line, m.line_prefix) {
-        return false;
-    }
-    let mut i = line.start + p;
-    while i < line.end && u.get(i).is_some_and(is_base64_char) {
-        i += 1;
-    }
-    let rest = i..line.end;
-    m.line_suffix
-        .get(..rest.len())
-        .is_some_and(|suf| u.eq_ascii(rest, suf))
-}
-
-fn is_blank(c: u16) -> bool {
-    c == CR || c == LF || c == u16::from(b' ') || c == u16::from(b'\t')
-}
-
-/// Finds the signature block ending at unit `region_end` (the end of the text, or the last
-/// `</job>` of a `.wsf`). Returns its unit range and the base64 payload.
-fn find_block_units(
-    kind: ScriptKind,
-    u: &Units<'_>,
-    region_end: usize,
-) -> Result<Option<(Range<usize>, Vec<u8>)>> {
-    let m = kind.markers();
-    // What may follow the end marker: for .wsf one line break, else any blank space.
-    let mut end = region_end;
-    if kind == ScriptKind::Wsf {
-        if end > 0 && u.get(end - 1) == Some(LF) {
-            end -= 1;
-            if end > 0 && u.get(end - 1) == Some(CR) {
-                end -= 1;
-            }
-        }
-    } else {
-        while end > 0 && u.get(end - 1).is_some_and(is_blank) {
-            end -= 1;
-        }
-    }
-    if end == 0 {
-        return Ok(None);
-    }
-    let last = u.line_before(end);
-    let footer_present = matches!(classify(u, &m, &last), LineKind::End);
-
-    // Walk back over base64 lines to a begin marker. Without an end marker this only tells
-    // a truncated block (a begin marker, then signature lines, the last maybe cut short)
-    // from text.
-    let mut data: Vec<Range<usize>> = Vec::new();
-    let mut line = if footer_present {
-        if last.start == 0 {
-            return Err(ScriptError::MissingBegin);
-        }
-        u.line_before(last.start - 1)
-    } else if is_partial_tail(u, &m, &last) {
-        if last.start == 0 {
-            return Ok(None);
-        }
-        u.line_before(last.start - 1)
-    } else {
-        last.clone()
-    };
-    let begin = loop {
-        match classify(u, &m, &line) {
-            LineKind::Begin => break line,
-            LineKind::Data(r) => data.push(r),
-            LineKind::End | LineKind::Other if footer_present => {
-                return Err(ScriptError::InvalidBlockLine {
-                    offset: u.byte(line.start),
-                });
-            }
-            LineKind::End | LineKind::Other => return Ok(None),
-        }
-        if line.start == 0 {
-            return if footer_present {
-                Err(ScriptError::MissingBegin)
-            } else {
-                Ok(None)
-            };
-        }
-        line = u.line_before(line.start - 1);
-    };
-    if !footer_present {
-        return Err(ScriptError::TruncatedBlock {
-            begin: u.byte(begin.start),
-        });
-    }
-    if data.is_empty() {
-        return Err(ScriptError::EmptyBlock);
-    }
-    // The block starts at the line break before the begin marker.
-    let mut start = begin.start;
-    if start > 0 && u.get(start - 1) == Some(LF) {
-        start -= 1;
-        if start > 0 && u.get(start - 1) == Some(CR) {
-            start -= 1;
-        }
-    }
-    let mut b64 = Vec::new();
-    for r in data.iter().rev() {
-        b64.extend(
-            r.clone()
-                .filter_map(|i| u.get(i))
-                .filter_map(|c| u8::try_from(c).ok()),
-        );
-    }
-    Ok(Some((start..region_end, b64)))
+fn block_range(r: Range<u64>) -> Result<Range<usize>> {
+    let start = usize::try_from(r.start).map_err(|_| ScriptError::TooLarge)?;
+    let end = usize::try_from(r.end).map_err(|_| ScriptError::TooLarge)?;
+    Ok(start..end)
 }
 
 impl<'a> Script<'a> {
@@ -693,34 +480,16 @@ impl<'a> Script<'a> {
     pub fn parse(kind: ScriptKind, bytes: &'a [u8]) -> Result<Self> {
         let encoding = detect_encoding(kind, bytes)?;
         let bom = encoding.bom_len();
-        let u = Units {
-            body: bytes.get(bom..).unwrap_or_default(),
-            base: bom,
-            width: encoding.width(),
-        };
-        let region_end = if kind == ScriptKind::Wsf {
-            u.rfind_ascii("</job>", u.len())
-        } else {
-            Some(u.len())
-        };
-        let block = match region_end {
+        let body = bytes.get(bom..).unwrap_or_default();
+        let mut u =
+            locate::Units::new(body, bom as u64, body.len() as u64, encoding.width() as u64);
+        let found = locate::locate(kind, &mut u)?;
+        let block = match found.block {
             None => None,
-            Some(end) => match find_block_units(kind, &u, end)? {
-                None => None,
-                Some((r, b64)) => {
-                    let pkcs7 = base64::engine::general_purpose::STANDARD
-                        .decode(&b64)
-                        .map_err(|_| ScriptError::InvalidBase64)?;
-                    let tlv = crate::asn1::Tlv::exactly(&pkcs7).map_err(|_| ScriptError::NotDer)?;
-                    if tlv.tag != crate::asn1::tag::SEQUENCE {
-                        return Err(ScriptError::NotDer);
-                    }
-                    Some(SignatureBlock {
-                        range: u.byte(r.start)..u.byte(r.end),
-                        pkcs7,
-                    })
-                }
-            },
+            Some((r, pkcs7)) => Some(SignatureBlock {
+                range: block_range(r)?,
+                pkcs7,
+            }),
         };
         Ok(Script {
             kind,
@@ -781,24 +550,15 @@ impl<'a> Script<'a> {
             self.encoding.bom_len()
         };
         let a = a.get(skip..).unwrap_or_default();
-        let mut buf = ChunkBuf::new(&mut sink);
-        for part in [a, b] {
-            match self.encoding {
-                Encoding::Utf16Le => buf.raw(part),
-                Encoding::Windows1252 => part.iter().for_each(|&c| buf.unit(cp1252_to_utf16(c))),
-                Encoding::Utf8 { .. } => {
-                    // Both parts split the validated text at ASCII characters.
-                    let text = std::str::from_utf8(part).map_err(|e| ScriptError::InvalidUtf8 {
-                        offset: e.valid_up_to(),
-                    })?;
-                    text.encode_utf16().for_each(|c| buf.unit(c));
-                }
-            }
+        let b_at = self.block.as_ref().map_or(0, |b| b.range.end) as u64;
+        let mut dec = decode::Decoder::new(self.encoding);
+        for (part, at) in [(a, skip as u64), (b, b_at)] {
+            dec.feed(part, at, &mut sink)?;
+            dec.end_part()?;
         }
-        let units = buf.units;
-        buf.flush();
+        dec.flush(&mut sink);
         if self.kind.hashes_length() {
-            let n = u32::try_from(units).map_err(|_| ScriptError::TooLarge)?;
+            let n = u32::try_from(dec.units()).map_err(|_| ScriptError::TooLarge)?;
             sink(&n.to_le_bytes());
         }
         Ok(())
@@ -820,34 +580,28 @@ impl<'a> Script<'a> {
     /// existing one) in the file's encoding, CRLF line endings and 64-character base64 lines;
     /// after the text, or for `.wsf` before the last `</job>`.
     pub fn signed_bytes(&self, pkcs7_der: &[u8]) -> Result<Vec<u8>> {
-        if pkcs7_der.is_empty() {
-            return Err(ScriptError::EmptyPkcs7);
-        }
+        let block = block_bytes(self.kind, self.encoding.width(), pkcs7_der)?;
         let unsigned = self.unsigned_bytes();
-        let block = block_text(self.kind, pkcs7_der);
         let insert_at = if self.kind == ScriptKind::Wsf {
             let bom = self.encoding.bom_len();
-            let u = Units {
-                body: unsigned.get(bom..).unwrap_or_default(),
-                base: bom,
-                width: self.encoding.width(),
-            };
+            let body = unsigned.get(bom..).unwrap_or_default();
+            let mut u = locate::Units::new(
+                body,
+                bom as u64,
+                body.len() as u64,
+                self.encoding.width() as u64,
+            );
+            let n = u.len();
             let i = u
-                .rfind_ascii("</job>", u.len())
+                .rfind_ascii("</job>", n)
                 .ok_or(ScriptError::NoJobElement)?;
-            u.byte(i)
+            usize::try_from(u.byte(i)).map_err(|_| ScriptError::TooLarge)?
         } else {
             unsigned.len()
         };
-        let width = self.encoding.width();
-        let mut out = Vec::with_capacity(unsigned.len() + block.len() * width);
+        let mut out = Vec::with_capacity(unsigned.len() + block.len());
         out.extend_from_slice(unsigned.get(..insert_at).unwrap_or_default());
-        for b in block.bytes() {
-            out.push(b);
-            if width == 2 {
-                out.push(0);
-            }
-        }
+        out.extend_from_slice(&block);
         out.extend_from_slice(unsigned.get(insert_at..).unwrap_or_default());
         Ok(out)
     }
@@ -873,47 +627,23 @@ fn block_text(kind: ScriptKind, der: &[u8]) -> String {
     s
 }
 
-/// Collects UTF-16LE output in a fixed buffer and hands it on in chunks.
-struct ChunkBuf<'s, F: FnMut(&[u8])> {
-    sink: &'s mut F,
-    buf: [u8; 8192],
-    len: usize,
-    units: u64,
-}
-
-impl<'s, F: FnMut(&[u8])> ChunkBuf<'s, F> {
-    fn new(sink: &'s mut F) -> Self {
-        ChunkBuf {
-            sink,
-            buf: [0; 8192],
-            len: 0,
-            units: 0,
-        }
+/// The block's bytes in an encoding of `width` bytes per ASCII character; refuses an empty
+/// PKCS#7 and one too large for a reader to take back.
+fn block_bytes(kind: ScriptKind, width: usize, der: &[u8]) -> Result<Vec<u8>> {
+    if der.is_empty() {
+        return Err(ScriptError::EmptyPkcs7);
     }
-
-    fn unit(&mut self, c: u16) {
-        if self.len + 2 > self.buf.len() {
-            self.flush();
-        }
-        if let Some(dst) = self.buf.get_mut(self.len..self.len + 2) {
-            dst.copy_from_slice(&c.to_le_bytes());
-        }
-        self.len += 2;
-        self.units += 1;
+    if der.len().div_ceil(3).saturating_mul(4) > MAX_BLOCK_BASE64 {
+        return Err(ScriptError::BlockTooLarge {
+            limit: MAX_BLOCK_BASE64,
+        });
     }
-
-    fn raw(&mut self, bytes: &[u8]) {
-        self.flush();
-        (self.sink)(bytes);
-        self.units += (bytes.len() / 2) as u64;
-    }
-
-    fn flush(&mut self) {
-        if self.len > 0 {
-            (self.sink)(self.buf.get(..self.len).unwrap_or_default());
-            self.len = 0;
-        }
-    }
+    let text = block_text(kind, der);
+    Ok(if width == 2 {
+        text.bytes().flat_map(|b| [b, 0]).collect()
+    } else {
+        text.into_bytes()
+    })
 }
 
 #[cfg(test)]
@@ -1216,27 +946,22 @@ mod tests {
             .iter()
             .flat_map(|u| u.to_le_bytes())
             .collect();
-        let u = Units {
-            body: &body,
-            base: 0,
-            width: 2,
-        };
-        assert_eq!(u.rfind_unit(LF, u.len()), None);
-        assert_eq!(u.rfind_ascii("</job>", u.len()), None);
-        assert_eq!(u.line_before(u.len()), 0..u.len());
+        const LF: u16 = b'\n' as u16;
+        let mut u = locate::Units::new(&body[..], 0, body.len() as u64, 2);
+        let n = u.len();
+        assert_eq!(u.rfind_unit(LF, n), None);
+        assert_eq!(u.rfind_ascii("</job>", n), None);
+        assert_eq!(u.line_before(n), 0..n);
         let mut real: Vec<u8> = "</job>\n"
             .encode_utf16()
             .flat_map(|c| c.to_le_bytes())
             .collect();
         real.extend_from_slice(&body);
-        let u = Units {
-            body: &real,
-            base: 0,
-            width: 2,
-        };
-        assert_eq!(u.rfind_unit(LF, u.len()), Some(6));
-        assert_eq!(u.rfind_ascii("</job>", u.len()), Some(0));
-        assert_eq!(u.line_before(u.len()), 7..u.len());
+        let mut u = locate::Units::new(&real[..], 0, real.len() as u64, 2);
+        let n = u.len();
+        assert_eq!(u.rfind_unit(LF, n), Some(6));
+        assert_eq!(u.rfind_ascii("</job>", n), Some(0));
+        assert_eq!(u.line_before(n), 7..n);
     }
 
     #[test]
@@ -1598,7 +1323,7 @@ mod tests {
             let r = Script::parse(kind, &bytes);
             let parsed = t0.elapsed();
             let mut n = 0usize;
-            match (r, want) {
+            match (r, want.clone()) {
                 (Err(e), Some(w)) => assert_eq!(e, w, "{what}"),
                 (Ok(s), None) => {
                     assert!(s.signature().is_none(), "{what}");
@@ -1607,11 +1332,33 @@ mod tests {
                 }
                 (r, w) => panic!("{what}: {:?}, wanted {w:?}", r.map(|s| s.encoding())),
             }
+            let in_memory = t0.elapsed();
+            // The same through a reader: the block search pages through the file.
+            let t1 = std::time::Instant::now();
+            let mut c = std::io::Cursor::new(&bytes);
+            let l = ScriptLayout::read(kind, &mut c);
+            let searched = t1.elapsed();
+            match (l, want) {
+                (Err(e), Some(w)) => assert_eq!(e, w, "{what}: streamed"),
+                (Ok(l), None) => {
+                    assert!(l.signature().is_none(), "{what}: streamed");
+                    let mut m = 0usize;
+                    let mut sink = |c: &[u8]| m += c.len();
+                    let mut counter = Collect::default();
+                    l.stream(&mut c, &mut counter, None).unwrap();
+                    sink(&counter.0);
+                    assert_eq!(m, n, "{what}: streamed digest input");
+                }
+                (l, w) => panic!("{what}: streamed {:?}, wanted {w:?}", l.map(|l| l.len())),
+            }
             eprintln!(
-                "{what}: {} bytes, parse {:.2} s, parse + digest input {:.2} s",
+                "{what}: {} bytes, parse {:.2} s, parse + digest input {:.2} s; streamed: \
+                 search {:.2} s, search + pass {:.2} s",
                 bytes.len(),
                 parsed.as_secs_f64(),
-                t0.elapsed().as_secs_f64()
+                in_memory.as_secs_f64(),
+                searched.as_secs_f64(),
+                t1.elapsed().as_secs_f64()
             );
         }
     }
@@ -1634,5 +1381,291 @@ mod tests {
             .unwrap()
             .signature()
             .is_none());
+    }
+
+    /// A sink that keeps the digest input.
+    #[derive(Clone, Default)]
+    struct Collect(Vec<u8>);
+
+    impl DigestSink for Collect {
+        fn feed(&mut self, data: &[u8]) {
+            self.0.extend_from_slice(data);
+        }
+    }
+
+    /// Reads `bytes` as a `kind` script both ways, [`Script`] in memory and [`ScriptLayout`]
+    /// through a reader with tiny pages and reads (so that the search and the decoding are
+    /// cut at every offset), and checks they agree: the error, the block, the encoding, the
+    /// digest input, the head copy, the signed and unsigned output. Returns an outcome name.
+    fn stream_agrees(kind: ScriptKind, bytes: &[u8], p7: &[u8]) -> String {
+        use std::io::Cursor;
+        let mem = Script::parse(kind, bytes);
+        for (page, chunk) in [(2, 1), (4, 3), (6, 5), (10, 2), (64, 7), (1 << 16, 1 << 20)] {
+            let what = format!("{kind:?} page {page} chunk {chunk}");
+            let mut c = Cursor::new(bytes);
+            let lay = ScriptLayout::read_tuned(kind, &mut c, page, chunk);
+            match (&mem, lay) {
+                (Err(e), Err(f)) => assert_eq!(*e, f, "{what}"),
+                (Err(e), Ok(l)) => {
+                    // A text error the block search does not see: the pass finds it.
+                    let r = l.stream(&mut c, &mut Collect::default(), None);
+                    assert_eq!(r.unwrap_err(), *e, "{what}");
+                    assert_eq!(l.check_text(&mut c).unwrap_err(), *e, "{what}");
+                }
+                (Ok(_), Err(f)) => panic!("{what}: in memory parses, streamed: {f:?}"),
+                (Ok(s), Ok(l)) => {
+                    assert_eq!(l.signature(), s.signature(), "{what}");
+                    assert_eq!(l.len(), bytes.len() as u64, "{what}");
+                    let mut want = Vec::new();
+                    s.digest_input(|d| want.extend_from_slice(d)).unwrap();
+                    let mut sink = Collect::default();
+                    let mut out = Vec::new();
+                    let enc = l.stream(&mut c, &mut sink, Some(&mut out)).unwrap();
+                    assert_eq!(enc, s.encoding(), "{what}");
+                    assert_eq!(sink.0, want, "{what}: digest input");
+                    assert_eq!(l.check_text(&mut c).unwrap(), s.encoding(), "{what}");
+                    let head = l.head();
+                    assert_eq!(out, bytes[head.start as usize..head.end as usize], "{what}");
+                    match (s.signed_bytes(p7), l.write_rest(&mut c, &mut out, Some(p7))) {
+                        (Ok(a), Ok(n)) => {
+                            assert_eq!(out, a, "{what}: signed");
+                            assert_eq!(n as usize + head.end as usize, a.len(), "{what}");
+                        }
+                        (Err(a), Err(b)) => assert_eq!(a, b, "{what}"),
+                        (a, b) => panic!("{what}: {a:?} vs {b:?}"),
+                    }
+                    let mut unsigned = Vec::new();
+                    l.write_signed(&mut c, &mut unsigned, None).unwrap();
+                    assert_eq!(unsigned, s.unsigned_bytes(), "{what}: unsigned");
+                }
+            }
+        }
+        match mem {
+            Ok(s) => format!("ok:{}:{:?}", s.signature().is_some(), s.encoding()),
+            Err(e) => format!("{e:?}").chars().take(12).collect(),
+        }
+    }
+
+    #[test]
+    fn streaming_agrees_with_in_memory() {
+        let p7 = fake_pkcs7(150);
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize
+        };
+        let mut outcomes = std::collections::HashMap::new();
+        let mut count = |k: String| *outcomes.entry(k).or_insert(0) += 1;
+        for kind in ScriptKind::ALL {
+            let mut inputs: Vec<Vec<u8>> = Vec::new();
+            for (bytes, _) in encodings(&sample(kind, "\r\n", true)) {
+                let signed = Script::parse(kind, &bytes)
+                    .unwrap()
+                    .signed_bytes(&p7)
+                    .unwrap();
+                inputs.push(bytes);
+                inputs.push(signed);
+            }
+            // BOM-less text that is not UTF-8: the fork at the first non-ASCII byte, the
+            // failure later, in the head or in the .wsf tail.
+            inputs.push(b"# caf\xc3\xa9 ok\r\nlater \xe9 not UTF-8\r\n".to_vec());
+            inputs.push(b"<job>\xc3\xa9</job>\r\ntail \xe9".to_vec());
+            inputs.push(b"<job>x</job>\r\ntail \xc3\xa9".to_vec());
+            inputs.push(b"<job>x</job>\r\ntail \xe9 and \xc3".to_vec());
+            inputs.push(b"ascii only, then a cut sequence \xe2\x82".to_vec());
+            // UTF-16 surrogate pairs and an unpaired one.
+            inputs.push(utf16le_bom("a\u{1f600}b\u{1f600}</job>\u{10ffff}"));
+            let mut bad = utf16le_bom("ab</job>");
+            bad.extend_from_slice(&[0x00, 0xd8]);
+            inputs.push(bad);
+            for base in inputs.clone() {
+                if let Ok(s) = Script::parse(kind, &base) {
+                    if let Ok(signed) = s.signed_bytes(&p7) {
+                        inputs.push(signed);
+                    }
+                }
+            }
+            for bytes in &inputs {
+                count(stream_agrees(kind, bytes, &p7));
+                for _ in 0..40 {
+                    let mut m = bytes.clone();
+                    for _ in 0..1 + next() % 3 {
+                        if m.is_empty() {
+                            break;
+                        }
+                        let i = next() % m.len();
+                        match next() % 4 {
+                            0 => m[i] = (next() % 256) as u8,
+                            1 => {
+                                m.remove(i);
+                            }
+                            2 => m.insert(i, b"\r\n#A=<>-/*' \xe9\xc3"[next() % 14]),
+                            _ => m.truncate(i),
+                        }
+                    }
+                    count(stream_agrees(kind, &m, &p7));
+                }
+            }
+        }
+        // Texts longer than the decoder's buffers (64 KiB of UTF-16), in every encoding,
+        // for a kind that hashes the byte order mark and one that hashes the length.
+        let line = "caf\u{e9} \u{20ac}5 \u{65e5}\u{672c} \u{1f600} plain ASCII words\r\n";
+        let big = line.repeat(5000);
+        let cp: Vec<u8> = b"caf\xe9 \x805 \x81\x8d\x9f plain ASCII words\r\n".repeat(5000);
+        for kind in [ScriptKind::PowerShell, ScriptKind::VbScript] {
+            for (bytes, _) in encodings(&big) {
+                let signed = Script::parse(kind, &bytes)
+                    .unwrap()
+                    .signed_bytes(&p7)
+                    .unwrap();
+                count(stream_agrees(kind, &signed, &p7));
+            }
+            count(stream_agrees(kind, &cp, &p7));
+            // Not UTF-8 only at the very end: hashed again from the first non-ASCII byte.
+            let mut late = big.clone().into_bytes();
+            late.push(0xe9);
+            count(stream_agrees(kind, &late, &p7));
+        }
+        // Both ways meet the interesting outcomes, not one.
+        assert!(outcomes.len() >= 12, "{outcomes:?}");
+    }
+
+    /// A reader that counts the bytes read and fails at offset `fail_at`.
+    struct Probe<'a> {
+        c: std::io::Cursor<&'a [u8]>,
+        read: u64,
+        fail_at: u64,
+    }
+
+    impl std::io::Read for Probe<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.c.position() >= self.fail_at {
+                return Err(std::io::Error::other("disk on fire"));
+            }
+            let room = usize::try_from(self.fail_at - self.c.position()).unwrap_or(usize::MAX);
+            let len = buf.len().min(room);
+            let n = self.c.read(&mut buf[..len])?;
+            self.read += n as u64;
+            Ok(n)
+        }
+    }
+
+    impl std::io::Seek for Probe<'_> {
+        fn seek(&mut self, p: std::io::SeekFrom) -> std::io::Result<u64> {
+            self.c.seek(p)
+        }
+    }
+
+    #[test]
+    fn the_block_is_found_reading_only_the_end() {
+        let line = "Write-Host \"h\u{e9}llo\" # comment\r\n";
+        let text = line.repeat((8 << 20) / line.len());
+        let p7 = fake_pkcs7(6000);
+        for kind in [ScriptKind::PowerShell, ScriptKind::Wsf] {
+            let text = match kind {
+                ScriptKind::Wsf => format!("<job>\r\n{text}</job>\r\n"),
+                _ => text.clone(),
+            };
+            for (bytes, enc) in encodings(&text) {
+                let signed = Script::parse(kind, &bytes)
+                    .unwrap()
+                    .signed_bytes(&p7)
+                    .unwrap();
+                for input in [&bytes, &signed] {
+                    let mut p = Probe {
+                        c: std::io::Cursor::new(input),
+                        read: 0,
+                        fail_at: u64::MAX,
+                    };
+                    let l = ScriptLayout::read(kind, &mut p).unwrap();
+                    assert_eq!(l.signature().is_some(), input == &signed);
+                    assert!(p.read <= 4 << 16, "{kind:?} {enc}: read {} bytes", p.read);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn read_errors_are_typed() {
+        let p7 = fake_pkcs7(300);
+        let text = "x\r\n".repeat(100_000);
+        for (bytes, enc) in encodings(&text) {
+            let signed = Script::parse(ScriptKind::PowerShell, &bytes)
+                .unwrap()
+                .signed_bytes(&p7)
+                .unwrap();
+            for fail_at in [
+                0,
+                1,
+                5000,
+                signed.len() as u64 / 2,
+                signed.len() as u64 - 10,
+            ] {
+                let mut p = Probe {
+                    c: std::io::Cursor::new(&signed),
+                    read: 0,
+                    fail_at,
+                };
+                let r = ScriptLayout::read(ScriptKind::PowerShell, &mut p)
+                    .and_then(|l| l.stream(&mut p, &mut Collect::default(), None));
+                assert!(
+                    matches!(
+                        r,
+                        Err(ScriptError::Io {
+                            kind: std::io::ErrorKind::Other,
+                            ..
+                        })
+                    ),
+                    "{enc} {fail_at}: {r:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn blocks_over_the_cap_are_typed_errors() {
+        // A well-formed block of more than MAX_BLOCK_BASE64 characters (a line of base64
+        // 'A's decodes; the cap comes first).
+        let lines = MAX_BLOCK_BASE64 / 64 + 1;
+        let mut text = String::from("x\r\n# SIG # Begin signature block\r\n");
+        let data = format!("# {}\r\n", "A".repeat(64));
+        text.reserve(lines * data.len() + 40);
+        for _ in 0..lines {
+            text.push_str(&data);
+        }
+        text.push_str("# SIG # End signature block\r\n");
+        let want = ScriptError::BlockTooLarge {
+            limit: MAX_BLOCK_BASE64,
+        };
+        assert_eq!(
+            Script::parse(ScriptKind::PowerShell, text.as_bytes()).unwrap_err(),
+            want
+        );
+        let mut c = std::io::Cursor::new(text.as_bytes());
+        assert_eq!(
+            ScriptLayout::read(ScriptKind::PowerShell, &mut c).unwrap_err(),
+            want
+        );
+        // Without its begin marker it is still the damage that is reported.
+        let headless = text.replacen("# SIG # Begin signature block\r\n", "", 1);
+        assert_eq!(
+            Script::parse(ScriptKind::PowerShell, headless.as_bytes()).unwrap_err(),
+            ScriptError::InvalidBlockLine { offset: 0 }
+        );
+        // Writing one that large is refused too, and an empty one.
+        let s = Script::parse(ScriptKind::PowerShell, b"x").unwrap();
+        assert_eq!(
+            s.signed_bytes(&vec![0x30; MAX_BLOCK_BASE64 / 4 * 3 + 1]),
+            Err(want)
+        );
+        assert_eq!(s.signed_bytes(&[]), Err(ScriptError::EmptyPkcs7));
+        // An I/O failure is the crate's I/O error, not a malformed script.
+        let e = crate::Error::from(ScriptError::io(
+            "reading the script",
+            &std::io::Error::other("gone"),
+        ));
+        assert!(matches!(e, crate::Error::Io { .. }), "{e:?}");
     }
 }

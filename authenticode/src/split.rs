@@ -98,9 +98,10 @@ fn file_digest(
                 )));
             }
             let data = indirect_data(kind, None)?;
-            let bytes = crate::format::script::read_script(file, input)?;
-            let script = crate::script::Script::parse(k, &bytes)?;
-            let mut d = crate::format::script::digests(&script, &[digest])?;
+            let mut file = file;
+            let layout = crate::script::ScriptLayout::read(k, &mut file)?;
+            let (_, mut d) =
+                crate::format::script::stream_digests(&layout, &mut file, &[digest], None)?;
             let (_, image_digest) = d.pop().ok_or_else(|| bad("digest missing"))?;
             Ok((kind, image_digest, data))
         }

@@ -27,7 +27,7 @@ use crate::{
     pagehash::PageHasher,
     pe::PeInfo,
     pkcs7::{page_hashes_of, ParsedSignature, MAX_NESTED, MAX_NESTING},
-    script::{Script, ScriptKind},
+    script::{ScriptKind, ScriptLayout},
     wincert::{parse_table, WIN_CERT_REVISION_2_0, WIN_CERT_TYPE_PKCS_SIGNED_DATA},
 };
 
@@ -580,20 +580,30 @@ pub(crate) fn verify_as<R: Read + Seek>(
     match kind {
         FileKind::Pe => verify_with(r, opts),
         FileKind::Script(k) => {
-            let bytes = crate::format::script::read_script(r, name)?;
-            verify_script(k, &bytes, opts)
+            // Script errors name what failed, not the file.
+            let _ = name;
+            verify_script(k, r, opts)
         }
     }
 }
 
-/// Verifies a script held in memory.
-fn verify_script(kind: ScriptKind, bytes: &[u8], opts: &VerifyOptions) -> Result<VerifyReport> {
-    let script = Script::parse(kind, bytes)?;
-    let block = script.signature().ok_or(Error::NotSigned)?;
+/// Verifies a script, in memory independent of its size: the block is found from the end,
+/// then one pass over the text hashes it.
+fn verify_script<R: Read + Seek>(
+    kind: ScriptKind,
+    r: &mut R,
+    opts: &VerifyOptions,
+) -> Result<VerifyReport> {
+    let layout = ScriptLayout::read(kind, r)?;
+    let Some(block) = layout.signature() else {
+        // A text error comes before "not signed", as when the whole file is checked first.
+        layout.check_text(r)?;
+        return Err(Error::NotSigned);
+    };
     let mut errors = Vec::new();
     let parsed = collect_signatures(vec![("0".to_string(), block.pkcs7.as_slice())], &mut errors);
     let algs = algorithms(&parsed);
-    let digests = crate::format::script::digests(&script, &algs)?;
+    let (_, digests) = crate::format::script::stream_digests(&layout, r, &algs, None)?;
     let signatures = parsed
         .iter()
         .map(|(i, p)| {
@@ -608,7 +618,7 @@ fn verify_script(kind: ScriptKind, bytes: &[u8], opts: &VerifyOptions) -> Result
     Ok(finish_report(
         opts.trust(),
         FileKind::Script(kind),
-        bytes.len() as u64,
+        layout.len(),
         None,
         signatures,
         errors,

@@ -955,17 +955,18 @@ fn info_script(
     kind: codeseal_authenticode::script::ScriptKind,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    use codeseal_authenticode::script::{Encoding, Script};
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let script = Script::parse(kind, &bytes)?;
+    use codeseal_authenticode::script::{Encoding, ScriptLayout};
+    let mut f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let layout = ScriptLayout::read(kind, &mut f)?;
+    let size = layout.len();
     let kind_name = codeseal_authenticode::FileKind::Script(kind).name();
-    let encoding = match script.encoding() {
+    let encoding = match layout.check_text(&mut f)? {
         Encoding::Utf8 { bom: true } => "UTF-8 with BOM",
         Encoding::Utf8 { bom: false } => "UTF-8",
         Encoding::Utf16Le => "UTF-16LE",
         Encoding::Windows1252 => "Windows-1252",
     };
-    let block = script.signature().map(|b| b.range.clone());
+    let block = layout.signature().map(|b| b.range.clone());
     let report = if block.is_some() {
         Verifier::integrity_only().verify_file(file).ok()
     } else {
@@ -977,7 +978,7 @@ fn info_script(
             serde_json::to_string_pretty(&serde_json::json!({
                 "script": {
                     "kind": kind_name,
-                    "size": bytes.len(),
+                    "size": size,
                     "encoding": encoding,
                     "signature_block": block.as_ref().map(|r| [r.start, r.end]),
                 },
@@ -987,7 +988,7 @@ fn info_script(
         return Ok(ExitCode::SUCCESS);
     }
     println!("File:            {}", file.display());
-    println!("Size:            {} bytes", bytes.len());
+    println!("Size:            {size} bytes");
     println!("Format:          {kind_name} script");
     println!("Encoding:        {encoding}");
     match block {

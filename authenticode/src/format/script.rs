@@ -1,7 +1,10 @@
-//! Scripts in the pipeline (PowerShell, MOF, JScript, VBScript, WSF): the text is held in
-//! memory (at most [`MAX_SCRIPT`] bytes), hashed in one pass over every digest algorithm
-//! needed, and written back with the signature block replaced; every byte outside the block
-//! is kept. The reading and writing of the block itself is [`crate::script`].
+//! Scripts in the pipeline (PowerShell, MOF, JScript, VBScript, WSF), in memory independent
+//! of the script's size: staging finds the signature block from the end of the file, then
+//! reads the text once, hashing it for every digest algorithm needed and copying the bytes
+//! before the block's place to the temp file; the commit writes the new block and the bytes
+//! after it (the `.wsf` tail from the last `</job>`), then reads the temp file back the same
+//! way to check it. Every byte outside the block is kept. The reading and writing of the
+//! block itself is [`crate::script`].
 use std::{
     fs::File,
     io::{Read, Seek, SeekFrom, Write},
@@ -15,15 +18,48 @@ use crate::{
     digest::Hasher,
     error::{Error, Result},
     pkcs7::ParsedSignature,
-    script::{Script, ScriptKind},
+    script::{DigestSink, Encoding, Script, ScriptError, ScriptKind, ScriptLayout},
     stage::Existing,
 };
 
-/// The largest script codeseal reads (scripts are held in memory).
-pub const MAX_SCRIPT: u64 = 512 << 20;
+/// One hasher per digest algorithm, fed together.
+#[derive(Clone)]
+struct Hashers(Vec<(DigestAlgorithm, Hasher)>);
 
-/// Reads a whole script, refusing one over [`MAX_SCRIPT`] bytes (checked against the bytes
-/// actually read, not only the file system's length).
+impl DigestSink for Hashers {
+    fn feed(&mut self, data: &[u8]) {
+        self.0.iter_mut().for_each(|(_, h)| h.update(data));
+    }
+}
+
+/// Digests by algorithm.
+type Digests = Vec<(DigestAlgorithm, Vec<u8>)>;
+
+/// The script's digests for `algs` (and its encoding), in one pass over its text that also
+/// copies the bytes before the block's place to `out` if given.
+pub(crate) fn stream_digests<R: Read + Seek>(
+    layout: &ScriptLayout,
+    r: &mut R,
+    algs: &[DigestAlgorithm],
+    out: Option<&mut dyn Write>,
+) -> std::result::Result<(Encoding, Digests), ScriptError> {
+    let mut hashers = Hashers(algs.iter().map(|&a| (a, Hasher::new(a))).collect());
+    let encoding = layout.stream(r, &mut hashers, out)?;
+    let digests = hashers
+        .0
+        .into_iter()
+        .map(|(a, h)| (a, h.finalize()))
+        .collect();
+    Ok((encoding, digests))
+}
+
+/// The largest script [`read_script`] reads into memory.
+pub(crate) const MAX_SCRIPT: u64 = 512 << 20;
+
+/// Reads a whole script into memory, refusing one over [`MAX_SCRIPT`] bytes. Only for
+/// callers that hold the script anyway; the pipeline, verification, `extract` and split
+/// signing stream instead ([`ScriptLayout`]).
+#[allow(dead_code)] // the in-memory signing path of other branches (sign_stream) uses it
 pub(crate) fn read_script<R: Read>(r: R, what: &Path) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     r.take(MAX_SCRIPT + 1)
@@ -39,11 +75,9 @@ pub(crate) fn read_script<R: Read>(r: R, what: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The script's digests for `algs`, in one pass over its text.
-pub(crate) fn digests(
-    script: &Script<'_>,
-    algs: &[DigestAlgorithm],
-) -> Result<Vec<(DigestAlgorithm, Vec<u8>)>> {
+/// The digests for `algs` of a script held in memory, in one pass over its text.
+#[allow(dead_code)] // the in-memory signing path of other branches (sign_stream) uses it
+pub(crate) fn digests(script: &Script<'_>, algs: &[DigestAlgorithm]) -> Result<Digests> {
     let mut hashers: Vec<(DigestAlgorithm, Hasher)> =
         algs.iter().map(|&a| (a, Hasher::new(a))).collect();
     script.digest_input(|chunk| hashers.iter_mut().for_each(|(_, h)| h.update(chunk)))?;
@@ -60,12 +94,14 @@ fn lookup(digests: &[(DigestAlgorithm, Vec<u8>)], alg: DigestAlgorithm) -> Optio
         .map(|(_, d)| d.as_slice())
 }
 
-/// A script read once, waiting for its signature block.
+/// A script hashed once, its text before the block's place already in the temp file,
+/// waiting for its signature block.
 #[derive(Debug)]
 pub(crate) struct StagedScript {
     kind: ScriptKind,
-    bytes: Vec<u8>,
-    digests: Vec<(DigestAlgorithm, Vec<u8>)>,
+    input: File,
+    layout: ScriptLayout,
+    digests: Digests,
     existing: Option<Vec<u8>>,
     inherited: Vec<Vec<u8>>,
     was_signed: bool,
@@ -79,20 +115,28 @@ impl StagedScript {
         output: &Path,
         opts: StageOptions<'_>,
     ) -> Result<Self> {
-        let file =
+        let mut file =
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
-        let out = OutputFile::create(input, &file, output, opts.force)?;
-        let bytes = read_script(&file, input)?;
-        let script = Script::parse(kind, &bytes)?;
-        let was_signed = script.signature().is_some();
+        let mut out = OutputFile::create(input, &file, output, opts.force)?;
+        let layout = ScriptLayout::read(kind, &mut file)?;
+        // An error found before the text is read: a text error is reported first, as when
+        // the whole script is checked before anything else.
+        let text_first = |file: &mut File, e: Error| match layout.check_text(file) {
+            Err(t) => Error::from(t),
+            Ok(_) => e,
+        };
+        let was_signed = layout.signature().is_some();
         if was_signed && opts.existing == Existing::Refuse {
-            return Err(Error::AlreadySigned);
+            return Err(text_first(&mut file, Error::AlreadySigned));
         }
         let mut algs = opts.algs.to_vec();
         let mut existing = None;
         let mut inherited = Vec::new();
-        if let (Some(block), Existing::Keep) = (script.signature(), opts.existing) {
-            let parsed = ParsedSignature::parse(&block.pkcs7)?;
+        if let (Some(block), Existing::Keep) = (layout.signature(), opts.existing) {
+            let parsed = match ParsedSignature::parse(&block.pkcs7) {
+                Ok(p) => p,
+                Err(e) => return Err(text_first(&mut file, e)),
+            };
             algs.push(parsed.digest_algorithm);
             for n in parsed.nested_der() {
                 if let Ok(p) = ParsedSignature::parse(n) {
@@ -104,10 +148,11 @@ impl StagedScript {
         }
         algs.sort_by_key(|a| a.output_len());
         algs.dedup();
-        let digests = digests(&script, &algs)?;
+        let (_, digests) = stream_digests(&layout, &mut file, &algs, Some(out.file_mut()))?;
         Ok(Self {
             kind,
-            bytes,
+            input: file,
+            layout,
             digests,
             existing,
             inherited,
@@ -143,30 +188,30 @@ impl Staged for StagedScript {
     }
 
     fn commit(mut self: Box<Self>, signature: Option<&[u8]>) -> Result<u64> {
-        let script = Script::parse(self.kind, &self.bytes)?;
-        let new = match signature {
-            Some(der) => script.signed_bytes(der)?,
-            None => script.unsigned_bytes(),
-        };
-        let tmp_path = self.out.tmp().path().to_path_buf();
-        let f = self.out.file_mut();
-        f.write_all(&new)
-            .map_err(|e| Error::io("writing the temp file", e))?;
+        let this = &mut *self;
+        let f = this.out.file_mut();
+        this.layout.write_rest(&mut this.input, f, signature)?;
         f.flush()
             .map_err(|e| Error::io("writing the temp file", e))?;
-        drop(new);
 
-        // The check reads back what is on disk: the text must hash as before, and the block
-        // must hold exactly the new signature, which must verify against that digest.
-        let fail = Error::OutputCheck;
+        // The check reads back what is on disk, the same way: the text must hash as
+        // before, and the block must hold exactly the new signature, which must verify
+        // against that digest.
+        let fail = |e: ScriptError| match e {
+            ScriptError::Io { .. } => Error::from(e),
+            e => Error::OutputCheck(e.to_string()),
+        };
         f.seek(SeekFrom::Start(0))
             .map_err(|e| Error::io("rewinding the temp file", e))?;
-        let written = read_script(&mut *f, &tmp_path)?;
-        let back = Script::parse(self.kind, &written).map_err(|e| fail(e.to_string()))?;
-        let algs: Vec<DigestAlgorithm> = self.digests.iter().map(|(a, _)| *a).collect();
-        if digests(&back, &algs)? != self.digests {
-            return Err(fail("the written text does not hash as the input's".into()));
+        let back = ScriptLayout::read(this.kind, f).map_err(fail)?;
+        let algs: Vec<DigestAlgorithm> = this.digests.iter().map(|(a, _)| *a).collect();
+        let (_, written) = stream_digests(&back, f, &algs, None).map_err(fail)?;
+        if written != this.digests {
+            return Err(Error::OutputCheck(
+                "the written text does not hash as the input's".into(),
+            ));
         }
+        let fail = Error::OutputCheck;
         match (signature, back.signature()) {
             (None, None) => {}
             (None, Some(_)) => return Err(fail("a signature block is still present".into())),
@@ -178,15 +223,15 @@ impl Staged for StagedScript {
                     ));
                 }
                 check_written(
-                    FileKind::Script(self.kind),
+                    FileKind::Script(this.kind),
                     &block.pkcs7,
-                    |alg| lookup(&self.digests, alg),
-                    &self.inherited,
+                    |alg| lookup(&this.digests, alg),
+                    &this.inherited,
                     |_| Ok(()),
                 )?;
             }
         }
-        let len = written.len() as u64;
+        let len = back.len();
         self.out.persist()?;
         Ok(len)
     }
