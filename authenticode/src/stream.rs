@@ -4,12 +4,10 @@
 //! written (every signature is for this kind of file, matches the digest and verifies).
 //!
 //! A PE input is read twice (hash, then copy with the Security entry and CheckSum patched,
-//! the image padded, the new table appended): the output needs no `Seek`. A script is held
-//! in memory (as on the file path).
-use std::{
-    io::{Read, Seek, SeekFrom, Write},
-    path::Path,
-};
+//! the image padded, the new table appended): the output needs no `Seek`. A script is
+//! streamed too: its block found from the end, its text hashed, then copied around the new
+//! block.
+use std::io::{Read, Seek, SeekFrom, Write};
 
 use codeseal_signer::{DigestAlgorithm, KeySigner, SigningIdentity};
 
@@ -80,14 +78,7 @@ pub fn sign_stream<R: Read + Seek, W: Write>(
 ) -> Result<StreamOutcome> {
     match kind {
         FileKind::Pe => sign_pe(identity, input, output, opts),
-        FileKind::Script(k) => {
-            let bytes = crate::format::script::read_script(input, Path::new("input"))?;
-            let out = sign_script(identity, k, &bytes, opts)?;
-            output
-                .write_all(&out.0)
-                .map_err(|e| Error::io("writing the output", e))?;
-            Ok(out.1)
-        }
+        FileKind::Script(k) => sign_script(identity, k, input, output, opts),
     }
 }
 
@@ -98,29 +89,27 @@ pub fn sign_bytes(
     input: &[u8],
     opts: &SignOptions,
 ) -> Result<Vec<u8>> {
-    match kind {
-        FileKind::Script(k) => Ok(sign_script(identity, k, input, opts)?.0),
-        _ => {
-            let mut out = Vec::with_capacity(input.len() + (16 << 10));
-            sign_stream(
-                identity,
-                kind,
-                &mut std::io::Cursor::new(input),
-                &mut out,
-                opts,
-            )?;
-            Ok(out)
-        }
-    }
+    let mut out = Vec::with_capacity(input.len() + (16 << 10));
+    sign_stream(
+        identity,
+        kind,
+        &mut std::io::Cursor::new(input),
+        &mut out,
+        opts,
+    )?;
+    Ok(out)
 }
 
-fn sign_script(
+/// A script in one streamed pass (constant memory): the block found from the end, the text
+/// hashed, the signature checked, then head + new block + tail copied to the output.
+fn sign_script<R: Read + Seek, W: Write>(
     identity: &SigningIdentity,
     kind: crate::script::ScriptKind,
-    bytes: &[u8],
+    input: &mut R,
+    output: &mut W,
     opts: &SignOptions,
-) -> Result<(Vec<u8>, StreamOutcome)> {
-    use crate::script::Script;
+) -> Result<StreamOutcome> {
+    use crate::script::ScriptLayout;
     let fk = FileKind::Script(kind);
     if opts.page_hashes {
         return Err(Error::Usage(format!(
@@ -128,12 +117,12 @@ fn sign_script(
             fk.name()
         )));
     }
-    let script = Script::parse(kind, bytes)?;
+    let layout = ScriptLayout::read(kind, input)?;
     let mode = existing_mode(opts);
     let mut algs = vec![opts.digest];
     let mut kept = None;
     let mut inherited = Vec::new();
-    match (script.signature(), mode) {
+    match (layout.signature(), mode) {
         (Some(_), Existing::Refuse) => return Err(Error::AlreadySigned),
         (None, Existing::Keep) => return Err(Error::NotSigned),
         (Some(block), Existing::Keep) => {
@@ -151,7 +140,7 @@ fn sign_script(
     }
     algs.sort_by_key(|a| a.output_len());
     algs.dedup();
-    let digests = crate::format::script::digests(&script, &algs)?;
+    let (_, digests) = crate::format::script::stream_digests(&layout, input, &algs, None)?;
     let lookup = |alg: DigestAlgorithm| {
         digests
             .iter()
@@ -167,14 +156,13 @@ fn sign_script(
         kept.as_deref(),
     )?;
     check_written(fk, &table, lookup, &inherited, |_| Ok(()))?;
-    let signed = script.signed_bytes(&table)?;
-    let outcome = StreamOutcome {
+    let output_len = layout.write_signed(input, output, Some(&table))?;
+    Ok(StreamOutcome {
         kind: fk,
         image_digest: digest.to_vec(),
-        output_len: signed.len() as u64,
+        output_len,
         appended: kept.is_some(),
-    };
-    Ok((signed, outcome))
+    })
 }
 
 fn sign_pe<R: Read + Seek, W: Write>(

@@ -18,7 +18,7 @@ use crate::{
     digest::Hasher,
     error::{Error, Result},
     pkcs7::ParsedSignature,
-    script::{DigestSink, Encoding, Script, ScriptError, ScriptKind, ScriptLayout},
+    script::{DigestSink, Encoding, ScriptError, ScriptKind, ScriptLayout},
     stage::Existing,
 };
 
@@ -51,40 +51,6 @@ pub(crate) fn stream_digests<R: Read + Seek>(
         .map(|(a, h)| (a, h.finalize()))
         .collect();
     Ok((encoding, digests))
-}
-
-/// The largest script [`read_script`] reads into memory.
-pub(crate) const MAX_SCRIPT: u64 = 512 << 20;
-
-/// Reads a whole script into memory, refusing one over [`MAX_SCRIPT`] bytes. Only for
-/// callers that hold the script anyway; the pipeline, verification, `extract` and split
-/// signing stream instead ([`ScriptLayout`]).
-#[allow(dead_code)] // the in-memory signing path of other branches (sign_stream) uses it
-pub(crate) fn read_script<R: Read>(r: R, what: &Path) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    r.take(MAX_SCRIPT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(format!("reading {}", what.display()), e))?;
-    if bytes.len() as u64 > MAX_SCRIPT {
-        return Err(Error::Unsupported(format!(
-            "{}: scripts larger than {} MiB are not supported",
-            what.display(),
-            MAX_SCRIPT >> 20
-        )));
-    }
-    Ok(bytes)
-}
-
-/// The digests for `algs` of a script held in memory, in one pass over its text.
-#[allow(dead_code)] // the in-memory signing path of other branches (sign_stream) uses it
-pub(crate) fn digests(script: &Script<'_>, algs: &[DigestAlgorithm]) -> Result<Digests> {
-    let mut hashers: Vec<(DigestAlgorithm, Hasher)> =
-        algs.iter().map(|&a| (a, Hasher::new(a))).collect();
-    script.digest_input(|chunk| hashers.iter_mut().for_each(|(_, h)| h.update(chunk)))?;
-    Ok(hashers
-        .into_iter()
-        .map(|(a, h)| (a, h.finalize()))
-        .collect())
 }
 
 fn lookup(digests: &[(DigestAlgorithm, Vec<u8>)], alg: DigestAlgorithm) -> Option<&[u8]> {
