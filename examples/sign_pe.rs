@@ -13,7 +13,8 @@
 //!    belong to the key;
 //! 4. sign (`codeseal_authenticode::sign_file`): one streaming pass over the input, one call
 //!    to the key, the output checked before it replaces anything;
-//! 5. verify the result (`codeseal_authenticode::verify_file`).
+//! 5. verify the result (`codeseal_authenticode::Verifier`; this example has no trust anchors,
+//!    so it checks integrity only, chosen by name: `Verifier::integrity_only()`).
 //!
 //! A program that only ever uses local key files can skip the URI layer and call the
 //! backend directly:
