@@ -45,6 +45,7 @@ deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.de
 deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian unstable main
 EOF
 APT_PRIVATE=(
+  -o "Acquire::Retries=3"
   -o "Dir::Etc::sourcelist=$work/sources.list"
   -o "Dir::Etc::sourceparts=$work/none"
   -o "Dir::State::Lists=$work/lists"
