@@ -147,16 +147,10 @@ pub(crate) fn inspect<R: Read + Seek>(
         }
         if existing == Existing::Keep {
             let table = read_cert_table(r, &pe)?;
-            let der = primary_signature(&table)?;
-            let parsed = ParsedSignature::parse(&der)?;
-            algs.push(parsed.digest_algorithm);
-            for n in parsed.nested_der() {
-                if let Ok(p) = ParsedSignature::parse(n) {
-                    algs.push(p.digest_algorithm);
-                }
-                inherited.push(n.to_vec());
-            }
-            kept = Some(der);
+            let k = KeptSignature::parse(&primary_signature(&table)?)?;
+            algs.extend(k.algs);
+            inherited = k.inherited;
+            kept = Some(k.der);
         }
     }
     algs.sort_by_key(|a| a.output_len());
@@ -201,6 +195,51 @@ pub(crate) fn table_layout(
         cks.update(table_offset, e);
     }
     Ok((table_offset, dir, cks.finish(total), total))
+}
+
+/// A written signature's page-hash table, if it has one for the algorithm of `ours`, must
+/// equal the one computed while staging.
+pub(crate) fn same_page_hashes(
+    parsed: &ParsedSignature<'_>,
+    ours: Option<&(DigestAlgorithm, Vec<u8>)>,
+) -> std::result::Result<(), String> {
+    match page_hashes_of(&parsed.spc).map_err(|e| e.to_string())? {
+        Some((alg, table)) if ours.is_some_and(|(a, t)| *a == alg && t != &table) => {
+            Err("the page-hash table differs from the one computed".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A signature kept to nest into: its DER, its nested signatures (carried over byte for
+/// byte) and the digest algorithms they all use.
+pub(crate) struct KeptSignature {
+    /// The primary signature, without padding.
+    pub der: Vec<u8>,
+    /// Its nested signatures.
+    pub inherited: Vec<Vec<u8>>,
+    /// The digest algorithms of the primary and its readable nested signatures.
+    pub algs: Vec<DigestAlgorithm>,
+}
+
+impl KeptSignature {
+    /// Reads the signature an input already carries (PE table entry or script block).
+    pub(crate) fn parse(pkcs7: &[u8]) -> Result<Self> {
+        let parsed = ParsedSignature::parse(pkcs7)?;
+        let mut algs = vec![parsed.digest_algorithm];
+        let mut inherited = Vec::new();
+        for n in parsed.nested_der() {
+            if let Ok(p) = ParsedSignature::parse(n) {
+                algs.push(p.digest_algorithm);
+            }
+            inherited.push(n.to_vec());
+        }
+        Ok(Self {
+            der: parsed.der.to_vec(),
+            inherited,
+            algs,
+        })
+    }
 }
 
 impl StagedImage {
@@ -338,12 +377,7 @@ impl StagedImage {
             entry.data,
             |alg| pass.digest(alg),
             &self.inherited,
-            |parsed| match page_hashes_of(&parsed.spc).map_err(|e| e.to_string())? {
-                Some((alg, table)) if ours.is_some_and(|(a, t)| *a == alg && t != &table) => {
-                    Err("the page-hash table differs from the one computed".into())
-                }
-                _ => Ok(()),
-            },
+            |parsed| same_page_hashes(parsed, ours),
         )
     }
 }

@@ -16,9 +16,9 @@ use crate::{
     error::{Error, Result},
     format::{check_written, indirect_data, FileKind},
     pagehash::{page_hash_algorithm, PageHasher},
-    pkcs7::{nest_signature, page_hashes_of, ParsedSignature, SignatureRequest},
+    pkcs7::{nest_signature, SignatureRequest},
     sign::{assemble, check_algorithm, SignOptions},
-    stage::{inspect, table_layout, Existing},
+    stage::{inspect, same_page_hashes, table_layout, Existing, KeptSignature},
     wincert::build_entry,
 };
 
@@ -126,15 +126,10 @@ fn sign_script<R: Read + Seek, W: Write>(
         (Some(_), Existing::Refuse) => return Err(Error::AlreadySigned),
         (None, Existing::Keep) => return Err(Error::NotSigned),
         (Some(block), Existing::Keep) => {
-            let parsed = ParsedSignature::parse(&block.pkcs7)?;
-            algs.push(parsed.digest_algorithm);
-            for n in parsed.nested_der() {
-                if let Ok(p) = ParsedSignature::parse(n) {
-                    algs.push(p.digest_algorithm);
-                }
-                inherited.push(n.to_vec());
-            }
-            kept = Some(parsed.der.to_vec());
+            let k = KeptSignature::parse(&block.pkcs7)?;
+            algs.extend(k.algs);
+            inherited = k.inherited;
+            kept = Some(k.der);
         }
         _ => {}
     }
@@ -200,16 +195,7 @@ fn sign_pe<R: Read + Seek, W: Write>(
         &table,
         |alg| pass.digest(alg),
         &input.inherited,
-        |parsed| match page_hashes_of(&parsed.spc).map_err(|e| e.to_string())? {
-            Some((alg, t))
-                if page_table
-                    .as_ref()
-                    .is_some_and(|(a, ours)| *a == alg && ours != &t) =>
-            {
-                Err("the page-hash table differs from the one computed".into())
-            }
-            _ => Ok(()),
-        },
+        |parsed| same_page_hashes(parsed, page_table.as_ref()),
     )?;
     let entry = build_entry(&table)?;
     let (_, dir, checksum, total) = table_layout(&pass, pe, Some(&entry))?;
@@ -224,7 +210,9 @@ fn sign_pe<R: Read + Seek, W: Write>(
     let mut buf = vec![0u8; crate::digest::CHUNK];
     let mut pos = 0u64;
     while pos < pass.image_len {
-        let want = usize::try_from((pass.image_len - pos).min(buf.len() as u64)).unwrap_or(0);
+        let want = usize::try_from((pass.image_len - pos).min(buf.len() as u64))
+            .unwrap_or(buf.len())
+            .min(buf.len());
         let chunk = buf.get_mut(..want).unwrap_or_default();
         r.read_exact(chunk)
             .map_err(|e| Error::io("reading the input again (it changed?)", e))?;

@@ -17,9 +17,8 @@ use super::{check_written, output::OutputFile, FileKind, StageOptions, Staged};
 use crate::{
     digest::Hasher,
     error::{Error, Result},
-    pkcs7::ParsedSignature,
     script::{DigestSink, Encoding, ScriptError, ScriptKind, ScriptLayout},
-    stage::Existing,
+    stage::{Existing, KeptSignature},
 };
 
 /// One hasher per digest algorithm, fed together.
@@ -99,18 +98,13 @@ impl StagedScript {
         let mut existing = None;
         let mut inherited = Vec::new();
         if let (Some(block), Existing::Keep) = (layout.signature(), opts.existing) {
-            let parsed = match ParsedSignature::parse(&block.pkcs7) {
-                Ok(p) => p,
+            let k = match KeptSignature::parse(&block.pkcs7) {
+                Ok(k) => k,
                 Err(e) => return Err(text_first(&mut file, e)),
             };
-            algs.push(parsed.digest_algorithm);
-            for n in parsed.nested_der() {
-                if let Ok(p) = ParsedSignature::parse(n) {
-                    algs.push(p.digest_algorithm);
-                }
-                inherited.push(n.to_vec());
-            }
-            existing = Some(parsed.der.to_vec());
+            algs.extend(k.algs);
+            inherited = k.inherited;
+            existing = Some(k.der);
         }
         algs.sort_by_key(|a| a.output_len());
         algs.dedup();
