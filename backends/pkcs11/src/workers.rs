@@ -11,7 +11,8 @@ use std::{
         atomic::{AtomicU8, AtomicUsize, Ordering},
         mpsc, Arc, Mutex, PoisonError,
     },
-    time::Instant,
+    thread::JoinHandle,
+    time::{Duration, Instant},
 };
 
 use crate::Pkcs11Error;
@@ -35,10 +36,47 @@ struct Counts {
 }
 
 pub(crate) struct Workers<S> {
-    tx: mpsc::Sender<Job<S>>,
+    tx: Option<mpsc::Sender<Job<S>>>,
     rx: Arc<Mutex<mpsc::Receiver<Job<S>>>>,
     counts: Arc<Counts>,
     max: usize,
+    /// Every thread started, joined when the pool is dropped (see `Drop`).
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// How long dropping a pool waits for its workers to close their sessions and end.
+const JOIN_WAIT: Duration = Duration::from_secs(5);
+
+/// Dropping the pool (the last clone of the key) ends its idle workers, which close their
+/// sessions, and waits for them: a worker still closing its session, or running its
+/// thread-local destructors (OpenSSL's per-thread state in SoftHSM), while the process exits
+/// races the module's own exit-time cleanup, which crashed test processes now and then.
+/// A worker stuck in a C call past its deadline cannot be waited for: after `JOIN_WAIT` it
+/// is left running, as before.
+impl<S> Drop for Workers<S> {
+    fn drop(&mut self) {
+        drop(self.tx.take()); // idle workers see the channel closed and end
+        let threads = std::mem::take(
+            self.threads
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let me = std::thread::current().id();
+        let until = Instant::now() + JOIN_WAIT;
+        for t in threads {
+            if t.thread().id() == me {
+                continue; // the last key clone was dropped by one of its own jobs
+            }
+            // Bounded: poll until the thread's main function returned, then join, which
+            // waits only for its thread-local destructors.
+            while !t.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
 }
 
 /// Why a job did not give a result.
@@ -56,10 +94,11 @@ impl<S: Send + 'static> Workers<S> {
     pub(crate) fn new(max: usize) -> Self {
         let (tx, rx) = mpsc::channel();
         Self {
-            tx,
+            tx: Some(tx),
             rx: Arc::new(Mutex::new(rx)),
             counts: Arc::default(),
             max: max.max(1),
+            threads: Mutex::default(),
         }
     }
 
@@ -83,7 +122,11 @@ impl<S: Send + 'static> Workers<S> {
         std::thread::Builder::new()
             .name("codeseal-pkcs11".into())
             .spawn(move || worker_loop::<S>(&rx, &counts))
-            .map(drop)
+            .map(|t| {
+                let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+                threads.retain(|t| !t.is_finished());
+                threads.push(t);
+            })
             .map_err(|e| {
                 self.counts.spawned.fetch_sub(1, Ordering::AcqRel);
                 Pkcs11Error::Worker(format!("cannot start a thread: {e}"))
@@ -117,8 +160,8 @@ impl<S: Send + 'static> Workers<S> {
             // No new thread: the job waits for a busy one, or for the deadline.
             tracing::warn!("cannot start another PKCS#11 worker thread");
         }
-        let sent = self.tx.send(job);
-        if sent.is_err() {
+        let sent = self.tx.as_ref().map(|tx| tx.send(job));
+        if !matches!(sent, Some(Ok(()))) {
             self.counts.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Wait::Died);
         }
@@ -221,5 +264,28 @@ mod tests {
         drop(tx); // unstick it
         let r = w.run(Some(Instant::now() + Duration::from_secs(5)), |_, _| 8);
         assert_eq!(r.expect("runs again"), 8);
+    }
+
+    /// Dropping the pool waits for its idle workers to drop their slots (close sessions)
+    /// and end, so none is still running while the process exits.
+    #[test]
+    fn dropping_the_pool_joins_idle_workers() {
+        use std::sync::atomic::AtomicBool;
+        struct Session(Arc<AtomicBool>);
+        impl Drop for Session {
+            fn drop(&mut self) {
+                std::thread::sleep(Duration::from_millis(100));
+                self.0.store(true, Ordering::Release);
+            }
+        }
+        let closed = Arc::new(AtomicBool::new(false));
+        let w: Workers<Session> = Workers::new(2);
+        let c = Arc::clone(&closed);
+        w.run(None, move |slot, _| *slot = Some(Session(c)))
+            .expect("run");
+        let counts = Arc::clone(&w.counts);
+        drop(w);
+        assert!(closed.load(Ordering::Acquire), "session not closed yet");
+        assert_eq!(counts.spawned.load(Ordering::Acquire), 0);
     }
 }
