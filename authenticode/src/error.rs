@@ -15,36 +15,16 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The input is not a PE file, or its headers are inconsistent.
-    #[error("not a valid PE file: {what} (at offset {offset:#x})")]
-    MalformedPe {
-        /// What is wrong.
-        what: String,
-        /// Where.
-        offset: u64,
-    },
-    /// The file is too short for what its headers say.
-    #[error("truncated PE file: {what} needs bytes up to {needed:#x}, the file has {len:#x}")]
-    Truncated {
-        /// What was being read.
-        what: &'static str,
-        /// Offset one past the last byte needed.
-        needed: u64,
-        /// The file's length.
-        len: u64,
-    },
-    /// The certificate table (Security directory) is malformed.
-    #[error("malformed certificate table: {0}")]
-    CertTable(String),
+    /// The file, or a structure in it, is malformed (PE headers, certificate table,
+    /// PKCS#7, ...): what and where.
+    #[error(transparent)]
+    Format(#[from] codeseal_formats::Error),
     /// The file is already signed and the caller did not ask to replace the signature.
     #[error("the file is already signed; use --replace to replace its signature or --append to add a nested one")]
     AlreadySigned,
     /// The file has no signature.
     #[error("the file is not signed")]
     NotSigned,
-    /// The PKCS#7 signature could not be parsed or is not Authenticode.
-    #[error("malformed signature: {0}")]
-    MalformedSignature(String),
     /// Something the caller asked for is not possible.
     #[error("{0}")]
     Usage(String),
@@ -54,9 +34,6 @@ pub enum Error {
     /// The key failed.
     #[error(transparent)]
     Sign(#[from] SignError),
-    /// Encoding our own ASN.1 failed (a bug or an absurd input such as a huge name).
-    #[error("encoding the signature failed: {0}")]
-    Encode(#[from] der::Error),
     /// No valid time stamp could be had; nothing was written.
     #[error("time stamp failed: {0}; the output was not written")]
     Timestamp(String),
@@ -93,13 +70,39 @@ impl Error {
         }
     }
 
-    pub(crate) fn pe(what: impl Into<String>, offset: u64) -> Self {
-        Self::MalformedPe {
-            what: what.into(),
-            offset,
-        }
+    pub(crate) fn cert_table(what: impl Into<String>) -> Self {
+        Self::Format(codeseal_formats::Error::CertTable(what.into()))
+    }
+
+    pub(crate) fn malformed_signature(what: impl Into<String>) -> Self {
+        Self::Format(codeseal_formats::Error::MalformedSignature(what.into()))
+    }
+}
+
+impl From<der::Error> for Error {
+    /// Encoding our own ASN.1 failed (a bug or an absurd input such as a huge name).
+    fn from(e: der::Error) -> Self {
+        Self::Format(codeseal_formats::Error::Encode(e))
     }
 }
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A script's I/O failure is this crate's I/O error, not a malformed script.
+    #[test]
+    fn script_io_failure_is_an_io_error() {
+        let e = Error::from(crate::script::ScriptError::Io {
+            context: "reading the script",
+            kind: std::io::ErrorKind::Other,
+            message: "gone".into(),
+        });
+        assert!(matches!(e, Error::Io { .. }), "{e:?}");
+        let e = Error::from(crate::script::ScriptError::EmptyPkcs7);
+        assert!(matches!(e, Error::Script(_)), "{e:?}");
+    }
+}

@@ -21,14 +21,16 @@ use der::{Decode, Encode};
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::Certificate;
 
+use codeseal_formats::digest::PeChecksum;
+
 use crate::{
     chain::{check_leaf_purpose, issued_by, verify_chain, Purpose},
-    digest::{stream_image, stream_image_with_pages, PeChecksum},
+    digest::{stream_image, stream_image_with_pages},
+    oid::{PKCS9_COUNTERSIGNATURE, SPC_RFC3161_TIMESTAMP},
     pagehash::PageHasher,
     pe::PeInfo,
     pkcs7::{nest_signature, page_hashes_of, parse_content_info, ParsedSignature, SignerInfoRef},
     sign::{sign_file, SignOptions},
-    spc::{PKCS9_COUNTERSIGNATURE, SPC_RFC3161_TIMESTAMP},
     timestamp::{
         check_tsa_eku, legacy_signing_time, stamp, validate_token, HttpReply, Protocol,
         TimestampOptions, Transport,
@@ -340,7 +342,7 @@ fn parsed_signature(data: &[u8], depth: usize) -> Option<ParsedSignature<'_>> {
         .take(2)
     {
         if let Ok(info) = crate::asn1::Tlv::exactly(v)
-            .map_err(crate::Error::from)
+            .map_err(codeseal_formats::Error::from)
             .and_then(SignerInfoRef::parse)
         {
             black_box(legacy_signing_time(&info.info));
@@ -757,7 +759,7 @@ fn script_stream_agrees(
     let page = if n > 1 << 16 { 4096 } else { 2 } + 2 * (n % 7);
     let chunk = if n > 1 << 16 { 4096 } else { 1 } + (n % 13) as usize;
     let mut c = std::io::Cursor::new(data);
-    let lay = ScriptLayout::read_tuned(kind, &mut c, page, chunk);
+    let lay = ScriptLayout::read_tuned_for_fuzzing(kind, &mut c, page, chunk);
     let l = match (mem, lay) {
         (Err(e), Err(f)) => {
             assert_eq!(*e, f, "{kind:?}: streamed error");

@@ -31,7 +31,6 @@
 #![warn(missing_docs)]
 #![deny(clippy::indexing_slicing)]
 
-pub mod asn1;
 pub mod chain;
 pub mod digest;
 mod error;
@@ -41,18 +40,18 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod manage;
-pub mod pagehash;
-pub mod pe;
-pub mod pkcs7;
-pub mod script;
 pub mod sign;
-pub mod spc;
 pub mod split;
 pub(crate) mod stage;
 pub(crate) mod stream;
 pub mod timestamp;
 pub mod verify;
-pub mod wincert;
+
+// The format layer (no I/O) lives in its own crate; these names keep paths short inside
+// this one. Users reach it as `codeseal_formats`, re-exported as [`formats`].
+/// The format layer: PE, certificate table, SPC, PKCS#7, scripts, digest maths, OIDs.
+pub use codeseal_formats as formats;
+pub(crate) use codeseal_formats::{asn1, oid, pagehash, pe, pkcs7, script, spc, wincert};
 
 pub use error::{Error, Result};
 pub use finding::{Finding, FindingCode};

@@ -88,7 +88,7 @@ pub fn attach_signature(
 ) -> Result<u64> {
     let der = if pkcs7.starts_with(b"-----BEGIN") {
         let (_, der) = der::pem::decode_vec(pkcs7)
-            .map_err(|e| Error::MalformedSignature(format!("PEM: {e}")))?;
+            .map_err(|e| Error::malformed_signature(format!("PEM: {e}")))?;
         der
     } else {
         pkcs7.to_vec()
@@ -170,10 +170,10 @@ pub fn timestamp_file(
         .to_vec();
     let parsed = ParsedSignature::parse(&primary)?;
     if !parsed
-        .unsigned_values(crate::spc::SPC_RFC3161_TIMESTAMP)
+        .unsigned_values(crate::oid::SPC_RFC3161_TIMESTAMP)
         .is_empty()
         || !parsed
-            .unsigned_values(crate::spc::PKCS9_COUNTERSIGNATURE)
+            .unsigned_values(crate::oid::PKCS9_COUNTERSIGNATURE)
             .is_empty()
     {
         return Err(Error::Usage(

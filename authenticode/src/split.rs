@@ -74,7 +74,7 @@ fn file_digest(
             let mut r = std::io::BufReader::with_capacity(64 << 10, file);
             let pe = PeInfo::read(&mut r)?;
             if pe.bytes_after_cert_table() > 0 {
-                return Err(Error::CertTable(format!(
+                return Err(Error::cert_table(format!(
                     "{} bytes follow the certificate table; refusing to sign a file with unsigned trailing data",
                     pe.bytes_after_cert_table()
                 )));
@@ -155,7 +155,7 @@ impl DigestRequest {
         let want = self.algorithm.digest.digest(spc.value());
         let md = signed_attrs
             .iter()
-            .find(|a| a.oid == crate::spc::PKCS9_MESSAGE_DIGEST)
+            .find(|a| a.oid == crate::oid::PKCS9_MESSAGE_DIGEST)
             .and_then(|a| a.values.iter().next())
             .and_then(|v| v.decode_as::<der::asn1::OctetString>().ok())
             .ok_or_else(|| bad("no messageDigest attribute"))?;

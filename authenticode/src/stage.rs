@@ -102,7 +102,7 @@ pub(crate) fn primary_signature(table: &[u8]) -> Result<Vec<u8>> {
     let entry = entries
         .iter()
         .find(|e| e.cert_type == WIN_CERT_TYPE_PKCS_SIGNED_DATA)
-        .ok_or_else(|| Error::CertTable("no PKCS#7 entry".into()))?;
+        .ok_or_else(|| Error::cert_table("no PKCS#7 entry"))?;
     let parsed = ParsedSignature::parse(entry.data)?;
     Ok(entry
         .data
@@ -139,7 +139,7 @@ pub(crate) fn inspect<R: Read + Seek>(
             return Err(Error::AlreadySigned);
         }
         if pe.bytes_after_cert_table() > 0 {
-            return Err(Error::CertTable(format!(
+            return Err(Error::cert_table(format!(
                 "{} bytes follow the certificate table at {:#x}; refusing to rewrite a file with unsigned trailing data",
                 pe.bytes_after_cert_table(),
                 t.offset
@@ -433,7 +433,7 @@ mod tests {
     /// image plus its padding, and the aligned bulk of it did go through that handle.
     #[test]
     fn direct_copy_is_exact() {
-        let mut file = crate::pe::tests::tiny_pe();
+        let mut file = crate::pe::tiny_pe();
         let mut x = 7u32;
         file.extend((0..PIPELINE_MIN as usize + 2 * CHUNK + 333).map(|_| {
             x ^= x << 13;
@@ -489,7 +489,7 @@ mod tests {
     #[test]
     fn early_writeback_copy_is_exact() {
         use crate::digest::WRITEBACK_STEP;
-        let mut file = crate::pe::tests::tiny_pe();
+        let mut file = crate::pe::tiny_pe();
         let mut x = 11u32;
         file.extend((0..PIPELINE_MIN as usize + 3 * CHUNK + 4321).map(|_| {
             x ^= x << 13;

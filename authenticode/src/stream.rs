@@ -61,7 +61,7 @@ fn signature_table(
     let signature = key.sign_digest_checked(algorithm, &request.digest_to_sign)?;
     let pkcs7 = assemble(&request, identity, &signature, opts.timestamp.as_ref())?;
     match kept {
-        Some(primary) => nest_signature(primary, &pkcs7),
+        Some(primary) => Ok(nest_signature(primary, &pkcs7)?),
         None => Ok(pkcs7),
     }
 }

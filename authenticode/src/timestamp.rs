@@ -26,8 +26,8 @@ use x509_tsp::{MessageImprint, TimeStampReq, TspVersion};
 use crate::{
     asn1::{self, Time},
     error::Error,
+    oid::{PKCS9_COUNTERSIGNATURE, SPC_RFC3161_TIMESTAMP},
     pkcs7::{find_signer, verify_cms_signer},
-    spc::{PKCS9_COUNTERSIGNATURE, SPC_RFC3161_TIMESTAMP},
 };
 
 /// id-ct-TSTInfo.

@@ -129,7 +129,7 @@ fn check_timestamps(sig: &ParsedSignature) -> Vec<FoundStamp> {
     use crate::timestamp::{check_legacy_eku, legacy_signing_time, validate_token, Protocol};
     let signature = sig.signer_info.signature.as_bytes();
     let mut out = Vec::new();
-    for der in sig.unsigned_values(crate::spc::SPC_RFC3161_TIMESTAMP) {
+    for der in sig.unsigned_values(crate::oid::SPC_RFC3161_TIMESTAMP) {
         let r = {
             // The imprint algorithm is the token's own; check the value against it.
             validate_token(der, None, None, None).and_then(|probe| {
@@ -152,7 +152,7 @@ fn check_timestamps(sig: &ParsedSignature) -> Vec<FoundStamp> {
             Err(e) => stamp_bad(Protocol::Rfc3161, e),
         });
     }
-    for der in sig.unsigned_values(crate::spc::PKCS9_COUNTERSIGNATURE) {
+    for der in sig.unsigned_values(crate::oid::PKCS9_COUNTERSIGNATURE) {
         let r = (|| -> std::result::Result<FoundStamp, String> {
             let tlv = crate::asn1::Tlv::exactly(der).map_err(|e| e.to_string())?;
             let counter = crate::pkcs7::SignerInfoRef::parse(tlv).map_err(|e| e.to_string())?;
@@ -730,7 +730,7 @@ fn finish_report(
 pub(crate) fn read_cert_table<R: Read + Seek>(r: &mut R, pe: &PeInfo) -> Result<Vec<u8>> {
     let loc = pe.cert_table.ok_or(Error::NotSigned)?;
     if loc.size > MAX_CERT_TABLE {
-        return Err(Error::CertTable(format!(
+        return Err(Error::cert_table(format!(
             "the table is {} bytes; codeseal reads at most {MAX_CERT_TABLE}",
             loc.size
         )));
@@ -829,9 +829,9 @@ fn check_signature_at(
     // Unsigned attributes are not covered by the signature: anything but nested signatures
     // and time stamps is data someone could have added (e.g. installer "tags").
     let known = [
-        crate::spc::SPC_NESTED_SIGNATURE,
-        crate::spc::SPC_RFC3161_TIMESTAMP,
-        crate::spc::PKCS9_COUNTERSIGNATURE,
+        crate::oid::SPC_NESTED_SIGNATURE,
+        crate::oid::SPC_RFC3161_TIMESTAMP,
+        crate::oid::PKCS9_COUNTERSIGNATURE,
     ];
     for a in &sig.unsigned {
         if !known.contains(&a.oid) {

@@ -10,12 +10,12 @@ use cms::{
     content_info::ContentInfo,
     signed_data::{SignedData, SignerInfos},
 };
+use codeseal_authenticode::formats::Error as FormatError;
 use codeseal_authenticode::{
-    pe::PeInfo,
-    pkcs7::ParsedSignature,
-    sign_file,
-    wincert::{build_entry, parse_table},
-    Error, FindingCode, SignOptions,
+    formats::pe::PeInfo,
+    formats::pkcs7::ParsedSignature,
+    formats::wincert::{build_entry, parse_table},
+    sign_file, Error, FindingCode, SignOptions,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;
@@ -146,8 +146,8 @@ fn row4_several_entries_are_all_reported() {
 fn row5_nesting_is_depth_capped() {
     let (bytes, pe, sig) = signed();
     let mut cur = sig.clone();
-    for _ in 0..(codeseal_authenticode::pkcs7::MAX_NESTING + 2) {
-        cur = codeseal_authenticode::pkcs7::nest_signature(&sig, &cur).expect("nest");
+    for _ in 0..(codeseal_authenticode::formats::pkcs7::MAX_NESTING + 2) {
+        cur = codeseal_authenticode::formats::pkcs7::nest_signature(&sig, &cur).expect("nest");
     }
     let msg = report_errors(&with_table(&bytes, &pe, &build_entry(&cur).expect("entry")));
     assert!(msg.contains("nested deeper"), "{msg}");
@@ -167,8 +167,9 @@ fn row7_overlay_and_unstripped_images_hash_like_osslsigncode() {
     let first_raw = u32::from_le_bytes(b[table + 20..table + 24].try_into().expect("4"));
     b[second + 20..second + 24].copy_from_slice(&first_raw.to_le_bytes());
     let pe2 = PeInfo::read(&mut Cursor::new(&b)).expect("pe");
-    let e = codeseal_authenticode::pagehash::PageHasher::new(&pe2, DigestAlgorithm::Sha256)
-        .expect_err("overlap");
+    let e =
+        codeseal_authenticode::formats::pagehash::PageHasher::new(&pe2, DigestAlgorithm::Sha256)
+            .expect_err("overlap");
     assert!(e.to_string().contains("overlap"), "{e}");
 }
 
@@ -184,7 +185,7 @@ fn row10_small_optional_header_and_few_directories() {
     b[opt_len_at..opt_len_at + 2].copy_from_slice(&60u16.to_le_bytes());
     assert!(matches!(
         verify(&mut Cursor::new(&b)),
-        Err(Error::MalformedPe { .. })
+        Err(Error::Format(FormatError::MalformedPe { .. }))
     ));
 }
 
@@ -197,8 +198,9 @@ fn row12_page_hash_tables_with_absurd_values() {
     let opt = pe.pe_offset as usize + 24;
     b[opt + 32..opt + 36].copy_from_slice(&0x8000_0000u32.to_le_bytes()); // SectionAlignment 2 GiB
     let pe2 = PeInfo::read(&mut Cursor::new(&b)).expect("pe");
-    let e = codeseal_authenticode::pagehash::PageHasher::new(&pe2, DigestAlgorithm::Sha256)
-        .expect_err("align");
+    let e =
+        codeseal_authenticode::formats::pagehash::PageHasher::new(&pe2, DigestAlgorithm::Sha256)
+            .expect_err("align");
     assert!(e.to_string().contains("SectionAlignment"), "{e}");
 }
 
@@ -263,7 +265,7 @@ fn row14_pkcs7_shape() {
                 .expect("attrs")
                 .into_vec()
                 .into_iter()
-                .filter(|a| a.oid != codeseal_authenticode::spc::PKCS9_MESSAGE_DIGEST)
+                .filter(|a| a.oid != codeseal_authenticode::formats::oid::PKCS9_MESSAGE_DIGEST)
                 .collect();
             one.signed_attrs = Some(SetOfVec::try_from(attrs).expect("set"));
             let mut set = SetOfVec::new();
@@ -371,7 +373,10 @@ fn row20_the_signer_refuses_crafted_inputs_without_writing() {
     )
     .expect_err("crafted");
     assert!(
-        matches!(e, Error::CertTable(_) | Error::Truncated { .. }),
+        matches!(
+            e,
+            Error::Format(FormatError::CertTable(_)) | Error::Format(FormatError::Truncated { .. })
+        ),
         "{e}"
     );
     assert!(!out.exists());

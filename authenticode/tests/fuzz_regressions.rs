@@ -127,7 +127,7 @@ fn script_parse() {
 /// parses as its kind with a signature block.
 #[test]
 fn script_parse_seeds_have_blocks() {
-    use codeseal_authenticode::script::{Script, ScriptKind};
+    use codeseal_authenticode::formats::script::{Script, ScriptKind};
     let dir = regressions_dir().join("script_parse");
     for name in [
         "signed-utf16.ps1",

@@ -133,12 +133,13 @@ fn page_hashes_verify_in_osslsigncode_and_signify_and_match_osslsigncodes() {
                 extract_signature(&out).expect("x"),
                 extract_signature(&theirs).expect("x"),
             );
-            let ours = codeseal_authenticode::pkcs7::ParsedSignature::parse(&ours_der).expect("p");
-            let their =
-                codeseal_authenticode::pkcs7::ParsedSignature::parse(&their_der).expect("p");
+            let ours = codeseal_authenticode::formats::pkcs7::ParsedSignature::parse(&ours_der)
+                .expect("p");
+            let their = codeseal_authenticode::formats::pkcs7::ParsedSignature::parse(&their_der)
+                .expect("p");
             assert_eq!(
-                codeseal_authenticode::pkcs7::page_hashes_of(&ours.spc).expect("ours"),
-                codeseal_authenticode::pkcs7::page_hashes_of(&their.spc).expect("theirs"),
+                codeseal_authenticode::formats::pkcs7::page_hashes_of(&ours.spc).expect("ours"),
+                codeseal_authenticode::formats::pkcs7::page_hashes_of(&their.spc).expect("theirs"),
                 "{fx} {d}: page-hash table differs from osslsigncode's"
             );
             let r = verify_file(&theirs).expect("v");

@@ -1,5 +1,5 @@
 //! The script module against osslsigncode: scripts signed by osslsigncode are read by
-//! `codeseal_authenticode::script`, and the digest in their SpcIndirectDataContent must equal
+//! `codeseal_authenticode::formats::script`, and the digest in their SpcIndirectDataContent must equal
 //! the module's digest of the unsigned text; the module's own block writing must reproduce
 //! osslsigncode's file byte for byte.
 mod common;
@@ -7,9 +7,9 @@ mod common;
 use std::{fs, path::Path};
 
 use codeseal_authenticode::{
-    pkcs7::parse_content_info,
-    script::{Encoding, Script, ScriptKind},
-    spc::{SpcIndirectDataContent, SPC_INDIRECT_DATA},
+    formats::pkcs7::parse_content_info,
+    formats::script::{Encoding, Script, ScriptKind},
+    formats::{oid::SPC_INDIRECT_DATA, spc::SpcIndirectDataContent},
 };
 use common::*;
 use const_oid::ObjectIdentifier;

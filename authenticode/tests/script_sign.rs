@@ -8,7 +8,7 @@ mod common;
 
 use std::{fs, path::Path, time::Duration};
 
-use codeseal_authenticode::script::Script;
+use codeseal_authenticode::formats::script::Script;
 use codeseal_authenticode::{
     attach_signature, extract_signature, remove_signature, sign_file,
     timestamp::{Protocol, TimestampOptions},
@@ -301,8 +301,8 @@ fn a_signature_moved_to_another_kind_is_wrong_indirect_data() {
     sign_file(&identity("leaf-rsa2048"), &p("a.ps1"), &p("s.ps1"), &opts()).expect("sign");
     let der = extract_signature(&p("s.ps1")).expect("extract");
     // The same text as JScript, carrying the PowerShell signature in JScript's block syntax.
-    let js = codeseal_authenticode::script::Script::parse(
-        codeseal_authenticode::script::ScriptKind::JScript,
+    let js = codeseal_authenticode::formats::script::Script::parse(
+        codeseal_authenticode::formats::script::ScriptKind::JScript,
         b"WScript.Echo(1);\r\n",
     )
     .expect("parse")

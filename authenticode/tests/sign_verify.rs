@@ -13,9 +13,10 @@ fn t_end(pe: &PeInfo) -> u64 {
 
 use std::{fs, io::Cursor};
 
+use codeseal_authenticode::formats::Error as FormatError;
 use codeseal_authenticode::{
-    digest::stream_image, pe::PeInfo, pkcs7::ParsedSignature, sign_file, wincert::parse_table,
-    Error, FindingCode, SignOptions,
+    digest::stream_image, formats::pe::PeInfo, formats::pkcs7::ParsedSignature,
+    formats::wincert::parse_table, sign_file, Error, FindingCode, SignOptions,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;
@@ -352,13 +353,16 @@ fn damaged_real_files_give_typed_errors() {
         );
     }
     let r = verify(&mut Cursor::new(&bytes[..bytes.len() - 4]));
-    assert!(matches!(r, Err(Error::CertTable(_))), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::Format(FormatError::CertTable(_)))),
+        "{r:?}"
+    );
     // e_lfanew past EOF.
     let mut b = bytes.clone();
     b[0x3c..0x40].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
     assert!(matches!(
         verify(&mut Cursor::new(&b)),
-        Err(Error::Truncated { .. })
+        Err(Error::Format(FormatError::Truncated { .. }))
     ));
     // Absurd section count.
     let mut b = bytes.clone();
@@ -366,7 +370,7 @@ fn damaged_real_files_give_typed_errors() {
     b[nsec..nsec + 2].copy_from_slice(&0xffffu16.to_le_bytes());
     assert!(matches!(
         verify(&mut Cursor::new(&b)),
-        Err(Error::Truncated { .. })
+        Err(Error::Format(FormatError::Truncated { .. }))
     ));
     // Certificate table pointing past EOF.
     let mut b = bytes.clone();
@@ -374,7 +378,7 @@ fn damaged_real_files_give_typed_errors() {
     b[dir_at..dir_at + 4].copy_from_slice(&(bytes.len() as u32 - 8).to_le_bytes());
     assert!(matches!(
         verify(&mut Cursor::new(&b)),
-        Err(Error::CertTable(_))
+        Err(Error::Format(FormatError::CertTable(_)))
     ));
     // Data appended after the table: invalid (CVE-2012-0151 shape).
     let mut b = bytes.clone();

@@ -266,8 +266,9 @@ fn padding_bytes_unknown_unsigned_attributes_and_extra_certificates() {
     )
     .expect("any");
     let oid = const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.1");
-    let tagged = codeseal_authenticode::pkcs7::add_unsigned_attr_and_certs(&sig, oid, tag, &extra)
-        .expect("add");
+    let tagged =
+        codeseal_authenticode::formats::pkcs7::add_unsigned_attr_and_certs(&sig, oid, tag, &extra)
+            .expect("add");
     let out = dir.path().join("tagged.exe");
     codeseal_authenticode::attach_signature(
         &good,

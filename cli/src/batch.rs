@@ -35,7 +35,7 @@ pub struct Summary {
 fn is_signable_name(p: &Path) -> bool {
     p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
         PE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
-            || codeseal_authenticode::script::ScriptKind::from_extension(e).is_ok()
+            || codeseal_authenticode::formats::script::ScriptKind::from_extension(e).is_ok()
     })
 }
 

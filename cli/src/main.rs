@@ -9,7 +9,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use codeseal_authenticode::{
-    pe::PeInfo, verify::VerifyReport, OpusInfo, SignOptions, TrustCheck, Verifier,
+    formats::pe::PeInfo, verify::VerifyReport, OpusInfo, SignOptions, TrustCheck, Verifier,
 };
 use codeseal_signer::{DigestAlgorithm, SigningIdentity};
 
@@ -952,10 +952,10 @@ fn cmd_info(file: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
 
 fn info_script(
     file: &std::path::Path,
-    kind: codeseal_authenticode::script::ScriptKind,
+    kind: codeseal_authenticode::formats::script::ScriptKind,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    use codeseal_authenticode::script::{Encoding, ScriptLayout};
+    use codeseal_authenticode::formats::script::{Encoding, ScriptLayout};
     let mut f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let layout = ScriptLayout::read(kind, &mut f)?;
     let size = layout.len();

@@ -15,8 +15,8 @@ use std::{
 };
 
 use codeseal_authenticode::{
-    sign::PreparedSigning, timestamp::TimestampOptions, Error as AcError, OpusInfo, SignOptions,
-    Verifier,
+    formats::Error as FormatError, sign::PreparedSigning, timestamp::TimestampOptions,
+    Error as AcError, OpusInfo, SignOptions, Verifier,
 };
 use codeseal_signer::{KeySigner, SignError};
 use sha2::{Digest, Sha256};
@@ -171,11 +171,15 @@ fn classify_pkcs11(rv: cryptoki::error::RvError) -> (FailureReason, bool) {
 fn classify_sign(e: AcError) -> StepError {
     let msg = e.to_string();
     match e {
-        AcError::MalformedPe { .. } => StepError::input(FailureReason::NotPe, msg),
+        AcError::Format(f) => match f {
+            FormatError::MalformedPe { .. } => StepError::input(FailureReason::NotPe, msg),
+            FormatError::Truncated { .. } => StepError::input(FailureReason::Truncated, msg),
+            FormatError::CertTable(_) => StepError::input(FailureReason::MalformedPe, msg),
+            FormatError::Io { .. } => StepError::transient(FailureReason::Io, msg),
+            _ => StepError::permanent(FailureReason::Signing, msg),
+        },
         AcError::Unsupported(_) => StepError::input(FailureReason::UnsupportedType, msg),
         AcError::Script(_) => StepError::input(FailureReason::MalformedScript, msg),
-        AcError::Truncated { .. } => StepError::input(FailureReason::Truncated, msg),
-        AcError::CertTable(_) => StepError::input(FailureReason::MalformedPe, msg),
         AcError::AlreadySigned => StepError::permanent(FailureReason::AlreadySigned, msg),
         AcError::Sign(se) => {
             let (reason, transient) = classify_key_error(&se);

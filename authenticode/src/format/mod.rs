@@ -27,12 +27,10 @@ use serde::Serialize;
 
 use crate::{
     error::{Error, Result},
+    oid::{SPC_PE_IMAGE_DATA, SPC_SIPINFO},
     pkcs7::{page_hash_object, ParsedSignature, MAX_NESTING},
     script::ScriptKind,
-    spc::{
-        SpcAttributeTypeAndOptionalValue, SpcLink, SpcPeImageData, SpcString, OBSOLETE_LINK,
-        SPC_PE_IMAGE_DATA, SPC_SIPINFO,
-    },
+    spc::{SpcAttributeTypeAndOptionalValue, SpcLink, SpcPeImageData, SpcString, OBSOLETE_LINK},
     stage::Existing,
     verify::check_signature,
 };

@@ -14,8 +14,9 @@ use std::{
 use codeseal_signer::DigestAlgorithm;
 
 use super::{check_written, output::OutputFile, FileKind, StageOptions, Staged};
+use codeseal_formats::digest::Hasher;
+
 use crate::{
-    digest::Hasher,
     error::{Error, Result},
     script::{DigestSink, Encoding, ScriptError, ScriptKind, ScriptLayout},
     stage::{Existing, KeptSignature},

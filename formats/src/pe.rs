@@ -315,6 +315,31 @@ impl PeInfo {
     }
 }
 
+/// A minimal, valid PE32+ header with one section, built field by field (tests only).
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+#[allow(clippy::indexing_slicing)]
+pub fn tiny_pe() -> Vec<u8> {
+    let mut f = vec![0u8; 0x400];
+    f[0..2].copy_from_slice(b"MZ");
+    f[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    f[0x80..0x84].copy_from_slice(b"PE\0\0");
+    f[0x84..0x86].copy_from_slice(&0x8664u16.to_le_bytes());
+    f[0x86..0x88].copy_from_slice(&1u16.to_le_bytes());
+    f[0x94..0x96].copy_from_slice(&240u16.to_le_bytes());
+    let opt = 0x98;
+    f[opt..opt + 2].copy_from_slice(&PE32_PLUS_MAGIC.to_le_bytes());
+    f[opt + 32..opt + 36].copy_from_slice(&0x1000u32.to_le_bytes());
+    f[opt + 36..opt + 40].copy_from_slice(&0x200u32.to_le_bytes());
+    f[opt + 60..opt + 64].copy_from_slice(&0x200u32.to_le_bytes());
+    f[opt + 108..opt + 112].copy_from_slice(&16u32.to_le_bytes());
+    let sec = opt + 240;
+    f[sec..sec + 5].copy_from_slice(b".text");
+    f[sec + 16..sec + 20].copy_from_slice(&0x200u32.to_le_bytes());
+    f[sec + 20..sec + 24].copy_from_slice(&0x200u32.to_le_bytes());
+    f
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 pub(crate) mod tests {
@@ -322,27 +347,7 @@ pub(crate) mod tests {
 
     use super::*;
 
-    /// A minimal, valid PE32+ header with one section, built field by field.
-    pub(crate) fn tiny_pe() -> Vec<u8> {
-        let mut f = vec![0u8; 0x400];
-        f[0..2].copy_from_slice(b"MZ");
-        f[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
-        f[0x80..0x84].copy_from_slice(b"PE\0\0");
-        f[0x84..0x86].copy_from_slice(&0x8664u16.to_le_bytes());
-        f[0x86..0x88].copy_from_slice(&1u16.to_le_bytes());
-        f[0x94..0x96].copy_from_slice(&240u16.to_le_bytes());
-        let opt = 0x98;
-        f[opt..opt + 2].copy_from_slice(&PE32_PLUS_MAGIC.to_le_bytes());
-        f[opt + 32..opt + 36].copy_from_slice(&0x1000u32.to_le_bytes());
-        f[opt + 36..opt + 40].copy_from_slice(&0x200u32.to_le_bytes());
-        f[opt + 60..opt + 64].copy_from_slice(&0x200u32.to_le_bytes());
-        f[opt + 108..opt + 112].copy_from_slice(&16u32.to_le_bytes());
-        let sec = opt + 240;
-        f[sec..sec + 5].copy_from_slice(b".text");
-        f[sec + 16..sec + 20].copy_from_slice(&0x200u32.to_le_bytes());
-        f[sec + 20..sec + 24].copy_from_slice(&0x200u32.to_le_bytes());
-        f
-    }
+    use super::tiny_pe;
 
     #[test]
     fn reads_a_minimal_pe() {

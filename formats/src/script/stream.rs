@@ -104,6 +104,19 @@ impl ScriptLayout {
         Self::read_tuned(kind, r, locate::PAGE, CHUNK)
     }
 
+    /// [`ScriptLayout::read`] with tiny pages and reads, for the fuzz target that cuts the
+    /// text everywhere (feature `fuzzing`, never in a release build).
+    #[cfg(feature = "fuzzing")]
+    #[doc(hidden)]
+    pub fn read_tuned_for_fuzzing<R: Read + Seek>(
+        kind: ScriptKind,
+        r: &mut R,
+        page: u64,
+        chunk: usize,
+    ) -> Result<Self> {
+        Self::read_tuned(kind, r, page, chunk)
+    }
+
     /// [`ScriptLayout::read`] with pages of `page` bytes for the block search and reads of
     /// `chunk` bytes for the passes (tests use tiny ones, to cut the text everywhere).
     pub(crate) fn read_tuned<R: Read + Seek>(

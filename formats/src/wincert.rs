@@ -111,8 +111,8 @@ pub fn parse_table(table: &[u8]) -> Result<(Vec<WinCertificate<'_>>, Vec<TableNo
 pub fn build_entry(pkcs7_der: &[u8]) -> Result<Vec<u8>> {
     let unpadded = 8 + pkcs7_der.len();
     let padded = unpadded.div_ceil(8) * 8;
-    let length =
-        u32::try_from(padded).map_err(|_| Error::Usage("signature larger than 4 GiB".into()))?;
+    let length = u32::try_from(padded)
+        .map_err(|_| Error::InvalidValue("signature larger than 4 GiB".into()))?;
     let mut out = Vec::with_capacity(padded);
     out.extend_from_slice(&length.to_le_bytes());
     out.extend_from_slice(&WIN_CERT_REVISION_2_0.to_le_bytes());

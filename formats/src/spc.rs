@@ -29,45 +29,6 @@ use der::{
 };
 use spki::AlgorithmIdentifierOwned;
 
-/// SPC_INDIRECT_DATA_OBJID: the content type of an Authenticode SignedData.
-pub const SPC_INDIRECT_DATA: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.4");
-/// SPC_PE_IMAGE_DATA_OBJID: `SpcAttributeTypeAndOptionalValue.type` for PE files.
-pub const SPC_PE_IMAGE_DATA: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.15");
-/// SPC_SIPINFO_OBJID: `SpcAttributeTypeAndOptionalValue.type` for files signed through a
-/// subject interface package (scripts, MSI, APPX): the value is an `SpcSipInfo`.
-pub const SPC_SIPINFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.30");
-/// SPC_SP_OPUS_INFO_OBJID: signed attribute with the program name and URL.
-pub const SPC_SP_OPUS_INFO: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.12");
-/// SPC_STATEMENT_TYPE_OBJID: signed attribute naming the statement type.
-pub const SPC_STATEMENT_TYPE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.11");
-/// SPC_INDIVIDUAL_SP_KEY_PURPOSE_OBJID: "individual code signing".
-pub const SPC_INDIVIDUAL_SP_KEY_PURPOSE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.21");
-/// Nested signature: unsigned attribute holding further SignedData blobs.
-pub const SPC_NESTED_SIGNATURE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.4.1");
-/// RFC 3161 time-stamp token as an unsigned attribute.
-pub const SPC_RFC3161_TIMESTAMP: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.3.3.1");
-/// PKCS#9 countersignature (legacy Authenticode time stamp).
-pub const PKCS9_COUNTERSIGNATURE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.6");
-/// PKCS#9 contentType attribute.
-pub const PKCS9_CONTENT_TYPE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
-/// PKCS#9 messageDigest attribute.
-pub const PKCS9_MESSAGE_DIGEST: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
-/// PKCS#9 signingTime attribute.
-pub const PKCS9_SIGNING_TIME: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
-/// CMS id-signedData.
-pub const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
-
 /// The "file" link Windows and osslsigncode put in SpcPeImageData.
 pub const OBSOLETE_LINK: &str = "<<<Obsolete>>>";
 

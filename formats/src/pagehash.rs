@@ -6,6 +6,7 @@
 //! data in page-sized pieces, the last piece zero-padded to a page; a final entry holds the
 //! end of the last section and an all-zero digest. The page size is SectionAlignment, as
 //! osslsigncode and signify use. SHA-1 tables use the v1 OID, all others SHA-256 and v2.
+use crate::oid::*;
 use codeseal_signer::DigestAlgorithm;
 use const_oid::ObjectIdentifier;
 
@@ -15,10 +16,6 @@ use crate::{
     pe::PeInfo,
 };
 
-/// SPC_PE_IMAGE_PAGE_HASHES_V1 (SHA-1).
-pub const PAGE_HASHES_V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.3.1");
-/// SPC_PE_IMAGE_PAGE_HASHES_V2 (SHA-256).
-pub const PAGE_HASHES_V2: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.3.2");
 /// The SpcSerializedObject class id that marks a page-hash table.
 pub const PAGE_HASH_CLASS_ID: [u8; 16] = [
     0xa6, 0xb5, 0x86, 0xd5, 0xb4, 0xa1, 0x24, 0x66, 0xae, 0x05, 0xa2, 0x17, 0xda, 0x8e, 0x60, 0xd6,
@@ -76,13 +73,13 @@ impl PageHasher {
     pub fn new(pe: &PeInfo, alg: DigestAlgorithm) -> Result<Self> {
         let page = u64::from(pe.section_alignment);
         if !(512..=65536).contains(&page) || !page.is_power_of_two() {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidValue(format!(
                 "page hashes need a SectionAlignment between 512 and 64 KiB; this file has {page}"
             )));
         }
         let headers = u64::from(pe.size_of_headers);
         if headers == 0 || headers > page || headers > pe.file_len {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidValue(format!(
                 "page hashes need SizeOfHeaders ({headers}) within the first page"
             )));
         }
@@ -99,7 +96,7 @@ impl PageHasher {
             let start = u64::from(s.raw_offset);
             let end = start + u64::from(s.raw_size);
             if start < prev_end {
-                return Err(Error::Usage(format!(
+                return Err(Error::InvalidValue(format!(
                     "page hashes need non-overlapping sections; section {} at {start:#x} overlaps",
                     s.name
                 )));
@@ -117,7 +114,7 @@ impl PageHasher {
             last_end = end;
         }
         if last_end > pe.image_end() {
-            return Err(Error::Usage(
+            return Err(Error::InvalidValue(
                 "a section runs into the certificate table".into(),
             ));
         }

@@ -6,6 +6,7 @@
 //!
 //! Parsing keeps the **original bytes** of what was signed (the signed attributes and the
 //! SpcIndirectDataContent) so verification never depends on re-encoding.
+use crate::oid::*;
 use cms::{
     cert::{CertificateChoices, IssuerAndSerialNumber},
     content_info::{CmsVersion, ContentInfo},
@@ -88,9 +89,9 @@ pub fn page_hashes_of(spc: &SpcIndirectDataContent) -> Result<Option<(DigestAlgo
         .iter()
         .next()
         .ok_or_else(|| malformed("empty page-hash object"))?;
-    let alg = if attr.value_type == crate::pagehash::PAGE_HASHES_V1 {
+    let alg = if attr.value_type == PAGE_HASHES_V1 {
         DigestAlgorithm::Sha1
-    } else if attr.value_type == crate::pagehash::PAGE_HASHES_V2 {
+    } else if attr.value_type == PAGE_HASHES_V2 {
         DigestAlgorithm::Sha256
     } else {
         return Err(malformed(format!(
@@ -161,7 +162,7 @@ pub fn add_unsigned_attr_and_certs(
     for a in &info.unsigned {
         if a.oid == oid {
             if a.count >= MAX_NESTED {
-                return Err(Error::Usage(format!(
+                return Err(Error::InvalidValue(format!(
                     "the signature already holds {} values of {oid}",
                     a.count
                 )));
@@ -276,7 +277,7 @@ pub struct SignatureRequest {
 
 impl SignatureRequest {
     /// Builds the SpcIndirectDataContent of `data` (what the format puts there: see
-    /// [`crate::format`]) and the file's digest, and the signed attributes (contentType,
+    /// `codeseal_authenticode::format`) and the file's digest, and the signed attributes (contentType,
     /// messageDigest, SpcSpOpusInfo, SpcStatementType).
     pub fn new(
         algorithm: SignatureAlgorithm,
@@ -286,7 +287,7 @@ impl SignatureRequest {
     ) -> Result<Self> {
         let digest_alg = algorithm.digest;
         if image_digest.len() != digest_alg.output_len() {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidValue(format!(
                 "image digest of {} bytes for {digest_alg}",
                 image_digest.len()
             )));
@@ -309,13 +310,13 @@ impl SignatureRequest {
                 .as_deref()
                 .map(|n| BmpString::from_utf8(n).map(SpcString::Unicode))
                 .transpose()
-                .map_err(|e| Error::Usage(format!("program name: {e}")))?,
+                .map_err(|e| Error::InvalidValue(format!("program name: {e}")))?,
             more_info: opus
                 .url
                 .as_deref()
                 .map(|u| Ia5String::new(u).map(SpcLink::Url))
                 .transpose()
-                .map_err(|e| Error::Usage(format!("URL must be ASCII: {e}")))?,
+                .map_err(|e| Error::InvalidValue(format!("URL must be ASCII: {e}")))?,
         };
         let statement = vec![SPC_INDIVIDUAL_SP_KEY_PURPOSE];
         let attrs = vec![
@@ -344,7 +345,7 @@ impl SignatureRequest {
     pub fn assemble(&self, chain: &[Certificate], signature: &[u8]) -> Result<Vec<u8>> {
         let leaf = chain
             .first()
-            .ok_or_else(|| Error::Usage("no signer certificate".into()))?;
+            .ok_or_else(|| Error::InvalidValue("no signer certificate".into()))?;
         let digest_alg = self.algorithm.digest.algorithm_identifier();
         let signer = SignerInfo {
             version: CmsVersion::V1,
