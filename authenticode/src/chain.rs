@@ -16,15 +16,12 @@ use x509_cert::{
     Certificate,
 };
 
+use crate::oid::{
+    ANY_EXTENDED_KEY_USAGE, ID_CE_EXT_KEY_USAGE, ID_KP_CODE_SIGNING, ID_KP_TIME_STAMPING,
+};
+
 /// The longest chain followed.
 pub const MAX_DEPTH: usize = 8;
-
-/// id-kp-codeSigning.
-pub const CODE_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.3");
-/// id-kp-timeStamping.
-pub const TIME_STAMPING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8");
-/// anyExtendedKeyUsage.
-pub const ANY_EKU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37.0");
 
 /// What a chain was checked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,7 +138,7 @@ impl Eku {
             .extensions
             .iter()
             .flatten()
-            .find(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_EXT_KEY_USAGE)
+            .find(|e| e.extn_id == ID_CE_EXT_KEY_USAGE)
         else {
             return Ok(None);
         };
@@ -171,13 +168,13 @@ impl Eku {
 /// key usage (when present) must allow digitalSignature.
 pub fn check_leaf_purpose(leaf: &Certificate, purpose: Purpose) -> Result<(), String> {
     let want = match purpose {
-        Purpose::CodeSigning => CODE_SIGNING,
-        Purpose::TimeStamping => TIME_STAMPING,
+        Purpose::CodeSigning => ID_KP_CODE_SIGNING,
+        Purpose::TimeStamping => ID_KP_TIME_STAMPING,
     };
     match Eku::of(leaf) {
         Ok(Some(eku)) => {
-            let allowed =
-                eku.contains(&want) || (purpose == Purpose::CodeSigning && eku.contains(&ANY_EKU));
+            let allowed = eku.contains(&want)
+                || (purpose == Purpose::CodeSigning && eku.contains(&ANY_EXTENDED_KEY_USAGE));
             if !allowed {
                 return Err(format!(
                     "{} lacks the {} extended key usage",

@@ -26,29 +26,13 @@ use x509_tsp::{MessageImprint, TimeStampReq, TspVersion};
 use crate::{
     asn1::{self, Time},
     error::Error,
-    oid::{PKCS9_COUNTERSIGNATURE, SPC_RFC3161_TIMESTAMP},
+    oid::{
+        ID_AA_SIGNING_CERTIFICATE, ID_AA_SIGNING_CERTIFICATE_V2, ID_CT_TST_INFO, ID_DATA,
+        ID_KP_TIME_STAMPING, PKCS9_COUNTERSIGNATURE, PKCS9_SIGNING_TIME, SPC_RFC3161_TIMESTAMP,
+        SPC_TIME_STAMP_REQUEST,
+    },
     pkcs7::{find_signer, verify_cms_signer},
 };
-
-/// id-ct-TSTInfo.
-pub const ID_CT_TST_INFO: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
-/// id-kp-timeStamping.
-pub const ID_KP_TIME_STAMPING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8");
-/// id-data.
-pub const ID_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
-/// SPC_TIME_STAMP_REQUEST_OBJID (legacy Authenticode time-stamp request).
-pub const SPC_TIME_STAMP_REQUEST: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.3.2.1");
-/// signingCertificate (ESS, RFC 2634).
-pub const ID_AA_SIGNING_CERTIFICATE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.12");
-/// signingCertificateV2 (ESS, RFC 5035).
-pub const ID_AA_SIGNING_CERTIFICATE_V2: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.47");
-/// PKCS#9 signingTime.
-pub const PKCS9_SIGNING_TIME: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
 
 /// The largest reply accepted from a TSA.
 pub const MAX_REPLY: u64 = 1 << 20;
