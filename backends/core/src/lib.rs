@@ -23,6 +23,7 @@ mod algorithm;
 pub mod csr;
 mod error;
 mod identity;
+pub mod percent;
 pub mod redact;
 mod rustcrypto;
 mod signer;

@@ -137,7 +137,7 @@ fn scheme_len(uri: &str) -> Option<usize> {
 }
 
 fn looks_like_reference(value: &str) -> bool {
-    let decoded = pct_decode_lossy(value.as_bytes());
+    let decoded = crate::percent::decode_lossy(value.as_bytes());
     let v = decoded.as_str();
     let lower = v.to_ascii_lowercase();
     if lower.starts_with("env:") {
@@ -290,7 +290,7 @@ fn classify(raw: &[u8]) -> Kind {
             })
             .collect()
     };
-    let decoded = norm(pct_decode_lossy(raw).as_bytes());
+    let decoded = norm(crate::percent::decode_lossy(raw).as_bytes());
     let plain = norm(raw);
     let mut kind = Kind::Other;
     for name in [decoded.as_str(), plain.as_str()] {
@@ -301,29 +301,6 @@ fn classify(raw: &[u8]) -> Kind {
         }
     }
     kind
-}
-
-/// Percent-decodes `b`; invalid escapes stay as they are; bytes that are not UTF-8 become
-/// U+FFFD.
-fn pct_decode_lossy(b: &[u8]) -> String {
-    let hex = |c: u8| char::from(c).to_digit(16);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            if let (Some(h), Some(l)) = (
-                b.get(i + 1).copied().and_then(hex),
-                b.get(i + 2).copied().and_then(hex),
-            ) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

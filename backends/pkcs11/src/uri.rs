@@ -1,8 +1,8 @@
 //! RFC 7512 `pkcs11:` URIs.
 use std::{fmt, path::PathBuf};
 
+use codeseal_signer::percent;
 use secrecy::SecretString;
-use zeroize::Zeroizing;
 
 use crate::Pkcs11Error;
 
@@ -101,49 +101,10 @@ pub(crate) fn redact(uri: &str) -> String {
     codeseal_signer::redact_uri(uri)
 }
 
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Percent-decodes `s` into bytes.
-fn pct_decode(s: &str) -> Result<Zeroizing<Vec<u8>>, String> {
-    let b = s.as_bytes();
-    let mut out = Zeroizing::new(Vec::with_capacity(b.len()));
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let (Some(&h), Some(&l)) = (b.get(i + 1), b.get(i + 2)) else {
-                return Err("truncated percent-encoding".into());
-            };
-            let (Some(h), Some(l)) = (hex_val(h), hex_val(l)) else {
-                return Err("invalid percent-encoding (expected %XX with hex digits)".into());
-            };
-            out.push(h << 4 | l);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Ok(out)
-}
-
-fn pct_decode_str(s: &str) -> Result<String, String> {
-    let bytes = pct_decode(s)?;
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| "value is not UTF-8 after percent-decoding".into())
-}
-
 /// Percent-encodes a value: unreserved characters and a few safe ones stay, the rest is %XX.
 fn pct_encode(bytes: &[u8], keep_slash: bool) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &c in bytes {
-        let keep = c.is_ascii_alphanumeric()
+    codeseal_signer::percent::encode(bytes, |c| {
+        c.is_ascii_alphanumeric()
             || matches!(
                 c,
                 b'-' | b'.'
@@ -160,14 +121,8 @@ fn pct_encode(bytes: &[u8], keep_slash: bool) -> String {
                     | b'+'
                     | b','
             )
-            || (keep_slash && c == b'/');
-        if keep {
-            out.push(char::from(c));
-        } else {
-            out.push_str(&format!("%{c:02X}"));
-        }
-    }
-    out
+            || (keep_slash && c == b'/')
+    })
 }
 
 impl Pkcs11Uri {
@@ -231,7 +186,7 @@ impl Pkcs11Uri {
     }
 
     fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
-        let text = || pct_decode_str(value);
+        let text = || percent::decode_str(value).map_err(|e| e.to_string());
         match name {
             "token" => self.token = Some(text()?),
             "manufacturer" => self.manufacturer = Some(text()?),
@@ -260,7 +215,9 @@ impl Pkcs11Uri {
             "slot-manufacturer" => self.slot_manufacturer = Some(text()?),
             "object" => self.object = Some(text()?),
             "id" => {
-                let id = pct_decode(value)?.to_vec();
+                let id = percent::decode(value.as_bytes())
+                    .map_err(|e| e.to_string())?
+                    .to_vec();
                 if id.is_empty() {
                     return Err("empty id".into());
                 }
@@ -284,7 +241,7 @@ impl Pkcs11Uri {
             "module-name" => self.module_name = Some(text()?),
             "pin-source" => self.pin_source = Some(parse_pin_source(&text()?)?),
             "pin-value" => {
-                let bytes = pct_decode(value)?;
+                let bytes = percent::decode(value.as_bytes()).map_err(|e| e.to_string())?;
                 let s = std::str::from_utf8(&bytes)
                     .map_err(|_| "value is not UTF-8 after percent-decoding".to_string())?;
                 self.pin_value = Some(SecretString::from(s));
@@ -352,7 +309,7 @@ pub(crate) fn key_selector(label: Option<&str>, id: Option<&[u8]>) -> String {
 
 /// Every byte as %XX (how ids are written).
 pub(crate) fn pct_encode_all(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("%{b:02X}")).collect()
+    percent::encode(bytes, |_| false)
 }
 
 fn parse_pin_source(v: &str) -> Result<PinSource, String> {
