@@ -50,7 +50,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let roots = codeseal_keys::load_certificates(&dir.join("root.pem"))?;
     let report = Verifier::new(roots)?.verify_file(&output)?;
     println!("3. verified with codeseal's verifier, trusting root.pem:");
-    crate::print_report(&report);
+    crate::cmd::verify::print_report(&report);
     if !report.valid {
         return Ok(ExitCode::from(1));
     }

@@ -1,0 +1,131 @@
+//! `codeseal info`: facts about a file and the signatures found.
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::Args;
+use codeseal_authenticode::{PeInfo, Verifier};
+
+use super::verify::print_report;
+
+/// The arguments of `codeseal info`.
+#[derive(Args)]
+pub(crate) struct InfoArgs {
+    /// The file (PE or script).
+    pub(crate) file: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
+    let InfoArgs { file, json } = a;
+    use codeseal_authenticode::FileKind;
+    match FileKind::detect(&file)? {
+        FileKind::Pe => {}
+        FileKind::Script(kind) => return info_script(&file, kind, json),
+        other => anyhow::bail!("{}: info does not support {other} files", file.display()),
+    }
+    let mut f = std::io::BufReader::new(
+        std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?,
+    );
+    let pe = PeInfo::read(&mut f)?;
+    let report = if pe.cert_table.is_some() {
+        Verifier::integrity_only().verify_file(&file).ok()
+    } else {
+        None
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"pe": pe, "verification": report}))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("File:            {}", file.display());
+    println!("Size:            {} bytes", pe.file_len);
+    println!(
+        "Format:          {}",
+        if pe.pe32_plus { "PE32+" } else { "PE32" }
+    );
+    println!(
+        "Machine:         {} ({:#06x})",
+        pe.machine_name(),
+        pe.machine
+    );
+    println!(
+        "Kind:            {}",
+        if pe.is_dll() { "DLL" } else { "executable" }
+    );
+    println!("CheckSum:        {:#010x}", pe.checksum);
+    println!(
+        "Sections:        {}",
+        pe.sections
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    match pe.cert_table {
+        None => println!("Signatures:      none"),
+        Some(t) => {
+            println!("Cert table:      {} bytes at {:#x}", t.size, t.offset);
+            if let Some(r) = report {
+                print_report(&r);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info_script(
+    file: &std::path::Path,
+    kind: codeseal_authenticode::formats::script::ScriptKind,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use codeseal_authenticode::formats::script::{Encoding, ScriptLayout};
+    let mut f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let layout = ScriptLayout::read(kind, &mut f)?;
+    let size = layout.len();
+    let kind_name = codeseal_authenticode::FileKind::Script(kind).name();
+    let encoding = match layout.check_text(&mut f)? {
+        Encoding::Utf8 { bom: true } => "UTF-8 with BOM",
+        Encoding::Utf8 { bom: false } => "UTF-8",
+        Encoding::Utf16Le => "UTF-16LE",
+        Encoding::Windows1252 => "Windows-1252",
+    };
+    let block = layout.signature().map(|b| b.range.clone());
+    let report = if block.is_some() {
+        Verifier::integrity_only().verify_file(file).ok()
+    } else {
+        None
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "script": {
+                    "kind": kind_name,
+                    "size": size,
+                    "encoding": encoding,
+                    "signature_block": block.as_ref().map(|r| [r.start, r.end]),
+                },
+                "verification": report,
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("File:            {}", file.display());
+    println!("Size:            {size} bytes");
+    println!("Format:          {kind_name} script");
+    println!("Encoding:        {encoding}");
+    match block {
+        None => println!("Signatures:      none"),
+        Some(r) => {
+            println!("Signature block: bytes {}..{}", r.start, r.end);
+            if let Some(r) = report {
+                print_report(&r);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,197 @@
+//! `codeseal verify`, and the report printer shared with `info` and `demo`.
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use codeseal_authenticode::{verify::VerifyReport, TrustCheck, Verifier};
+use codeseal_signer::DigestAlgorithm;
+
+#[derive(Args)]
+pub(crate) struct VerifyArgs {
+    /// The file (PE or script).
+    pub(crate) file: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Trusted root certificates (PEM, repeatable). Without it only integrity is checked.
+    #[arg(long, value_name = "ROOTS.pem")]
+    pub(crate) trust: Vec<PathBuf>,
+    /// Trusted roots for time-stamp authorities (default: the --trust roots).
+    #[arg(long, value_name = "ROOTS.pem")]
+    pub(crate) tsa_trust: Vec<PathBuf>,
+    /// Check validity at this time (Unix seconds or YYYY-MM-DDTHH:MM:SSZ) instead of the
+    /// time stamp's time or now.
+    #[arg(long)]
+    pub(crate) time: Option<String>,
+    /// Require the signer certificate to be this one: ALG:HEX (e.g. sha256:ab12...).
+    #[arg(long, value_name = "ALG:HEX")]
+    pub(crate) require_leaf_hash: Option<String>,
+    /// Fail signatures without a valid time stamp.
+    #[arg(long, conflicts_with = "ignore_timestamp")]
+    pub(crate) require_timestamp: bool,
+    /// Ignore time stamps (check validity now or at --time).
+    #[arg(long)]
+    pub(crate) ignore_timestamp: bool,
+    /// Treat SHA-1 signatures as invalid.
+    #[arg(long)]
+    pub(crate) reject_sha1: bool,
+    /// Strict structure checks (non-zero WIN_CERTIFICATE padding is an error, as with
+    /// Windows' EnableCertPaddingCheck).
+    #[arg(long)]
+    pub(crate) strict: bool,
+}
+
+fn parse_time(s: &str) -> anyhow::Result<u64> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    let with_z = if s.ends_with('Z') {
+        s.to_string()
+    } else {
+        format!("{s}Z")
+    };
+    let t: der::DateTime = with_z.parse::<der::DateTime>().map_err(|_| {
+        anyhow::anyhow!("--time {s:?}: expected Unix seconds or YYYY-MM-DDTHH:MM:SSZ")
+    })?;
+    Ok(t.unix_duration().as_secs())
+}
+
+impl VerifyArgs {
+    pub(crate) fn verifier(&self) -> anyhow::Result<Verifier> {
+        let load = |files: &[PathBuf]| -> anyhow::Result<Vec<x509_cert::Certificate>> {
+            let mut v = Vec::new();
+            for f in files {
+                v.extend(codeseal_keys::load_certificates(f)?);
+            }
+            Ok(v)
+        };
+        let leaf = match &self.require_leaf_hash {
+            None => None,
+            Some(spec) => {
+                let (alg, hex_digest) = spec
+                    .split_once(':')
+                    .context("--require-leaf-hash takes ALG:HEX")?;
+                let alg: DigestAlgorithm = alg.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+                let bytes = hex::decode(hex_digest.replace(':', ""))
+                    .context("--require-leaf-hash: bad hex")?;
+                if bytes.len() != alg.output_len() {
+                    bail!(
+                        "--require-leaf-hash: a {alg} hash has {} bytes",
+                        alg.output_len()
+                    );
+                }
+                Some((alg, bytes))
+            }
+        };
+        let anchors = load(&self.trust)?;
+        // Without --trust the CLI checks integrity only and says so in its output.
+        let mut v = if anchors.is_empty() {
+            Verifier::integrity_only()
+        } else {
+            Verifier::new(anchors)?
+        };
+        v = v
+            .with_tsa_anchors(load(&self.tsa_trust)?)
+            .require_timestamp(self.require_timestamp)
+            .ignore_timestamp(self.ignore_timestamp)
+            .reject_sha1(self.reject_sha1)
+            .strict(self.strict);
+        if let Some(t) = self.time.as_deref().map(parse_time).transpose()? {
+            v = v.at_time(t);
+        }
+        if let Some((alg, bytes)) = leaf {
+            v = v.require_leaf_hash(alg, bytes);
+        }
+        Ok(v)
+    }
+}
+
+pub(crate) fn print_report(r: &VerifyReport) {
+    for s in &r.signatures {
+        println!(
+            "Signature {}{}:",
+            s.index,
+            if s.nested { " (nested)" } else { "" }
+        );
+        if let Some(signer) = &s.signer {
+            println!("  Signer:              {}", signer.subject);
+            println!("  Issuer:              {}", signer.issuer);
+        }
+        if let Some(n) = &s.program_name {
+            println!("  Program name:        {n}");
+        }
+        println!("  Digest algorithm:    {}", s.digest_algorithm);
+        println!("  Signed digest:       {}", s.signed_digest);
+        println!("  Computed digest:     {}", s.computed_digest);
+        let ok = |b: bool| if b { "ok" } else { "FAILED" };
+        println!("  Image digest:        {}", ok(s.image_digest_ok));
+        println!("  Message digest:      {}", ok(s.message_digest_ok));
+        println!("  Signature:           {}", ok(s.signature_ok));
+        if let Some(p) = s.page_hashes_ok {
+            println!("  Page hashes:         {}", ok(p));
+        }
+        match &s.chain {
+            Some(c) => println!(
+                "  Chain:               {} ({})",
+                ok(c.trusted),
+                c.path.join(" <- ")
+            ),
+            None => println!("  Chain:               not checked (no --trust given)"),
+        }
+        for t in &s.timestamps {
+            println!(
+                "  Time stamp ({:?}):   {} {} by {}",
+                t.protocol,
+                ok(t.valid),
+                t.time.as_deref().unwrap_or("?"),
+                t.tsa.as_deref().unwrap_or("?")
+            );
+        }
+        for e in &s.errors {
+            println!("  error: {}", e.message);
+        }
+        for w in &s.warnings {
+            println!("  warning: {}", w.message);
+        }
+    }
+    if r.trust == TrustCheck::IntegrityOnly {
+        println!(
+            "Trust: not checked (integrity only: the file is unchanged since it was signed, but not who signed it; pass --trust ROOTS.pem)"
+        );
+    }
+    for e in &r.errors {
+        println!("error: {e}");
+    }
+    for w in &r.warnings {
+        println!("warning: {w}");
+    }
+    println!("{}", if r.valid { "Succeeded" } else { "Failed" });
+}
+
+pub(crate) fn cmd_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let verifier = a.verifier()?;
+    let report = match verifier.verify_file(&a.file) {
+        Ok(r) => r,
+        Err(e) => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": false, "error": e.to_string()})
+                );
+            } else {
+                println!("error: {e}\nFailed");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
