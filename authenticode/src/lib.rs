@@ -1,17 +1,21 @@
 //! # codeseal-authenticode
 //!
-//! Authenticode for PE files (exe, dll, sys, efi; PE32 and PE32+; any machine) and scripts
-//! (PowerShell, MOF, JScript, VBScript, WSF), through one pipeline with one implementation
-//! per format ([`format`](mod@format)):
+//! Authenticode signing and verification for PE files (exe, dll, sys, efi; PE32 and PE32+;
+//! any machine) and scripts (PowerShell, MOF, JScript, VBScript, WSF), through one pipeline
+//! with one implementation per format ([`format`](mod@format)). The formats themselves (PE
+//! reader, certificate table, SPC and PKCS#7 structures, digest maths, script text rules)
+//! are in [`codeseal_formats`], without I/O; this crate adds staging, atomic
+//! output, the key call, time stamps and trust.
 //!
-//! - [`format`](mod@format): detection ([`FileKind`]), what each format hashes, signs and stores;
-//! - [`pe`]: a checked reader of the headers Authenticode needs;
-//! - [`script`]: scripts' encodings, signature blocks and digest input;
-//! - [`digest`]: the image digest and PE checksum in one streaming pass (constant memory);
-//! - [`spc`]: Microsoft's ASN.1 types; [`pkcs7`]: build and parse the SignedData;
-//! - [`wincert`]: the certificate table; [`sign`]: sign a file; [`verify`](mod@verify): verify one;
-//! - [`sign_stream`] / [`sign_bytes`]: sign without a file system (any `Read + Seek` into any
-//!   `Write`, or bytes to bytes); [`Verifier::verify_reader`] verifies from any reader.
+//! - [`sign_file`] / `sign_file_async` (feature `async`): sign a file, written through a
+//!   temp file that is checked, fsynced and renamed over the output;
+//! - [`sign_stream`] / [`sign_bytes`]: sign without a file system (any `Read + Seek` into
+//!   any `Write`, or bytes to bytes);
+//! - [`Verifier`]: verification from trust anchors ([`Verifier::new`]) or integrity only
+//!   ([`Verifier::integrity_only`]), with typed [`Finding`]s;
+//! - [`manage`]: remove, extract, attach, add a time stamp; [`split`]: split signing;
+//! - [`timestamp`]: RFC 3161 and legacy time stamps, with a replaceable
+//!   [`timestamp::Transport`] (the built-in HTTP client is feature `tsa-http`, on by default).
 //!
 //! ```no_run
 //! use std::{path::Path, sync::Arc};
