@@ -32,6 +32,7 @@
 #![deny(clippy::indexing_slicing)]
 
 pub mod asn1;
+pub mod cab;
 pub mod chain;
 pub mod digest;
 mod error;

@@ -174,6 +174,7 @@ fn classify_sign(e: AcError) -> StepError {
         AcError::MalformedPe { .. } => StepError::input(FailureReason::NotPe, msg),
         AcError::Unsupported(_) => StepError::input(FailureReason::UnsupportedType, msg),
         AcError::Script(_) => StepError::input(FailureReason::MalformedScript, msg),
+        AcError::Cab(_) => StepError::input(FailureReason::MalformedCab, msg),
         AcError::Truncated { .. } => StepError::input(FailureReason::Truncated, msg),
         AcError::CertTable(_) => StepError::input(FailureReason::MalformedPe, msg),
         AcError::AlreadySigned => StepError::permanent(FailureReason::AlreadySigned, msg),
