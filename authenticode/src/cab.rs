@@ -538,7 +538,8 @@ impl CabHeader {
                 if *layout == Layout::Unsigned {
                     put_u32(&mut f, 0, signed_start - RESERVE_LEN);
                 }
-                w.write_all(&f).map_err(CabError::io("writing the cabinet"))?;
+                w.write_all(&f)
+                    .map_err(CabError::io("writing the cabinet"))?;
                 written += FOLDER_LEN;
             }
             pos += FOLDER_LEN;
@@ -587,7 +588,7 @@ pub(crate) mod tests {
         c.extend_from_slice(&0u16.to_le_bytes()); // flags
         c.extend_from_slice(&0x1234u16.to_le_bytes()); // setID
         c.extend_from_slice(&0u16.to_le_bytes()); // iCabinet
-        // Folder.
+                                                  // Folder.
         c.extend_from_slice(&(data_start as u32).to_le_bytes());
         c.extend_from_slice(&1u16.to_le_bytes());
         c.extend_from_slice(&0u16.to_le_bytes());
@@ -617,7 +618,9 @@ pub(crate) mod tests {
         let mut r = Cursor::new(cab);
         let h = CabHeader::read(&mut r, cab.len() as u64).unwrap();
         let (mut sink, mut out) = (Collect(Vec::new()), Vec::new());
-        let n = h.stream(&mut r, &mut sink, Some((&mut out, layout))).unwrap();
+        let n = h
+            .stream(&mut r, &mut sink, Some((&mut out, layout)))
+            .unwrap();
         assert_eq!(n, out.len() as u64);
         (sink.0, out)
     }

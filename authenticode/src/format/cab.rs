@@ -27,8 +27,7 @@ use crate::{
 };
 
 /// SPC_CAB_DATA_OBJID: `SpcAttributeTypeAndOptionalValue.type` for cabinets.
-pub const SPC_CAB_DATA: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.25");
+pub const SPC_CAB_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.25");
 
 /// The indirect data of a cabinet signature: `SPC_CAB_DATA_OBJID` with an `SpcLink` naming
 /// the obsolete file (`[2] { [0] "<<<Obsolete>>>" }`), as osslsigncode and SignTool write it.
@@ -210,7 +209,7 @@ impl StagedCab {
         f.seek(SeekFrom::Start(self.cabinet_len))
             .map_err(io("seeking in the temp file"))?;
         f.write_all(der).map_err(io("writing the signature"))?;
-        f.write_all(&[0u8; 8][..padded - der.len()])
+        f.write_all([0u8; 8].get(..padded - der.len()).unwrap_or_default())
             .map_err(io("writing the signature"))?;
         f.seek(SeekFrom::Start(CabHeader::SIG_LEN_OFFSET))
             .map_err(io("seeking in the temp file"))?;
@@ -460,7 +459,7 @@ pub(crate) fn sign_stream<R: Read + Seek, W: Write>(
     }
     output
         .write_all(&table)
-        .and_then(|_| output.write_all(&[0u8; 8][..padded - table.len()]))
+        .and_then(|_| output.write_all([0u8; 8].get(..padded - table.len()).unwrap_or_default()))
         .map_err(|e| Error::io("writing the output", e))?;
     Ok(StreamOutcome {
         kind: FileKind::Cab,
