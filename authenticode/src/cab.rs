@@ -355,6 +355,14 @@ impl CabHeader {
                 }
             }
             Some((offset, len)) => {
+                if len == 0 {
+                    return Err(CabError::malformed(
+                        format!(
+                            "the signature reserve gives an offset ({offset:#x}) but no length"
+                        ),
+                        FIXED_HEADER + 12,
+                    ));
+                }
                 if offset != cab {
                     return Err(CabError::malformed(
                         format!("the signature offset {offset:#x} is not cbCabinet {cab:#x}"),
@@ -628,8 +636,16 @@ pub(crate) mod tests {
     #[test]
     fn signed_layout_round_trips() {
         let cab = tiny_cab(b"hello, cabinet");
-        let (d1, signed) = pass(&cab, Layout::Signed { sig_len: 0 });
+        let (d1, mut signed) = pass(&cab, Layout::Signed { sig_len: 8 });
         assert_eq!(signed.len(), cab.len() + 24);
+        // A reserve that names a signature offset but no length is refused.
+        let mut empty = signed.clone();
+        empty[48] = 0;
+        assert!(matches!(
+            CabHeader::read(&mut Cursor::new(&empty), empty.len() as u64),
+            Err(CabError::Malformed { offset: 48, .. })
+        ));
+        signed.extend_from_slice(&[0x30, 6, 0, 0, 0, 0, 0, 0]);
         // Reserve, shifted offsets.
         assert_eq!(u16_at(&signed, 30), FLAG_RESERVE_PRESENT);
         assert_eq!(u32_at(&signed, 8), cab.len() as u32 + 24);
@@ -644,7 +660,7 @@ pub(crate) mod tests {
         // The digest input: MSCF, 8..34, filler, the rest from the folders on.
         let mut want = signed[..4].to_vec();
         want.extend_from_slice(&signed[8..34]);
-        want.extend_from_slice(&signed[56..]);
+        want.extend_from_slice(&signed[56..signed.len() - 8]);
         assert_eq!(d1, want);
     }
 
