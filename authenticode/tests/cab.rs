@@ -603,3 +603,124 @@ fn bad_cabinets_are_typed_errors() {
         assert!(r.is_err(), "{n}");
     }
 }
+
+/// The CFDATA checksum (MS-CAB): the little-endian 32-bit words XORed, the 1 to 3 bytes
+/// left over taken most significant first.
+fn cfdata_checksum(data: &[u8], seed: u32) -> u32 {
+    let mut sum = seed;
+    let words = data.chunks_exact(4);
+    let rest = words.remainder();
+    for w in words {
+        sum ^= u32::from_le_bytes(w.try_into().expect("4"));
+    }
+    sum ^ rest.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b))
+}
+
+/// A stored cabinet with one folder per file (gcab writes one folder only): every folder's
+/// data offset must move with the reserve.
+fn multi_folder_cab(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let n = files.len();
+    let coff_files = 36 + 8 * n;
+    let entries: usize = files.iter().map(|(name, _)| 16 + name.len() + 1).sum();
+    let mut data_at = coff_files + entries;
+    let total = data_at + files.iter().map(|(_, d)| 8 + d.len()).sum::<usize>();
+    let mut c = Vec::new();
+    c.extend_from_slice(b"MSCF");
+    c.extend_from_slice(&0u32.to_le_bytes());
+    c.extend_from_slice(&(total as u32).to_le_bytes());
+    c.extend_from_slice(&0u32.to_le_bytes());
+    c.extend_from_slice(&(coff_files as u32).to_le_bytes());
+    c.extend_from_slice(&0u32.to_le_bytes());
+    c.extend_from_slice(&[3, 1]);
+    c.extend_from_slice(&(n as u16).to_le_bytes());
+    c.extend_from_slice(&(n as u16).to_le_bytes());
+    c.extend_from_slice(&0u16.to_le_bytes()); // flags
+    c.extend_from_slice(&0x4242u16.to_le_bytes()); // setID
+    c.extend_from_slice(&0u16.to_le_bytes()); // iCabinet
+    for (_, d) in files {
+        c.extend_from_slice(&(data_at as u32).to_le_bytes());
+        c.extend_from_slice(&1u16.to_le_bytes()); // one data block
+        c.extend_from_slice(&0u16.to_le_bytes()); // stored
+        data_at += 8 + d.len();
+    }
+    for (k, (name, d)) in files.iter().enumerate() {
+        c.extend_from_slice(&(d.len() as u32).to_le_bytes());
+        c.extend_from_slice(&0u32.to_le_bytes());
+        c.extend_from_slice(&(k as u16).to_le_bytes()); // iFolder
+        c.extend_from_slice(&[0x21, 0x58, 0x60, 0x18, 0x20, 0]); // date, time, attribs
+        c.extend_from_slice(name.as_bytes());
+        c.push(0);
+    }
+    for (_, d) in files {
+        let sizes = [
+            (d.len() as u16).to_le_bytes(),
+            (d.len() as u16).to_le_bytes(),
+        ]
+        .concat();
+        let sum = cfdata_checksum(&sizes, cfdata_checksum(d, 0));
+        c.extend_from_slice(&sum.to_le_bytes());
+        c.extend_from_slice(&sizes);
+        c.extend_from_slice(d);
+    }
+    assert_eq!(c.len(), total);
+    c
+}
+
+#[test]
+fn cabinets_with_several_folders() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = |n: &str| dir.path().join(n);
+    let big: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let files: [(&str, &[u8]); 3] = [
+        ("one.txt", b"first folder\r\n"),
+        ("two.bin", &big),
+        ("three.txt", b"third folder\r\n"),
+    ];
+    fs::write(p("in.cab"), multi_folder_cab(&files)).expect("write");
+    // gcab reads the hand-made cabinet.
+    let x = p("x-in");
+    fs::create_dir_all(&x).expect("mkdir");
+    gcab(&["-x"], &p("in.cab"), Some(&x));
+    sign_file(
+        &identity("leaf-rsa2048"),
+        &p("in.cab"),
+        &p("s.cab"),
+        &SignOptions::default(),
+    )
+    .expect("sign");
+    both_osslsigncodes_accept(&p("s.cab"), 1);
+    assert!(trusting().verify_file(&p("s.cab")).expect("verify").valid);
+    let x = p("x-signed");
+    fs::create_dir_all(&x).expect("mkdir");
+    gcab(&["-x"], &p("s.cab"), Some(&x));
+    for (name, data) in files {
+        assert!(fs::read(x.join(name)).expect("extracted") == data, "{name}");
+    }
+    // Each folder's offset moved by 24.
+    let (a, b) = (
+        fs::read(p("in.cab")).expect("r"),
+        fs::read(p("s.cab")).expect("r"),
+    );
+    for k in 0..3 {
+        let at = |v: &[u8], o: usize| u32::from_le_bytes(v[o..o + 4].try_into().expect("4"));
+        assert_eq!(at(&b, 60 + 8 * k), at(&a, 36 + 8 * k) + 24, "folder {k}");
+    }
+    // osslsigncode's signed layout is the same, and both remove back to the input.
+    for (tag, bin) in [
+        ("2.9", Path::new("osslsigncode")),
+        ("2.14", osslsigncode_new()),
+    ] {
+        let theirs = p(&format!("theirs-{tag}.cab"));
+        osslsigncode_sign_with(bin, &p("in.cab"), &theirs, "leaf-rsa2048", "sha256");
+        let t = fs::read(&theirs).expect("read");
+        let cb = a.len() + 24;
+        assert_eq!(t[..48], b[..48], "{tag}");
+        assert_eq!(t[52..cb], b[52..cb], "{tag}");
+        assert!(
+            trusting().verify_file(&theirs).expect("verify").valid,
+            "{tag}"
+        );
+    }
+    remove_signature(&p("s.cab"), &p("r.cab"), false).expect("remove");
+    assert_eq!(fs::read(p("r.cab")).expect("read"), a);
+}
