@@ -1,12 +1,13 @@
 //! # codeseal-authenticode
 //!
-//! Authenticode for PE files (exe, dll, sys, efi; PE32 and PE32+; any machine) and scripts
-//! (PowerShell, MOF, JScript, VBScript, WSF), through one pipeline with one implementation
-//! per format ([`format`](mod@format)):
+//! Authenticode for PE files (exe, dll, sys, efi; PE32 and PE32+; any machine), scripts
+//! (PowerShell, MOF, JScript, VBScript, WSF) and CAB cabinets, through one pipeline with one
+//! implementation per format ([`format`](mod@format)):
 //!
 //! - [`format`](mod@format): detection ([`FileKind`]), what each format hashes, signs and stores;
 //! - [`pe`]: a checked reader of the headers Authenticode needs;
 //! - [`script`]: scripts' encodings, signature blocks and digest input;
+//! - [`cab`]: cabinets' header, signature reserve and digest input (`FileKind::Cab`);
 //! - [`digest`]: the image digest and PE checksum in one streaming pass (constant memory);
 //! - [`spc`]: Microsoft's ASN.1 types; [`pkcs7`]: build and parse the SignedData;
 //! - [`wincert`]: the certificate table; [`sign`]: sign a file; [`verify`](mod@verify): verify one;

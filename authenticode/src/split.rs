@@ -106,7 +106,7 @@ fn file_digest(
             Ok((kind, image_digest, data))
         }
         FileKind::Cab => {
-            let data = indirect_data(kind, page_hashes.then_some(&(digest, Vec::new())))?;
+            let data = crate::format::cab::indirect_data(page_hashes)?;
             let len = file
                 .metadata()
                 .map_err(|e| Error::io(format!("reading {}", input.display()), e))?
