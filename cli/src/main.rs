@@ -203,7 +203,7 @@ struct SignArgs {
     force: bool,
     #[command(flatten)]
     ts: TimestampArgs,
-    /// Files or directories to sign (directories: the PE files and scripts inside; all levels
+    /// Files or directories to sign (directories: the PE files, cabinets and scripts inside; all levels
     /// with --recursive).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
