@@ -203,8 +203,8 @@ struct SignArgs {
     force: bool,
     #[command(flatten)]
     ts: TimestampArgs,
-    /// Files or directories to sign (directories: the PE files, cabinets and scripts inside; all levels
-    /// with --recursive).
+    /// Files or directories to sign (directories: the PE files, cabinets and scripts inside;
+    /// all levels with --recursive).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Where to write the signed file (one input only; default: replace the input, atomically).
