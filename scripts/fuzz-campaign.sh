@@ -19,7 +19,7 @@
 #
 #   usage: scripts/fuzz-campaign.sh [TARGET...]
 #          (default: the parsing targets pe_headers wincert_table pkcs7_signature
-#           verify_file timestamp_token script_parse; also key_decoding, sign_roundtrip)
+#           verify_file timestamp_token script_parse cab_header; also key_decoding, sign_roundtrip)
 #   env:   FUZZ_RUNS=N        executions per target (default 10000000)
 #          FUZZ_SECONDS=T     time per target (default 3600)
 #          FUZZ_PARALLEL=N    targets run at once (default 1; each uses one core)
@@ -35,8 +35,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FUZZ="$ROOT/fuzz"
-ALL=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token key_decoding sign_roundtrip script_parse)
-PARSERS=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token script_parse)
+ALL=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token key_decoding sign_roundtrip script_parse cab_header)
+PARSERS=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token script_parse cab_header)
 MAX_LEN=1048576
 TIMEOUT=2
 SLOW=1

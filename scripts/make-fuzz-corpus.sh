@@ -26,7 +26,7 @@ OUT="${FUZZ_CORPUS_DIR:-$ROOT/fuzz/corpus}"
 MAX="${FUZZ_MAX_SEED_BYTES:-65536}"
 TE="${CODESEAL_TEST_ENV:-$ROOT/target/test-env}"
 FPKI="$ROOT/fuzz/pki"
-TARGETS=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token key_decoding sign_roundtrip script_parse)
+TARGETS=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token key_decoding sign_roundtrip script_parse cab_header)
 
 if [[ "${1:-}" != "--force" && -f "$OUT/.seeded" ]]; then
   echo "make-fuzz-corpus: $OUT already seeded (use --force to redo)"
@@ -261,6 +261,25 @@ if [[ -f "$SD/signed-utf8.ps1" ]]; then
   seed script_parse "$SD/signed.vbs"
   seed script_parse "$SD/signed.wsf"
   seed script_parse "$SD/truncated.ps1"
+fi
+
+# --- cab_header: small gcab cabinets (stored, MSZIP, a path kept, no file), each also signed
+# by osslsigncode when present, and a truncated one.
+if command -v gcab >/dev/null; then
+  CD="$WORK/cabs"
+  mkdir -p "$CD/in/sub"
+  printf 'hello cabinet\r\n' >"$CD/in/a.txt"
+  for i in $(seq 1 60); do printf 'row %d of a compressible file\n' "$i"; done >"$CD/in/sub/b.txt"
+  (cd "$CD/in" && gcab -c -n "$CD/stored.cab" a.txt && gcab -c -z "$CD/mszip.cab" a.txt sub/b.txt)
+  for c in stored mszip; do
+    seed cab_header "$CD/$c.cab"
+    if command -v osslsigncode >/dev/null; then
+      osslsigncode sign -certs "$PKI/leaf-p256-chain.pem" -key "$PKI/leaf-p256.key" -h sha256 \
+        -in "$CD/$c.cab" -out "$CD/signed-$c.cab" >/dev/null 2>&1 && seed cab_header "$CD/signed-$c.cab"
+    fi
+  done
+  head -c 50 "$CD/mszip.cab" >"$CD/truncated.cab"
+  seed cab_header "$CD/truncated.cab"
 fi
 
 date -u +%FT%TZ >"$OUT/.seeded"

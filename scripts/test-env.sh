@@ -5,7 +5,8 @@
 #
 #   OUTDIR/fixtures/  <- scripts/make-fixtures.sh (list in fixtures/fixtures.txt)
 #   OUTDIR/pki/       <- scripts/make-pki.sh      (list in pki/pki.txt)
-#   OUTDIR/ready      <- written last, once both are complete
+#   OUTDIR/cabs/      <- scripts/make-cabs.sh     (list in cabs/cabs.txt)
+#   OUTDIR/ready      <- written last, once all are complete
 #
 # Each part is skipped when it is already complete (its list file exists, every
 # listed file is present and non-empty, and it was made by the current version
@@ -53,11 +54,13 @@ ensure() {
 
 ensure fixtures fixtures.txt make-fixtures.sh
 ensure pki pki.txt make-pki.sh
+ensure cabs cabs.txt make-cabs.sh
 
 if [[ ! -f "$OUTDIR/ready" ]]; then
   {
     echo "fixtures=$OUTDIR/fixtures"
     echo "pki=$OUTDIR/pki"
+    echo "cabs=$OUTDIR/cabs"
   } >"$OUTDIR/ready.tmp"
   mv "$OUTDIR/ready.tmp" "$OUTDIR/ready"
 fi

@@ -43,6 +43,9 @@ pub enum Error {
     /// A script's text or signature block is malformed.
     #[error("script: {0}")]
     Script(#[source] crate::script::ScriptError),
+    /// A cabinet's header is malformed, or of a kind codeseal does not rewrite.
+    #[error("{0}")]
+    Cab(crate::cab::CabError),
     /// The signed output did not verify; nothing was written.
     #[error("the signed output did not verify ({0}); the output was not written")]
     OutputCheck(String),
@@ -58,6 +61,20 @@ impl From<crate::script::ScriptError> for Error {
                 message,
             } => Self::io(context, std::io::Error::new(kind, message)),
             e => Self::Script(e),
+        }
+    }
+}
+
+impl From<crate::cab::CabError> for Error {
+    /// A cabinet's read or write failure is an I/O error; the rest are [`Error::Cab`].
+    fn from(e: crate::cab::CabError) -> Self {
+        match e {
+            crate::cab::CabError::Io {
+                context,
+                kind,
+                message,
+            } => Self::io(context, std::io::Error::new(kind, message)),
+            e => Self::Cab(e),
         }
     }
 }

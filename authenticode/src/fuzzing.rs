@@ -889,3 +889,91 @@ pub fn script_parse(data: &[u8]) {
         assert!(again == input, "{kind:?}: signing changed the digest input");
     }
 }
+
+/// Digest input collected by the `cab_header` target.
+struct CabCollect(Vec<u8>);
+
+impl crate::cab::CabSink for CabCollect {
+    fn feed(&mut self, data: &[u8]) {
+        self.0.extend_from_slice(data);
+    }
+}
+
+/// `cab::CabHeader::read` on the input as a cabinet, and for every header it accepts: the
+/// offsets are ordered inside the file (`coffFiles` ≤ `cbCabinet` ≤ length; the signature
+/// exactly fills the rest); one pass writes the unsigned layout (an unsigned input comes
+/// back byte for byte) and its digest input is at most the file's length; the signed layout
+/// (with an 8-byte signature) gives the same digest input, reads back as signed there, and
+/// its unsigned layout is the same bytes again.
+pub fn cab_header(data: &[u8]) {
+    use crate::cab::{CabHeader, Layout};
+    let len = data.len() as u64;
+    let mut r = Cursor::new(data);
+    let h = match CabHeader::read(&mut r, len) {
+        Ok(h) => h,
+        Err(e) => {
+            black_box(e.to_string());
+            return;
+        }
+    };
+    let cab = u64::from(h.cb_cabinet);
+    assert!(h.folders_start() <= u64::from(h.coff_files));
+    assert!(u64::from(h.coff_files) <= cab && cab <= len);
+    match h.signature() {
+        None => assert_eq!(cab, len, "unsigned: cbCabinet is the length"),
+        Some((o, l)) => assert!(o == cab && l > 0 && o + u64::from(l) == len),
+    }
+    let (mut digest, mut unsigned) = (CabCollect(Vec::new()), Vec::new());
+    let n = match h.stream(
+        &mut r,
+        &mut digest,
+        Some((&mut unsigned as &mut dyn std::io::Write, Layout::Unsigned)),
+    ) {
+        Ok(n) => n,
+        Err(e) => {
+            black_box(e.to_string());
+            return;
+        }
+    };
+    assert_eq!(n, unsigned.len() as u64);
+    assert_eq!(n, h.unsigned_len());
+    assert!(
+        digest.0.len() as u64 <= len,
+        "digest input longer than the file"
+    );
+    if h.reserve.is_none() {
+        assert!(
+            unsigned == data,
+            "an unsigned cabinet is not copied as it is"
+        );
+    }
+    r.set_position(h.folders_start());
+    let (mut again, mut signed) = (CabCollect(Vec::new()), Vec::new());
+    h.stream(
+        &mut r,
+        &mut again,
+        Some((
+            &mut signed as &mut dyn std::io::Write,
+            Layout::Signed { sig_len: 8 },
+        )),
+    )
+    .unwrap_or_else(|e| panic!("the second pass over an accepted cabinet: {e}"));
+    assert!(again.0 == digest.0, "the two layouts hash differently");
+    signed.extend_from_slice(&[0x30, 6, 0, 0, 0, 0, 0, 0]);
+    let mut c = Cursor::new(&signed);
+    let back = CabHeader::read(&mut c, signed.len() as u64)
+        .unwrap_or_else(|e| panic!("the signed layout does not read back: {e}"));
+    assert_eq!(back.signature(), Some((signed.len() as u64 - 8, 8)));
+    let (mut third, mut unsigned2) = (CabCollect(Vec::new()), Vec::new());
+    back.stream(
+        &mut c,
+        &mut third,
+        Some((&mut unsigned2 as &mut dyn std::io::Write, Layout::Unsigned)),
+    )
+    .unwrap_or_else(|e| panic!("the signed layout's pass: {e}"));
+    assert!(third.0 == digest.0, "the signed layout hashes differently");
+    assert!(
+        unsigned2 == unsigned,
+        "signed then unsigned is not the same cabinet"
+    );
+}

@@ -44,6 +44,7 @@ pub fn extract_signature(input: &Path) -> Result<Vec<u8>> {
             let parsed = ParsedSignature::parse(&block.pkcs7)?;
             Ok(parsed.der.to_vec())
         }
+        FileKind::Cab => format::cab::extract(input),
     }
 }
 

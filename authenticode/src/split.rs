@@ -105,6 +105,16 @@ fn file_digest(
             let (_, image_digest) = d.pop().ok_or_else(|| bad("digest missing"))?;
             Ok((kind, image_digest, data))
         }
+        FileKind::Cab => {
+            let data = crate::format::cab::indirect_data(page_hashes)?;
+            let len = file
+                .metadata()
+                .map_err(|e| Error::io(format!("reading {}", input.display()), e))?
+                .len();
+            let mut r = std::io::BufReader::with_capacity(64 << 10, file);
+            let image_digest = crate::format::cab::file_digest(&mut r, len, digest)?;
+            Ok((kind, image_digest, data))
+        }
     }
 }
 

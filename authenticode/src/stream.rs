@@ -36,7 +36,7 @@ pub struct StreamOutcome {
     pub appended: bool,
 }
 
-fn existing_mode(opts: &SignOptions) -> Existing {
+pub(crate) fn existing_mode(opts: &SignOptions) -> Existing {
     if opts.append {
         Existing::Keep
     } else if opts.replace {
@@ -48,7 +48,7 @@ fn existing_mode(opts: &SignOptions) -> Existing {
 
 /// The key's signature over `data` + `digest`, assembled (time-stamped when asked) and
 /// nested into `kept` when there is one.
-fn signature_table(
+pub(crate) fn signature_table(
     identity: &SigningIdentity,
     opts: &SignOptions,
     data: crate::spc::SpcAttributeTypeAndOptionalValue,
@@ -79,6 +79,7 @@ pub fn sign_stream<R: Read + Seek, W: Write>(
     match kind {
         FileKind::Pe => sign_pe(identity, input, output, opts),
         FileKind::Script(k) => sign_script(identity, k, input, output, opts),
+        FileKind::Cab => crate::format::cab::sign_stream(identity, input, output, opts),
     }
 }
 

@@ -553,7 +553,7 @@ impl Verifier {
 }
 
 impl VerifyOptions {
-    fn trust(&self) -> TrustCheck {
+    pub(crate) fn trust(&self) -> TrustCheck {
         if self.trust_anchors.is_empty() {
             TrustCheck::IntegrityOnly
         } else {
@@ -584,6 +584,7 @@ pub(crate) fn verify_as<R: Read + Seek>(
             let _ = name;
             verify_script(k, r, opts)
         }
+        FileKind::Cab => crate::format::cab::verify(r, opts),
     }
 }
 
@@ -628,7 +629,7 @@ fn verify_script<R: Read + Seek>(
 
 /// Parses each top-level signature and, depth-first, its nested ones (bounded in depth and
 /// count); unreadable ones become findings in `errors`.
-fn collect_signatures<'a>(
+pub(crate) fn collect_signatures<'a>(
     top: Vec<(String, &'a [u8])>,
     errors: &mut Vec<Finding>,
 ) -> Vec<(String, ParsedSignature<'a>)> {
@@ -671,7 +672,7 @@ fn collect_signatures<'a>(
 }
 
 /// The digest algorithms in use, each once, shortest first.
-fn algorithms(parsed: &[(String, ParsedSignature)]) -> Vec<DigestAlgorithm> {
+pub(crate) fn algorithms(parsed: &[(String, ParsedSignature)]) -> Vec<DigestAlgorithm> {
     let mut algs: Vec<DigestAlgorithm> = parsed.iter().map(|(_, p)| p.digest_algorithm).collect();
     algs.sort_by_key(|a| a.output_len());
     algs.dedup();
@@ -681,7 +682,7 @@ fn algorithms(parsed: &[(String, ParsedSignature)]) -> Vec<DigestAlgorithm> {
 /// Every check of one signature of a `kind` file whose digest is `computed`: the format's
 /// indirect data, the digests, the signature, its time stamps (each validated once), then
 /// the policy.
-fn check_one(
+pub(crate) fn check_one(
     kind: FileKind,
     index: &str,
     p: &ParsedSignature,
@@ -701,7 +702,7 @@ fn check_one(
     report
 }
 
-fn finish_report(
+pub(crate) fn finish_report(
     trust: TrustCheck,
     kind: FileKind,
     file_len: u64,

@@ -123,6 +123,33 @@ fn script_parse() {
     replay("script_parse", fuzzing::script_parse);
 }
 
+#[test]
+fn cab_header() {
+    replay("cab_header", fuzzing::cab_header);
+}
+
+/// The cabinet seeds reach the deep checks: unsigned and signed cabinets are accepted.
+#[test]
+fn cab_header_seeds_are_cabinets() {
+    use codeseal_authenticode::formats::cab::CabHeader;
+    let (mut unsigned, mut signed) = (0, 0);
+    for e in fs::read_dir(regressions_dir().join("cab_header")).unwrap() {
+        let data = fs::read(e.unwrap().path()).unwrap();
+        let len = data.len() as u64;
+        if let Ok(h) = CabHeader::read(&mut std::io::Cursor::new(data), len) {
+            if h.signature().is_some() {
+                signed += 1;
+            } else {
+                unsigned += 1;
+            }
+        }
+    }
+    assert!(
+        unsigned >= 2 && signed >= 2,
+        "{unsigned} unsigned, {signed} signed"
+    );
+}
+
 /// The committed `script_parse` inputs reach the target's deepest checks: each signed one
 /// parses as its kind with a signature block.
 #[test]

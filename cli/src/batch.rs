@@ -30,11 +30,12 @@ pub struct Summary {
     pub failed: usize,
 }
 
-/// Whether a directory entry is a file codeseal signs: a PE by its usual extensions, or a
-/// script extension.
+/// Whether a directory entry is a file codeseal signs: a PE by its usual extensions, a
+/// cabinet (`.cab`), or a script extension.
 fn is_signable_name(p: &Path) -> bool {
     p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
         PE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+            || e.eq_ignore_ascii_case("cab")
             || codeseal_authenticode::formats::script::ScriptKind::from_extension(e).is_ok()
     })
 }
@@ -68,7 +69,7 @@ pub fn collect_inputs(inputs: &[PathBuf], recursive: bool) -> anyhow::Result<Vec
         }
     }
     if out.is_empty() {
-        bail!("no signable files (PE or scripts) found in the inputs");
+        bail!("no signable files (PE, CAB or scripts) found in the inputs");
     }
     Ok(out)
 }

@@ -12,6 +12,7 @@
 //! - [`spc`]: Microsoft's ASN.1 types (`SpcIndirectDataContent`, `SpcSpOpusInfo`, ...);
 //! - [`pkcs7`]: build and parse the Authenticode SignedData (nesting, unsigned attributes);
 //! - [`script`]: scripts' encodings, signature blocks and digest input;
+//! - [`cab`]: cabinets' header, signature reserve and digest input;
 //! - [`asn1`]: a bounded, non-recursive DER/BER walker for the lenient parts of real files;
 //! - [`oid`]: every object identifier used, from `const_oid::db` where it has them.
 //!
@@ -26,6 +27,7 @@
 #![deny(clippy::indexing_slicing)]
 
 pub mod asn1;
+pub mod cab;
 pub mod digest;
 mod error;
 pub mod oid;

@@ -150,6 +150,54 @@ fn embedded_signs_scripts() {
     }
 }
 
+/// Cabinets (gcab's, from scripts/make-cabs.sh) are signed like any other type; a cabinet of
+/// a multi-cabinet set fails with `malformed_cab` and is kept.
+#[test]
+fn embedded_signs_cabinets() {
+    let svc = start(&[]);
+    let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cabs = test_env().join("cabs");
+    for name in ["stored.cab", "several.cab"] {
+        let data = std::fs::read(cabs.join(name)).expect("fixture");
+        let id = client.upload(name, &data);
+        let job = client.wait(&id, Duration::from_secs(60));
+        assert_eq!(
+            job["status"],
+            "done",
+            "{name}: {job}\n{}",
+            svc.proc.log_text()
+        );
+        assert_eq!(job["verify"]["valid"], true, "{name}: {job}");
+        let bytes = client.download(job["download_url"].as_str().expect("url"));
+        assert_eq!(&bytes[..4], b"MSCF", "{name}");
+        assert_eq!(
+            bytes.len() % 8,
+            data.len() % 8,
+            "{name}: 24 + a padded signature"
+        );
+        let file = tmp.path().join(name);
+        std::fs::write(&file, &bytes).expect("write");
+        let (ok, t) = osslsigncode_ok(&file, &test_env().join("pki/root.pem"));
+        assert!(ok, "{name}: {t}");
+    }
+    let mut set = std::fs::read(cabs.join("stored.cab")).expect("fixture");
+    set[30] |= 2;
+    let id = client.upload("part1.cab", &set);
+    let job = client.wait(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_reason"], "malformed_cab", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .expect("error")
+            .contains("multi-cabinet"),
+        "{job}"
+    );
+    let kept = svc.data.join("objects/uploads").join(&id).join("part1.cab");
+    assert_eq!(std::fs::read(&kept).expect("upload kept"), set);
+}
+
 #[test]
 fn embedded_rejects_bad_uploads_and_keeps_them() {
     let svc = start(&[]);

@@ -35,6 +35,7 @@ use crate::{
     verify::check_signature,
 };
 
+pub(crate) mod cab;
 pub(crate) mod output;
 pub(crate) mod script;
 
@@ -46,18 +47,21 @@ pub enum FileKind {
     Pe,
     /// A script, recognised by its extension.
     Script(ScriptKind),
+    /// A cabinet (`.cab`), recognised by its `MSCF` header.
+    Cab,
 }
 
 impl FileKind {
-    /// The kind of the file at `path`: PE by its first bytes (`MZ`), scripts by extension.
+    /// The kind of the file at `path`: PE and cabinets by their first bytes (`MZ`, `MSCF`),
+    /// scripts by extension.
     pub fn detect(path: &Path) -> Result<Self> {
-        let mut head = [0u8; 2];
-        let mut f = std::fs::File::open(path)
+        let mut head = Vec::with_capacity(4);
+        let f = std::fs::File::open(path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let n = f
-            .read(&mut head)
+        f.take(4)
+            .read_to_end(&mut head)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        Self::detect_from(head.get(..n).unwrap_or_default(), path)
+        Self::detect_from(&head, path)
     }
 
     /// The kind of a file that starts with `head` and is named `name`.
@@ -65,10 +69,13 @@ impl FileKind {
         if head.starts_with(b"MZ") {
             return Ok(Self::Pe);
         }
+        if head.starts_with(crate::cab::MAGIC) {
+            return Ok(Self::Cab);
+        }
         match ScriptKind::from_path(name) {
             Ok(k) => Ok(Self::Script(k)),
             Err(_) => Err(Error::Unsupported(format!(
-                "{}: not a PE file (no MZ header) and not a script extension codeseal signs ({})",
+                "{}: not a PE file (no MZ header), not a cabinet (no MSCF header) and not a script extension codeseal signs ({})",
                 name.display(),
                 Self::script_extensions().join(" ")
             ))),
@@ -96,6 +103,7 @@ impl FileKind {
                 ScriptKind::VbScript => "VBScript",
                 ScriptKind::Wsf => "Windows Script File",
             },
+            Self::Cab => "CAB",
         }
     }
 
@@ -104,6 +112,7 @@ impl FileKind {
         match self {
             Self::Pe => SPC_PE_IMAGE_DATA,
             Self::Script(_) => SPC_SIPINFO,
+            Self::Cab => crate::oid::SPC_CAB_DATA,
         }
     }
 }
@@ -158,6 +167,7 @@ pub(crate) fn indirect_data(
                 value: Some(Any::from_der(&k.sip_info_der())?),
             })
         }
+        FileKind::Cab => cab::indirect_data(page_hashes.is_some()),
     }
 }
 
@@ -258,6 +268,7 @@ pub(crate) fn stage(
                 k, input, output, opts,
             )?))
         }
+        FileKind::Cab => Ok(Box::new(cab::StagedCab::stage(input, output, opts)?)),
     }
 }
 

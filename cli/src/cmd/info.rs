@@ -23,6 +23,7 @@ pub(crate) fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
     match FileKind::detect(&file)? {
         FileKind::Pe => {}
         FileKind::Script(kind) => return info_script(&file, kind, json),
+        FileKind::Cab => return info_cab(&file, json),
         other => anyhow::bail!("{}: info does not support {other} files", file.display()),
     }
     let mut f = std::io::BufReader::new(
@@ -69,6 +70,53 @@ pub(crate) fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
         None => println!("Signatures:      none"),
         Some(t) => {
             println!("Cert table:      {} bytes at {:#x}", t.size, t.offset);
+            if let Some(r) = report {
+                print_report(&r);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info_cab(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    use codeseal_authenticode::formats::cab::CabHeader;
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let len = f.metadata()?.len();
+    let h = CabHeader::read(&mut std::io::BufReader::new(f), len)
+        .map_err(codeseal_authenticode::Error::from)?;
+    let signature = h.signature();
+    let report = if signature.is_some() {
+        Verifier::integrity_only().verify_file(file).ok()
+    } else {
+        None
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "cab": {
+                    "size": h.file_len,
+                    "cabinet_size": h.cb_cabinet,
+                    "folders": h.folders,
+                    "files": h.files,
+                    "signature_reserve": h.reserve.is_some(),
+                    "signature": signature.map(|(o, l)| [o, u64::from(l)]),
+                },
+                "verification": report,
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("File:            {}", file.display());
+    println!("Size:            {} bytes", h.file_len);
+    println!("Format:          CAB cabinet");
+    println!("Cabinet size:    {} bytes (cbCabinet)", h.cb_cabinet);
+    println!("Folders:         {}", h.folders);
+    println!("Files:           {}", h.files);
+    match signature {
+        None => println!("Signatures:      none"),
+        Some((o, l)) => {
+            println!("Signature:       {l} bytes at {o:#x}");
             if let Some(r) = report {
                 print_report(&r);
             }

@@ -46,8 +46,8 @@ pub(crate) struct SignArgs {
     pub(crate) force: bool,
     #[command(flatten)]
     pub(crate) ts: TimestampArgs,
-    /// Files or directories to sign (directories: the PE files and scripts inside; all levels
-    /// with --recursive).
+    /// Files or directories to sign (directories: the PE files, cabinets and scripts inside;
+    /// all levels with --recursive).
     #[arg(required = true)]
     pub(crate) inputs: Vec<PathBuf>,
     /// Where to write the signed file (one input only; default: replace the input, atomically).
