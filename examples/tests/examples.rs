@@ -34,11 +34,18 @@ fn test_env() -> PathBuf {
     dir
 }
 
-/// An example binary, built by `cargo test` beside this test's own binary.
+/// An example binary, built by `cargo test` beside this test's own binary (`cargo test
+/// --test examples` alone does not build them: `cargo build --workspace --examples` first).
 fn example(name: &str) -> Command {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    Command::new(dir.join("examples").join(name))
+    let bin = dir.join("examples").join(name);
+    assert!(
+        bin.is_file(),
+        "{} is not built (cargo build --workspace --examples)",
+        bin.display()
+    );
+    Command::new(bin)
 }
 
 fn text(o: &Output) -> String {
@@ -318,6 +325,11 @@ fn kms_async_signs_pe_and_script_with_kms_keys() {
         .output()
         .expect("kms_async");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("does not belong to this key"),
+        "{}",
+        text(&o)
+    );
     assert!(!out.exists());
 }
 
@@ -483,6 +495,10 @@ fn service_worker_signs_into_its_own_object_store() {
         .output()
         .expect("service_worker");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("failed"), "{}", text(&o));
+    assert!(
+        text(&o).contains("failed: unsupported file"),
+        "{}",
+        text(&o)
+    );
     assert!(!out.exists());
 }
