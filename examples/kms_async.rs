@@ -51,9 +51,12 @@ async fn run() -> anyhow::Result<()> {
 
     let outcome = sign_file_async(&identity, &input, &output, &SignOptions::default()).await?;
 
+    let out = output.clone();
     let report =
-        tokio::task::spawn_blocking(move || Verifier::new(roots)?.verify_file(&output)).await??;
+        tokio::task::spawn_blocking(move || Verifier::new(roots)?.verify_file(&out)).await??;
     if !report.valid {
+        // Not a file to ship: remove it.
+        let _ = tokio::fs::remove_file(&output).await;
         bail!("the signed file does not verify: {:?}", report.signatures);
     }
     println!(

@@ -25,10 +25,8 @@ use async_trait::async_trait;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use codeseal_authenticode::{FileKind, Verifier};
 use codeseal_service::{
-    auth::ApiKeys,
     context::{Ctx, Settings, Signer},
     job::{check_file_name, now_ms, Job, JobStatus},
-    metrics::Metrics,
     store::{redb_jobs::RedbJobs, ObjectStore, PartEtag, StoreError, Stored},
     worker::run_workers,
 };
@@ -192,19 +190,15 @@ async fn run() -> anyhow::Result<()> {
     // verifies each signed file against `roots` before it stores it.
     let work = tempfile::tempdir()?;
     let store = Arc::new(MemoryStore::default());
-    let ctx = Arc::new(Ctx {
-        objects: Arc::clone(&store) as Arc<dyn ObjectStore>,
-        local: None,
-        jobs: Arc::new(RedbJobs::open(&work.path().join("jobs.redb"))?),
-        signer: Signer::new(identity, roots.clone(), codeseal_keys::redact_uri(key))?,
-        api_keys: ApiKeys::default(), // no HTTP API here
-        settings: Settings {
+    let ctx = Arc::new(Ctx::for_workers(
+        Arc::clone(&store) as Arc<dyn ObjectStore>,
+        Arc::new(RedbJobs::open(&work.path().join("jobs.redb"))?),
+        Signer::new(identity, roots.clone(), codeseal_keys::redact_uri(key))?,
+        Settings {
             work_dir: work.path().to_path_buf(),
             ..Settings::default()
         },
-        metrics: Metrics::default(),
-        wake: tokio::sync::Notify::new(),
-    });
+    ));
     let shutdown = CancellationToken::new();
     let workers = tokio::spawn(run_workers(
         Arc::clone(&ctx),
