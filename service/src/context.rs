@@ -124,6 +124,30 @@ pub struct Ctx {
     pub wake: tokio::sync::Notify,
 }
 
+impl Ctx {
+    /// The state of workers embedded in another program: your object and job stores, the
+    /// key, and the limits. No HTTP API is served from it (no API keys, no embedded store's
+    /// presigned URLs); metrics start at zero. Hand it to [`crate::worker::run_workers`] or
+    /// [`crate::worker::process`].
+    pub fn for_workers(
+        objects: Arc<dyn ObjectStore>,
+        jobs: Arc<dyn JobStore>,
+        signer: Signer,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            objects,
+            local: None,
+            jobs,
+            signer,
+            api_keys: ApiKeys::default(),
+            settings,
+            metrics: Metrics::default(),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ctx")
