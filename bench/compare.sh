@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Compare codeseal with its peers on large generated PE files, in one run.
+# Compare codeseal with its peers on large generated PE files and cabinets, in one run.
 #
 #   usage: bench/compare.sh [SIZE_MIB...]        (default: $SIZES, or "16 256 1024")
-#   env:   SIZES="16 256 1024"  file sizes in MiB (arguments win); a size whose files would
+#   env:   SIZES="16 256 1024"  PE sizes in MiB (arguments win); a size whose files would
 #                               not fit in the free space of the temp dir is skipped, loudly
+#          CAB_SIZES="16 64"    cabinet sizes in MiB (one stored file of pseudo-random bytes
+#                               in a cabinet made by Debian's gcab); "" skips cabinets
 #          RUNS=5               timed runs per command; the best wall time is kept
 #          GEN=section          how big PEs are made: "section" (default) or "overlay"
 #          DIRECT=1             also time codeseal sign with CODESEAL_DIRECT_IO=1 (the copy's
@@ -59,6 +61,7 @@ if [[ $# -gt 0 ]]; then
   SIZES="$*"
 fi
 SIZES="${SIZES:-16 256 1024}"
+CAB_SIZES="${CAB_SIZES-16 64}"
 RUNS="${RUNS:-5}"
 GEN="${GEN:-section}"
 DIRECT="${DIRECT:-1}"
@@ -67,11 +70,16 @@ die() { echo "compare.sh: $*" >&2; exit 1; }
 warn() { echo "WARNING: $*"; }
 
 read -r -a SIZE_LIST <<<"$SIZES"
-[[ ${#SIZE_LIST[@]} -gt 0 ]] || die "no sizes given"
-for s in "${SIZE_LIST[@]}"; do
+read -r -a CAB_LIST <<<"$CAB_SIZES"
+[[ ${#SIZE_LIST[@]} -gt 0 || ${#CAB_LIST[@]} -gt 0 ]] || die "no sizes given"
+for s in "${SIZE_LIST[@]}" "${CAB_LIST[@]}"; do
   [[ "$s" =~ ^[1-9][0-9]*$ ]] || die "size must be a positive whole number of MiB: $s"
-  ((s < 4096)) || die "size must be below 4096 MiB (a PE's certificate table sits below 4 GiB): $s"
+  ((s < 2048)) || die "size must be below 2048 MiB (PE certificate tables and cabinets use 32-bit offsets): $s"
 done
+# The work list: "FORMAT SIZE" pairs.
+JOBS=()
+for s in "${SIZE_LIST[@]}"; do JOBS+=("pe $s"); done
+for s in "${CAB_LIST[@]}"; do JOBS+=("cab $s"); done
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number: $RUNS"
 [[ "$GEN" == section || "$GEN" == overlay ]] || die "GEN must be section or overlay: $GEN"
 [[ -n "${EPOCHREALTIME:-}" ]] || die "bash 5 or later is needed (EPOCHREALTIME)"
@@ -88,7 +96,8 @@ if [[ ! -x "$TIME" ]]; then
   fi
 fi
 tools=(openssl osslsigncode dd cargo)
-[[ "$GEN" == section ]] && tools+=(x86_64-w64-mingw32-gcc)
+[[ "$GEN" == section && ${#SIZE_LIST[@]} -gt 0 ]] && tools+=(x86_64-w64-mingw32-gcc)
+[[ ${#CAB_LIST[@]} -gt 0 ]] && tools+=(gcab)
 for t in "${tools[@]}"; do
   command -v "$t" >/dev/null 2>&1 || die "$t not found (run scripts/setup.sh)"
 done
@@ -150,6 +159,16 @@ CSRC
   rm -f "$dir/blob.bin"
 }
 
+# gen_cab SIZE_MIB OUT: one stored file of pseudo-random bytes (what makes a big cabinet
+# big; MSZIP would only add gcab's compression time to the generation).
+gen_cab() {
+  local mib="$1" out="$2" dir="$WORK/gen"
+  mkdir -p "$dir"
+  head -c "$((mib << 20))" /dev/urandom >"$dir/payload.bin"
+  (cd "$dir" && gcab -c "$out" payload.bin)
+  rm -f "$dir/payload.bin"
+}
+
 # free_mib DIR -> free space of DIR's file system in MiB
 free_mib() {
   df -Pm "$1" | awk 'NR == 2 { print $4 }'
@@ -207,13 +226,20 @@ ratio() {
 
 echo "== $(nproc) CPUs; load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 DONE_SIZES=()
-for size in "${SIZE_LIST[@]}"; do
-  in="$WORK/big-${size}.exe"
-  out="$WORK/big-${size}-codeseal.exe"
-  out2="$WORK/big-${size}-osslsigncode.exe"
+for job in "${JOBS[@]}"; do
+  fmt="${job% *}"
+  mib="${job#* }"
+  ext="exe"
+  [[ "$fmt" == cab ]] && ext="cab"
+  # The size column and the result keys: "16" for PE files, "cab 16" for cabinets.
+  size="$mib"
+  [[ "$fmt" == pe ]] || size="$fmt $mib"
+  in="$WORK/big-${mib}.${ext}"
+  out="$WORK/big-${mib}-codeseal.${ext}"
+  out2="$WORK/big-${mib}-osslsigncode.${ext}"
 
   # Input, two outputs, and (GEN=section) the blob and the linker's output while building.
-  [[ "$GEN" == section ]] && need=$((size * 5 + 256)) || need=$((size * 3 + 256))
+  [[ "$GEN" == section && "$fmt" == pe ]] && need=$((mib * 5 + 256)) || need=$((mib * 3 + 256))
   have="$(free_mib "$WORK")"
   if ((have < need)); then
     warn "${size} MiB skipped: it needs ~${need} MiB free in $WORK, there are ${have} MiB"
@@ -221,8 +247,13 @@ for size in "${SIZE_LIST[@]}"; do
   fi
   DONE_SIZES+=("$size")
 
-  echo "== ${size} MiB: generating ($GEN)"
-  gen_pe "$size" "$in"
+  if [[ "$fmt" == cab ]]; then
+    echo "== ${size} MiB: generating (gcab, stored)"
+    gen_cab "$mib" "$in"
+  else
+    echo "== ${size} MiB: generating ($GEN)"
+    gen_pe "$mib" "$in"
+  fi
   cat "$in" >/dev/null
 
   # Interoperability first: codeseal's output must satisfy osslsigncode (and the reverse).
@@ -240,7 +271,7 @@ for size in "${SIZE_LIST[@]}"; do
   fi
 
   echo "== ${size} MiB: timing (best of $RUNS, the commands taking turns)"
-  ddout="$WORK/big-${size}-dd.exe"
+  ddout="$WORK/big-${mib}-dd.${ext}"
   sign=("$CODESEAL" sign --key "file:$KEY" --cert "$CHAIN" "$in" -o "$out")
   for ((i = 0; i < RUNS; i++)); do
     once "$size" "openssl dgst" openssl dgst -sha256 "$in"
@@ -267,14 +298,14 @@ done
 # --- report ---------------------------------------------------------------------------
 
 echo
-echo "codeseal vs peers on generated PE files (GEN=$GEN, best of $RUNS, $(nproc) CPUs," \
+echo "codeseal vs peers on generated PE files (GEN=$GEN) and cabinets (best of $RUNS, $(nproc) CPUs," \
   "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%9s  %-24s %9s %10s %14s\n' "size" "tool verb" "wall s" "MiB/s" "peak RSS KiB"
 for row in "${ROWS[@]}"; do
   size="${row%%|*}"
   label="${row#*|}"
   printf '%5s MiB  %-24s %9s %10s %14s\n' "$size" "$label" "${WALL[$row]}" \
-    "$(awk -v s="$size" -v t="${WALL[$row]}" 'BEGIN { if (t + 0 > 0) printf "%.0f", s / t; else printf "n/a" }')" \
+    "$(awk -v s="${size##* }" -v t="${WALL[$row]}" 'BEGIN { if (t + 0 > 0) printf "%.0f", s / t; else printf "n/a" }')" \
     "${RSS[$row]}"
 done
 
@@ -305,21 +336,25 @@ if [[ "$DIRECT" == 1 ]]; then
   echo " the default goes through the page cache with early write-back)"
 fi
 
-small="${DONE_SIZES[0]}"
-large="${DONE_SIZES[0]}"
-for s in "${DONE_SIZES[@]}"; do
-  ((s < small)) && small="$s"
-  ((s > large)) && large="$s"
-done
 echo
-# Constant memory: allow 25% + 2 MiB of noise (allocator, page cache accounting).
-for verb in sign verify; do
-  rss_small="${RSS[$small|codeseal $verb]}"
-  rss_large="${RSS[$large|codeseal $verb]}"
-  if ((rss_large <= rss_small + rss_small / 4 + 2048)); then
-    verdict="does not grow with file size"
-  else
-    verdict="GROWS with file size"
-  fi
-  echo "codeseal $verb peak RSS: ${rss_small} KiB at ${small} MiB, ${rss_large} KiB at ${large} MiB: ${verdict}"
+# Constant memory, per format: allow 25% + 2 MiB of noise (allocator, page cache accounting).
+for fmt in pe cab; do
+  small="" large=""
+  for s in "${DONE_SIZES[@]}"; do
+    if [[ "$fmt" == pe ]]; then [[ "$s" =~ ^[0-9]+$ ]] || continue; else [[ "$s" == "$fmt "* ]] || continue; fi
+    n="${s##* }"
+    [[ -z "$small" || "$n" -lt "${small##* }" ]] && small="$s"
+    [[ -z "$large" || "$n" -gt "${large##* }" ]] && large="$s"
+  done
+  [[ -n "$small" ]] || continue
+  for verb in sign verify; do
+    rss_small="${RSS[$small|codeseal $verb]}"
+    rss_large="${RSS[$large|codeseal $verb]}"
+    if ((rss_large <= rss_small + rss_small / 4 + 2048)); then
+      verdict="does not grow with file size"
+    else
+      verdict="GROWS with file size"
+    fi
+    echo "codeseal $verb peak RSS ($fmt): ${rss_small} KiB at ${small} MiB, ${rss_large} KiB at ${large} MiB: ${verdict}"
+  done
 done
