@@ -54,6 +54,12 @@ step "packages (each published crate builds from its .crate, against the others'
 # (11 s). --offline: the steps above fetched every crate the packages' lock files name, and
 # without it cargo updates the crates.io index once per package (+35 s). "ignoring test"
 # warnings are expected: tests stay out of the packages.
+# Cargo unpacks each verified .crate into $CARGO_HOME/registry/src/<hash of the temporary
+# registry's path>/NAME-VERSION and reuses that directory when it exists: a clone at a path
+# packaged before would build the OLD sources of the workspace crates (a module added since
+# is then "not found"). Only these temporary registries hold codeseal-* crates: remove them.
+find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -mindepth 2 -maxdepth 2 -type d -name 'codeseal*' \
+  -exec rm -rf {} + 2>/dev/null || true
 cargo package --workspace --locked --offline --exclude codeseal-examples --exclude codeseal-benches
 
 if [[ "${CODESEAL_FUZZ_SMOKE:-1}" == 1 ]]; then
