@@ -388,19 +388,20 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
     let parsed = collect_signatures(vec![("0".to_string(), der.as_slice())], &mut errors);
     let algs = algorithms(&parsed);
     let digests = digests(&mut cf, &algs, sigs.ex.as_deref())?;
-    let mut pre_hashes: Digests = Vec::new();
-    if sigs.ex.is_some() {
-        for &alg in &algs {
-            pre_hashes.push((alg, pre_hash(&cf, alg)?));
-        }
-    }
+    // The Ex stream is the primary signature's: its pre-hash uses that signature's digest
+    // algorithm (nested signatures cover the stream's content through their digests, as
+    // osslsigncode and Windows read them).
+    let pre_hash = match (&sigs.ex, parsed.first()) {
+        (Some(_), Some((_, p))) => Some(pre_hash(&cf, p.digest_algorithm)?),
+        _ => None,
+    };
     let signatures = parsed
         .iter()
         .map(|(i, p)| {
             let computed = lookup(&digests, p.digest_algorithm).unwrap_or_default();
             let mut report = check_one(FileKind::Msi, i, p, computed, opts);
-            if let Some(ex) = &sigs.ex {
-                if lookup(&pre_hashes, p.digest_algorithm) != Some(ex.as_slice()) {
+            if let (Some(ex), "0") = (&sigs.ex, i.as_str()) {
+                if pre_hash.as_deref() != Some(ex.as_slice()) {
                     report.errors.insert(
                         0,
                         Finding::signature(
