@@ -89,6 +89,18 @@ pub fn open<F: Read + Seek>(inner: F) -> Result<CompoundFile<F>> {
     CompoundFile::open(inner).map_err(|e| cfb_error("opening the compound file", e))
 }
 
+/// Opens a compound file and measures it: the length bounds the content walk.
+pub fn open_measured<F: Read + Seek>(mut inner: F) -> Result<(CompoundFile<F>, u64)> {
+    let len = inner
+        .seek(io::SeekFrom::End(0))
+        .and_then(|l| inner.seek(io::SeekFrom::Start(0)).map(|_| l))
+        .map_err(|e| MsiError::Io {
+            context: "measuring the compound file".into(),
+            source: e,
+        })?;
+    Ok((open(inner)?, len))
+}
+
 /// The `SpcSipInfo` of an MSI signature, as osslsigncode and SignTool write it: version 1,
 /// the MSI SIP GUID and five zero integers.
 pub fn sip_info_der() -> Vec<u8> {
@@ -178,22 +190,30 @@ fn children<F: Seek>(cf: &CompoundFile<F>, path: &Path, count: &mut usize) -> Re
 
 /// Feeds the content walk of the whole file to `sink`: every stream's content and every
 /// storage's CLSID, in the digest order, without the signature streams.
+///
+/// `file_len` is the compound file's length: in a well-formed file every sector belongs to
+/// one stream, so the streams cannot add up to more; more means cross-linked sector chains
+/// (the same sectors read again and again) and is refused before they are read. The walk
+/// therefore reads at most `file_len` bytes.
 pub fn content_walk<F: Read + Seek>(
     cf: &mut CompoundFile<F>,
+    file_len: u64,
     sink: &mut dyn MsiSink,
 ) -> Result<()> {
-    let mut count = 0usize;
-    let mut buf = vec![0u8; CHUNK];
+    let mut walk = Walk {
+        count: 0,
+        budget: file_len,
+        buf: vec![0u8; CHUNK],
+    };
     let root_clsid = cf.root_entry().clsid().to_bytes_le();
-    content_storage(
-        cf,
-        Path::new("/"),
-        root_clsid,
-        0,
-        &mut count,
-        &mut buf,
-        sink,
-    )
+    content_storage(cf, Path::new("/"), root_clsid, 0, &mut walk, sink)
+}
+
+/// The running state of a content walk.
+struct Walk {
+    count: usize,
+    budget: u64,
+    buf: Vec<u8>,
 }
 
 fn content_storage<F: Read + Seek>(
@@ -201,8 +221,7 @@ fn content_storage<F: Read + Seek>(
     path: &Path,
     clsid: [u8; 16],
     depth: usize,
-    count: &mut usize,
-    buf: &mut [u8],
+    walk: &mut Walk,
     sink: &mut dyn MsiSink,
 ) -> Result<()> {
     if depth > MAX_DEPTH {
@@ -210,8 +229,17 @@ fn content_storage<F: Read + Seek>(
             "storages nested deeper than {MAX_DEPTH}"
         )));
     }
-    for c in children(cf, path, count)? {
+    let children = children(cf, path, &mut walk.count)?;
+    for c in children.iter().filter(|c| c.stream) {
+        walk.budget = walk.budget.checked_sub(c.len).ok_or_else(|| {
+            MsiError::Malformed(
+                "the streams add up to more than the file (cross-linked sector chains)".into(),
+            )
+        })?;
+    }
+    for c in children {
         if c.stream {
+            let buf = walk.buf.as_mut_slice();
             let mut s = cf
                 .open_stream(&c.path)
                 .map_err(|e| cfb_error("opening a stream", e))?;
@@ -232,7 +260,7 @@ fn content_storage<F: Read + Seek>(
                 left -= n as u64;
             }
         } else {
-            content_storage(cf, &c.path, c.clsid, depth + 1, count, buf, sink)?;
+            content_storage(cf, &c.path, c.clsid, depth + 1, walk, sink)?;
         }
     }
     sink.feed(&clsid);
@@ -387,7 +415,7 @@ mod tests {
             .unwrap();
         cf.flush().unwrap();
         let mut out = Bytes(Vec::new());
-        content_walk(&mut cf, &mut out).unwrap();
+        content_walk(&mut cf, 1 << 20, &mut out).unwrap();
         let mut want = b"ABX".to_vec();
         want.extend_from_slice(&[0; 16]);
         want.extend_from_slice(&[0; 16]);
@@ -395,6 +423,13 @@ mod tests {
         let sigs = read_signatures(&mut cf).unwrap();
         assert_eq!(sigs.signature.as_deref(), Some(&b"sig"[..]));
         assert_eq!(sigs.ex, None);
+        // Streams longer in all than the file: refused before they are read.
+        let mut none = Bytes(Vec::new());
+        assert!(matches!(
+            content_walk(&mut cf, 1, &mut none),
+            Err(MsiError::Malformed(_))
+        ));
+        assert!(none.0.is_empty());
     }
 
     #[test]

@@ -90,6 +90,7 @@ pub(crate) fn pre_hash<F: Seek>(
 /// The content digests for `algs`, each after `ex` (the Ex stream's content) when given.
 pub(crate) fn digests<F: Read + Seek>(
     cf: &mut msi::CompoundFile<F>,
+    file_len: u64,
     algs: &[DigestAlgorithm],
     ex: Option<&[u8]>,
 ) -> Result<Digests> {
@@ -97,7 +98,7 @@ pub(crate) fn digests<F: Read + Seek>(
     if let Some(ex) = ex {
         hashers.feed(ex);
     }
-    msi::content_walk(cf, &mut hashers)?;
+    msi::content_walk(cf, file_len, &mut hashers)?;
     Ok(hashers
         .0
         .into_iter()
@@ -155,10 +156,10 @@ fn check_back<F: Read + Seek>(
     inherited: &[Vec<u8>],
 ) -> Result<()> {
     let fail = Error::OutputCheck;
-    let mut cf = msi::open(f).map_err(|e| fail(e.to_string()))?;
+    let (mut cf, len) = msi::open_measured(f).map_err(|e| fail(e.to_string()))?;
     let back = msi::read_signatures(&mut cf).map_err(|e| fail(e.to_string()))?;
     let algs: Vec<DigestAlgorithm> = want.iter().map(|(a, _)| *a).collect();
-    let written = digests(&mut cf, &algs, back.ex.as_deref())
+    let written = digests(&mut cf, len, &algs, back.ex.as_deref())
         .map_err(|e| fail(format!("reading the output back: {e}")))?;
     if &written != want {
         return Err(fail(
@@ -214,7 +215,7 @@ fn inspect<F: Read + Seek>(
     extra_algs: &[DigestAlgorithm],
     add_dse: bool,
 ) -> Result<Inspected> {
-    let mut cf = msi::open(f)?;
+    let (mut cf, len) = msi::open_measured(f)?;
     let sigs = msi::read_signatures(&mut cf)?;
     let was_signed = sigs.signature.is_some();
     if was_signed && existing == Existing::Refuse {
@@ -246,7 +247,7 @@ fn inspect<F: Read + Seek>(
     };
     algs.sort_by_key(|a| a.output_len());
     algs.dedup();
-    let digests = digests(&mut cf, &algs, ex.as_deref())?;
+    let digests = digests(&mut cf, len, &algs, ex.as_deref())?;
     Ok(Inspected {
         was_signed,
         existing: kept,
@@ -330,8 +331,8 @@ impl Staged for StagedMsi {
             let algs: Vec<DigestAlgorithm> = this.digests.iter().map(|(a, _)| *a).collect();
             f.seek(SeekFrom::Start(0))
                 .map_err(|e| Error::io("rewinding the temp file", e))?;
-            let mut cf = msi::open(BufReader::new(&mut *f))?;
-            digests(&mut cf, &algs, None)?
+            let (mut cf, len) = msi::open_measured(BufReader::new(&mut *f))?;
+            digests(&mut cf, len, &algs, None)?
         } else {
             this.digests.clone()
         };
@@ -364,8 +365,8 @@ pub(crate) fn extract(input: &Path) -> Result<Vec<u8>> {
 /// The digest of the installer in `r` for `alg`, as a new signature without
 /// `MsiDigitalSignatureEx` covers it (split signing).
 pub(crate) fn file_digest<R: Read + Seek>(r: R, alg: DigestAlgorithm) -> Result<Vec<u8>> {
-    let mut cf = msi::open(r)?;
-    let mut d = digests(&mut cf, &[alg], None)?;
+    let (mut cf, len) = msi::open_measured(r)?;
+    let mut d = digests(&mut cf, len, &[alg], None)?;
     d.pop()
         .map(|(_, d)| d)
         .ok_or_else(|| Error::Usage("digest missing".into()))
@@ -387,7 +388,7 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
     let mut errors = Vec::new();
     let parsed = collect_signatures(vec![("0".to_string(), der.as_slice())], &mut errors);
     let algs = algorithms(&parsed);
-    let digests = digests(&mut cf, &algs, sigs.ex.as_deref())?;
+    let digests = digests(&mut cf, len, &algs, sigs.ex.as_deref())?;
     // The Ex stream is the primary signature's: its pre-hash uses that signature's digest
     // algorithm (nested signatures cover the stream's content through their digests, as
     // osslsigncode and Windows read them).
