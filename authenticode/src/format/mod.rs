@@ -97,7 +97,7 @@ impl FileKind {
         match ScriptKind::from_path(name) {
             Ok(k) => Ok(Self::Script(k)),
             Err(_) => Err(Error::Unsupported(format!(
-                "{}: not a PE file (no MZ header), not a cabinet (no MSCF header) and not a script extension codeseal signs ({})",
+                "{}: not a PE file (no MZ header), not a cabinet (no MSCF header), not an installer (no compound-file header) and not a script extension codeseal signs ({})",
                 name.display(),
                 Self::script_extensions().join(" ")
             ))),
