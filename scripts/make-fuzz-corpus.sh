@@ -26,7 +26,7 @@ OUT="${FUZZ_CORPUS_DIR:-$ROOT/fuzz/corpus}"
 MAX="${FUZZ_MAX_SEED_BYTES:-65536}"
 TE="${CODESEAL_TEST_ENV:-$ROOT/target/test-env}"
 FPKI="$ROOT/fuzz/pki"
-TARGETS=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token key_decoding sign_roundtrip script_parse cab_header)
+TARGETS=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token key_decoding sign_roundtrip script_parse cab_header msi_walk)
 
 if [[ "${1:-}" != "--force" && -f "$OUT/.seeded" ]]; then
   echo "make-fuzz-corpus: $OUT already seeded (use --force to redo)"
@@ -280,6 +280,37 @@ if command -v gcab >/dev/null; then
   done
   head -c 50 "$CD/mszip.cab" >"$CD/truncated.cab"
   seed cab_header "$CD/truncated.cab"
+fi
+
+# --- msi_walk: a small wixl installer, signed by osslsigncode (with -add-msi-dse) when
+# present, and a truncated one.
+if command -v wixl >/dev/null; then
+  MD="$WORK/msis"
+  mkdir -p "$MD"
+  printf 'hello installer\r\n' >"$MD/a.txt"
+  cat >"$MD/a.wxs" <<'WXS'
+<?xml version="1.0" encoding="utf-8"?>
+<Wix xmlns="http://schemas.microsoft.com/wix/2006/wi">
+  <Product Id="5EA1C0DE-0000-4000-8000-000000000900" Name="fuzz" Language="1033" Version="1.0.0"
+           Manufacturer="codeseal" UpgradeCode="5EA1C0DE-0000-4000-8000-000000000901">
+    <Package InstallerVersion="200" Compressed="yes"/>
+    <Media Id="1" Cabinet="a.cab" EmbedCab="yes"/>
+    <Directory Id="TARGETDIR" Name="SourceDir"><Directory Id="INSTALLDIR" Name="fuzz">
+      <Component Id="A" Guid="5EA1C0DE-0000-4000-8000-000000000902"><File Id="a" Source="a.txt"/></Component>
+    </Directory></Directory>
+    <Feature Id="Main" Level="1"><ComponentRef Id="A"/></Feature>
+  </Product>
+</Wix>
+WXS
+  (cd "$MD" && wixl -o "$MD/small.msi" a.wxs)
+  seed msi_walk "$MD/small.msi"
+  if command -v osslsigncode >/dev/null; then
+    osslsigncode sign -certs "$PKI/leaf-p256-chain.pem" -key "$PKI/leaf-p256.key" -h sha256 \
+      -add-msi-dse -in "$MD/small.msi" -out "$MD/signed-small.msi" >/dev/null 2>&1 &&
+      seed msi_walk "$MD/signed-small.msi"
+  fi
+  head -c 3000 "$MD/small.msi" >"$MD/truncated.msi"
+  seed msi_walk "$MD/truncated.msi"
 fi
 
 date -u +%FT%TZ >"$OUT/.seeded"

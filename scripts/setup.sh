@@ -3,7 +3,8 @@
 #
 #   - apt: osslsigncode (>= 2.9, from bookworm-backports if needed), softhsm2,
 #     opensc, mingw-w64 (i686 + x86_64), openssl, libengine-pkcs11-openssl,
-#     sbsigntool, python3-venv, chromium (the web page test), gcab (the cabinet fixtures)
+#     sbsigntool, python3-venv, chromium (the web page test), gcab (the cabinet fixtures),
+#     wixl and msitools (the installer fixtures: wixl builds them, msiinfo reads them)
 #   - a Python venv at ${CODESEAL_VENV:-$HOME/.cache/codeseal/venv} with signify
 #     and friends (pinned), plus the oscrypto OpenSSL-version-regex fix.
 #   - scripts/web-setup.sh: Node >= 20 check and the web page test's pinned playwright-core.
@@ -25,6 +26,7 @@ APT_PACKAGES=(
   osslsigncode softhsm2 opensc gcc-mingw-w64-x86-64 gcc-mingw-w64-i686
   openssl libengine-pkcs11-openssl sbsigntool python3 python3-venv chromium
   cmake libssl-dev libcurl4-openssl-dev zlib1g-dev dpkg-dev time gcab
+  wixl msitools
 )
 PIP_PINS=(
   "signify==0.9.3" "pefile==2024.8.26" "moto[server]==5.2.5" "boto3==1.44.5"
@@ -219,6 +221,8 @@ check "softhsm2-util present" command -v softhsm2-util
 check "pkcs11-tool (opensc) present" command -v pkcs11-tool
 check "sbsign present" command -v sbsign
 check "gcab present" command -v gcab
+check "wixl present" command -v wixl
+check "msiinfo (msitools) present" command -v msiinfo
 check "libengine-pkcs11-openssl installed" pkg_installed libengine-pkcs11-openssl
 check "venv python imports signify ($VENV)" "$VENV/bin/python" -c "$PY_IMPORT_CHECK"
 check "moto patched for KMS MessageType=DIGEST" grep -rqF "codeseal: KMS Sign MessageType=DIGEST" "$VENV"/lib/python3*/site-packages/moto/kms/responses.py

@@ -6,6 +6,7 @@
 #   OUTDIR/fixtures/  <- scripts/make-fixtures.sh (list in fixtures/fixtures.txt)
 #   OUTDIR/pki/       <- scripts/make-pki.sh      (list in pki/pki.txt)
 #   OUTDIR/cabs/      <- scripts/make-cabs.sh     (list in cabs/cabs.txt)
+#   OUTDIR/msis/      <- scripts/make-msis.sh     (list in msis/msis.txt)
 #   OUTDIR/ready      <- written last, once all are complete
 #
 # Each part is skipped when it is already complete (its list file exists, every
@@ -55,12 +56,14 @@ ensure() {
 ensure fixtures fixtures.txt make-fixtures.sh
 ensure pki pki.txt make-pki.sh
 ensure cabs cabs.txt make-cabs.sh
+ensure msis msis.txt make-msis.sh
 
 if [[ ! -f "$OUTDIR/ready" ]]; then
   {
     echo "fixtures=$OUTDIR/fixtures"
     echo "pki=$OUTDIR/pki"
     echo "cabs=$OUTDIR/cabs"
+    echo "msis=$OUTDIR/msis"
   } >"$OUTDIR/ready.tmp"
   mv "$OUTDIR/ready.tmp" "$OUTDIR/ready"
 fi

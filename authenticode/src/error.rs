@@ -46,6 +46,9 @@ pub enum Error {
     /// A cabinet's header is malformed, or of a kind codeseal does not rewrite.
     #[error("{0}")]
     Cab(crate::cab::CabError),
+    /// An installer's compound file is malformed.
+    #[error("{0}")]
+    Msi(crate::msi::MsiError),
     /// The signed output did not verify; nothing was written.
     #[error("the signed output did not verify ({0}); the output was not written")]
     OutputCheck(String),

@@ -977,3 +977,56 @@ pub fn cab_header(data: &[u8]) {
         "signed then unsigned is not the same cabinet"
     );
 }
+
+/// Counts what an MSI walk feeds.
+struct MsiCount(u64);
+
+impl crate::msi::MsiSink for MsiCount {
+    fn feed(&mut self, data: &[u8]) {
+        self.0 += data.len() as u64;
+    }
+}
+
+/// The MSI reader on the input as a compound file, and for every file `cfb` opens: both
+/// signature streams are read within their limits; the content walk reads at most the file
+/// (plus 16 bytes of CLSID per storage); the metadata walk ends; verification gives a report
+/// or a typed error, never a panic.
+pub fn msi_walk(data: &[u8]) {
+    use crate::msi;
+    let (mut cf, len) = match msi::open_measured(Cursor::new(data)) {
+        Ok(x) => x,
+        Err(e) => {
+            black_box(e.to_string());
+            return;
+        }
+    };
+    match msi::read_signatures(&mut cf) {
+        Ok(s) => {
+            assert!(s.signature.as_ref().map_or(0, Vec::len) as u64 <= msi::MAX_SIGNATURE);
+            assert!(s.ex.as_ref().map_or(0, Vec::len) as u64 <= msi::MAX_EX);
+        }
+        Err(e) => black_box(e.to_string()).clear(),
+    }
+    let mut n = MsiCount(0);
+    match msi::content_walk(&mut cf, len, &mut n) {
+        Ok(()) => {
+            let storages = cf.walk().filter(|e| e.is_storage()).count() as u64;
+            assert!(
+                n.0 <= len + 16 * storages,
+                "the content walk read {} bytes of a {len}-byte file",
+                n.0
+            );
+        }
+        Err(e) => black_box(e.to_string()).clear(),
+    }
+    let mut m = MsiCount(0);
+    if let Err(e) = msi::metadata_walk(&cf, &mut m) {
+        black_box(e.to_string());
+    }
+    let r = crate::Verifier::integrity_only().verify_reader(
+        crate::FileKind::Msi,
+        &mut Cursor::new(data),
+        std::path::Path::new("fuzz.msi"),
+    );
+    black_box(r.map(|r| r.valid).map_err(|e| e.to_string())).ok();
+}

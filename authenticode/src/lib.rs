@@ -1,7 +1,7 @@
 //! # codeseal-authenticode
 //!
 //! Authenticode signing and verification for PE files (exe, dll, sys, efi; PE32 and PE32+;
-//! any machine), scripts (PowerShell, MOF, JScript, VBScript, WSF) and CAB cabinets, through one pipeline
+//! any machine), scripts (PowerShell, MOF, JScript, VBScript, WSF), CAB cabinets and MSI installers, through one pipeline
 //! with one implementation per format ([`format`](mod@format)). The formats themselves (PE
 //! reader, certificate table, SPC and PKCS#7 structures, digest maths, script text rules)
 //! are in [`codeseal_formats`], without I/O; this crate adds staging, atomic
@@ -55,7 +55,7 @@ pub mod verify;
 // this one. Users reach it as `codeseal_formats`, re-exported as [`formats`].
 /// The format layer: PE, certificate table, SPC, PKCS#7, scripts, digest maths, OIDs.
 pub use codeseal_formats as formats;
-pub(crate) use codeseal_formats::{asn1, cab, oid, pagehash, pe, pkcs7, script, spc, wincert};
+pub(crate) use codeseal_formats::{asn1, cab, msi, oid, pagehash, pe, pkcs7, script, spc, wincert};
 
 pub use error::{Error, Result};
 pub use finding::{Finding, FindingCode};

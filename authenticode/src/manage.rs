@@ -16,6 +16,7 @@ fn stage_opts(force: bool, existing: Existing) -> StageOptions<'static> {
         existing,
         algs: &[],
         pages: None,
+        msi_dse: false,
     }
 }
 
@@ -45,6 +46,7 @@ pub fn extract_signature(input: &Path) -> Result<Vec<u8>> {
             Ok(parsed.der.to_vec())
         }
         FileKind::Cab => format::cab::extract(input),
+        FileKind::Msi => format::msi::extract(input),
     }
 }
 
@@ -116,6 +118,7 @@ pub fn attach_signature(
             // The output check verifies the nested signatures too: hash for all of them.
             algs: &digest_algorithms(&der)?,
             pages,
+            msi_dse: false,
         },
     )?;
     let computed = staged

@@ -42,6 +42,9 @@ pub struct SignOptions {
     pub allow_sha1: bool,
     /// Time-stamp the new signature (RFC 3161 or legacy). When it fails, nothing is written.
     pub timestamp: Option<TimestampOptions>,
+    /// MSI: give the new signature an `MsiDigitalSignatureEx` stream (a pre-hash of the
+    /// installer's metadata, as osslsigncode's `-add-msi-dse`). Ignored for other formats.
+    pub add_msi_dse: bool,
 }
 
 impl SignOptions {
@@ -80,6 +83,11 @@ impl SignOptions {
         self.allow_sha1 = allow_sha1;
         self
     }
+    /// Sets `add_msi_dse`: give a new MSI signature an `MsiDigitalSignatureEx` stream.
+    pub fn with_add_msi_dse(mut self, add_msi_dse: bool) -> Self {
+        self.add_msi_dse = add_msi_dse;
+        self
+    }
     /// Sets `timestamp`: time-stamp the new signature (RFC 3161 or legacy). When it fails, nothing is written.
     pub fn with_timestamp(mut self, timestamp: impl Into<Option<TimestampOptions>>) -> Self {
         self.timestamp = timestamp.into();
@@ -98,6 +106,7 @@ impl Default for SignOptions {
             force: false,
             allow_sha1: false,
             timestamp: None,
+            add_msi_dse: false,
         }
     }
 }
@@ -187,6 +196,7 @@ impl PreparedSigning {
                 existing,
                 algs: &[opts.digest],
                 pages,
+                msi_dse: opts.add_msi_dse && kind == FileKind::Msi,
             },
         )?;
         if opts.append && staged.existing_signature().is_none() {

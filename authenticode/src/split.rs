@@ -115,6 +115,12 @@ fn file_digest(
             let image_digest = crate::format::cab::file_digest(&mut r, len, digest)?;
             Ok((kind, image_digest, data))
         }
+        FileKind::Msi => {
+            let data = crate::format::msi::indirect_data(page_hashes)?;
+            let r = std::io::BufReader::with_capacity(64 << 10, file);
+            let image_digest = crate::format::msi::file_digest(r, digest)?;
+            Ok((kind, image_digest, data))
+        }
     }
 }
 

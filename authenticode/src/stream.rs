@@ -80,6 +80,7 @@ pub fn sign_stream<R: Read + Seek, W: Write>(
         FileKind::Pe => sign_pe(identity, input, output, opts),
         FileKind::Script(k) => sign_script(identity, k, input, output, opts),
         FileKind::Cab => crate::format::cab::sign_stream(identity, input, output, opts),
+        FileKind::Msi => crate::format::msi::sign_stream(identity, input, output, opts),
     }
 }
 

@@ -585,6 +585,7 @@ pub(crate) fn verify_as<R: Read + Seek>(
             verify_script(k, r, opts)
         }
         FileKind::Cab => crate::format::cab::verify(r, opts),
+        FileKind::Msi => crate::format::msi::verify(r, opts),
     }
 }
 

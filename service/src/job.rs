@@ -160,6 +160,8 @@ pub enum FailureReason {
     /// The upload is a cabinet whose header is malformed, or of a kind not signed (part of a
     /// multi-cabinet set, other reserve data).
     MalformedCab,
+    /// The upload is an installer (.msi) whose compound file is malformed.
+    MalformedMsi,
     /// The PE file is shorter than its headers say.
     Truncated,
     /// The PE file's certificate table is broken.
@@ -210,11 +212,12 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, in the order of the documentation's table.
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 27] = [
         Self::NotPe,
         Self::UnsupportedType,
         Self::MalformedScript,
         Self::MalformedCab,
+        Self::MalformedMsi,
         Self::Truncated,
         Self::MalformedPe,
         Self::AlreadySigned,
@@ -246,6 +249,7 @@ impl FailureReason {
             Self::UnsupportedType => "unsupported_type",
             Self::MalformedScript => "malformed_script",
             Self::MalformedCab => "malformed_cab",
+            Self::MalformedMsi => "malformed_msi",
             Self::Truncated => "truncated",
             Self::MalformedPe => "malformed_pe",
             Self::AlreadySigned => "already_signed",
@@ -284,12 +288,13 @@ impl FailureReason {
         match self {
             Self::NotPe => "the upload is not a valid PE file",
             Self::UnsupportedType => {
-                "the upload is not a file type the service signs (PE files by their MZ header; cabinets by their MSCF header; scripts by extension: .ps1 .psm1 .psd1 .ps1xml .psc1 .cdxml .mof .js .vbs .wsf)"
+                "the upload is not a file type the service signs (PE files by their MZ header; cabinets by their MSCF header; installers by their compound-file header and .msi .msp .msm .mst; scripts by extension: .ps1 .psm1 .psd1 .ps1xml .psc1 .cdxml .mof .js .vbs .wsf)"
             }
             Self::MalformedScript => "the script's text or signature block is malformed",
             Self::MalformedCab => {
                 "the cabinet's header is malformed, or the cabinet is part of a multi-cabinet set or carries reserve data"
             }
+            Self::MalformedMsi => "the installer's compound file is malformed",
             Self::Truncated => "the PE file is shorter than its headers say",
             Self::MalformedPe => "the PE file's certificate table is malformed",
             Self::AlreadySigned => "the file is already signed",

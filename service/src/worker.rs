@@ -181,6 +181,7 @@ fn classify_sign(e: AcError) -> StepError {
         AcError::Unsupported(_) => StepError::input(FailureReason::UnsupportedType, msg),
         AcError::Script(_) => StepError::input(FailureReason::MalformedScript, msg),
         AcError::Cab(_) => StepError::input(FailureReason::MalformedCab, msg),
+        AcError::Msi(_) => StepError::input(FailureReason::MalformedMsi, msg),
         AcError::AlreadySigned => StepError::permanent(FailureReason::AlreadySigned, msg),
         AcError::Sign(se) => {
             let (reason, transient) = classify_key_error(&se);

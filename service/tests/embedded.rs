@@ -198,6 +198,42 @@ fn embedded_signs_cabinets() {
     assert_eq!(std::fs::read(&kept).expect("upload kept"), set);
 }
 
+/// MSI installers (wixl's) sign like any other upload; the result passes osslsigncode and
+/// keeps the MSI header; a truncated compound file fails with `malformed_msi` and is kept.
+#[test]
+fn embedded_signs_installers() {
+    let svc = start(&[]);
+    let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let msis = test_env().join("msis");
+    for name in ["one.msi", "several.msi"] {
+        let data = std::fs::read(msis.join(name)).expect("fixture");
+        let id = client.upload(name, &data);
+        let job = client.wait(&id, Duration::from_secs(60));
+        assert_eq!(
+            job["status"],
+            "done",
+            "{name}: {job}\n{}",
+            svc.proc.log_text()
+        );
+        assert_eq!(job["verify"]["valid"], true, "{name}: {job}");
+        let bytes = client.download(job["download_url"].as_str().expect("url"));
+        assert_eq!(&bytes[..8], &data[..8], "{name}");
+        let file = tmp.path().join(name);
+        std::fs::write(&file, &bytes).expect("write");
+        let (ok, t) = osslsigncode_ok(&file, &test_env().join("pki/root.pem"));
+        assert!(ok, "{name}: {t}");
+    }
+    let whole = std::fs::read(msis.join("several.msi")).expect("fixture");
+    let cut = whole[..whole.len() / 3].to_vec();
+    let id = client.upload("cut.msi", &cut);
+    let job = client.wait(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_reason"], "malformed_msi", "{job}");
+    let kept = svc.data.join("objects/uploads").join(&id).join("cut.msi");
+    assert_eq!(std::fs::read(&kept).expect("upload kept"), cut);
+}
+
 #[test]
 fn embedded_rejects_bad_uploads_and_keeps_them() {
     let svc = start(&[]);

@@ -36,6 +36,7 @@ use crate::{
 };
 
 pub(crate) mod cab;
+pub(crate) mod msi;
 pub(crate) mod output;
 pub(crate) mod script;
 
@@ -49,16 +50,23 @@ pub enum FileKind {
     Script(ScriptKind),
     /// A cabinet (`.cab`), recognised by its `MSCF` header.
     Cab,
+    /// A Windows Installer file (`.msi`, `.msp`, `.msm`, `.mst`): an OLE compound file,
+    /// recognised by its header and one of these extensions (other compound files, such as
+    /// Office documents, share the header).
+    Msi,
 }
+
+/// The extensions of the compound files signed as installers (the MSI SIP's).
+pub const MSI_EXTENSIONS: [&str; 4] = ["msi", "msp", "msm", "mst"];
 
 impl FileKind {
     /// The kind of the file at `path`: PE and cabinets by their first bytes (`MZ`, `MSCF`),
-    /// scripts by extension.
+    /// installers by the compound-file header and their extension, scripts by extension.
     pub fn detect(path: &Path) -> Result<Self> {
-        let mut head = Vec::with_capacity(4);
+        let mut head = Vec::with_capacity(8);
         let f = std::fs::File::open(path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        f.take(4)
+        f.take(8)
             .read_to_end(&mut head)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         Self::detect_from(&head, path)
@@ -72,10 +80,24 @@ impl FileKind {
         if head.starts_with(crate::cab::MAGIC) {
             return Ok(Self::Cab);
         }
+        if head.starts_with(crate::msi::MAGIC) {
+            let ext = name
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_default();
+            if MSI_EXTENSIONS.contains(&ext.as_str()) {
+                return Ok(Self::Msi);
+            }
+            return Err(Error::Unsupported(format!(
+                "{}: an OLE compound file that is not named as an installer (.msi, .msp, .msm, .mst); codeseal signs compound files only as Windows Installer files",
+                name.display()
+            )));
+        }
         match ScriptKind::from_path(name) {
             Ok(k) => Ok(Self::Script(k)),
             Err(_) => Err(Error::Unsupported(format!(
-                "{}: not a PE file (no MZ header), not a cabinet (no MSCF header) and not a script extension codeseal signs ({})",
+                "{}: not a PE file (no MZ header), not a cabinet (no MSCF header), not an installer (no compound-file header) and not a script extension codeseal signs ({})",
                 name.display(),
                 Self::script_extensions().join(" ")
             ))),
@@ -104,6 +126,7 @@ impl FileKind {
                 ScriptKind::Wsf => "Windows Script File",
             },
             Self::Cab => "CAB",
+            Self::Msi => "MSI",
         }
     }
 
@@ -113,6 +136,7 @@ impl FileKind {
             Self::Pe => SPC_PE_IMAGE_DATA,
             Self::Script(_) => SPC_SIPINFO,
             Self::Cab => crate::oid::SPC_CAB_DATA,
+            Self::Msi => SPC_SIPINFO,
         }
     }
 }
@@ -168,6 +192,7 @@ pub(crate) fn indirect_data(
             })
         }
         FileKind::Cab => cab::indirect_data(page_hashes.is_some()),
+        FileKind::Msi => msi::indirect_data(page_hashes.is_some()),
     }
 }
 
@@ -206,6 +231,19 @@ pub(crate) fn check_indirect_data(
             ));
         }
     }
+    if kind == FileKind::Msi {
+        let guid = data
+            .value
+            .as_ref()
+            .and_then(crate::spc::sip_guid)
+            .ok_or_else(|| "the SpcSipInfo value is unreadable".to_string())?;
+        if guid != crate::msi::SIP_MSI {
+            return Err(format!(
+                "the signature's SIP GUID {} is not the MSI SIP's",
+                hex::encode(guid)
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -220,6 +258,8 @@ pub(crate) struct StageOptions<'a> {
     pub algs: &'a [DigestAlgorithm],
     /// A page-hash table to compute (PE only).
     pub pages: Option<DigestAlgorithm>,
+    /// Give a new MSI signature an `MsiDigitalSignatureEx` stream (MSI only).
+    pub msi_dse: bool,
 }
 
 /// An input read once: checked, hashed, copied (or held) waiting for its signature.
@@ -269,6 +309,14 @@ pub(crate) fn stage(
             )?))
         }
         FileKind::Cab => Ok(Box::new(cab::StagedCab::stage(input, output, opts)?)),
+        FileKind::Msi => {
+            if opts.pages.is_some() {
+                return Err(Error::Usage(
+                    "page hashes exist only for PE files, not for MSI".into(),
+                ));
+            }
+            Ok(Box::new(msi::StagedMsi::stage(input, output, opts)?))
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub(crate) fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
         FileKind::Pe => {}
         FileKind::Script(kind) => return info_script(&file, kind, json),
         FileKind::Cab => return info_cab(&file, json),
+        FileKind::Msi => return info_msi(&file, json),
         other => anyhow::bail!("{}: info does not support {other} files", file.display()),
     }
     let mut f = std::io::BufReader::new(
@@ -117,6 +118,61 @@ fn info_cab(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
         None => println!("Signatures:      none"),
         Some((o, l)) => {
             println!("Signature:       {l} bytes at {o:#x}");
+            if let Some(r) = report {
+                print_report(&r);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info_msi(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    use codeseal_authenticode::formats::msi;
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let size = f.metadata()?.len();
+    let mut cf =
+        msi::open(std::io::BufReader::new(f)).map_err(codeseal_authenticode::Error::from)?;
+    let streams = cf.walk().filter(|e| e.is_stream()).count();
+    let storages = cf.walk().filter(|e| e.is_storage() && !e.is_root()).count();
+    let sigs = msi::read_signatures(&mut cf).map_err(codeseal_authenticode::Error::from)?;
+    let report = if sigs.signature.is_some() {
+        Verifier::integrity_only().verify_file(file).ok()
+    } else {
+        None
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "msi": {
+                    "size": size,
+                    "streams": streams,
+                    "storages": storages,
+                    "signature": sigs.signature.as_ref().map(Vec::len),
+                    "msi_digital_signature_ex": sigs.ex.is_some(),
+                },
+                "verification": report,
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("File:            {}", file.display());
+    println!("Size:            {size} bytes");
+    println!("Format:          MSI (OLE compound file)");
+    println!("Streams:         {streams}");
+    println!("Storages:        {storages}");
+    match &sigs.signature {
+        None => println!("Signatures:      none"),
+        Some(s) => {
+            println!(
+                "Signature:       {} bytes{}",
+                s.len(),
+                if sigs.ex.is_some() {
+                    ", with MsiDigitalSignatureEx"
+                } else {
+                    ""
+                }
+            );
             if let Some(r) = report {
                 print_report(&r);
             }

@@ -41,12 +41,16 @@ pub(crate) struct SignArgs {
     /// Include page hashes (SHA-256 v2; SHA-1 v1 with --digest sha1).
     #[arg(long, visible_alias = "ph")]
     pub(crate) page_hashes: bool,
+    /// MSI: add an MsiDigitalSignatureEx stream (a pre-hash of the installer's metadata),
+    /// as osslsigncode's -add-msi-dse.
+    #[arg(long)]
+    pub(crate) add_msi_dse: bool,
     /// Overwrite an existing output file.
     #[arg(long)]
     pub(crate) force: bool,
     #[command(flatten)]
     pub(crate) ts: TimestampArgs,
-    /// Files or directories to sign (directories: the PE files, cabinets and scripts inside;
+    /// Files or directories to sign (directories: the PE files, cabinets, installers and scripts inside;
     /// all levels with --recursive).
     #[arg(required = true)]
     pub(crate) inputs: Vec<PathBuf>,
@@ -75,6 +79,7 @@ pub(crate) fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
         .with_replace(a.replace)
         .with_append(a.append)
         .with_page_hashes(a.page_hashes)
+        .with_add_msi_dse(a.add_msi_dse)
         .with_force(a.force)
         .with_allow_sha1(a.allow_sha1)
         .with_timestamp(a.ts.options());
