@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Compare codeseal with its peers on large generated PE files and cabinets, in one run.
+# Compare codeseal with its peers on large generated PE files, cabinets and installers, in one run.
 #
 #   usage: bench/compare.sh [SIZE_MIB...]        (default: $SIZES, or "16 256 1024")
-#   env:   SIZES="16 256 1024"  PE sizes in MiB (arguments win); a size whose files would
+#   env:   SIZES="16 256 1024"  PE sizes in MiB (arguments win; "" skips PE files); a size whose files would
 #                               not fit in the free space of the temp dir is skipped, loudly
 #          CAB_SIZES="16 64"    cabinet sizes in MiB (one stored file of pseudo-random bytes
 #                               in a cabinet made by Debian's gcab); "" skips cabinets
+#          MSI_SIZES="16 64"    installer sizes in MiB (one file of pseudo-random bytes in an
+#                               MSI made by Debian's wixl, its cabinet embedded); "" skips them
 #          RUNS=5               timed runs per command; the best wall time is kept
 #          GEN=section          how big PEs are made: "section" (default) or "overlay"
 #          DIRECT=1             also time codeseal sign with CODESEAL_DIRECT_IO=1 (the copy's
@@ -60,8 +62,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [[ $# -gt 0 ]]; then
   SIZES="$*"
 fi
-SIZES="${SIZES:-16 256 1024}"
+SIZES="${SIZES-16 256 1024}"
 CAB_SIZES="${CAB_SIZES-16 64}"
+MSI_SIZES="${MSI_SIZES-16 64}"
 RUNS="${RUNS:-5}"
 GEN="${GEN:-section}"
 DIRECT="${DIRECT:-1}"
@@ -71,8 +74,9 @@ warn() { echo "WARNING: $*"; }
 
 read -r -a SIZE_LIST <<<"$SIZES"
 read -r -a CAB_LIST <<<"$CAB_SIZES"
-[[ ${#SIZE_LIST[@]} -gt 0 || ${#CAB_LIST[@]} -gt 0 ]] || die "no sizes given"
-for s in "${SIZE_LIST[@]}" "${CAB_LIST[@]}"; do
+read -r -a MSI_LIST <<<"$MSI_SIZES"
+[[ ${#SIZE_LIST[@]} -gt 0 || ${#CAB_LIST[@]} -gt 0 || ${#MSI_LIST[@]} -gt 0 ]] || die "no sizes given"
+for s in "${SIZE_LIST[@]}" "${CAB_LIST[@]}" "${MSI_LIST[@]}"; do
   [[ "$s" =~ ^[1-9][0-9]*$ ]] || die "size must be a positive whole number of MiB: $s"
   ((s < 2048)) || die "size must be below 2048 MiB (PE certificate tables and cabinets use 32-bit offsets): $s"
 done
@@ -80,6 +84,7 @@ done
 JOBS=()
 for s in "${SIZE_LIST[@]}"; do JOBS+=("pe $s"); done
 for s in "${CAB_LIST[@]}"; do JOBS+=("cab $s"); done
+for s in "${MSI_LIST[@]}"; do JOBS+=("msi $s"); done
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number: $RUNS"
 [[ "$GEN" == section || "$GEN" == overlay ]] || die "GEN must be section or overlay: $GEN"
 [[ -n "${EPOCHREALTIME:-}" ]] || die "bash 5 or later is needed (EPOCHREALTIME)"
@@ -98,6 +103,7 @@ fi
 tools=(openssl osslsigncode dd cargo)
 [[ "$GEN" == section && ${#SIZE_LIST[@]} -gt 0 ]] && tools+=(x86_64-w64-mingw32-gcc)
 [[ ${#CAB_LIST[@]} -gt 0 ]] && tools+=(gcab)
+[[ ${#MSI_LIST[@]} -gt 0 ]] && tools+=(wixl)
 for t in "${tools[@]}"; do
   command -v "$t" >/dev/null 2>&1 || die "$t not found (run scripts/setup.sh)"
 done
@@ -169,6 +175,36 @@ gen_cab() {
   rm -f "$dir/payload.bin"
 }
 
+# gen_msi SIZE_MIB OUT: an installer with one component holding one file of pseudo-random
+# bytes (wixl packs it into the MSI's embedded cabinet).
+gen_msi() {
+  local mib="$1" out="$2" dir="$WORK/gen"
+  mkdir -p "$dir"
+  head -c "$((mib << 20))" /dev/urandom >"$dir/payload.bin"
+  cat >"$dir/bench.wxs" <<'WXS'
+<?xml version="1.0" encoding="utf-8"?>
+<Wix xmlns="http://schemas.microsoft.com/wix/2006/wi">
+  <Product Id="5EA1C0DE-0000-4000-8000-00000000B001" Name="codeseal bench" Language="1033"
+           Version="1.0.0" Manufacturer="codeseal bench" UpgradeCode="5EA1C0DE-0000-4000-8000-00000000B002">
+    <Package InstallerVersion="200" Compressed="yes"/>
+    <Media Id="1" Cabinet="data.cab" EmbedCab="yes"/>
+    <Directory Id="TARGETDIR" Name="SourceDir">
+      <Directory Id="ProgramFilesFolder">
+        <Directory Id="INSTALLDIR" Name="codeseal-bench">
+          <Component Id="Payload" Guid="5EA1C0DE-0000-4000-8000-00000000B003">
+            <File Id="payload" Source="payload.bin"/>
+          </Component>
+        </Directory>
+      </Directory>
+    </Directory>
+    <Feature Id="Main" Level="1"><ComponentRef Id="Payload"/></Feature>
+  </Product>
+</Wix>
+WXS
+  (cd "$dir" && wixl -o "$out" bench.wxs)
+  rm -f "$dir/payload.bin" "$dir/bench.wxs"
+}
+
 # free_mib DIR -> free space of DIR's file system in MiB
 free_mib() {
   df -Pm "$1" | awk 'NR == 2 { print $4 }'
@@ -231,6 +267,7 @@ for job in "${JOBS[@]}"; do
   mib="${job#* }"
   ext="exe"
   [[ "$fmt" == cab ]] && ext="cab"
+  [[ "$fmt" == msi ]] && ext="msi"
   # The size column and the result keys: "16" for PE files, "cab 16" for cabinets.
   size="$mib"
   [[ "$fmt" == pe ]] || size="$fmt $mib"
@@ -250,6 +287,9 @@ for job in "${JOBS[@]}"; do
   if [[ "$fmt" == cab ]]; then
     echo "== ${size} MiB: generating (gcab, stored)"
     gen_cab "$mib" "$in"
+  elif [[ "$fmt" == msi ]]; then
+    echo "== ${size} MiB: generating (wixl)"
+    gen_msi "$mib" "$in"
   else
     echo "== ${size} MiB: generating ($GEN)"
     gen_pe "$mib" "$in"
@@ -298,7 +338,7 @@ done
 # --- report ---------------------------------------------------------------------------
 
 echo
-echo "codeseal vs peers on generated PE files (GEN=$GEN) and cabinets (best of $RUNS, $(nproc) CPUs," \
+echo "codeseal vs peers on generated PE files (GEN=$GEN), cabinets and MSIs (best of $RUNS, $(nproc) CPUs," \
   "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%9s  %-24s %9s %10s %14s\n' "size" "tool verb" "wall s" "MiB/s" "peak RSS KiB"
 for row in "${ROWS[@]}"; do
@@ -338,7 +378,7 @@ fi
 
 echo
 # Constant memory, per format: allow 25% + 2 MiB of noise (allocator, page cache accounting).
-for fmt in pe cab; do
+for fmt in pe cab msi; do
   small="" large=""
   for s in "${DONE_SIZES[@]}"; do
     if [[ "$fmt" == pe ]]; then [[ "$s" =~ ^[0-9]+$ ]] || continue; else [[ "$s" == "$fmt "* ]] || continue; fi
