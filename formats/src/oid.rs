@@ -73,6 +73,23 @@ pub const PAGE_HASHES_V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6
 /// Page hashes with SHA-256 (`SPC_PE_IMAGE_PAGE_HASHES_V2`).
 pub const PAGE_HASHES_V2: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.3.2");
 
+// --- Microsoft catalogs and certificate trust lists --------------------------------------
+
+/// `szOID_CTL`: the content type of a certificate trust list (catalogs, `authroot.stl`).
+pub const MS_CTL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.10.1");
+/// `szOID_CATALOG_LIST`: the subject usage of a catalog.
+pub const CATALOG_LIST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.12.1.1");
+/// `szOID_CATALOG_LIST_MEMBER`: the subject algorithm of a version 1 (SHA-1) catalog.
+pub const CATALOG_LIST_MEMBER: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.12.1.2");
+/// `szOID_CATALOG_LIST_MEMBER2`: the subject algorithm of a version 2 (SHA-256) catalog.
+pub const CATALOG_LIST_MEMBER2: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.12.1.3");
+/// `CAT_NAMEVALUE_OBJID`: a name/value pair (a member's "File" name, catalog-level tags).
+pub const CAT_NAMEVALUE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.12.2.1");
+/// `CAT_MEMBERINFO_OBJID`: a member's subject interface package GUID and version.
+pub const CAT_MEMBERINFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.12.2.2");
+
 #[cfg(test)]
 mod tests {
     use super::*;
