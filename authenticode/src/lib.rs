@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 #![deny(clippy::indexing_slicing)]
 
+pub mod catalog;
 pub mod chain;
 pub mod digest;
 mod error;

@@ -182,6 +182,7 @@ impl DigestRequest {
         }
         Ok(SignatureRequest {
             algorithm: self.algorithm,
+            content_type: crate::oid::SPC_INDIRECT_DATA,
             spc,
             signed_attrs,
             signed_attrs_der,

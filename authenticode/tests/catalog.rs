@@ -2,6 +2,15 @@
 //! `codeseal_formats::catalog` (round trip, member lookup, identifier encoding), and bad
 //! input: every truncation is a typed error, single-byte mutations never panic.
 #![allow(clippy::indexing_slicing)]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use codeseal_authenticode::{
+    catalog::{build_catalog, find_file_member, sign_catalog, verify_catalog, write_catalog},
+    Error as AuthError, SignOptions,
+};
+use common::*;
 
 use codeseal_authenticode::formats::{
     catalog::{
@@ -176,4 +185,152 @@ fn ctl_parses_microsoft_authroot_stl() {
     }
     assert!(cat.ctl.members().expect("members").is_empty());
     assert_eq!(cat.content_info.signed_data.signer_infos.len(), 1);
+}
+
+/// Member files: a PE fixture, a PowerShell script and a text file, in `dir`.
+fn member_files(dir: &Path) -> Vec<PathBuf> {
+    let pe = dir.join("pe64.exe");
+    std::fs::copy(fixture("pe64.exe"), &pe).expect("copy");
+    let ps1 = dir.join("script.ps1");
+    std::fs::write(&ps1, "Write-Output 'hello'\r\n").expect("write");
+    let txt = dir.join("readme.txt");
+    std::fs::write(&txt, "catalog member\n").expect("write");
+    vec![pe, ps1, txt]
+}
+
+/// `BIN verify -CAfile ROOT -catalog CAT -in FILE`: success is exit 0 and `Succeeded`.
+fn osslsigncode_catalog_member(bin: &Path, cat: &Path, file: &Path) -> (bool, String) {
+    let o = std::process::Command::new(bin)
+        .args(["verify", "-CAfile"])
+        .arg(root_pem())
+        .arg("-catalog")
+        .arg(cat)
+        .arg("-in")
+        .arg(file)
+        .output()
+        .expect("osslsigncode (run scripts/setup.sh)");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (
+        o.status.success() && out.lines().any(|l| l.trim() == "Succeeded"),
+        out,
+    )
+}
+
+fn root_pem() -> PathBuf {
+    root()
+}
+
+fn anchors() -> Vec<x509_cert::Certificate> {
+    codeseal_keys::load_certificates(&root_pem()).expect("root")
+}
+
+/// A catalog created and signed by codeseal: osslsigncode 2.9 and 2.14 accept it; codeseal
+/// verifies it, each member file matches, a changed member does not, and a catalog with one
+/// flipped CTL byte fails.
+#[test]
+fn catalog_created_and_signed_by_codeseal() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let files = member_files(dir.path());
+    let unsigned = build_catalog(&files, DigestAlgorithm::Sha256).expect("build");
+    let signed = sign_catalog(
+        &identity("leaf-rsa2048"),
+        &unsigned,
+        &SignOptions::default(),
+    )
+    .expect("sign");
+    let cat = dir.path().join("files.cat");
+    write_catalog(&cat, &signed, false).expect("write");
+    for bin in [Path::new("osslsigncode"), osslsigncode_new()] {
+        let (ok, out) = osslsigncode_verify_with(bin, &cat, &root_pem());
+        assert!(ok, "{}: {out}", bin.display());
+    }
+    // osslsigncode's own member check (`verify -catalog`) finds the PE and the script
+    // (osslsigncode has no file type for plain text); a changed script is not found.
+    for bin in [Path::new("osslsigncode"), osslsigncode_new()] {
+        for f in &files[..2] {
+            let (ok, out) = osslsigncode_catalog_member(bin, &cat, f);
+            assert!(ok, "{} -catalog {}: {out}", bin.display(), f.display());
+        }
+    }
+    let report = verify_catalog(&signed, Some(&anchors())).expect("verify");
+    assert_eq!(report.trusted, Some(true), "{:?}", report.chain_errors);
+    let members = report.ctl.members().expect("members");
+    assert_eq!(members.len(), 3);
+    assert_eq!(members[0].kind, MemberKind::Pe);
+    for f in &files {
+        let m = find_file_member(&report, f)
+            .expect("lookup")
+            .expect("member");
+        assert_eq!(
+            m.file_name.as_deref(),
+            f.file_name().and_then(|n| n.to_str())
+        );
+    }
+    // The PE member is the Authenticode digest, not the flat hash.
+    assert_ne!(members[0].digest, sha256_file(&files[0]));
+    // A changed member is not in the catalog.
+    std::fs::write(&files[2], "catalog member!\n").expect("write");
+    assert!(find_file_member(&report, &files[2])
+        .expect("lookup")
+        .is_none());
+    // Signing again needs --replace; catalogs do not nest.
+    let e = sign_catalog(&identity("leaf-rsa2048"), &signed, &SignOptions::default())
+        .expect_err("already signed");
+    assert!(matches!(e, AuthError::AlreadySigned), "{e}");
+    let e = sign_catalog(
+        &identity("leaf-rsa2048"),
+        &signed,
+        &SignOptions::default().with_append(true),
+    )
+    .expect_err("append");
+    assert!(matches!(e, AuthError::Usage(_)), "{e}");
+    let replaced = sign_catalog(
+        &identity("leaf-p256"),
+        &signed,
+        &SignOptions::default().with_replace(true),
+    )
+    .expect("replace");
+    let r = verify_catalog(&replaced, Some(&anchors())).expect("verify replaced");
+    assert_eq!(r.trusted, Some(true));
+    // One flipped byte inside the CTL (in a member digest): the signature fails.
+    let unsigned_report = verify_catalog(&unsigned, None).expect_err("unsigned");
+    assert!(
+        matches!(unsigned_report, AuthError::NotSigned),
+        "{unsigned_report}"
+    );
+    let pos = signed
+        .windows(32)
+        .position(|w| w == members[1].digest.as_slice())
+        .expect("digest in file");
+    let mut bad = signed.clone();
+    bad[pos] ^= 1;
+    assert!(verify_catalog(&bad, Some(&anchors())).is_err());
+    let badp = dir.path().join("bad.cat");
+    std::fs::write(&badp, &bad).expect("write");
+    let (ok, out) = osslsigncode_verify(&badp, &root_pem());
+    assert!(!ok, "osslsigncode accepted a changed catalog: {out}");
+}
+
+/// osslsigncode 2.9 and 2.14 sign a codeseal-created unsigned catalog; codeseal verifies it.
+#[test]
+fn catalog_created_by_codeseal_signed_by_osslsigncode() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let files = member_files(dir.path());
+    let unsigned = build_catalog(&files, DigestAlgorithm::Sha256).expect("build");
+    let cat = dir.path().join("unsigned.cat");
+    write_catalog(&cat, &unsigned, false).expect("write");
+    for bin in [Path::new("osslsigncode"), osslsigncode_new()] {
+        let out = dir.path().join("signed.cat");
+        osslsigncode_sign_with(bin, &cat, &out, "leaf-rsa2048", "sha256");
+        let data = std::fs::read(&out).expect("read");
+        let report = verify_catalog(&data, Some(&anchors())).expect("verify");
+        assert_eq!(report.trusted, Some(true), "{}", bin.display());
+        for f in &files {
+            assert!(find_file_member(&report, f).expect("lookup").is_some());
+        }
+    }
 }

@@ -265,7 +265,9 @@ pub fn nest_signature(primary: &[u8], nested: &[u8]) -> Result<Vec<u8>> {
 pub struct SignatureRequest {
     /// The signature algorithm.
     pub algorithm: SignatureAlgorithm,
-    /// The DER of the SpcIndirectDataContent.
+    /// The encapsulated content's type: `SPC_INDIRECT_DATA`, or `szOID_CTL` for catalogs.
+    pub content_type: ObjectIdentifier,
+    /// The DER of the encapsulated content (the SpcIndirectDataContent, or a catalog's CTL).
     pub spc: Any,
     /// The signed attributes.
     pub signed_attrs: SignedAttributes,
@@ -304,36 +306,38 @@ impl SignatureRequest {
         // outer SEQUENCE tag and length (PKCS#7 v1.5 style, as Windows computes it).
         let content_digest = digest_alg.digest(spc.value());
 
-        let opus_info = SpcSpOpusInfo {
-            program_name: opus
-                .program_name
-                .as_deref()
-                .map(|n| BmpString::from_utf8(n).map(SpcString::Unicode))
-                .transpose()
-                .map_err(|e| Error::InvalidValue(format!("program name: {e}")))?,
-            more_info: opus
-                .url
-                .as_deref()
-                .map(|u| Ia5String::new(u).map(SpcLink::Url))
-                .transpose()
-                .map_err(|e| Error::InvalidValue(format!("URL must be ASCII: {e}")))?,
-        };
-        let statement = vec![SPC_INDIVIDUAL_SP_KEY_PURPOSE];
-        let attrs = vec![
-            attr(PKCS9_CONTENT_TYPE, Any::encode_from(&SPC_INDIRECT_DATA)?)?,
-            attr(
-                PKCS9_MESSAGE_DIGEST,
-                Any::encode_from(&OctetString::new(content_digest)?)?,
-            )?,
-            attr(SPC_SP_OPUS_INFO, Any::encode_from(&opus_info)?)?,
-            attr(SPC_STATEMENT_TYPE, Any::encode_from(&statement)?)?,
-        ];
-        let signed_attrs = SignedAttributes::try_from(attrs)?;
+        let signed_attrs = signed_attributes(SPC_INDIRECT_DATA, content_digest, opus)?;
         let signed_attrs_der = signed_attrs.to_der()?;
         let digest_to_sign = digest_alg.digest(&signed_attrs_der);
         Ok(Self {
             algorithm,
+            content_type: SPC_INDIRECT_DATA,
             spc,
+            signed_attrs,
+            signed_attrs_der,
+            digest_to_sign,
+        })
+    }
+
+    /// The request for a SignedData over other content: `content` (DER) of type
+    /// `content_type`, as for catalogs (the CTL, `szOID_CTL`). The signed attributes are
+    /// contentType, messageDigest over the content octets (PKCS#7 style, as for
+    /// SpcIndirectDataContent), SpcSpOpusInfo and SpcStatementType.
+    pub fn for_content(
+        algorithm: SignatureAlgorithm,
+        content_type: ObjectIdentifier,
+        content: Any,
+        opus: &OpusInfo,
+    ) -> Result<Self> {
+        let digest_alg = algorithm.digest;
+        let content_digest = digest_alg.digest(content.value());
+        let signed_attrs = signed_attributes(content_type, content_digest, opus)?;
+        let signed_attrs_der = signed_attrs.to_der()?;
+        let digest_to_sign = digest_alg.digest(&signed_attrs_der);
+        Ok(Self {
+            algorithm,
+            content_type,
+            spc: content,
             signed_attrs,
             signed_attrs_der,
             digest_to_sign,
@@ -376,7 +380,7 @@ impl SignatureRequest {
             version: CmsVersion::V1,
             digest_algorithms,
             encap_content_info: EncapsulatedContentInfo {
-                econtent_type: SPC_INDIRECT_DATA,
+                econtent_type: self.content_type,
                 econtent: Some(self.spc.clone()),
             },
             certificates: Some(CertificateSet(certs)),
@@ -389,6 +393,39 @@ impl SignatureRequest {
         };
         Ok(ci.to_der()?)
     }
+}
+
+/// contentType, messageDigest, SpcSpOpusInfo and SpcStatementType (individual).
+fn signed_attributes(
+    content_type: ObjectIdentifier,
+    content_digest: Vec<u8>,
+    opus: &OpusInfo,
+) -> Result<SignedAttributes> {
+    let opus_info = SpcSpOpusInfo {
+        program_name: opus
+            .program_name
+            .as_deref()
+            .map(|n| BmpString::from_utf8(n).map(SpcString::Unicode))
+            .transpose()
+            .map_err(|e| Error::InvalidValue(format!("program name: {e}")))?,
+        more_info: opus
+            .url
+            .as_deref()
+            .map(|u| Ia5String::new(u).map(SpcLink::Url))
+            .transpose()
+            .map_err(|e| Error::InvalidValue(format!("URL must be ASCII: {e}")))?,
+    };
+    let statement = vec![SPC_INDIVIDUAL_SP_KEY_PURPOSE];
+    let attrs = vec![
+        attr(PKCS9_CONTENT_TYPE, Any::encode_from(&content_type)?)?,
+        attr(
+            PKCS9_MESSAGE_DIGEST,
+            Any::encode_from(&OctetString::new(content_digest)?)?,
+        )?,
+        attr(SPC_SP_OPUS_INFO, Any::encode_from(&opus_info)?)?,
+        attr(SPC_STATEMENT_TYPE, Any::encode_from(&statement)?)?,
+    ];
+    Ok(SignedAttributes::try_from(attrs)?)
 }
 
 fn malformed(what: impl std::fmt::Display) -> Error {
