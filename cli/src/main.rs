@@ -49,6 +49,8 @@ enum Command {
     SignDigest(cmd::split::SignDigestArgs),
     /// Split signing, step 3 (like SignTool /di): check the signature, assemble and attach it.
     AttachDigestSignature(cmd::split::AttachDigestSignatureArgs),
+    /// Windows catalog files (.cat): `catalog create -o X.cat FILES...`.
+    Catalog(cmd::catalog::CatalogArgs),
     /// Make a PKCS#10 certificate signing request with a key (local, KMS or HSM).
     Csr(cmd::csr::CsrArgs),
     /// Make a throwaway test PKI, sign a bundled sample PE with it and verify the result.
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
         Command::SignDigest(a) => cmd::split::cmd_sign_digest(a),
         Command::AttachDigestSignature(a) => cmd::split::cmd_attach_digest_signature(a),
         Command::Csr(a) => cmd::csr::cmd_csr(a),
+        Command::Catalog(a) => cmd::catalog::cmd_catalog(a),
         Command::Demo { dir } => demo::run(dir),
     };
     match result {

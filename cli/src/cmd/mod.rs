@@ -1,4 +1,5 @@
 //! One module per subcommand: its arguments and what it does.
+pub(crate) mod catalog;
 pub(crate) mod csr;
 pub(crate) mod info;
 pub(crate) mod keys;

@@ -8,7 +8,7 @@ use codeseal_signer::DigestAlgorithm;
 
 #[derive(Args)]
 pub(crate) struct VerifyArgs {
-    /// The file (PE or script).
+    /// The file (PE, script, cabinet, installer or catalog).
     pub(crate) file: PathBuf,
     /// Print the report as JSON.
     #[arg(long)]
@@ -35,6 +35,10 @@ pub(crate) struct VerifyArgs {
     /// Treat SHA-1 signatures as invalid.
     #[arg(long)]
     pub(crate) reject_sha1: bool,
+    /// Verify FILE as a member of this catalog (.cat): the catalog's signature must verify
+    /// and FILE's Authenticode digest (PE) or hash must be listed in it.
+    #[arg(long, value_name = "X.cat")]
+    pub(crate) catalog: Option<PathBuf>,
     /// Strict structure checks (non-zero WIN_CERTIFICATE padding is an error, as with
     /// Windows' EnableCertPaddingCheck).
     #[arg(long)]
@@ -169,6 +173,12 @@ pub(crate) fn print_report(r: &VerifyReport) {
 }
 
 pub(crate) fn cmd_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    if let Some(cat) = &a.catalog {
+        return super::catalog::verify(&a, cat, Some(&a.file));
+    }
+    if super::catalog::is_catalog(&a.file) {
+        return super::catalog::verify(&a, &a.file, None);
+    }
     let verifier = a.verifier()?;
     let report = match verifier.verify_file(&a.file) {
         Ok(r) => r,

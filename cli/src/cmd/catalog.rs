@@ -1,0 +1,187 @@
+//! `codeseal catalog create`, and the catalog paths of `sign` and `verify` (`.cat` files).
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use codeseal_authenticode::{
+    catalog::{build_catalog, find_file_member, sign_catalog, verify_catalog, write_catalog},
+    OpusInfo, SignOptions,
+};
+use codeseal_signer::{DigestAlgorithm, SigningIdentity};
+
+use super::{sign::identity, verify::VerifyArgs};
+
+#[derive(Args)]
+pub(crate) struct CatalogArgs {
+    #[command(subcommand)]
+    pub(crate) cmd: CatalogCmd,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum CatalogCmd {
+    /// Create a catalog (.cat) listing files: PE files by their Authenticode digest, other
+    /// files by the hash of their bytes. Signed when --key is given.
+    Create(CreateArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct CreateArgs {
+    /// The catalog to write.
+    #[arg(short, long)]
+    pub(crate) output: PathBuf,
+    /// Member hash: sha256 (the default; a version 2 catalog) or sha1 with --allow-sha1
+    /// (a version 1 catalog).
+    #[arg(long)]
+    pub(crate) hash: Option<DigestAlgorithm>,
+    /// Allow SHA-1 (legacy).
+    #[arg(long)]
+    pub(crate) allow_sha1: bool,
+    /// The key to sign the catalog with (as for `sign`); without it the catalog is unsigned.
+    #[arg(long, env = "CODESEAL_KEY", hide_env_values = true)]
+    pub(crate) key: Option<String>,
+    /// PEM file with the certificate chain, leaf first.
+    #[arg(long, env = "CODESEAL_CERT")]
+    pub(crate) cert: Option<PathBuf>,
+    /// Digest algorithm of the signature (default: the key's default).
+    #[arg(long)]
+    pub(crate) digest: Option<DigestAlgorithm>,
+    /// Program name shown by Windows.
+    #[arg(long, short = 'n')]
+    pub(crate) name: Option<String>,
+    /// "More info" URL.
+    #[arg(long, short = 'i')]
+    pub(crate) url: Option<String>,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// The member files.
+    #[arg(required = true)]
+    pub(crate) files: Vec<PathBuf>,
+}
+
+pub(crate) fn cmd_catalog(a: CatalogArgs) -> anyhow::Result<ExitCode> {
+    match a.cmd {
+        CatalogCmd::Create(c) => create(c),
+    }
+}
+
+fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
+    let hash = a.hash.unwrap_or(DigestAlgorithm::Sha256);
+    if hash.is_weak() && !a.allow_sha1 {
+        bail!("SHA-1 member hashes need --allow-sha1 (a version 1 catalog, for old Windows)");
+    }
+    for f in &a.files {
+        if !f.is_file() {
+            bail!("{} is not a file", f.display());
+        }
+    }
+    let mut data = build_catalog(&a.files, hash).context("creating the catalog")?;
+    if let Some(key) = &a.key {
+        let id = identity(key, a.cert.as_deref())?;
+        let opts = SignOptions::default()
+            .with_digest(a.digest.unwrap_or(id.key().key_kind().default_digest()))
+            .with_allow_sha1(a.allow_sha1)
+            .with_opus(OpusInfo {
+                program_name: a.name,
+                url: a.url,
+            });
+        data = sign_catalog(&id, &data, &opts).context("signing the catalog")?;
+    }
+    write_catalog(&a.output, &data, a.force)?;
+    println!(
+        "{}: {} members ({hash}){}",
+        a.output.display(),
+        a.files.len(),
+        if a.key.is_some() {
+            ", signed"
+        } else {
+            ", unsigned"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `path` names a catalog (by its `.cat` extension).
+pub(crate) fn is_catalog(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("cat"))
+}
+
+/// `codeseal sign X.cat`: one catalog, signed (with `--replace` when it already is).
+pub(crate) fn sign_one(
+    id: &SigningIdentity,
+    input: &Path,
+    output: &Path,
+    opts: &SignOptions,
+) -> anyhow::Result<()> {
+    let data = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let signed = sign_catalog(id, &data, opts).with_context(|| format!("{}", input.display()))?;
+    write_catalog(output, &signed, opts.force || output == input)?;
+    println!("Signed {} -> {}", input.display(), output.display());
+    Ok(())
+}
+
+/// `codeseal verify X.cat` and `codeseal verify --catalog X.cat FILE`.
+pub(crate) fn verify(
+    a: &VerifyArgs,
+    catalog: &Path,
+    member: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let mut anchors = Vec::new();
+    for f in &a.trust {
+        anchors.extend(codeseal_keys::load_certificates(f)?);
+    }
+    let data = std::fs::read(catalog).with_context(|| format!("reading {}", catalog.display()))?;
+    let report = match verify_catalog(&data, (!anchors.is_empty()).then_some(anchors.as_slice())) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("error: {}: {e}\nFailed", catalog.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    println!("Catalog:             {}", catalog.display());
+    println!("  Signer:            {}", report.signer);
+    println!("  Digest:            {}", report.digest_algorithm);
+    println!("  Members:           {}", report.ctl.subjects().len());
+    let mut valid = true;
+    match report.trusted {
+        None => {
+            println!("  Trust:             not checked (integrity only; give --trust ROOTS.pem)")
+        }
+        Some(true) => println!("  Trust:             chain to a trusted root"),
+        Some(false) => {
+            valid = false;
+            println!(
+                "  Trust:             NOT trusted: {}",
+                report.chain_errors.join("; ")
+            );
+        }
+    }
+    if let Some(file) = member {
+        match find_file_member(&report, file)? {
+            Some(m) => println!(
+                "  Member:            {} = {} ({}, {:?})",
+                file.display(),
+                m.file_name.as_deref().unwrap_or(&m.tag),
+                m.digest_algorithm,
+                m.kind
+            ),
+            None => {
+                valid = false;
+                println!(
+                    "  Member:            {} is NOT in the catalog",
+                    file.display()
+                );
+            }
+        }
+    }
+    println!("{}", if valid { "Succeeded" } else { "Failed" });
+    Ok(if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
