@@ -228,7 +228,8 @@ fn anchors() -> Vec<x509_cert::Certificate> {
     codeseal_keys::load_certificates(&root_pem()).expect("root")
 }
 
-/// A catalog created and signed by codeseal: osslsigncode 2.9 and 2.14 accept it; codeseal
+/// A catalog created and signed by codeseal: osslsigncode 2.9 and 2.14 and signify accept it,
+/// osslsigncode's `-catalog` finds the PE and script members; codeseal
 /// verifies it, each member file matches, a changed member does not, and a catalog with one
 /// flipped CTL byte fails.
 #[test]
@@ -248,6 +249,9 @@ fn catalog_created_and_signed_by_codeseal() {
         let (ok, out) = osslsigncode_verify_with(bin, &cat, &root_pem());
         assert!(ok, "{}: {out}", bin.display());
     }
+    // signify (an independent reader of CTLs) accepts it too.
+    let (ok, out) = signify_verify(&cat, &root_pem());
+    assert!(ok, "signify: {out}");
     // osslsigncode's own member check (`verify -catalog`) finds the PE and the script
     // (osslsigncode has no file type for plain text); a changed script is not found.
     for bin in [Path::new("osslsigncode"), osslsigncode_new()] {
@@ -333,4 +337,41 @@ fn catalog_created_by_codeseal_signed_by_osslsigncode() {
             assert!(find_file_member(&report, f).expect("lookup").is_some());
         }
     }
+}
+
+/// Catalog-level bad input: a PE's Authenticode signature (SpcIndirectDataContent) is not a
+/// catalog; a SignedData without content, or with a broken CTL, is a typed error.
+#[test]
+fn catalog_bad_envelopes_are_typed() {
+    let ctl_der = sample();
+    let good = codeseal_authenticode::catalog::unsigned_catalog(&ctl_der).expect("wrap");
+    assert!(parse_catalog(&good).is_ok());
+    // The CTL's first byte changed (no longer a SEQUENCE).
+    let pos = good
+        .windows(ctl_der.len())
+        .position(|w| w == ctl_der.as_slice())
+        .expect("ctl inside");
+    let mut bad = good.clone();
+    bad[pos] = 0x31;
+    let e = parse_catalog(&bad).expect_err("broken CTL");
+    assert!(matches!(e, Error::MalformedSignature(_)), "{e}");
+    // Truncations of the whole catalog.
+    for len in 0..good.len() {
+        assert!(parse_catalog(&good[..len]).is_err(), "{len}");
+    }
+    // An Authenticode signature of a PE file is not a catalog.
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("s.exe");
+    codeseal_authenticode::sign_file(
+        &identity("leaf-rsa2048"),
+        &fixture("pe32.exe"),
+        &out,
+        &SignOptions::default(),
+    )
+    .expect("sign");
+    let pkcs7 = codeseal_authenticode::extract_signature(&out).expect("extract");
+    let e = parse_catalog(&pkcs7).expect_err("not a catalog");
+    assert!(e.to_string().contains("certificate trust list"), "{e}");
+    let e = verify_catalog(&pkcs7, None).expect_err("not a catalog");
+    assert!(matches!(e, AuthError::Format(_)), "{e}");
 }
