@@ -375,3 +375,33 @@ fn catalog_bad_envelopes_are_typed() {
     let e = verify_catalog(&pkcs7, None).expect_err("not a catalog");
     assert!(matches!(e, AuthError::Format(_)), "{e}");
 }
+
+/// Every single-byte change of a signed catalog is refused or still verifies (bytes outside
+/// what is signed, such as unused certificate fields, cannot be told apart), never a panic;
+/// every change inside the CTL is refused.
+#[test]
+fn catalog_every_byte_flipped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let files = member_files(dir.path());
+    let unsigned = build_catalog(&files, DigestAlgorithm::Sha256).expect("build");
+    let signed =
+        sign_catalog(&identity("leaf-p256"), &unsigned, &SignOptions::default()).expect("sign");
+    let ctl = parse_catalog(&signed).expect("parse").ctl_der.to_vec();
+    let start = signed
+        .windows(ctl.len())
+        .position(|w| w == ctl.as_slice())
+        .expect("ctl inside");
+    let mut refused = 0;
+    for i in 0..signed.len() {
+        let mut m = signed.clone();
+        m[i] ^= 0x01;
+        let r = verify_catalog(&m, Some(&anchors()));
+        if (start..start + ctl.len()).contains(&i) {
+            assert!(r.is_err(), "a change at {i} inside the CTL verified");
+        }
+        if r.is_err() {
+            refused += 1;
+        }
+    }
+    assert!(refused >= ctl.len(), "{refused}");
+}
