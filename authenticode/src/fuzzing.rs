@@ -1030,3 +1030,21 @@ pub fn msi_walk(data: &[u8]) {
     );
     black_box(r.map(|r| r.valid).map_err(|e| e.to_string())).ok();
 }
+
+/// `catalog_parse`: the input as a catalog file and as a bare CTL. Whatever parses must give
+/// its members (or a typed error) and verify (or fail) without panicking; a CTL that parses
+/// re-encodes to DER that parses to the same value.
+pub fn catalog_parse(data: &[u8]) {
+    use codeseal_formats::catalog::{parse_catalog, CertificateTrustList};
+    if let Ok(cat) = parse_catalog(data) {
+        let _ = black_box(cat.ctl.members());
+        let _ = black_box(crate::catalog::verify_catalog(data, None));
+    }
+    if let Ok(ctl) = CertificateTrustList::from_der_bytes(data) {
+        let _ = black_box(ctl.members());
+        if let Ok(der) = ctl.to_der() {
+            let again = CertificateTrustList::from_der_bytes(&der).expect("re-encoded CTL parses");
+            assert_eq!(again, ctl, "the re-encoded CTL differs");
+        }
+    }
+}

@@ -129,6 +129,11 @@ fn cab_header() {
 }
 
 #[test]
+fn catalog_parse() {
+    replay("catalog_parse", fuzzing::catalog_parse);
+}
+
+#[test]
 fn msi_walk() {
     replay("msi_walk", fuzzing::msi_walk);
 }
