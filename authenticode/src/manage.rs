@@ -47,6 +47,7 @@ pub fn extract_signature(input: &Path) -> Result<Vec<u8>> {
         }
         FileKind::Cab => format::cab::extract(input),
         FileKind::Msi => format::msi::extract(input),
+        FileKind::Appx | FileKind::AppxBundle => format::appx::extract(input),
     }
 }
 

@@ -1,7 +1,9 @@
 //! APPX / MSIX packages written by `scripts/make-appx.py` (a manifest, stored and deflated
 //! files, a multi-MiB file deflated block by block as makeappx does, an exact block map):
 //! signed by osslsigncode 2.9 and 2.14, their signatures must carry the APPX digest blob
-//! codeseal computes for the same package.
+//! codeseal computes for the same package; packages signed by codeseal (sign, replace,
+//! remove, extract) are accepted by both osslsigncodes and by codeseal, a flipped byte by
+//! none.
 mod common;
 
 use std::{
@@ -10,10 +12,14 @@ use std::{
     process::Command,
 };
 
-use codeseal_authenticode::formats::{
-    appx::{self, Zip},
-    pkcs7::ParsedSignature,
-    spc::sip_guid,
+use codeseal_authenticode::{
+    extract_signature,
+    formats::{
+        appx::{self, Zip},
+        pkcs7::ParsedSignature,
+        spc::sip_guid,
+    },
+    remove_signature, sign_file, Error, FileKind, SignOptions, Verifier,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;
@@ -168,4 +174,166 @@ fn osslsigncode_breaks_a_stored_content_types_and_codeseal_says_so() {
     let zip = Zip::parse(&data).expect("the structure is fine");
     let e = appx::digest_blob(&data, &zip).expect_err("broken content types");
     assert!(e.to_string().contains("[Content_Types].xml"), "{e}");
+}
+
+fn trusting() -> Verifier {
+    Verifier::new(codeseal_keys::load_certificates(&root()).expect("root")).expect("anchors")
+}
+
+fn both_osslsigncodes_accept(file: &Path) {
+    for bin in [Path::new("osslsigncode"), osslsigncode_new()] {
+        let (ok, log) = osslsigncode_verify_with(bin, file, &root());
+        assert!(ok, "{} rejects {}: {log}", bin.display(), file.display());
+    }
+}
+
+fn osslsigncode_rejects(file: &Path) {
+    for bin in [Path::new("osslsigncode"), osslsigncode_new()] {
+        let (ok, log) = osslsigncode_verify_with(bin, file, &root());
+        assert!(!ok, "{} accepts {}: {log}", bin.display(), file.display());
+    }
+}
+
+/// Every entry of `a` other than the signature and the content types has the same local
+/// record bytes in `b`.
+fn entries_kept(a: &Path, b: &Path) {
+    let (da, db) = (fs::read(a).expect("read"), fs::read(b).expect("read"));
+    let (za, zb) = (Zip::parse(&da).expect("a"), Zip::parse(&db).expect("b"));
+    for e in &za.entries {
+        if e.name == appx::SIGNATURE_NAME || e.name == appx::CONTENT_TYPES_NAME {
+            continue;
+        }
+        let f = zb
+            .entry(&e.name)
+            .unwrap_or_else(|| panic!("{} lost", e.name));
+        let range =
+            |d: &[u8], r: &std::ops::Range<u64>| d[r.start as usize..r.end as usize].to_vec();
+        assert_eq!(
+            range(&da, &e.local),
+            range(&db, &f.local),
+            "{} changed",
+            e.name
+        );
+    }
+}
+
+#[test]
+fn codeseal_signs_replaces_removes_and_extracts_packages() {
+    let d = work("codeseal");
+    for (flags, digest, leaf) in [
+        (&[][..], DigestAlgorithm::Sha256, "leaf-rsa2048"),
+        (&["--sha384"][..], DigestAlgorithm::Sha384, "leaf-p256"),
+    ] {
+        let input = d.join(format!("in-{digest}.appx"));
+        make_appx(&input, 3, flags);
+        assert_eq!(FileKind::detect(&input).expect("kind"), FileKind::Appx);
+        let signed = d.join(format!("signed-{digest}.appx"));
+        let opts = SignOptions::default().with_digest(digest);
+        let out = sign_file(&identity(leaf), &input, &signed, &opts).expect("sign");
+        assert_eq!(out.kind, FileKind::Appx);
+        entries_kept(&input, &signed);
+        both_osslsigncodes_accept(&signed);
+        let r = trusting().verify_file(&signed).expect("verify");
+        assert!(r.valid, "{r:?}");
+        assert_eq!(r.kind, FileKind::Appx);
+        // The signature entry is the last one, stored; the content types name it.
+        let data = fs::read(&signed).expect("read");
+        let zip = Zip::parse(&data).expect("parse");
+        let last = zip.entries.last().expect("entries");
+        assert_eq!(last.name, appx::SIGNATURE_NAME);
+        assert_eq!(last.method, appx::Method::Stored);
+        let ct = zip
+            .read(
+                &data,
+                zip.entry(appx::CONTENT_TYPES_NAME).expect("ct"),
+                1 << 20,
+            )
+            .expect("ct");
+        assert!(String::from_utf8_lossy(&ct).contains(appx::SIGNATURE_OVERRIDE));
+        // Signing again is refused; replacing works.
+        let again = d.join("again.appx");
+        assert!(matches!(
+            sign_file(&identity(leaf), &signed, &again, &opts),
+            Err(Error::AlreadySigned)
+        ));
+        let replaced = d.join(format!("replaced-{digest}.appx"));
+        sign_file(
+            &identity("leaf-rsa4096"),
+            &signed,
+            &replaced,
+            &opts.clone().with_replace(true),
+        )
+        .expect("replace");
+        both_osslsigncodes_accept(&replaced);
+        assert!(trusting().verify_file(&replaced).expect("verify").valid);
+        let der = extract_signature(&replaced).expect("extract");
+        let z = Zip::parse(&fs::read(&replaced).expect("read")).expect("parse");
+        let p7x = z
+            .read(
+                &fs::read(&replaced).expect("read"),
+                z.signature().expect("sig"),
+                1 << 20,
+            )
+            .expect("p7x");
+        assert_eq!(&p7x[4..], &der[..]);
+        // The wrong digest algorithm for the block map is refused.
+        let other = if digest == DigestAlgorithm::Sha256 {
+            DigestAlgorithm::Sha384
+        } else {
+            DigestAlgorithm::Sha256
+        };
+        let e = sign_file(
+            &identity(leaf),
+            &input,
+            &again,
+            &SignOptions::default().with_digest(other),
+        )
+        .expect_err("wrong algorithm");
+        assert!(e.to_string().contains("block map"), "{e}");
+        // Removing leaves an unsigned package that signs again.
+        let removed = d.join(format!("removed-{digest}.appx"));
+        remove_signature(&replaced, &removed, false).expect("remove");
+        let z = Zip::parse(&fs::read(&removed).expect("read")).expect("parse");
+        assert!(z.signature().is_none());
+        entries_kept(&input, &removed);
+        assert!(matches!(extract_signature(&removed), Err(Error::NotSigned)));
+        let resigned = d.join(format!("resigned-{digest}.appx"));
+        sign_file(&identity(leaf), &removed, &resigned, &opts).expect("sign removed");
+        both_osslsigncodes_accept(&resigned);
+        // A flipped byte in a file is rejected by all three.
+        let mut bad = fs::read(&signed).expect("read");
+        let big = zip.entry("Assets/big.bin").expect("big");
+        bad[big.data_offset as usize + 70_000] ^= 1;
+        let flipped = d.join(format!("flipped-{digest}.appx"));
+        fs::write(&flipped, &bad).expect("write");
+        let r = trusting().verify_file(&flipped).expect("verify");
+        assert!(!r.valid && !r.signatures[0].image_digest_ok, "{r:?}");
+        osslsigncode_rejects(&flipped);
+    }
+}
+
+#[test]
+fn osslsigncode_signed_packages_verify_in_codeseal() {
+    let d = work("theirs");
+    let input = d.join("in.appx");
+    make_appx(&input, 1, &[]);
+    for (label, bin) in [
+        ("2.9", Path::new("osslsigncode")),
+        ("2.14", osslsigncode_new()),
+    ] {
+        let s = d.join(format!("theirs-{label}.appx"));
+        osslsigncode_sign_with(bin, &input, &s, "leaf-rsa2048", "sha256");
+        let r = trusting().verify_file(&s).expect("verify");
+        assert!(r.valid, "osslsigncode {label}: {r:?}");
+        // Replacing their signature with codeseal's.
+        let ours = d.join(format!("ours-{label}.appx"));
+        sign_file(
+            &identity("leaf-p256"),
+            &s,
+            &ours,
+            &SignOptions::default().with_replace(true),
+        )
+        .expect("replace theirs");
+        both_osslsigncodes_accept(&ours);
+    }
 }

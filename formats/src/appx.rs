@@ -501,13 +501,28 @@ impl Zip {
         let new_cd_off = sig.local.start;
         let new_cd_size = (self.central_dir.end - self.central_dir.start) - sig_central_len;
         let new_count = self.entries.len() as u64 - 1;
-        let new_end = new_cd_off + new_cd_size;
+        out.extend_from_slice(&self.end_records(data, new_cd_off, new_cd_size, new_count)?);
+        Ok(out)
+    }
+
+    /// This archive's end records (ZIP64 record and locator when it has them, end record
+    /// with its comment) for a central directory at `cd_off` of `cd_size` bytes holding
+    /// `count` records.
+    pub fn end_records(
+        &self,
+        data: &[u8],
+        cd_off: u64,
+        cd_size: u64,
+        count: u64,
+    ) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let new_end = cd_off + cd_size;
         if let (Some(z), Some(l)) = (&self.zip64_eocd, &self.zip64_locator) {
             let mut zr = slice(data, z.start, z.end - z.start, "ZIP64 end record")?.to_vec();
-            put(&mut zr, 24, &new_count.to_le_bytes());
-            put(&mut zr, 32, &new_count.to_le_bytes());
-            put(&mut zr, 40, &new_cd_size.to_le_bytes());
-            put(&mut zr, 48, &new_cd_off.to_le_bytes());
+            put(&mut zr, 24, &count.to_le_bytes());
+            put(&mut zr, 32, &count.to_le_bytes());
+            put(&mut zr, 40, &cd_size.to_le_bytes());
+            put(&mut zr, 48, &cd_off.to_le_bytes());
             out.extend_from_slice(&zr);
             let mut lr = slice(data, l.start, l.end - l.start, "ZIP64 locator")?.to_vec();
             put(&mut lr, 8, &new_end.to_le_bytes());
@@ -520,21 +535,208 @@ impl Zip {
             "end record",
         )?
         .to_vec();
+        let zip64 = self.zip64_eocd.is_some();
+        let too_big = |what: &str| {
+            Error::InvalidValue(format!(
+                "the package's {what} needs ZIP64 end records, which it does not have"
+            ))
+        };
         for at in [8usize, 10] {
-            if u16_at(&er, at) != 0xFFFF {
-                let n = u16::try_from(new_count).unwrap_or(0xFFFF);
+            if !(zip64 && u16_at(&er, at) == 0xFFFF) {
+                let n = u16::try_from(count)
+                    .ok()
+                    .filter(|&n| n != 0xFFFF)
+                    .ok_or_else(|| too_big("entry count"))?;
                 put(&mut er, at, &n.to_le_bytes());
             }
         }
-        if u32_at(&er, 12) != 0xFFFF_FFFF {
-            let n = u32::try_from(new_cd_size).unwrap_or(u32::MAX);
-            put(&mut er, 12, &n.to_le_bytes());
-        }
-        if u32_at(&er, 16) != 0xFFFF_FFFF {
-            let n = u32::try_from(new_cd_off).unwrap_or(u32::MAX);
-            put(&mut er, 16, &n.to_le_bytes());
+        for (at, v, what) in [
+            (12usize, cd_size, "central directory size"),
+            (16, cd_off, "central directory offset"),
+        ] {
+            if !(zip64 && u32_at(&er, at) == 0xFFFF_FFFF) {
+                let n = u32::try_from(v)
+                    .ok()
+                    .filter(|&n| n != u32::MAX)
+                    .ok_or_else(|| too_big(what))?;
+                put(&mut er, at, &n.to_le_bytes());
+            }
         }
         out.extend_from_slice(&er);
+        Ok(out)
+    }
+
+    /// The package unsigned, ready for a signature: any `AppxSignature.p7x` dropped, and
+    /// `[Content_Types].xml` given the Override for the signature part when it lacks one
+    /// (rewritten with its method; the records after it move, their bytes unchanged).
+    /// Every other local record is kept byte for byte; central records are patched only
+    /// in their offsets (and, for the content types, CRC and sizes).
+    pub fn prepare_unsigned(&self, data: &[u8]) -> Result<Vec<u8>> {
+        let sig_start = self.signed_local_end()?;
+        let ct_entry = self
+            .entry(CONTENT_TYPES_NAME)
+            .ok_or_else(|| bad(format!("no {CONTENT_TYPES_NAME} in the package"), 0))?;
+        let ct = self.read(data, ct_entry, MAX_PART)?;
+        let new_ct = content_types_with_signature(&ct)?;
+        let mut order: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.name != SIGNATURE_NAME)
+            .collect();
+        order.sort_by_key(|e| e.local.start);
+        let mut out = Vec::with_capacity(data.len());
+        let mut moved: Vec<(u64, u64)> = Vec::new(); // (old local start, new local start)
+        let mut ct_fields = None;
+        let mut pos = 0u64;
+        for e in &order {
+            // Bytes between records are kept too.
+            out.extend_from_slice(slice(data, pos, e.local.start - pos, "local records")?);
+            moved.push((e.local.start, out.len() as u64));
+            match (&new_ct, e.name == CONTENT_TYPES_NAME) {
+                (Some(text), true) => {
+                    let body = match e.method {
+                        Method::Deflated => miniz_oxide::deflate::compress_to_vec(text, 9),
+                        _ => text.clone(),
+                    };
+                    let crc = crc32(text);
+                    let (csize, usize_) = (
+                        u32::try_from(body.len())
+                            .map_err(|_| bad("content types too large", e.local.start))?,
+                        u32::try_from(text.len())
+                            .map_err(|_| bad("content types too large", e.local.start))?,
+                    );
+                    let old = slice(data, e.local.start, LOCAL_LEN as u64, "local header")?;
+                    let mut h = old.to_vec();
+                    let flags = u16_at(&h, 6) & !0x0008;
+                    put(&mut h, 6, &flags.to_le_bytes());
+                    put(&mut h, 14, &crc.to_le_bytes());
+                    put(&mut h, 18, &csize.to_le_bytes());
+                    put(&mut h, 22, &usize_.to_le_bytes());
+                    put(&mut h, 28, &0u16.to_le_bytes());
+                    let name = CONTENT_TYPES_NAME.as_bytes();
+                    out.extend_from_slice(&h);
+                    out.extend_from_slice(name);
+                    out.extend_from_slice(&body);
+                    ct_fields = Some((flags, crc, csize, usize_));
+                }
+                _ => out.extend_from_slice(slice(
+                    data,
+                    e.local.start,
+                    e.local.end - e.local.start,
+                    "local record",
+                )?),
+            }
+            pos = e.local.end;
+        }
+        out.extend_from_slice(slice(
+            data,
+            pos,
+            sig_start.saturating_sub(pos),
+            "local records",
+        )?);
+        let cd_off = out.len() as u64;
+        let mut count = 0u64;
+        for e in self.entries.iter().filter(|e| e.name != SIGNATURE_NAME) {
+            let mut r = slice(
+                data,
+                e.central.start,
+                e.central.end - e.central.start,
+                "central record",
+            )?
+            .to_vec();
+            let new_off = moved
+                .iter()
+                .find(|(old, _)| *old == e.local.start)
+                .map_or(e.local.start, |(_, n)| *n);
+            if u32_at(&r, 42) == 0xFFFF_FFFF {
+                patch_zip64_offset(&mut r, new_off, e.central.start)?;
+            } else {
+                let n = u32::try_from(new_off)
+                    .map_err(|_| bad("an entry moved past 4 GiB without ZIP64", e.central.start))?;
+                put(&mut r, 42, &n.to_le_bytes());
+            }
+            if let (true, Some((flags, crc, csize, usize_))) =
+                (e.name == CONTENT_TYPES_NAME, ct_fields)
+            {
+                if u32_at(&r, 20) == 0xFFFF_FFFF || u32_at(&r, 24) == 0xFFFF_FFFF {
+                    return Err(bad("ZIP64 sizes on [Content_Types].xml", e.central.start));
+                }
+                put(&mut r, 8, &flags.to_le_bytes());
+                put(&mut r, 16, &crc.to_le_bytes());
+                put(&mut r, 20, &csize.to_le_bytes());
+                put(&mut r, 24, &usize_.to_le_bytes());
+            }
+            out.extend_from_slice(&r);
+            count += 1;
+        }
+        let cd_size = out.len() as u64 - cd_off;
+        let end = self.end_records(data, cd_off, cd_size, count)?;
+        out.extend_from_slice(&end);
+        Ok(out)
+    }
+
+    /// `unsigned` (this archive, unsigned: [`Zip::prepare_unsigned`]'s result, parsed as
+    /// `self`) with `AppxSignature.p7x` (`PKCX` + `der`, stored) added as the last entry.
+    pub fn with_signature(&self, unsigned: &[u8], der: &[u8]) -> Result<Vec<u8>> {
+        if self.signature().is_some() {
+            return Err(Error::InvalidValue("the package is already signed".into()));
+        }
+        let mut p7x = P7X_MAGIC.to_vec();
+        p7x.extend_from_slice(der);
+        let cd_start = self.central_dir.start;
+        let mut out = slice(unsigned, 0, cd_start, "local records")?.to_vec();
+        let sig_off = out.len() as u64;
+        let name = SIGNATURE_NAME.as_bytes();
+        let crc = crc32(&p7x);
+        let len = u32::try_from(p7x.len())
+            .map_err(|_| Error::InvalidValue("signature too large".into()))?;
+        let off32 = u32::try_from(sig_off)
+            .ok()
+            .filter(|&o| o != u32::MAX)
+            .ok_or_else(|| {
+                Error::InvalidValue("signing packages past 4 GiB is not supported".into())
+            })?;
+        // Local header: version 2.0, no flags, stored, DOS time 0 / date 1980-01-01.
+        let mut h = Vec::with_capacity(LOCAL_LEN + name.len());
+        h.extend_from_slice(&SIG_LOCAL.to_le_bytes());
+        for v in [20u16, 0, 0, 0, 0x21] {
+            h.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [crc, len, len] {
+            h.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [name.len() as u16, 0] {
+            h.extend_from_slice(&v.to_le_bytes());
+        }
+        h.extend_from_slice(name);
+        out.extend_from_slice(&h);
+        out.extend_from_slice(&p7x);
+        let new_cd = out.len() as u64;
+        out.extend_from_slice(slice(
+            unsigned,
+            cd_start,
+            self.central_dir.end - cd_start,
+            "central directory",
+        )?);
+        let mut c = Vec::with_capacity(CENTRAL_LEN + name.len());
+        c.extend_from_slice(&SIG_CENTRAL.to_le_bytes());
+        for v in [20u16, 20, 0, 0, 0, 0x21] {
+            c.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [crc, len, len] {
+            c.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [name.len() as u16, 0, 0, 0, 0] {
+            c.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [0u32, off32] {
+            c.extend_from_slice(&v.to_le_bytes());
+        }
+        c.extend_from_slice(name);
+        out.extend_from_slice(&c);
+        let cd_size = out.len() as u64 - new_cd;
+        let end = self.end_records(unsigned, new_cd, cd_size, self.entries.len() as u64 + 1)?;
+        out.extend_from_slice(&end);
         Ok(out)
     }
 
@@ -578,6 +780,50 @@ impl Zip {
         }
         Ok(())
     }
+}
+
+/// Writes `off` into the ZIP64 extra field of central record `r` (whose offset field is
+/// 0xFFFFFFFF).
+fn patch_zip64_offset(r: &mut [u8], off: u64, at: u64) -> Result<()> {
+    let nlen = usize::from(u16_at(r, 28));
+    let xlen = usize::from(u16_at(r, 30));
+    let mut skip = 0;
+    if u32_at(r, 24) == 0xFFFF_FFFF {
+        skip += 8;
+    }
+    if u32_at(r, 20) == 0xFFFF_FFFF {
+        skip += 8;
+    }
+    let mut i = CENTRAL_LEN + nlen;
+    let end = i + xlen;
+    while i + 4 <= end {
+        let (tag, len) = (u16_at(r, i), usize::from(u16_at(r, i + 2)));
+        if tag == 1 && skip + 8 <= len {
+            put(r, i + 4 + skip, &off.to_le_bytes());
+            return Ok(());
+        }
+        i += 4 + len;
+    }
+    Err(bad("no ZIP64 offset to move", at))
+}
+
+/// The signature part's Override in `[Content_Types].xml`.
+pub const SIGNATURE_OVERRIDE: &str =
+    r#"<Override PartName="/AppxSignature.p7x" ContentType="application/vnd.ms-appx.signature"/>"#;
+
+/// `[Content_Types].xml` with the signature part's Override added before `</Types>`, or
+/// `None` when it already has one.
+pub fn content_types_with_signature(ct: &[u8]) -> Result<Option<Vec<u8>>> {
+    if memchr::memmem::find(ct, b"/AppxSignature.p7x").is_some() {
+        return Ok(None);
+    }
+    let at = memchr::memmem::rfind(ct, b"</Types>")
+        .ok_or_else(|| bad("[Content_Types].xml has no </Types>", 0))?;
+    let mut out = Vec::with_capacity(ct.len() + SIGNATURE_OVERRIDE.len());
+    out.extend_from_slice(ct.get(..at).unwrap_or_default());
+    out.extend_from_slice(SIGNATURE_OVERRIDE.as_bytes());
+    out.extend_from_slice(ct.get(at..).unwrap_or_default());
+    Ok(Some(out))
 }
 
 fn put(buf: &mut [u8], at: usize, v: &[u8]) {
