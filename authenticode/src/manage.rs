@@ -17,6 +17,7 @@ fn stage_opts(force: bool, existing: Existing) -> StageOptions<'static> {
         algs: &[],
         pages: None,
         msi_dse: false,
+        appx_signer: None,
     }
 }
 
@@ -120,6 +121,7 @@ pub fn attach_signature(
             algs: &digest_algorithms(&der)?,
             pages,
             msi_dse: false,
+            appx_signer: None,
         },
     )?;
     let computed = staged

@@ -19,13 +19,15 @@ use codeseal_authenticode::{
         pkcs7::ParsedSignature,
         spc::sip_guid,
     },
-    remove_signature, sign_file, Error, FileKind, SignOptions, Verifier,
+    remove_signature, sign_file, Error, FileKind, FindingCode, SignOptions, Verifier,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;
 
-/// The subject of the test leaf `leaf-rsa2048`, as the manifest's Publisher.
-const PUBLISHER: &str = "CN=codeseal test signer (leaf-rsa2048), O=codeseal test PKI (throwaway)";
+/// The subject of a test leaf, as a manifest's Publisher.
+fn publisher(leaf: &str) -> String {
+    format!("CN=codeseal test signer ({leaf}), O=codeseal test PKI (throwaway)")
+}
 
 fn work(name: &str) -> PathBuf {
     let d = env()
@@ -39,13 +41,18 @@ fn work(name: &str) -> PathBuf {
     d
 }
 
-/// Writes a package with `scripts/make-appx.py`.
+/// Writes a package with `scripts/make-appx.py`, published by `leaf-rsa2048`.
 fn make_appx(out: &Path, big_mib: u32, extra: &[&str]) {
+    make_appx_for(out, "leaf-rsa2048", big_mib, extra)
+}
+
+/// Writes a package with `scripts/make-appx.py`, published by `leaf`.
+fn make_appx_for(out: &Path, leaf: &str, big_mib: u32, extra: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-appx.py");
     let o = Command::new("python3")
         .arg(script)
         .arg(out)
-        .arg(PUBLISHER)
+        .arg(publisher(leaf))
         .arg(big_mib.to_string())
         .args(extra)
         .output()
@@ -225,7 +232,7 @@ fn codeseal_signs_replaces_removes_and_extracts_packages() {
         (&["--sha384"][..], DigestAlgorithm::Sha384, "leaf-p256"),
     ] {
         let input = d.join(format!("in-{digest}.appx"));
-        make_appx(&input, 3, flags);
+        make_appx_for(&input, leaf, 3, flags);
         assert_eq!(FileKind::detect(&input).expect("kind"), FileKind::Appx);
         let signed = d.join(format!("signed-{digest}.appx"));
         let opts = SignOptions::default().with_digest(digest);
@@ -258,7 +265,7 @@ fn codeseal_signs_replaces_removes_and_extracts_packages() {
         ));
         let replaced = d.join(format!("replaced-{digest}.appx"));
         sign_file(
-            &identity("leaf-rsa4096"),
+            &identity(leaf),
             &signed,
             &replaced,
             &opts.clone().with_replace(true),
@@ -266,6 +273,38 @@ fn codeseal_signs_replaces_removes_and_extracts_packages() {
         .expect("replace");
         both_osslsigncodes_accept(&replaced);
         assert!(trusting().verify_file(&replaced).expect("verify").valid);
+        // Another signer than the manifest's Publisher: refused, unless overridden; then
+        // codeseal's verify reports it (osslsigncode does not check it).
+        let e = sign_file(
+            &identity("leaf-rsa4096"),
+            &signed,
+            &again,
+            &opts.clone().with_replace(true),
+        )
+        .expect_err("publisher mismatch");
+        assert!(e.to_string().contains("Publisher"), "{e}");
+        let other_signer = d.join(format!("other-signer-{digest}.appx"));
+        sign_file(
+            &identity("leaf-rsa4096"),
+            &signed,
+            &other_signer,
+            &opts
+                .clone()
+                .with_replace(true)
+                .with_allow_publisher_mismatch(true),
+        )
+        .expect("overridden");
+        both_osslsigncodes_accept(&other_signer);
+        let r = trusting().verify_file(&other_signer).expect("verify");
+        assert!(!r.valid, "{r:?}");
+        assert!(r.signatures[0].image_digest_ok);
+        assert!(
+            r.errors
+                .iter()
+                .any(|f| f.code == FindingCode::PublisherMismatch),
+            "{:?}",
+            r.errors
+        );
         let der = extract_signature(&replaced).expect("extract");
         let z = Zip::parse(&fs::read(&replaced).expect("read")).expect("parse");
         let p7x = z
@@ -328,7 +367,7 @@ fn osslsigncode_signed_packages_verify_in_codeseal() {
         // Replacing their signature with codeseal's.
         let ours = d.join(format!("ours-{label}.appx"));
         sign_file(
-            &identity("leaf-p256"),
+            &identity("leaf-rsa2048"),
             &s,
             &ours,
             &SignOptions::default().with_replace(true),
@@ -336,4 +375,65 @@ fn osslsigncode_signed_packages_verify_in_codeseal() {
         .expect("replace theirs");
         both_osslsigncodes_accept(&ours);
     }
+}
+
+/// A block map that lies about one block of one file: osslsigncode signs and accepts it
+/// (it does not check the block map); codeseal refuses to sign it and reports it invalid,
+/// naming the block, as Windows refuses to install it.
+#[test]
+fn a_block_map_that_lies_is_invalid_and_not_signed() {
+    let d = work("lie");
+    let input = d.join("lie.appx");
+    make_appx(&input, 1, &["--lie"]);
+    let data = fs::read(&input).expect("read");
+    let zip = Zip::parse(&data).expect("parse");
+    let problems = appx::check_block_map(&data, &zip).expect("check");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("block 1 of \"Assets/big.bin\""),
+        "{problems:?}"
+    );
+    let e = sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &d.join("out.appx"),
+        &SignOptions::default(),
+    )
+    .expect_err("lying block map");
+    assert!(e.to_string().contains("block map"), "{e}");
+    assert!(!d.join("out.appx").exists());
+    let theirs = d.join("theirs.appx");
+    osslsigncode_sign_with(
+        Path::new("osslsigncode"),
+        &input,
+        &theirs,
+        "leaf-rsa2048",
+        "sha256",
+    );
+    both_osslsigncodes_accept(&theirs);
+    let r = trusting().verify_file(&theirs).expect("verify");
+    assert!(!r.valid, "{r:?}");
+    assert!(
+        r.signatures[0].image_digest_ok,
+        "the signature itself is fine"
+    );
+    assert!(
+        r.errors
+            .iter()
+            .any(|f| f.code == FindingCode::BlockMapMismatch),
+        "{:?}",
+        r.errors
+    );
+    // The honest package passes the same check.
+    let honest = d.join("honest.appx");
+    make_appx(&honest, 1, &[]);
+    let data = fs::read(&honest).expect("read");
+    let zip = Zip::parse(&data).expect("parse");
+    assert!(appx::check_block_map(&data, &zip)
+        .expect("check")
+        .is_empty());
+    assert_eq!(
+        appx::manifest_publisher(&data, &zip).expect("publisher"),
+        publisher("leaf-rsa2048")
+    );
 }

@@ -1011,3 +1011,322 @@ mod tests {
         assert!(!is_digest_blob(&b, DigestAlgorithm::Sha256));
     }
 }
+
+/// The size of a block in the block map.
+pub const BLOCK_SIZE: u64 = 64 << 10;
+
+/// Decodes XML's predefined entities and character references in an attribute value.
+fn xml_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(rest.get(..i).unwrap_or_default());
+        let tail = rest.get(i..).unwrap_or_default();
+        let Some(end) = tail.find(';').filter(|&e| e <= 10) else {
+            out.push('&');
+            rest = tail.get(1..).unwrap_or_default();
+            continue;
+        };
+        let ent = tail.get(1..end).unwrap_or_default();
+        let c = match ent {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => ent
+                .strip_prefix("#x")
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| ent.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match c {
+            Some(c) => {
+                out.push(c);
+                rest = tail.get(end + 1..).unwrap_or_default();
+            }
+            None => {
+                out.push('&');
+                rest = tail.get(1..).unwrap_or_default();
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The value of attribute `name` in the start tag `tag` (the text between `<` and `>`).
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let mut from = 0;
+    while let Some(i) = tag.get(from..)?.find(name) {
+        let at = from + i;
+        let before_ok = at == 0
+            || tag
+                .as_bytes()
+                .get(at - 1)
+                .is_some_and(|b| b.is_ascii_whitespace());
+        let after = tag.get(at + name.len()..)?.trim_start();
+        if before_ok {
+            if let Some(v) = after.strip_prefix('=') {
+                let v = v.trim_start();
+                let q = v.chars().next()?;
+                if q == '"' || q == '\'' {
+                    let body = v.get(1..)?;
+                    let end = body.find(q)?;
+                    return Some(xml_unescape(body.get(..end)?));
+                }
+            }
+        }
+        from = at + name.len();
+    }
+    None
+}
+
+/// The start tags named `name` in `xml`, each as the text between `<` and `>` (with the
+/// byte offset of `<`).
+fn start_tags<'a>(xml: &'a str, name: &'a str) -> impl Iterator<Item = (usize, &'a str)> + 'a {
+    let open = format!("<{name}");
+    let mut pos = 0;
+    std::iter::from_fn(move || loop {
+        let i = xml.get(pos..)?.find(&open)? + pos;
+        let after = i + open.len();
+        let next = xml.as_bytes().get(after).copied();
+        pos = after;
+        if matches!(next, Some(b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>')) {
+            let end = xml.get(after..)?.find('>')? + after;
+            pos = end;
+            return Some((i, xml.get(i + 1..end)?));
+        }
+    })
+}
+
+/// One file of the block map.
+#[derive(Debug, Clone)]
+pub struct BlockMapFile {
+    /// The name with `/` separators, as in the archive.
+    pub name: String,
+    /// The uncompressed size.
+    pub size: u64,
+    /// The local header's size the block map states, if it does.
+    pub lfh_size: Option<u64>,
+    /// The block hashes (decoded), in order.
+    pub blocks: Vec<Vec<u8>>,
+}
+
+/// Parses the files and block hashes of `AppxBlockMap.xml` (a minimal reader for the
+/// makeappx shape: `<File Name Size LfhSize>` holding `<Block Hash [Size]/>`).
+pub fn parse_block_map(xml: &[u8]) -> Result<Vec<BlockMapFile>> {
+    use base64::Engine;
+    let xml = std::str::from_utf8(xml)
+        .map_err(|e| bad(format!("AppxBlockMap.xml is not UTF-8: {e}"), 0))?;
+    let mut files: Vec<BlockMapFile> = Vec::new();
+    // Tags in document order: each <Block> belongs to the last <File>.
+    let mut events: Vec<(usize, bool, &str)> = start_tags(xml, "File")
+        .map(|(i, t)| (i, true, t))
+        .chain(start_tags(xml, "Block").map(|(i, t)| (i, false, t)))
+        .collect();
+    events.sort_by_key(|e| e.0);
+    for (at, is_file, tag) in events {
+        if is_file {
+            let name = attr(tag, "Name")
+                .ok_or_else(|| bad("block map File without Name", at as u64))?
+                .replace('\\', "/");
+            let size = attr(tag, "Size")
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| bad(format!("block map File {name:?} without a Size"), at as u64))?;
+            let lfh_size = attr(tag, "LfhSize").and_then(|s| s.parse().ok());
+            files.push(BlockMapFile {
+                name,
+                size,
+                lfh_size,
+                blocks: Vec::new(),
+            });
+        } else {
+            let f = files
+                .last_mut()
+                .ok_or_else(|| bad("block map Block outside a File", at as u64))?;
+            let h = attr(tag, "Hash").ok_or_else(|| bad("Block without Hash", at as u64))?;
+            let h = base64::engine::general_purpose::STANDARD
+                .decode(h.trim())
+                .map_err(|e| bad(format!("Block Hash is not base64: {e}"), at as u64))?;
+            f.blocks.push(h);
+        }
+    }
+    Ok(files)
+}
+
+/// Windows' install-time check of a package against its block map: every file of the
+/// archive (but the block map, the content types and the signature) is listed, with its
+/// size, its local header's size, and the hash of each 64 KiB block of its data; every
+/// listed file exists. Returns one message per problem (empty: the package matches).
+pub fn check_block_map(data: &[u8], zip: &Zip) -> Result<Vec<String>> {
+    let bm_entry = zip
+        .entry(BLOCK_MAP_NAME)
+        .ok_or_else(|| bad(format!("no {BLOCK_MAP_NAME} in the package"), 0))?;
+    let xml = zip.read(data, bm_entry, MAX_PART)?;
+    let alg = block_map_hash_method(&xml)?;
+    let files = parse_block_map(&xml)?;
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for f in &files {
+        if !seen.insert(f.name.as_str()) {
+            problems.push(format!("{:?} is listed twice in the block map", f.name));
+            continue;
+        }
+        let Some(e) = zip.entry(&f.name) else {
+            problems.push(format!(
+                "{:?} is in the block map but not in the package",
+                f.name
+            ));
+            continue;
+        };
+        if e.size != f.size {
+            problems.push(format!(
+                "{:?} is {} bytes; the block map says {}",
+                f.name, e.size, f.size
+            ));
+            continue;
+        }
+        let lfh = e.data_offset - e.local.start;
+        if f.lfh_size.is_some_and(|l| l != lfh) {
+            problems.push(format!(
+                "the local header of {:?} is {lfh} bytes; the block map says {}",
+                f.name,
+                f.lfh_size.unwrap_or_default()
+            ));
+        }
+        let want_blocks = e.size.div_ceil(BLOCK_SIZE);
+        if f.blocks.len() as u64 != want_blocks {
+            problems.push(format!(
+                "{:?} has {want_blocks} blocks; the block map lists {}",
+                f.name,
+                f.blocks.len()
+            ));
+            continue;
+        }
+        let content = match zip.read(data, e, u64::MAX) {
+            Ok(c) => c,
+            Err(err) => {
+                problems.push(err.to_string());
+                continue;
+            }
+        };
+        for (k, (block, want)) in content
+            .chunks(BLOCK_SIZE as usize)
+            .zip(&f.blocks)
+            .enumerate()
+        {
+            let mut h = Hasher::new(alg);
+            h.update(block);
+            if h.finalize() != *want {
+                problems.push(format!(
+                    "block {k} of {:?} (bytes {:#x}..) does not match the block map",
+                    f.name,
+                    k as u64 * BLOCK_SIZE
+                ));
+            }
+        }
+    }
+    for e in &zip.entries {
+        let own = [BLOCK_MAP_NAME, CONTENT_TYPES_NAME, SIGNATURE_NAME].contains(&e.name.as_str());
+        if !own && !seen.contains(e.name.as_str()) {
+            problems.push(format!(
+                "{:?} is in the package but not in the block map",
+                e.name
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+/// The `Publisher` of the manifest's `Identity` (a package's `AppxManifest.xml` or a
+/// bundle's `AppxMetadata/AppxBundleManifest.xml`).
+pub fn manifest_publisher(data: &[u8], zip: &Zip) -> Result<String> {
+    let e = zip
+        .entry(MANIFEST_NAME)
+        .or_else(|| zip.entry(BUNDLE_MANIFEST_NAME))
+        .ok_or_else(|| bad("no AppxManifest.xml or bundle manifest in the package", 0))?;
+    let xml = zip.read(data, e, MAX_PART)?;
+    let xml = String::from_utf8_lossy(&xml).into_owned();
+    let found = start_tags(&xml, "Identity").find_map(|(_, t)| attr(t, "Publisher"));
+    found.ok_or_else(|| bad("the manifest's Identity has no Publisher", e.local.start))
+}
+
+/// The attributes of a distinguished name written as Windows writes a Publisher
+/// (`CN=a, O=b`, most specific first), as (upper-case type, value) pairs.
+pub fn parse_publisher(dn: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut parts = Vec::new();
+    for c in dn.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' | ';' | '+' if !quoted => parts.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    for p in parts {
+        if let Some((k, v)) = p.split_once('=') {
+            let k = k.trim().to_ascii_uppercase();
+            let k = if k == "ST" { "S".to_string() } else { k };
+            out.push((k, v.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// The subject of `cert` as Publisher-style pairs (most specific first).
+pub fn subject_pairs(cert: &x509_cert::Certificate) -> Vec<(String, String)> {
+    use const_oid::db::rfc4519;
+    let mut out = Vec::new();
+    for rdn in cert.tbs_certificate.subject.0.iter().rev() {
+        for atv in rdn.0.iter() {
+            let o = atv.oid;
+            let k = if o == rfc4519::CN {
+                "CN"
+            } else if o == rfc4519::O {
+                "O"
+            } else if o == rfc4519::OU {
+                "OU"
+            } else if o == rfc4519::L {
+                "L"
+            } else if o == rfc4519::ST {
+                "S"
+            } else if o == rfc4519::C {
+                "C"
+            } else if o == rfc4519::STREET {
+                "STREET"
+            } else if o == rfc4519::SERIAL_NUMBER {
+                "SERIALNUMBER"
+            } else if o == rfc4519::DC {
+                "DC"
+            } else if o == crate::oid::EMAIL_ADDRESS {
+                "E"
+            } else {
+                ""
+            };
+            let key = if k.is_empty() {
+                o.to_string()
+            } else {
+                k.to_string()
+            };
+            let v = String::from_utf8_lossy(atv.value.value()).into_owned();
+            out.push((key, v));
+        }
+    }
+    out
+}
+
+/// Whether the manifest `publisher` names `cert`'s subject, as Windows requires at
+/// install: the same attributes with the same values. The order of the RDNs is not
+/// compared (names are written most-specific-first by convention, whatever their encoded
+/// order), so this check is at most as strict as Windows'.
+pub fn publisher_matches(publisher: &str, cert: &x509_cert::Certificate) -> bool {
+    let mut a = parse_publisher(publisher);
+    let mut b = subject_pairs(cert);
+    a.sort();
+    b.sort();
+    a == b
+}

@@ -73,6 +73,9 @@ pub const PAGE_HASHES_V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6
 /// Page hashes with SHA-256 (`SPC_PE_IMAGE_PAGE_HASHES_V2`).
 pub const PAGE_HASHES_V2: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.3.2");
 
+/// `emailAddress` (PKCS #9), the `E=` of a Publisher.
+pub const EMAIL_ADDRESS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.1");
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ use der::{asn1::Any, Decode};
 use super::{check_written, output::OutputFile, FileKind, StageOptions, Staged};
 use crate::{
     error::{Error, Result},
+    finding::{Finding, FindingCode},
     oid::SPC_SIPINFO,
     pkcs7::ParsedSignature,
     spc::SpcAttributeTypeAndOptionalValue,
@@ -124,6 +125,22 @@ impl StagedAppx {
                 ))
             }
             _ => {}
+        }
+        let problems = appx::check_block_map(&data, &zip)?;
+        if !problems.is_empty() {
+            return Err(Error::Usage(format!(
+                "the package does not match its block map (Windows would refuse it): {}",
+                problems.join("; ")
+            )));
+        }
+        if let Some(cert) = opts.appx_signer {
+            let publisher = appx::manifest_publisher(&data, &zip)?;
+            if !appx::publisher_matches(&publisher, cert) {
+                return Err(Error::Usage(format!(
+                    "the manifest's Publisher {publisher:?} is not the signer's subject {:?} (Windows would refuse the package; --allow-publisher-mismatch signs anyway)",
+                    cert.tbs_certificate.subject.to_string()
+                )));
+            }
         }
         let unsigned = zip.prepare_unsigned(&data)?;
         drop(data);
@@ -237,7 +254,25 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
     let zip = Zip::parse(&data)?;
     let der = signature_der(&data, &zip)?.ok_or(Error::NotSigned)?;
     let mut errors = Vec::new();
+    for p in appx::check_block_map(&data, &zip)? {
+        errors.push(Finding::file(FindingCode::BlockMapMismatch, p));
+    }
     let parsed = collect_signatures(vec![("0".to_string(), der.as_slice())], &mut errors);
+    let publisher = appx::manifest_publisher(&data, &zip)?;
+    for (_, p) in parsed.iter().filter(|(i, _)| i == "0") {
+        match p.signer_certificate() {
+            Some(cert) if !appx::publisher_matches(&publisher, cert) => {
+                errors.push(Finding::file(
+                    FindingCode::PublisherMismatch,
+                    format!(
+                        "the manifest's Publisher {publisher:?} is not the signer's subject {:?}",
+                        cert.tbs_certificate.subject.to_string()
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
     let (alg, blob) = appx::digest_blob(&data, &zip)?;
     let kind = if is_bundle(&zip) {
         FileKind::AppxBundle

@@ -311,6 +311,9 @@ pub(crate) struct StageOptions<'a> {
     pub pages: Option<DigestAlgorithm>,
     /// Give a new MSI signature an `MsiDigitalSignatureEx` stream (MSI only).
     pub msi_dse: bool,
+    /// APPX: the certificate that will sign, whose subject the manifest's Publisher must
+    /// equal (`None`: not signing, or the check was overridden).
+    pub appx_signer: Option<&'a x509_cert::Certificate>,
 }
 
 /// An input read once: checked, hashed, copied (or held) waiting for its signature.
