@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes a minimal, valid, unsigned APPX package for the tests (no makeappx needed).
 
-usage: make-appx.py OUT PUBLISHER [BIG_MIB] [--lie] [--stored-parts] [--sha384]
+usage: make-appx.py OUT PUBLISHER [BIG_MIB] [--lie] [--stored-parts] [--sha384] [--zip64] [--descriptors] [--extra]
 
 Entries: AppxManifest.xml (stored), Assets/readme.txt (deflated), Assets/big.bin
 (BIG_MIB MiB of pseudo-random bytes, deflated block by block as makeappx does: each 64 KiB
@@ -9,7 +9,7 @@ block compressed and full-flushed separately, its compressed size in the block m
 Assets/zeros.bin (stored), AppxBlockMap.xml and [Content_Types].xml (deflated, last, as
 makeappx writes them). --lie writes a wrong hash for the second block of big.bin;
 --stored-parts stores the block map and the content types; --sha384 hashes the block
-map with SHA-384 (SHA-256 otherwise).
+map with SHA-384 (SHA-256 otherwise); --zip64 ends the archive with ZIP64 end records (the\nend record's fields all 0xFFFF...); --descriptors writes every entry with a data\ndescriptor; --extra adds a file the block map does not list.
 """
 import base64, hashlib, random, struct, sys, zlib
 
@@ -21,6 +21,9 @@ def main():
     big_mib = int(sys.argv[3]) if len(sys.argv) > 3 and not sys.argv[3].startswith("-") else 2
     lie = "--lie" in sys.argv
     stored_parts = "--stored-parts" in sys.argv
+    zip64 = "--zip64" in sys.argv
+    descriptors = "--descriptors" in sys.argv
+    extra_file = "--extra" in sys.argv
     h_name, h_uri = ("sha384", "http://www.w3.org/2001/04/xmldsig-more#sha384") \
         if "--sha384" in sys.argv else ("sha256", "http://www.w3.org/2001/04/xmlenc#sha256")
     rng = random.Random(17)
@@ -60,11 +63,19 @@ def main():
         crc = zlib.crc32(data)
         method = 8 if deflate else 0
         off = len(body)
-        lfh = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, crc,
-                          len(comp), len(data), len(nm), 0) + nm
-        body.extend(lfh + comp)
-        central.extend(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0x21,
-                                   crc, len(comp), len(data), len(nm), 0, 0, 0, 0, 0, off) + nm)
+        flags = 0x0008 if descriptors else 0
+        if descriptors:
+            lfh = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, flags, method, 0, 0x21, 0,
+                              0, 0, len(nm), 0) + nm
+            desc = struct.pack("<IIII", 0x08074B50, crc, len(comp), len(data))
+        else:
+            lfh = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, flags, method, 0, 0x21, crc,
+                              len(comp), len(data), len(nm), 0) + nm
+            desc = b""
+        body.extend(lfh + comp + desc)
+        central.extend(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45 if zip64 else 20,
+                                   20, flags, method, 0, 0x21, crc, len(comp), len(data),
+                                   len(nm), 0, 0, 0, 0, 0, off) + nm)
         return len(lfh), pieces
 
     for name, data, deflate in files:
@@ -82,6 +93,8 @@ def main():
                 bm.append(f'<Block Hash="{hs}"/>')
         bm.append("</File>")
     bm.append("</BlockMap>")
+    if extra_file:
+        add("Assets/extra.txt", b"not in the block map\n", False)
     add("AppxBlockMap.xml", "".join(bm).encode(), not stored_parts)
     ct = ('<?xml version="1.0" encoding="UTF-8"?>'
           '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
@@ -91,8 +104,15 @@ def main():
           '<Override PartName="/AppxBlockMap.xml" ContentType="application/vnd.ms-appx.blockmap+xml"/>'
           '</Types>').encode()
     add("[Content_Types].xml", ct, not stored_parts)
-    n = len(files) + 2
-    eocd = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, len(central), len(body), 0)
+    n = len(files) + 2 + (1 if extra_file else 0)
+    if zip64:
+        z_at = len(body) + len(central)
+        z = struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n, len(central), len(body))
+        loc = struct.pack("<IIQI", 0x07064B50, 0, z_at, 1)
+        eocd = z + loc + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF,
+                                     0xFFFFFFFF, 0xFFFFFFFF, 0)
+    else:
+        eocd = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, len(central), len(body), 0)
     with open(out, "wb") as f:
         f.write(bytes(body) + bytes(central) + eocd)
 

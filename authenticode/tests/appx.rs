@@ -437,3 +437,120 @@ fn a_block_map_that_lies_is_invalid_and_not_signed() {
         publisher("leaf-rsa2048")
     );
 }
+
+/// ZIP64 end records and data descriptors: osslsigncode's digest blob equals codeseal's,
+/// and codeseal's signatures are accepted by both osslsigncodes (the ZIP64 records are
+/// rewritten with the new counts, sizes and offsets).
+#[test]
+fn zip64_end_records_and_data_descriptors() {
+    let d = work("variants");
+    for flag in ["--zip64", "--descriptors"] {
+        let input = d.join(format!("in{flag}.appx"));
+        make_appx(&input, 1, &[flag]);
+        let data = fs::read(&input).expect("read");
+        let zip = Zip::parse(&data).expect("parse");
+        assert_eq!(zip.zip64_eocd.is_some(), flag == "--zip64");
+        assert!(appx::check_block_map(&data, &zip)
+            .expect("check")
+            .is_empty());
+        for (label, bin) in [
+            ("2.9", Path::new("osslsigncode")),
+            ("2.14", osslsigncode_new()),
+        ] {
+            let s = d.join(format!("theirs-{label}{flag}.appx"));
+            osslsigncode_sign_with(bin, &input, &s, "leaf-rsa2048", "sha256");
+            let r = trusting().verify_file(&s).expect("verify");
+            assert!(r.valid, "{flag}: osslsigncode {label}: {r:?}");
+        }
+        let ours = d.join(format!("ours{flag}.appx"));
+        sign_file(
+            &identity("leaf-rsa2048"),
+            &input,
+            &ours,
+            &SignOptions::default(),
+        )
+        .expect("sign");
+        both_osslsigncodes_accept(&ours);
+        assert!(trusting().verify_file(&ours).expect("verify").valid);
+        let data = fs::read(&ours).expect("read");
+        let zip = Zip::parse(&data).expect("parse");
+        assert_eq!(zip.zip64_eocd.is_some(), flag == "--zip64");
+        entries_kept(&input, &ours);
+    }
+}
+
+/// A file the block map does not list: a finding, and signing is refused.
+#[test]
+fn a_file_missing_from_the_block_map() {
+    let d = work("extra");
+    let input = d.join("extra.appx");
+    make_appx(&input, 1, &["--extra"]);
+    let data = fs::read(&input).expect("read");
+    let zip = Zip::parse(&data).expect("parse");
+    let problems = appx::check_block_map(&data, &zip).expect("check");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("Assets/extra.txt") && problems[0].contains("not in the block map")
+    );
+    let e = sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &d.join("o.appx"),
+        &SignOptions::default(),
+    )
+    .expect_err("extra file");
+    assert!(e.to_string().contains("Assets/extra.txt"), "{e}");
+    let theirs = d.join("theirs.appx");
+    osslsigncode_sign_with(
+        Path::new("osslsigncode"),
+        &input,
+        &theirs,
+        "leaf-rsa2048",
+        "sha256",
+    );
+    let r = trusting().verify_file(&theirs).expect("verify");
+    assert!(!r.valid);
+    assert!(r
+        .errors
+        .iter()
+        .any(|f| f.code == FindingCode::BlockMapMismatch));
+}
+
+/// Every single-byte change in the end records and central directory of a signed package,
+/// and every truncation there, gives a typed result (no panic) from the reader, the digest
+/// and the block-map check.
+#[test]
+fn hostile_headers_never_panic() {
+    let d = work("hostile");
+    let input = d.join("in.appx");
+    make_appx(&input, 0, &["--zip64"]);
+    let signed = d.join("signed.appx");
+    sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &signed,
+        &SignOptions::default(),
+    )
+    .expect("sign");
+    let data = fs::read(&signed).expect("read");
+    let zip = Zip::parse(&data).expect("parse");
+    let from = zip.central_dir.start as usize;
+    let mut typed_errors = 0;
+    for i in from..data.len() {
+        for v in [0x00u8, 0xFF, data[i] ^ 0x80] {
+            let mut b = data.clone();
+            b[i] = v;
+            match Zip::parse(&b) {
+                Ok(z) => {
+                    let _ = appx::digest_blob(&b, &z);
+                    let _ = appx::check_block_map(&b, &z);
+                }
+                Err(_) => typed_errors += 1,
+            }
+        }
+    }
+    for cut in from..data.len() {
+        assert!(Zip::parse(&data[..cut]).is_err(), "cut at {cut} parses");
+    }
+    assert!(typed_errors > 100, "{typed_errors}");
+}
