@@ -384,6 +384,16 @@ impl Zip {
                 cd_off + pos as u64,
             ));
         }
+        // Names are unique (a reader could take either of two entries of one name).
+        let mut names = std::collections::HashSet::new();
+        for e in &entries {
+            if !names.insert(e.name.as_str()) {
+                return Err(bad(
+                    format!("two entries named {:?}", e.name),
+                    e.central.start,
+                ));
+            }
+        }
         // Local records may not overlap (a record read twice would be hashed twice).
         let mut order: Vec<&Entry> = entries.iter().collect();
         order.sort_by_key(|e| e.local.start);
@@ -585,13 +595,14 @@ impl Zip {
             .collect();
         order.sort_by_key(|e| e.local.start);
         let mut out = Vec::with_capacity(data.len());
-        let mut moved: Vec<(u64, u64)> = Vec::new(); // (old local start, new local start)
+        // Old local start -> new local start (a map: linear time in the entry count).
+        let mut moved: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
         let mut ct_fields = None;
         let mut pos = 0u64;
         for e in &order {
             // Bytes between records are kept too.
             out.extend_from_slice(slice(data, pos, e.local.start - pos, "local records")?);
-            moved.push((e.local.start, out.len() as u64));
+            moved.insert(e.local.start, out.len() as u64);
             match (&new_ct, e.name == CONTENT_TYPES_NAME) {
                 (Some(text), true) => {
                     let body = match e.method {
@@ -644,10 +655,7 @@ impl Zip {
                 "central record",
             )?
             .to_vec();
-            let new_off = moved
-                .iter()
-                .find(|(old, _)| *old == e.local.start)
-                .map_or(e.local.start, |(_, n)| *n);
+            let new_off = moved.get(&e.local.start).copied().unwrap_or(e.local.start);
             if u32_at(&r, 42) == 0xFFFF_FFFF {
                 patch_zip64_offset(&mut r, new_off, e.central.start)?;
             } else {
@@ -976,6 +984,7 @@ pub fn p7x_der(p7x: &[u8]) -> Result<&[u8]> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -993,6 +1002,32 @@ mod tests {
         let mut e = vec![0x50, 0x4B, 0x05, 0x06, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF];
         e.extend_from_slice(&[0xF0, 0xFF, 0xFF, 0x7F, 0, 0, 0, 0, 0, 0]);
         assert!(matches!(Zip::parse(&e), Err(Error::MalformedZip { .. })));
+    }
+
+    #[test]
+    fn xml_attributes_and_publishers() {
+        let tag = r#"Identity Name="a&amp;b" Publisher='CN=&quot;x, y&quot;, O=z' Version="1""#;
+        assert_eq!(attr(tag, "Name").as_deref(), Some("a&b"));
+        assert_eq!(attr(tag, "Publisher").as_deref(), Some(r#"CN="x, y", O=z"#));
+        assert_eq!(attr(tag, "Nam"), None);
+        assert_eq!(
+            parse_publisher(r#"CN="x, y", O=z, ST=w"#),
+            [
+                ("CN".to_string(), "x, y".to_string()),
+                ("O".to_string(), "z".to_string()),
+                ("S".to_string(), "w".to_string())
+            ]
+        );
+        let xml = r#"<BlockMap HashMethod="http://www.w3.org/2001/04/xmlenc#sha256"><File Name="a\b.txt" Size="70000" LfhSize="39"><Block Hash="AAAA"/><Block Hash="AQID" Size="9"/></File><FileX/></BlockMap>"#;
+        let files = parse_block_map(xml.as_bytes()).unwrap_or_default();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].name, "a/b.txt");
+        assert_eq!(files[0].blocks, [vec![0u8, 0, 0], vec![1, 2, 3]]);
+        assert!(parse_block_map(b"<Block Hash=\"AAAA\"/>").is_err());
+        assert_eq!(
+            block_map_hash_method(xml.as_bytes()).ok(),
+            Some(DigestAlgorithm::Sha256)
+        );
     }
 
     #[test]
@@ -1168,12 +1203,14 @@ pub fn check_block_map(data: &[u8], zip: &Zip) -> Result<Vec<String>> {
     let files = parse_block_map(&xml)?;
     let mut problems = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let by_name: std::collections::HashMap<&str, &Entry> =
+        zip.entries.iter().map(|e| (e.name.as_str(), e)).collect();
     for f in &files {
         if !seen.insert(f.name.as_str()) {
             problems.push(format!("{:?} is listed twice in the block map", f.name));
             continue;
         }
-        let Some(e) = zip.entry(&f.name) else {
+        let Some(&e) = by_name.get(f.name.as_str()) else {
             problems.push(format!(
                 "{:?} is in the block map but not in the package",
                 f.name
