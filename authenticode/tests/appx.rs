@@ -29,7 +29,24 @@ fn publisher(leaf: &str) -> String {
     format!("CN=codeseal test signer ({leaf}), O=codeseal test PKI (throwaway)")
 }
 
-fn work(name: &str) -> PathBuf {
+/// A fresh work directory under the test environment, removed when the test ends (the
+/// packages are megabytes each).
+struct Work(PathBuf);
+
+impl std::ops::Deref for Work {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn work(name: &str) -> Work {
     let d = env()
         .fixtures
         .parent()
@@ -38,7 +55,7 @@ fn work(name: &str) -> PathBuf {
         .join(name);
     let _ = fs::remove_dir_all(&d);
     fs::create_dir_all(&d).expect("work dir");
-    d
+    Work(d)
 }
 
 /// Writes a package with `scripts/make-appx.py`, published by `leaf-rsa2048`.
@@ -120,7 +137,7 @@ fn osslsigncode_signatures_carry_the_digest_blob_codeseal_computes() {
         ("sha384", &["--sha384"][..], DigestAlgorithm::Sha384),
     ] {
         let p = d.join(format!("t-{h}.appx"));
-        make_appx(&p, 3, flags);
+        make_appx(&p, 1, flags);
         for (label, bin) in [
             ("2.9", Path::new("osslsigncode")),
             ("2.14", osslsigncode_new()),
@@ -232,7 +249,13 @@ fn codeseal_signs_replaces_removes_and_extracts_packages() {
         (&["--sha384"][..], DigestAlgorithm::Sha384, "leaf-p256"),
     ] {
         let input = d.join(format!("in-{digest}.appx"));
-        make_appx_for(&input, leaf, 3, flags);
+        // One multi-MiB package (SHA-256); the others stay small.
+        let mib = if digest == DigestAlgorithm::Sha256 {
+            3
+        } else {
+            1
+        };
+        make_appx_for(&input, leaf, mib, flags);
         assert_eq!(FileKind::detect(&input).expect("kind"), FileKind::Appx);
         let signed = d.join(format!("signed-{digest}.appx"));
         let opts = SignOptions::default().with_digest(digest);
