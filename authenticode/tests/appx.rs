@@ -577,3 +577,30 @@ fn hostile_headers_never_panic() {
     }
     assert!(typed_errors > 100, "{typed_errors}");
 }
+
+/// A package named as a bundle (or the reverse) is refused: the SIP GUID follows the
+/// content (a bundle manifest), and the name must agree with it.
+#[test]
+fn a_package_named_as_a_bundle_is_refused() {
+    let d = work("bundle-name");
+    let input = d.join("app.appxbundle");
+    make_appx(&input, 0, &[]);
+    assert_eq!(
+        FileKind::detect(&input).expect("kind"),
+        FileKind::AppxBundle
+    );
+    let e = sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &d.join("o.appxbundle"),
+        &SignOptions::default(),
+    )
+    .expect_err("not a bundle");
+    assert!(e.to_string().contains("no bundle manifest"), "{e}");
+    let zip_named = d.join("app.zip");
+    fs::copy(&input, &zip_named).expect("copy");
+    assert!(matches!(
+        FileKind::detect(&zip_named),
+        Err(Error::Unsupported(_))
+    ));
+}

@@ -105,7 +105,12 @@ pub(crate) struct StagedAppx {
 }
 
 impl StagedAppx {
-    pub(crate) fn stage(input: &Path, output: &Path, opts: StageOptions<'_>) -> Result<Self> {
+    pub(crate) fn stage(
+        kind: FileKind,
+        input: &Path,
+        output: &Path,
+        opts: StageOptions<'_>,
+    ) -> Result<Self> {
         if opts.pages.is_some() {
             return Err(Error::Usage(
                 "page hashes exist only for PE files, not for APPX".into(),
@@ -116,6 +121,20 @@ impl StagedAppx {
         let out = OutputFile::create(input, &file, output, opts.force)?;
         let data = read_all(&mut file)?;
         let zip = Zip::parse(&data)?;
+        let bundle = is_bundle(&zip);
+        if bundle != (kind == FileKind::AppxBundle) {
+            return Err(Error::Unsupported(format!(
+                "{}: named as an {} but {} (a bundle has {})",
+                input.display(),
+                kind.name(),
+                if bundle {
+                    "it has a bundle manifest"
+                } else {
+                    "it has no bundle manifest"
+                },
+                appx::BUNDLE_MANIFEST_NAME
+            )));
+        }
         let was_signed = zip.signature().is_some();
         match (was_signed, opts.existing) {
             (true, Existing::Refuse) => return Err(Error::AlreadySigned),
@@ -152,7 +171,7 @@ impl StagedAppx {
             )));
         }
         Ok(Self {
-            bundle: is_bundle(&zip),
+            bundle,
             unsigned,
             zip,
             alg,

@@ -371,9 +371,9 @@ pub(crate) fn stage(
             }
             Ok(Box::new(msi::StagedMsi::stage(input, output, opts)?))
         }
-        FileKind::Appx | FileKind::AppxBundle => {
-            Ok(Box::new(appx::StagedAppx::stage(input, output, opts)?))
-        }
+        FileKind::Appx | FileKind::AppxBundle => Ok(Box::new(appx::StagedAppx::stage(
+            kind, input, output, opts,
+        )?)),
     }
 }
 
