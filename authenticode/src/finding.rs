@@ -10,6 +10,12 @@ use serde::Serialize;
 pub enum FindingCode {
     /// The file's digest differs from the signed one (modified after signing).
     ImageDigestMismatch,
+    /// APPX: a file does not match `AppxBlockMap.xml` (a block's hash, its size), or is
+    /// missing from it or from the package (Windows refuses to install it).
+    BlockMapMismatch,
+    /// APPX: the manifest's Publisher is not the signer certificate's subject (Windows
+    /// refuses to install it).
+    PublisherMismatch,
     /// The messageDigest attribute does not cover the SpcIndirectDataContent.
     MessageDigestMismatch,
     /// The signature's indirect data is for another kind of file (e.g. a PE signature in a

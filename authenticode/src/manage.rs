@@ -17,6 +17,7 @@ fn stage_opts(force: bool, existing: Existing) -> StageOptions<'static> {
         algs: &[],
         pages: None,
         msi_dse: false,
+        appx_signer: None,
     }
 }
 
@@ -47,6 +48,7 @@ pub fn extract_signature(input: &Path) -> Result<Vec<u8>> {
         }
         FileKind::Cab => format::cab::extract(input),
         FileKind::Msi => format::msi::extract(input),
+        FileKind::Appx | FileKind::AppxBundle => format::appx::extract(input),
     }
 }
 
@@ -119,6 +121,7 @@ pub fn attach_signature(
             algs: &digest_algorithms(&der)?,
             pages,
             msi_dse: false,
+            appx_signer: None,
         },
     )?;
     let computed = staged

@@ -45,6 +45,9 @@ pub struct SignOptions {
     /// MSI: give the new signature an `MsiDigitalSignatureEx` stream (a pre-hash of the
     /// installer's metadata, as osslsigncode's `-add-msi-dse`). Ignored for other formats.
     pub add_msi_dse: bool,
+    /// APPX: sign even when the manifest's Publisher is not the signer's subject (Windows
+    /// will refuse to install the package).
+    pub allow_publisher_mismatch: bool,
 }
 
 impl SignOptions {
@@ -83,6 +86,12 @@ impl SignOptions {
         self.allow_sha1 = allow_sha1;
         self
     }
+    /// Sets `allow_publisher_mismatch` (APPX).
+    pub fn with_allow_publisher_mismatch(mut self, allow: bool) -> Self {
+        self.allow_publisher_mismatch = allow;
+        self
+    }
+
     /// Sets `add_msi_dse`: give a new MSI signature an `MsiDigitalSignatureEx` stream.
     pub fn with_add_msi_dse(mut self, add_msi_dse: bool) -> Self {
         self.add_msi_dse = add_msi_dse;
@@ -107,6 +116,7 @@ impl Default for SignOptions {
             allow_sha1: false,
             timestamp: None,
             add_msi_dse: false,
+            allow_publisher_mismatch: false,
         }
     }
 }
@@ -197,6 +207,7 @@ impl PreparedSigning {
                 algs: &[opts.digest],
                 pages,
                 msi_dse: opts.add_msi_dse && kind == FileKind::Msi,
+                appx_signer: (!opts.allow_publisher_mismatch).then(|| identity.leaf()),
             },
         )?;
         if opts.append && staged.existing_signature().is_none() {

@@ -121,6 +121,9 @@ fn file_digest(
             let image_digest = crate::format::msi::file_digest(r, digest)?;
             Ok((kind, image_digest, data))
         }
+        FileKind::Appx | FileKind::AppxBundle => Err(Error::Unsupported(
+            "split signing of APPX packages is not supported yet".into(),
+        )),
     }
 }
 

@@ -586,6 +586,7 @@ pub(crate) fn verify_as<R: Read + Seek>(
         }
         FileKind::Cab => crate::format::cab::verify(r, opts),
         FileKind::Msi => crate::format::msi::verify(r, opts),
+        FileKind::Appx | FileKind::AppxBundle => crate::format::appx::verify(r, opts),
     }
 }
 

@@ -31,12 +31,17 @@ pub struct Summary {
 }
 
 /// Whether a directory entry is a file codeseal signs: a PE by its usual extensions, a
-/// cabinet (`.cab`), an installer (`.msi`, `.msp`, `.msm`, `.mst`), or a script extension.
+/// cabinet (`.cab`), an installer (`.msi`, `.msp`, `.msm`, `.mst`), an APPX / MSIX package
+/// or bundle, or a script extension.
 fn is_signable_name(p: &Path) -> bool {
     p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
         PE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
             || e.eq_ignore_ascii_case("cab")
             || codeseal_authenticode::format::MSI_EXTENSIONS
+                .contains(&e.to_ascii_lowercase().as_str())
+            || codeseal_authenticode::format::APPX_EXTENSIONS
+                .contains(&e.to_ascii_lowercase().as_str())
+            || codeseal_authenticode::format::APPX_BUNDLE_EXTENSIONS
                 .contains(&e.to_ascii_lowercase().as_str())
             || codeseal_authenticode::formats::script::ScriptKind::from_extension(e).is_ok()
     })

@@ -31,6 +31,14 @@ pub enum Error {
         /// The file's length.
         len: u64,
     },
+    /// A ZIP archive (APPX / MSIX package) is malformed.
+    #[error("malformed ZIP archive: {what} (at offset {offset:#x})")]
+    MalformedZip {
+        /// What is wrong.
+        what: String,
+        /// Where.
+        offset: u64,
+    },
     /// The certificate table (Security directory) is malformed.
     #[error("malformed certificate table: {0}")]
     CertTable(String),

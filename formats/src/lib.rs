@@ -13,6 +13,7 @@
 //! - [`pkcs7`]: build and parse the Authenticode SignedData (nesting, unsigned attributes);
 //! - [`script`]: scripts' encodings, signature blocks and digest input;
 //! - [`cab`]: cabinets' header, signature reserve and digest input;
+//! - [`appx`]: APPX / MSIX packages (ZIP): a checked reader and the digest blob;
 //! - [`catalog`]: certificate trust lists, the content of catalog files (`.cat`);
 //! - [`msi`]: MSI installers (OLE compound files): the digest walks and signature streams;
 //! - [`asn1`]: a bounded, non-recursive DER/BER walker for the lenient parts of real files;
@@ -28,6 +29,7 @@
 #![warn(missing_docs)]
 #![deny(clippy::indexing_slicing)]
 
+pub mod appx;
 pub mod asn1;
 pub mod cab;
 pub mod catalog;

@@ -90,6 +90,9 @@ pub const CAT_NAMEVALUE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.
 /// `CAT_MEMBERINFO_OBJID`: a member's subject interface package GUID and version.
 pub const CAT_MEMBERINFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.12.2.2");
 
+/// `emailAddress` (PKCS #9), the `E=` of a Publisher.
+pub const EMAIL_ADDRESS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.1");
+
 #[cfg(test)]
 mod tests {
     use super::*;

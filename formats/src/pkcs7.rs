@@ -288,7 +288,10 @@ impl SignatureRequest {
         opus: &OpusInfo,
     ) -> Result<Self> {
         let digest_alg = algorithm.digest;
-        if image_digest.len() != digest_alg.output_len() {
+        if image_digest.len() != digest_alg.output_len()
+            && !(crate::appx::is_digest_blob(image_digest, digest_alg)
+                && data.value_type == SPC_SIPINFO)
+        {
             return Err(Error::InvalidValue(format!(
                 "image digest of {} bytes for {digest_alg}",
                 image_digest.len()
@@ -877,6 +880,19 @@ fn single_attr(attrs: &SignedAttributes, oid: ObjectIdentifier) -> Result<Option
     Ok(a.values.iter().next())
 }
 
+/// Whether the indirect data is an APPX SIP's and its digest an APPX digest blob (the one
+/// case where the "image digest" is not one hash).
+fn is_appx_blob(spc: &SpcIndirectDataContent, alg: DigestAlgorithm) -> bool {
+    spc.data.value_type == SPC_SIPINFO
+        && spc
+            .data
+            .value
+            .as_ref()
+            .and_then(crate::spc::sip_guid)
+            .is_some_and(|g| g == crate::appx::SIP_APPX || g == crate::appx::SIP_APPX_BUNDLE)
+        && crate::appx::is_digest_blob(spc.message_digest.digest.as_bytes(), alg)
+}
+
 impl<'a> ParsedSignature<'a> {
     /// Parses the data of a WIN_CERTIFICATE entry: a DER ContentInfo, possibly followed by
     /// padding. Checks the Authenticode shape: content type SpcIndirectData, exactly one
@@ -912,7 +928,9 @@ impl<'a> ParsedSignature<'a> {
         let digest_algorithm = DigestAlgorithm::from_oid(&alg_oid)
             .ok_or_else(|| malformed(format!("unsupported digest algorithm {alg_oid}")))?;
         let image_digest_len = spc.message_digest.digest.as_bytes().len();
-        if image_digest_len != digest_algorithm.output_len() {
+        if image_digest_len != digest_algorithm.output_len()
+            && !is_appx_blob(&spc, digest_algorithm)
+        {
             return Err(malformed(format!(
                 "the image digest is {image_digest_len} bytes; {digest_algorithm} gives {}",
                 digest_algorithm.output_len()

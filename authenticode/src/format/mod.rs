@@ -35,6 +35,7 @@ use crate::{
     verify::check_signature,
 };
 
+pub(crate) mod appx;
 pub(crate) mod cab;
 pub(crate) mod msi;
 pub(crate) mod output;
@@ -54,7 +55,17 @@ pub enum FileKind {
     /// recognised by its header and one of these extensions (other compound files, such as
     /// Office documents, share the header).
     Msi,
+    /// An APPX / MSIX package (`.appx`, `.msix`): a ZIP archive, recognised by its local
+    /// header and extension.
+    Appx,
+    /// An APPX / MSIX bundle (`.appxbundle`, `.msixbundle`).
+    AppxBundle,
 }
+
+/// The extensions of APPX / MSIX packages.
+pub const APPX_EXTENSIONS: [&str; 2] = ["appx", "msix"];
+/// The extensions of APPX / MSIX bundles.
+pub const APPX_BUNDLE_EXTENSIONS: [&str; 2] = ["appxbundle", "msixbundle"];
 
 /// The extensions of the compound files signed as installers (the MSI SIP's).
 pub const MSI_EXTENSIONS: [&str; 4] = ["msi", "msp", "msm", "mst"];
@@ -80,6 +91,23 @@ impl FileKind {
         if head.starts_with(crate::cab::MAGIC) {
             return Ok(Self::Cab);
         }
+        if head.starts_with(b"PK\x03\x04") {
+            let ext = name
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_default();
+            if APPX_EXTENSIONS.contains(&ext.as_str()) {
+                return Ok(Self::Appx);
+            }
+            if APPX_BUNDLE_EXTENSIONS.contains(&ext.as_str()) {
+                return Ok(Self::AppxBundle);
+            }
+            return Err(Error::Unsupported(format!(
+                "{}: a ZIP archive that is not named as an APPX / MSIX package or bundle (.appx, .msix, .appxbundle, .msixbundle)",
+                name.display()
+            )));
+        }
         if head.starts_with(crate::msi::MAGIC) {
             let ext = name
                 .extension()
@@ -97,7 +125,7 @@ impl FileKind {
         match ScriptKind::from_path(name) {
             Ok(k) => Ok(Self::Script(k)),
             Err(_) => Err(Error::Unsupported(format!(
-                "{}: not a PE file (no MZ header), not a cabinet (no MSCF header), not an installer (no compound-file header) and not a script extension codeseal signs ({})",
+                "{}: not a PE file (no MZ header), not a cabinet (no MSCF header), not an installer (no compound-file header), not an APPX package (no ZIP header) and not a script extension codeseal signs ({})",
                 name.display(),
                 Self::script_extensions().join(" ")
             ))),
@@ -127,6 +155,8 @@ impl FileKind {
             },
             Self::Cab => "CAB",
             Self::Msi => "MSI",
+            Self::Appx => "APPX",
+            Self::AppxBundle => "APPX bundle",
         }
     }
 
@@ -136,7 +166,7 @@ impl FileKind {
             Self::Pe => SPC_PE_IMAGE_DATA,
             Self::Script(_) => SPC_SIPINFO,
             Self::Cab => crate::oid::SPC_CAB_DATA,
-            Self::Msi => SPC_SIPINFO,
+            Self::Msi | Self::Appx | Self::AppxBundle => SPC_SIPINFO,
         }
     }
 }
@@ -193,6 +223,8 @@ pub(crate) fn indirect_data(
         }
         FileKind::Cab => cab::indirect_data(page_hashes.is_some()),
         FileKind::Msi => msi::indirect_data(page_hashes.is_some()),
+        FileKind::Appx => appx::indirect_data(page_hashes.is_some(), false),
+        FileKind::AppxBundle => appx::indirect_data(page_hashes.is_some(), true),
     }
 }
 
@@ -231,6 +263,25 @@ pub(crate) fn check_indirect_data(
             ));
         }
     }
+    if matches!(kind, FileKind::Appx | FileKind::AppxBundle) {
+        let want = if kind == FileKind::Appx {
+            codeseal_formats::appx::SIP_APPX
+        } else {
+            codeseal_formats::appx::SIP_APPX_BUNDLE
+        };
+        let guid = data
+            .value
+            .as_ref()
+            .and_then(crate::spc::sip_guid)
+            .ok_or_else(|| "the SpcSipInfo value is unreadable".to_string())?;
+        if guid != want {
+            return Err(format!(
+                "the signature's SIP GUID {} is not the {} SIP's",
+                hex::encode(guid),
+                kind.name()
+            ));
+        }
+    }
     if kind == FileKind::Msi {
         let guid = data
             .value
@@ -260,6 +311,9 @@ pub(crate) struct StageOptions<'a> {
     pub pages: Option<DigestAlgorithm>,
     /// Give a new MSI signature an `MsiDigitalSignatureEx` stream (MSI only).
     pub msi_dse: bool,
+    /// APPX: the certificate that will sign, whose subject the manifest's Publisher must
+    /// equal (`None`: not signing, or the check was overridden).
+    pub appx_signer: Option<&'a x509_cert::Certificate>,
 }
 
 /// An input read once: checked, hashed, copied (or held) waiting for its signature.
@@ -317,6 +371,9 @@ pub(crate) fn stage(
             }
             Ok(Box::new(msi::StagedMsi::stage(input, output, opts)?))
         }
+        FileKind::Appx | FileKind::AppxBundle => Ok(Box::new(appx::StagedAppx::stage(
+            kind, input, output, opts,
+        )?)),
     }
 }
 

@@ -45,6 +45,10 @@ pub(crate) struct SignArgs {
     /// as osslsigncode's -add-msi-dse.
     #[arg(long)]
     pub(crate) add_msi_dse: bool,
+    /// APPX / MSIX: sign even when the manifest's Publisher is not the signer
+    /// certificate's subject (Windows will refuse to install the package).
+    #[arg(long)]
+    pub(crate) allow_publisher_mismatch: bool,
     /// Overwrite an existing output file.
     #[arg(long)]
     pub(crate) force: bool,
@@ -80,6 +84,7 @@ pub(crate) fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
         .with_append(a.append)
         .with_page_hashes(a.page_hashes)
         .with_add_msi_dse(a.add_msi_dse)
+        .with_allow_publisher_mismatch(a.allow_publisher_mismatch)
         .with_force(a.force)
         .with_allow_sha1(a.allow_sha1)
         .with_timestamp(a.ts.options());

@@ -1,0 +1,606 @@
+//! APPX / MSIX packages written by `scripts/make-appx.py` (a manifest, stored and deflated
+//! files, a multi-MiB file deflated block by block as makeappx does, an exact block map):
+//! signed by osslsigncode 2.9 and 2.14, their signatures must carry the APPX digest blob
+//! codeseal computes for the same package; packages signed by codeseal (sign, replace,
+//! remove, extract) are accepted by both osslsigncodes and by codeseal, a flipped byte by
+//! none.
+mod common;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use codeseal_authenticode::{
+    extract_signature,
+    formats::{
+        appx::{self, Zip},
+        pkcs7::ParsedSignature,
+        spc::sip_guid,
+    },
+    remove_signature, sign_file, Error, FileKind, FindingCode, SignOptions, Verifier,
+};
+use codeseal_signer::DigestAlgorithm;
+use common::*;
+
+/// The subject of a test leaf, as a manifest's Publisher.
+fn publisher(leaf: &str) -> String {
+    format!("CN=codeseal test signer ({leaf}), O=codeseal test PKI (throwaway)")
+}
+
+/// A fresh work directory under the test environment, removed when the test ends (the
+/// packages are megabytes each).
+struct Work(PathBuf);
+
+impl std::ops::Deref for Work {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn work(name: &str) -> Work {
+    let d = env()
+        .fixtures
+        .parent()
+        .expect("test env")
+        .join("appx-tests")
+        .join(name);
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).expect("work dir");
+    Work(d)
+}
+
+/// Writes a package with `scripts/make-appx.py`, published by `leaf-rsa2048`.
+fn make_appx(out: &Path, big_mib: u32, extra: &[&str]) {
+    make_appx_for(out, "leaf-rsa2048", big_mib, extra)
+}
+
+/// Writes a package with `scripts/make-appx.py`, published by `leaf`.
+fn make_appx_for(out: &Path, leaf: &str, big_mib: u32, extra: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-appx.py");
+    let o = Command::new("python3")
+        .arg(script)
+        .arg(out)
+        .arg(publisher(leaf))
+        .arg(big_mib.to_string())
+        .args(extra)
+        .output()
+        .expect("python3 (run scripts/setup.sh)");
+    assert!(
+        o.status.success(),
+        "make-appx.py: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn reader_sees_the_generated_package() {
+    let d = work("reader");
+    let p = d.join("t.appx");
+    make_appx(&p, 1, &[]);
+    let data = fs::read(&p).expect("read");
+    let zip = Zip::parse(&data).expect("parse");
+    let names: Vec<&str> = zip.entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "AppxManifest.xml",
+            "Assets/readme.txt",
+            "Assets/big.bin",
+            "Assets/zeros.bin",
+            "AppxBlockMap.xml",
+            "[Content_Types].xml"
+        ]
+    );
+    let big = zip.entry("Assets/big.bin").expect("big");
+    assert_eq!(big.method, appx::Method::Deflated);
+    assert_eq!(
+        zip.read(&data, big, 8 << 20).expect("inflate").len() as u64,
+        big.size
+    );
+    // The inflate limit holds.
+    assert!(zip.read(&data, big, big.size - 1).is_err());
+    assert!(zip.signature().is_none());
+    let (alg, blob) = appx::digest_blob(&data, &zip).expect("blob");
+    assert_eq!(alg, DigestAlgorithm::Sha256);
+    assert_eq!(blob.len(), 4 + 4 * 36);
+    // Every truncation is a typed error, never a panic.
+    for cut in [
+        0,
+        1,
+        21,
+        22,
+        data.len() / 2,
+        data.len() - 23,
+        data.len() - 1,
+    ] {
+        assert!(
+            Zip::parse(data.get(..cut).unwrap_or_default()).is_err(),
+            "cut {cut}"
+        );
+    }
+}
+
+#[test]
+fn osslsigncode_signatures_carry_the_digest_blob_codeseal_computes() {
+    let d = work("osslsigncode");
+    for (h, flags, want) in [
+        ("sha256", &[][..], DigestAlgorithm::Sha256),
+        ("sha384", &["--sha384"][..], DigestAlgorithm::Sha384),
+    ] {
+        let p = d.join(format!("t-{h}.appx"));
+        make_appx(&p, 1, flags);
+        for (label, bin) in [
+            ("2.9", Path::new("osslsigncode")),
+            ("2.14", osslsigncode_new()),
+        ] {
+            let s = d.join(format!("signed-{label}-{h}.appx"));
+            osslsigncode_sign_with(bin, &p, &s, "leaf-rsa2048", h);
+            let (ok, log) = osslsigncode_verify_with(bin, &s, &root());
+            assert!(
+                ok,
+                "osslsigncode {label} rejects its own {h} signature: {log}"
+            );
+            let data = fs::read(&s).expect("read");
+            let zip = Zip::parse(&data).expect("parse signed");
+            let sig = zip.signature().expect("signature entry");
+            let p7x = zip.read(&data, sig, appx::MAX_PART).expect("p7x");
+            let der = appx::p7x_der(&p7x).expect("PKCX");
+            let parsed = ParsedSignature::parse(der).expect("their signature parses");
+            let (alg, blob) = appx::digest_blob(&data, &zip).expect("blob");
+            assert_eq!(alg, want, "the block map's HashMethod");
+            assert_eq!(
+                parsed.image_digest(),
+                &blob[..],
+                "osslsigncode {label} -h {h}: digest blob differs"
+            );
+            let guid = parsed
+                .spc
+                .data
+                .value
+                .as_ref()
+                .and_then(sip_guid)
+                .expect("SpcSipInfo");
+            assert_eq!(guid, appx::SIP_APPX);
+            // A flipped byte in a file's data changes AXPC.
+            let mut bad = data.clone();
+            let big = zip.entry("Assets/big.bin").expect("big");
+            let at = usize::try_from(big.data_offset).expect("offset") + 1000;
+            bad[at] ^= 1;
+            let zip2 = Zip::parse(&bad).expect("parse flipped");
+            assert_ne!(appx::digest_blob(&bad, &zip2).expect("blob").1, blob);
+        }
+    }
+}
+
+/// osslsigncode (2.9 and 2.14) rewrites a *stored* [Content_Types].xml with deflated data
+/// under the method "stored" (`unzip -t`: bad CRC); codeseal's reader refuses the result
+/// with a typed error instead of hashing garbage.
+#[test]
+fn osslsigncode_breaks_a_stored_content_types_and_codeseal_says_so() {
+    let d = work("stored-parts");
+    let p = d.join("t.appx");
+    make_appx(&p, 1, &["--stored-parts"]);
+    let data = fs::read(&p).expect("read");
+    let zip = Zip::parse(&data).expect("parse");
+    appx::digest_blob(&data, &zip).expect("the unsigned package is fine");
+    let s = d.join("signed.appx");
+    osslsigncode_sign_with(Path::new("osslsigncode"), &p, &s, "leaf-rsa2048", "sha256");
+    let data = fs::read(&s).expect("read");
+    let zip = Zip::parse(&data).expect("the structure is fine");
+    let e = appx::digest_blob(&data, &zip).expect_err("broken content types");
+    assert!(e.to_string().contains("[Content_Types].xml"), "{e}");
+}
+
+fn trusting() -> Verifier {
+    Verifier::new(codeseal_keys::load_certificates(&root()).expect("root")).expect("anchors")
+}
+
+fn both_osslsigncodes_accept(file: &Path) {
+    for bin in [Path::new("osslsigncode"), osslsigncode_new()] {
+        let (ok, log) = osslsigncode_verify_with(bin, file, &root());
+        assert!(ok, "{} rejects {}: {log}", bin.display(), file.display());
+    }
+}
+
+fn osslsigncode_rejects(file: &Path) {
+    for bin in [Path::new("osslsigncode"), osslsigncode_new()] {
+        let (ok, log) = osslsigncode_verify_with(bin, file, &root());
+        assert!(!ok, "{} accepts {}: {log}", bin.display(), file.display());
+    }
+}
+
+/// Every entry of `a` other than the signature and the content types has the same local
+/// record bytes in `b`.
+fn entries_kept(a: &Path, b: &Path) {
+    let (da, db) = (fs::read(a).expect("read"), fs::read(b).expect("read"));
+    let (za, zb) = (Zip::parse(&da).expect("a"), Zip::parse(&db).expect("b"));
+    for e in &za.entries {
+        if e.name == appx::SIGNATURE_NAME || e.name == appx::CONTENT_TYPES_NAME {
+            continue;
+        }
+        let f = zb
+            .entry(&e.name)
+            .unwrap_or_else(|| panic!("{} lost", e.name));
+        let range =
+            |d: &[u8], r: &std::ops::Range<u64>| d[r.start as usize..r.end as usize].to_vec();
+        assert_eq!(
+            range(&da, &e.local),
+            range(&db, &f.local),
+            "{} changed",
+            e.name
+        );
+    }
+}
+
+#[test]
+fn codeseal_signs_replaces_removes_and_extracts_packages() {
+    let d = work("codeseal");
+    for (flags, digest, leaf) in [
+        (&[][..], DigestAlgorithm::Sha256, "leaf-rsa2048"),
+        (&["--sha384"][..], DigestAlgorithm::Sha384, "leaf-p256"),
+    ] {
+        let input = d.join(format!("in-{digest}.appx"));
+        // One multi-MiB package (SHA-256); the others stay small.
+        let mib = if digest == DigestAlgorithm::Sha256 {
+            3
+        } else {
+            1
+        };
+        make_appx_for(&input, leaf, mib, flags);
+        assert_eq!(FileKind::detect(&input).expect("kind"), FileKind::Appx);
+        let signed = d.join(format!("signed-{digest}.appx"));
+        let opts = SignOptions::default().with_digest(digest);
+        let out = sign_file(&identity(leaf), &input, &signed, &opts).expect("sign");
+        assert_eq!(out.kind, FileKind::Appx);
+        entries_kept(&input, &signed);
+        both_osslsigncodes_accept(&signed);
+        let r = trusting().verify_file(&signed).expect("verify");
+        assert!(r.valid, "{r:?}");
+        assert_eq!(r.kind, FileKind::Appx);
+        // The signature entry is the last one, stored; the content types name it.
+        let data = fs::read(&signed).expect("read");
+        let zip = Zip::parse(&data).expect("parse");
+        let last = zip.entries.last().expect("entries");
+        assert_eq!(last.name, appx::SIGNATURE_NAME);
+        assert_eq!(last.method, appx::Method::Stored);
+        let ct = zip
+            .read(
+                &data,
+                zip.entry(appx::CONTENT_TYPES_NAME).expect("ct"),
+                1 << 20,
+            )
+            .expect("ct");
+        assert!(String::from_utf8_lossy(&ct).contains(appx::SIGNATURE_OVERRIDE));
+        // Signing again is refused; replacing works.
+        let again = d.join("again.appx");
+        assert!(matches!(
+            sign_file(&identity(leaf), &signed, &again, &opts),
+            Err(Error::AlreadySigned)
+        ));
+        let replaced = d.join(format!("replaced-{digest}.appx"));
+        sign_file(
+            &identity(leaf),
+            &signed,
+            &replaced,
+            &opts.clone().with_replace(true),
+        )
+        .expect("replace");
+        both_osslsigncodes_accept(&replaced);
+        assert!(trusting().verify_file(&replaced).expect("verify").valid);
+        // Another signer than the manifest's Publisher: refused, unless overridden; then
+        // codeseal's verify reports it (osslsigncode does not check it).
+        let e = sign_file(
+            &identity("leaf-rsa4096"),
+            &signed,
+            &again,
+            &opts.clone().with_replace(true),
+        )
+        .expect_err("publisher mismatch");
+        assert!(e.to_string().contains("Publisher"), "{e}");
+        let other_signer = d.join(format!("other-signer-{digest}.appx"));
+        sign_file(
+            &identity("leaf-rsa4096"),
+            &signed,
+            &other_signer,
+            &opts
+                .clone()
+                .with_replace(true)
+                .with_allow_publisher_mismatch(true),
+        )
+        .expect("overridden");
+        both_osslsigncodes_accept(&other_signer);
+        let r = trusting().verify_file(&other_signer).expect("verify");
+        assert!(!r.valid, "{r:?}");
+        assert!(r.signatures[0].image_digest_ok);
+        assert!(
+            r.errors
+                .iter()
+                .any(|f| f.code == FindingCode::PublisherMismatch),
+            "{:?}",
+            r.errors
+        );
+        let der = extract_signature(&replaced).expect("extract");
+        let z = Zip::parse(&fs::read(&replaced).expect("read")).expect("parse");
+        let p7x = z
+            .read(
+                &fs::read(&replaced).expect("read"),
+                z.signature().expect("sig"),
+                1 << 20,
+            )
+            .expect("p7x");
+        assert_eq!(&p7x[4..], &der[..]);
+        // The wrong digest algorithm for the block map is refused.
+        let other = if digest == DigestAlgorithm::Sha256 {
+            DigestAlgorithm::Sha384
+        } else {
+            DigestAlgorithm::Sha256
+        };
+        let e = sign_file(
+            &identity(leaf),
+            &input,
+            &again,
+            &SignOptions::default().with_digest(other),
+        )
+        .expect_err("wrong algorithm");
+        assert!(e.to_string().contains("block map"), "{e}");
+        // Removing leaves an unsigned package that signs again.
+        let removed = d.join(format!("removed-{digest}.appx"));
+        remove_signature(&replaced, &removed, false).expect("remove");
+        let z = Zip::parse(&fs::read(&removed).expect("read")).expect("parse");
+        assert!(z.signature().is_none());
+        entries_kept(&input, &removed);
+        assert!(matches!(extract_signature(&removed), Err(Error::NotSigned)));
+        let resigned = d.join(format!("resigned-{digest}.appx"));
+        sign_file(&identity(leaf), &removed, &resigned, &opts).expect("sign removed");
+        both_osslsigncodes_accept(&resigned);
+        // A flipped byte in a file is rejected by all three.
+        let mut bad = fs::read(&signed).expect("read");
+        let big = zip.entry("Assets/big.bin").expect("big");
+        bad[big.data_offset as usize + 70_000] ^= 1;
+        let flipped = d.join(format!("flipped-{digest}.appx"));
+        fs::write(&flipped, &bad).expect("write");
+        let r = trusting().verify_file(&flipped).expect("verify");
+        assert!(!r.valid && !r.signatures[0].image_digest_ok, "{r:?}");
+        osslsigncode_rejects(&flipped);
+    }
+}
+
+#[test]
+fn osslsigncode_signed_packages_verify_in_codeseal() {
+    let d = work("theirs");
+    let input = d.join("in.appx");
+    make_appx(&input, 1, &[]);
+    for (label, bin) in [
+        ("2.9", Path::new("osslsigncode")),
+        ("2.14", osslsigncode_new()),
+    ] {
+        let s = d.join(format!("theirs-{label}.appx"));
+        osslsigncode_sign_with(bin, &input, &s, "leaf-rsa2048", "sha256");
+        let r = trusting().verify_file(&s).expect("verify");
+        assert!(r.valid, "osslsigncode {label}: {r:?}");
+        // Replacing their signature with codeseal's.
+        let ours = d.join(format!("ours-{label}.appx"));
+        sign_file(
+            &identity("leaf-rsa2048"),
+            &s,
+            &ours,
+            &SignOptions::default().with_replace(true),
+        )
+        .expect("replace theirs");
+        both_osslsigncodes_accept(&ours);
+    }
+}
+
+/// A block map that lies about one block of one file: osslsigncode signs and accepts it
+/// (it does not check the block map); codeseal refuses to sign it and reports it invalid,
+/// naming the block, as Windows refuses to install it.
+#[test]
+fn a_block_map_that_lies_is_invalid_and_not_signed() {
+    let d = work("lie");
+    let input = d.join("lie.appx");
+    make_appx(&input, 1, &["--lie"]);
+    let data = fs::read(&input).expect("read");
+    let zip = Zip::parse(&data).expect("parse");
+    let problems = appx::check_block_map(&data, &zip).expect("check");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("block 1 of \"Assets/big.bin\""),
+        "{problems:?}"
+    );
+    let e = sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &d.join("out.appx"),
+        &SignOptions::default(),
+    )
+    .expect_err("lying block map");
+    assert!(e.to_string().contains("block map"), "{e}");
+    assert!(!d.join("out.appx").exists());
+    let theirs = d.join("theirs.appx");
+    osslsigncode_sign_with(
+        Path::new("osslsigncode"),
+        &input,
+        &theirs,
+        "leaf-rsa2048",
+        "sha256",
+    );
+    both_osslsigncodes_accept(&theirs);
+    let r = trusting().verify_file(&theirs).expect("verify");
+    assert!(!r.valid, "{r:?}");
+    assert!(
+        r.signatures[0].image_digest_ok,
+        "the signature itself is fine"
+    );
+    assert!(
+        r.errors
+            .iter()
+            .any(|f| f.code == FindingCode::BlockMapMismatch),
+        "{:?}",
+        r.errors
+    );
+    // The honest package passes the same check.
+    let honest = d.join("honest.appx");
+    make_appx(&honest, 1, &[]);
+    let data = fs::read(&honest).expect("read");
+    let zip = Zip::parse(&data).expect("parse");
+    assert!(appx::check_block_map(&data, &zip)
+        .expect("check")
+        .is_empty());
+    assert_eq!(
+        appx::manifest_publisher(&data, &zip).expect("publisher"),
+        publisher("leaf-rsa2048")
+    );
+}
+
+/// ZIP64 end records and data descriptors: osslsigncode's digest blob equals codeseal's,
+/// and codeseal's signatures are accepted by both osslsigncodes (the ZIP64 records are
+/// rewritten with the new counts, sizes and offsets).
+#[test]
+fn zip64_end_records_and_data_descriptors() {
+    let d = work("variants");
+    for flag in ["--zip64", "--descriptors"] {
+        let input = d.join(format!("in{flag}.appx"));
+        make_appx(&input, 1, &[flag]);
+        let data = fs::read(&input).expect("read");
+        let zip = Zip::parse(&data).expect("parse");
+        assert_eq!(zip.zip64_eocd.is_some(), flag == "--zip64");
+        assert!(appx::check_block_map(&data, &zip)
+            .expect("check")
+            .is_empty());
+        for (label, bin) in [
+            ("2.9", Path::new("osslsigncode")),
+            ("2.14", osslsigncode_new()),
+        ] {
+            let s = d.join(format!("theirs-{label}{flag}.appx"));
+            osslsigncode_sign_with(bin, &input, &s, "leaf-rsa2048", "sha256");
+            let r = trusting().verify_file(&s).expect("verify");
+            assert!(r.valid, "{flag}: osslsigncode {label}: {r:?}");
+        }
+        let ours = d.join(format!("ours{flag}.appx"));
+        sign_file(
+            &identity("leaf-rsa2048"),
+            &input,
+            &ours,
+            &SignOptions::default(),
+        )
+        .expect("sign");
+        both_osslsigncodes_accept(&ours);
+        assert!(trusting().verify_file(&ours).expect("verify").valid);
+        let data = fs::read(&ours).expect("read");
+        let zip = Zip::parse(&data).expect("parse");
+        assert_eq!(zip.zip64_eocd.is_some(), flag == "--zip64");
+        entries_kept(&input, &ours);
+    }
+}
+
+/// A file the block map does not list: a finding, and signing is refused.
+#[test]
+fn a_file_missing_from_the_block_map() {
+    let d = work("extra");
+    let input = d.join("extra.appx");
+    make_appx(&input, 1, &["--extra"]);
+    let data = fs::read(&input).expect("read");
+    let zip = Zip::parse(&data).expect("parse");
+    let problems = appx::check_block_map(&data, &zip).expect("check");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("Assets/extra.txt") && problems[0].contains("not in the block map")
+    );
+    let e = sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &d.join("o.appx"),
+        &SignOptions::default(),
+    )
+    .expect_err("extra file");
+    assert!(e.to_string().contains("Assets/extra.txt"), "{e}");
+    let theirs = d.join("theirs.appx");
+    osslsigncode_sign_with(
+        Path::new("osslsigncode"),
+        &input,
+        &theirs,
+        "leaf-rsa2048",
+        "sha256",
+    );
+    let r = trusting().verify_file(&theirs).expect("verify");
+    assert!(!r.valid);
+    assert!(r
+        .errors
+        .iter()
+        .any(|f| f.code == FindingCode::BlockMapMismatch));
+}
+
+/// Every single-byte change in the end records and central directory of a signed package,
+/// and every truncation there, gives a typed result (no panic) from the reader, the digest
+/// and the block-map check.
+#[test]
+fn hostile_headers_never_panic() {
+    let d = work("hostile");
+    let input = d.join("in.appx");
+    make_appx(&input, 0, &["--zip64"]);
+    let signed = d.join("signed.appx");
+    sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &signed,
+        &SignOptions::default(),
+    )
+    .expect("sign");
+    let data = fs::read(&signed).expect("read");
+    let zip = Zip::parse(&data).expect("parse");
+    let from = zip.central_dir.start as usize;
+    let mut typed_errors = 0;
+    for i in from..data.len() {
+        for v in [0x00u8, 0xFF, data[i] ^ 0x80] {
+            let mut b = data.clone();
+            b[i] = v;
+            match Zip::parse(&b) {
+                Ok(z) => {
+                    let _ = appx::digest_blob(&b, &z);
+                    let _ = appx::check_block_map(&b, &z);
+                }
+                Err(_) => typed_errors += 1,
+            }
+        }
+    }
+    for cut in from..data.len() {
+        assert!(Zip::parse(&data[..cut]).is_err(), "cut at {cut} parses");
+    }
+    assert!(typed_errors > 100, "{typed_errors}");
+}
+
+/// A package named as a bundle (or the reverse) is refused: the SIP GUID follows the
+/// content (a bundle manifest), and the name must agree with it.
+#[test]
+fn a_package_named_as_a_bundle_is_refused() {
+    let d = work("bundle-name");
+    let input = d.join("app.appxbundle");
+    make_appx(&input, 0, &[]);
+    assert_eq!(
+        FileKind::detect(&input).expect("kind"),
+        FileKind::AppxBundle
+    );
+    let e = sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &d.join("o.appxbundle"),
+        &SignOptions::default(),
+    )
+    .expect_err("not a bundle");
+    assert!(e.to_string().contains("no bundle manifest"), "{e}");
+    let zip_named = d.join("app.zip");
+    fs::copy(&input, &zip_named).expect("copy");
+    assert!(matches!(
+        FileKind::detect(&zip_named),
+        Err(Error::Unsupported(_))
+    ));
+}
