@@ -181,7 +181,7 @@ fn osslsigncode_signatures_carry_the_digest_blob_codeseal_computes() {
     }
 }
 
-/// osslsigncode (2.9 and 2.14) rewrites a *stored* [Content_Types].xml with deflated data
+/// osslsigncode (2.9 and 2.14) rewrites a *stored* `[Content_Types].xml` with deflated data
 /// under the method "stored" (`unzip -t`: bad CRC); codeseal's reader refuses the result
 /// with a typed error instead of hashing garbage.
 #[test]

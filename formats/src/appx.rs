@@ -8,7 +8,7 @@
 //! "APPX"
 //! "AXPC" H(the local records of every entry before the signature)
 //! "AXCD" H(the central directory + ZIP64 end records + end record, as if unsigned)
-//! "AXCT" H([Content_Types].xml, uncompressed)
+//! "AXCT" H(`[Content_Types].xml`, uncompressed)
 //! "AXBM" H(AppxBlockMap.xml, uncompressed)
 //! ["AXCI" H(AppxMetadata/CodeIntegrity.cat, uncompressed)]
 //! ```
@@ -53,7 +53,7 @@ pub const P7X_MAGIC: &[u8; 4] = b"PKCX";
 
 /// The most entries read from one archive.
 pub const MAX_ENTRIES: usize = 1 << 20;
-/// The most bytes an XML part ([Content_Types].xml, the block map, a manifest) or the
+/// The most bytes an XML part (`[Content_Types].xml`, the block map, a manifest) or the
 /// signature may inflate to.
 pub const MAX_PART: u64 = 256 << 20;
 
