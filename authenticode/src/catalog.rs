@@ -260,7 +260,7 @@ pub fn verify_catalog(data: &[u8], anchors: Option<&[Certificate]>) -> Result<Ca
     Ok(CatalogReport {
         ctl_der_len: cat.ctl_der.len(),
         ctl: cat.ctl,
-        signer: leaf.tbs_certificate.subject.to_string(),
+        signer: crate::chain::name_text(&leaf.tbs_certificate.subject),
         digest_algorithm,
         trusted,
         chain_errors,

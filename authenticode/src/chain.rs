@@ -95,7 +95,47 @@ fn valid_at(c: &Certificate, t: Duration) -> bool {
 }
 
 fn subject(c: &Certificate) -> String {
-    c.tbs_certificate.subject.to_string()
+    name_text(&c.tbs_certificate.subject)
+}
+
+/// Characters of a rendered name kept in reports and messages.
+const NAME_TEXT_MAX: usize = 1024;
+
+/// A distinguished name as RFC 4514 text (most significant RDN last, as `x509-cert` renders
+/// it), cut after about [`NAME_TEXT_MAX`] characters with the number of attribute values left
+/// out: a crafted certificate can carry a name of 100,000 values, which would otherwise be
+/// rendered whole into every report line that names it.
+pub(crate) fn name_text(name: &x509_cert::name::Name) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut left = 0usize;
+    for (i, rdn) in name.0.iter().rev().enumerate() {
+        for (j, ava) in rdn.0.iter().enumerate() {
+            if out.len() >= NAME_TEXT_MAX {
+                left += 1;
+                continue;
+            }
+            let sep = match (i, j) {
+                (0, 0) => "",
+                (_, 0) => ",",
+                _ => "+",
+            };
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{sep}{ava}");
+        }
+    }
+    if out.len() > NAME_TEXT_MAX {
+        let mut cut = NAME_TEXT_MAX;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    if left > 0 {
+        let _ = write!(out, " (+{left} more attribute values)");
+    }
+    out
 }
 
 fn check_issuer_ca(c: &Certificate) -> Result<(), String> {
@@ -273,5 +313,37 @@ pub fn verify_chain(
         path: path.iter().map(subject).collect(),
         trusted: trusted && errors.is_empty(),
         errors,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+    use x509_cert::name::Name;
+
+    #[test]
+    fn a_short_name_renders_as_x509_cert_does() {
+        let n = Name::from_str("CN=Leaf+serialNumber=7,O=Example,C=DE").unwrap();
+        assert_eq!(name_text(&n), n.to_string());
+    }
+
+    #[test]
+    fn a_name_of_many_values_is_cut_and_says_how_many_were_left_out() {
+        let text: Vec<String> = (0..20_000).map(|i| format!("CN=n{i}")).collect();
+        let n = Name::from_str(&text.join(",")).unwrap();
+        let s = name_text(&n);
+        assert!(s.len() < NAME_TEXT_MAX + 64, "{} chars", s.len());
+        let left: usize = s
+            .rsplit_once("(+")
+            .and_then(|(_, t)| t.split_once(' '))
+            .map(|(k, _)| k.parse().unwrap())
+            .expect("count of values left out");
+        let shown = s.matches("CN=").count();
+        assert_eq!(shown + left, 20_000, "{s}");
+        // What is shown is the start of the full rendering.
+        let shown_text = s.split_once(" (+").map(|(a, _)| a).unwrap();
+        assert!(n.to_string().starts_with(shown_text.trim_end_matches('…')));
     }
 }

@@ -53,8 +53,8 @@ impl CertSummary {
     pub fn of(c: &Certificate) -> Self {
         use der::Encode;
         Self {
-            subject: c.tbs_certificate.subject.to_string(),
-            issuer: c.tbs_certificate.issuer.to_string(),
+            subject: crate::chain::name_text(&c.tbs_certificate.subject),
+            issuer: crate::chain::name_text(&c.tbs_certificate.issuer),
             serial: hex::encode(c.tbs_certificate.serial_number.as_bytes()),
             sha256: c
                 .to_der()
@@ -101,7 +101,7 @@ fn stamp_ok(
             protocol,
             time: time.map(crate::asn1::Time::rfc3339),
             time_unix: time.map(|t| t.unix),
-            tsa: Some(tsa.tbs_certificate.subject.to_string()),
+            tsa: Some(crate::chain::name_text(&tsa.tbs_certificate.subject)),
             valid: true,
             chain: None,
             error: None,
@@ -273,7 +273,9 @@ fn apply_policy(
                     .collect();
                 let extra = pool
                     .iter()
-                    .filter(|c| !used.contains(&c.tbs_certificate.subject.to_string()))
+                    .filter(|c| {
+                        !used.contains(&crate::chain::name_text(&c.tbs_certificate.subject))
+                    })
                     .count();
                 if extra > 0 {
                     report.warnings.push(Finding::signature(

@@ -159,7 +159,7 @@ impl StagedAppx {
             if !appx::publisher_matches(&publisher, cert) {
                 return Err(Error::Usage(format!(
                     "the manifest's Publisher {publisher:?} is not the signer's subject {:?} (Windows would refuse the package; --allow-publisher-mismatch signs anyway)",
-                    cert.tbs_certificate.subject.to_string()
+                    crate::chain::name_text(&cert.tbs_certificate.subject)
                 )));
             }
         }
@@ -287,7 +287,7 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
                     FindingCode::PublisherMismatch,
                     format!(
                         "the manifest's Publisher {publisher:?} is not the signer's subject {:?}",
-                        cert.tbs_certificate.subject.to_string()
+                        crate::chain::name_text(&cert.tbs_certificate.subject)
                     ),
                 ));
             }

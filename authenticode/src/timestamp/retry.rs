@@ -299,7 +299,7 @@ pub(super) fn legacy_once(
         value: Any::from_der(raw).map_err(|e| malformed(e.to_string()))?,
         certs,
         time,
-        tsa: cert.tbs_certificate.subject.to_string(),
+        tsa: crate::chain::name_text(&cert.tbs_certificate.subject),
         url: url.into(),
     })
 }

@@ -253,7 +253,7 @@ pub fn validate_token(
     }
     Ok(TokenInfo {
         time: tst.gen_time,
-        tsa_subject: cert.tbs_certificate.subject.to_string(),
+        tsa_subject: crate::chain::name_text(&cert.tbs_certificate.subject),
         tsa_cert: cert,
         certs,
         imprint_algorithm,
