@@ -738,7 +738,7 @@ fn script_fake_pkcs7() -> Vec<u8> {
 #[derive(Clone, Default)]
 struct ScriptCollect(Vec<u8>);
 
-impl crate::script::DigestSink for ScriptCollect {
+impl codeseal_formats::digest::Sink for ScriptCollect {
     fn feed(&mut self, data: &[u8]) {
         self.0.extend_from_slice(data);
     }
@@ -893,7 +893,7 @@ pub fn script_parse(data: &[u8]) {
 /// Digest input collected by the `cab_header` target.
 struct CabCollect(Vec<u8>);
 
-impl crate::cab::CabSink for CabCollect {
+impl codeseal_formats::digest::Sink for CabCollect {
     fn feed(&mut self, data: &[u8]) {
         self.0.extend_from_slice(data);
     }
@@ -981,7 +981,7 @@ pub fn cab_header(data: &[u8]) {
 /// Counts what an MSI walk feeds.
 struct MsiCount(u64);
 
-impl crate::msi::MsiSink for MsiCount {
+impl codeseal_formats::digest::Sink for MsiCount {
     fn feed(&mut self, data: &[u8]) {
         self.0 += data.len() as u64;
     }

@@ -67,6 +67,7 @@ fn file_digest(
     crate::spc::SpcAttributeTypeAndOptionalValue,
 )> {
     let kind = FileKind::detect(input)?;
+    kind.check_page_hashes(page_hashes)?;
     let file = std::fs::File::open(input)
         .map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
     match kind {
@@ -91,22 +92,16 @@ fn file_digest(
             Ok((kind, image_digest.to_vec(), data))
         }
         FileKind::Script(k) => {
-            if page_hashes {
-                return Err(Error::Usage(format!(
-                    "page hashes exist only for PE files, not for {}",
-                    kind.name()
-                )));
-            }
             let data = indirect_data(kind, None)?;
             let mut file = file;
             let layout = crate::script::ScriptLayout::read(k, &mut file)?;
-            let (_, mut d) =
+            let (_, d) =
                 crate::format::script::stream_digests(&layout, &mut file, &[digest], None)?;
-            let (_, image_digest) = d.pop().ok_or_else(|| bad("digest missing"))?;
+            let image_digest = d.take(digest).ok_or_else(|| bad("digest missing"))?;
             Ok((kind, image_digest, data))
         }
         FileKind::Cab => {
-            let data = crate::format::cab::indirect_data(page_hashes)?;
+            let data = indirect_data(kind, None)?;
             let len = file
                 .metadata()
                 .map_err(|e| Error::io(format!("reading {}", input.display()), e))?
@@ -116,7 +111,7 @@ fn file_digest(
             Ok((kind, image_digest, data))
         }
         FileKind::Msi => {
-            let data = crate::format::msi::indirect_data(page_hashes)?;
+            let data = indirect_data(kind, None)?;
             let r = std::io::BufReader::with_capacity(64 << 10, file);
             let image_digest = crate::format::msi::file_digest(r, digest)?;
             Ok((kind, image_digest, data))

@@ -76,6 +76,7 @@ pub fn sign_stream<R: Read + Seek, W: Write>(
     output: &mut W,
     opts: &SignOptions,
 ) -> Result<StreamOutcome> {
+    kind.check_page_hashes(opts.page_hashes)?;
     match kind {
         FileKind::Pe => sign_pe(identity, input, output, opts),
         FileKind::Script(k) => sign_script(identity, k, input, output, opts),
@@ -116,12 +117,6 @@ fn sign_script<R: Read + Seek, W: Write>(
 ) -> Result<StreamOutcome> {
     use crate::script::ScriptLayout;
     let fk = FileKind::Script(kind);
-    if opts.page_hashes {
-        return Err(Error::Usage(format!(
-            "page hashes exist only for PE files, not for {}",
-            fk.name()
-        )));
-    }
     let layout = ScriptLayout::read(kind, input)?;
     let mode = existing_mode(opts);
     let mut algs = vec![opts.digest];
@@ -141,12 +136,7 @@ fn sign_script<R: Read + Seek, W: Write>(
     algs.sort_by_key(|a| a.output_len());
     algs.dedup();
     let (_, digests) = crate::format::script::stream_digests(&layout, input, &algs, None)?;
-    let lookup = |alg: DigestAlgorithm| {
-        digests
-            .iter()
-            .find(|(a, _)| *a == alg)
-            .map(|(_, d)| d.as_slice())
-    };
+    let lookup = |alg: DigestAlgorithm| digests.get(alg);
     let digest = lookup(opts.digest).ok_or_else(|| Error::Usage("digest missing".into()))?;
     let table = signature_table(
         identity,

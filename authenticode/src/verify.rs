@@ -609,17 +609,13 @@ fn verify_script<R: Read + Seek>(
     let parsed = collect_signatures(vec![("0".to_string(), block.pkcs7.as_slice())], &mut errors);
     let algs = algorithms(&parsed);
     let (_, digests) = crate::format::script::stream_digests(&layout, r, &algs, None)?;
-    let signatures = parsed
-        .iter()
-        .map(|(i, p)| {
-            let computed = digests
-                .iter()
-                .find(|(a, _)| *a == p.digest_algorithm)
-                .map(|(_, d)| d.as_slice())
-                .unwrap_or_default();
-            check_one(FileKind::Script(kind), i, p, computed, opts)
-        })
-        .collect();
+    let signatures = check_all(
+        FileKind::Script(kind),
+        &parsed,
+        |alg| digests.get(alg),
+        |_, _| {},
+        opts,
+    );
     Ok(finish_report(
         opts.trust(),
         FileKind::Script(kind),
@@ -681,6 +677,27 @@ pub(crate) fn algorithms(parsed: &[(String, ParsedSignature)]) -> Vec<DigestAlgo
     algs.sort_by_key(|a| a.output_len());
     algs.dedup();
     algs
+}
+
+/// [`check_one`] for every signature of a `kind` file, each against `computed(alg)` (the
+/// file's digest for the signature's algorithm; `None` counts as a mismatch), then the
+/// format's own `extra` checks of that signature (index, report).
+pub(crate) fn check_all<'d>(
+    kind: FileKind,
+    parsed: &[(String, ParsedSignature)],
+    computed: impl Fn(DigestAlgorithm) -> Option<&'d [u8]>,
+    mut extra: impl FnMut(&str, &mut SignatureReport),
+    opts: &VerifyOptions,
+) -> Vec<SignatureReport> {
+    parsed
+        .iter()
+        .map(|(i, p)| {
+            let digest = computed(p.digest_algorithm).unwrap_or_default();
+            let mut report = check_one(kind, i, p, digest, opts);
+            extra(i, &mut report);
+            report
+        })
+        .collect()
 }
 
 /// Every check of one signature of a `kind` file whose digest is `computed`: the format's
@@ -986,11 +1003,11 @@ pub(crate) fn verify_with<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Re
             .at(pe.checksum_offset),
         );
     }
-    let signatures: Vec<SignatureReport> = parsed
-        .iter()
-        .map(|(i, p)| {
-            let computed = pass.digest(p.digest_algorithm).unwrap_or_default();
-            let mut report = check_one(FileKind::Pe, i, p, computed, opts);
+    let signatures = check_all(
+        FileKind::Pe,
+        &parsed,
+        |alg| pass.digest(alg),
+        |i, report| {
             if let Some((_, alg, table)) = page_tables.iter().find(|(idx, _, _)| idx == i) {
                 let ok = computed_pages.iter().any(|(a, t)| a == alg && t == table);
                 report.page_hashes_ok = Some(ok);
@@ -1002,9 +1019,9 @@ pub(crate) fn verify_with<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Re
                     ));
                 }
             }
-            report
-        })
-        .collect();
+        },
+        opts,
+    );
     Ok(finish_report(
         opts.trust(),
         FileKind::Pe,

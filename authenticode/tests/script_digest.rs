@@ -64,7 +64,11 @@ fn check_signed(kind: ScriptKind, unsigned: &[u8], signed: &[u8], what: &str) ->
         .expect("SpcSipInfo")
         .to_der()
         .expect("der");
-    assert_eq!(sip, kind.sip_info_der(), "{what}: SpcSipInfo");
+    assert_eq!(
+        sip,
+        kind.sip_info().expect("sip").to_der().expect("der"),
+        "{what}: SpcSipInfo"
+    );
     assert_eq!(
         idc.message_digest.digest_algorithm.oid, SHA256,
         "{what}: digest algorithm"
@@ -501,8 +505,24 @@ fn osslsigncode_new_jscript_matrix() {
             );
 
             let (sip, theirs) = indirect_data(&block.pkcs7, &what);
-            assert_eq!(sip, ScriptKind::PowerShell.sip_info_der(), "{what}: SIP");
-            assert_ne!(sip, ScriptKind::JScript.sip_info_der(), "{what}");
+            assert_eq!(
+                sip,
+                ScriptKind::PowerShell
+                    .sip_info()
+                    .expect("sip")
+                    .to_der()
+                    .expect("der"),
+                "{what}: SIP"
+            );
+            assert_ne!(
+                sip,
+                ScriptKind::JScript
+                    .sip_info()
+                    .expect("sip")
+                    .to_der()
+                    .expect("der"),
+                "{what}"
+            );
             assert_eq!(theirs, osslsigncode_rule_digest(&bytes), "{what}");
 
             // The module: Windows' JScript rule; BOM-less .js is Windows-1252.

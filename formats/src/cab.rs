@@ -221,12 +221,6 @@ pub struct CabHeader {
     pub reserve: Option<SignatureReserve>,
 }
 
-/// Receives the bytes the digest covers.
-pub trait CabSink {
-    /// More digest input.
-    fn feed(&mut self, data: &[u8]);
-}
-
 /// Which layout a pass writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
@@ -499,7 +493,7 @@ impl CabHeader {
     pub fn stream<R: Read + ?Sized>(
         &self,
         r: &mut R,
-        sink: &mut dyn CabSink,
+        sink: &mut dyn crate::digest::Sink,
         mut out: Option<(&mut dyn Write, Layout)>,
     ) -> Result<u64> {
         let signed = self.signed_header(0)?;
@@ -616,7 +610,7 @@ pub(crate) mod tests {
     }
 
     struct Collect(Vec<u8>);
-    impl CabSink for Collect {
+    impl crate::digest::Sink for Collect {
         fn feed(&mut self, d: &[u8]) {
             self.0.extend_from_slice(d);
         }

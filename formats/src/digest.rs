@@ -47,6 +47,72 @@ impl Hasher {
     }
 }
 
+/// Where digest input goes: one hash, several at once ([`Hashers`]), or anything that
+/// implements RustCrypto's `digest::Update`. The format walkers (CAB, MSI, scripts) feed
+/// their digest input through it.
+pub trait Sink {
+    /// Feeds the next bytes.
+    fn feed(&mut self, data: &[u8]);
+}
+
+impl<D: digest::Update> Sink for D {
+    fn feed(&mut self, data: &[u8]) {
+        self.update(data);
+    }
+}
+
+impl Sink for Hasher {
+    fn feed(&mut self, data: &[u8]) {
+        self.update(data);
+    }
+}
+
+/// One hasher per digest algorithm, fed together.
+#[derive(Clone)]
+pub struct Hashers(Vec<(DigestAlgorithm, Hasher)>);
+
+impl Hashers {
+    /// Hashers for `algs`.
+    pub fn new(algs: &[DigestAlgorithm]) -> Self {
+        Self(algs.iter().map(|&a| (a, Hasher::new(a))).collect())
+    }
+
+    /// The digests.
+    pub fn finish(self) -> Digests {
+        Digests(self.0.into_iter().map(|(a, h)| (a, h.finalize())).collect())
+    }
+}
+
+impl Sink for Hashers {
+    fn feed(&mut self, data: &[u8]) {
+        self.0.iter_mut().for_each(|(_, h)| h.update(data));
+    }
+}
+
+/// Digests by algorithm, as [`Hashers::finish`] returns them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Digests(Vec<(DigestAlgorithm, Vec<u8>)>);
+
+impl Digests {
+    /// The digest for `alg`, if it was computed.
+    pub fn get(&self, alg: DigestAlgorithm) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .map(|(_, d)| d.as_slice())
+    }
+
+    /// The digest for `alg`, taken out.
+    pub fn take(self, alg: DigestAlgorithm) -> Option<Vec<u8>> {
+        self.0.into_iter().find(|(a, _)| *a == alg).map(|(_, d)| d)
+    }
+
+    /// The algorithms computed.
+    pub fn algorithms(&self) -> impl Iterator<Item = DigestAlgorithm> + '_ {
+        self.0.iter().map(|(a, _)| *a)
+    }
+}
+
 /// The PE checksum (the `CheckSum` optional-header field), accumulated over pieces of the
 /// file in any order.
 ///

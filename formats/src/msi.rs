@@ -25,6 +25,8 @@ use std::{
 
 pub use cfb::CompoundFile;
 
+use crate::digest::Sink;
+
 /// The first 8 bytes of every OLE compound file.
 pub const MAGIC: &[u8; 8] = &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
 /// The SpcSipInfo GUID of the MSI SIP, `F1100C00-0000-0000-C000-000000000046`, as the bytes
@@ -103,21 +105,8 @@ pub fn open_measured<F: Read + Seek>(mut inner: F) -> Result<(CompoundFile<F>, u
 
 /// The `SpcSipInfo` of an MSI signature, as osslsigncode and SignTool write it: version 1,
 /// the MSI SIP GUID and five zero integers.
-pub fn sip_info_der() -> Vec<u8> {
-    let mut body = vec![0x02, 0x01, 0x01, 0x04, 0x10];
-    body.extend_from_slice(&SIP_MSI);
-    for _ in 0..5 {
-        body.extend_from_slice(&[0x02, 0x01, 0x00]);
-    }
-    let mut out = vec![0x30, body.len() as u8]; // 36 bytes: short form
-    out.extend_from_slice(&body);
-    out
-}
-
-/// Where the digest input goes.
-pub trait MsiSink {
-    /// Feeds the next bytes.
-    fn feed(&mut self, data: &[u8]);
+pub fn sip_info() -> der::Result<crate::spc::SpcSipInfo> {
+    crate::spc::SpcSipInfo::new(1, SIP_MSI)
 }
 
 /// An entry's raw name: its UTF-16LE bytes.
@@ -198,7 +187,7 @@ fn children<F: Seek>(cf: &CompoundFile<F>, path: &Path, count: &mut usize) -> Re
 pub fn content_walk<F: Read + Seek>(
     cf: &mut CompoundFile<F>,
     file_len: u64,
-    sink: &mut dyn MsiSink,
+    sink: &mut dyn Sink,
 ) -> Result<()> {
     let mut walk = Walk {
         count: 0,
@@ -222,7 +211,7 @@ fn content_storage<F: Read + Seek>(
     clsid: [u8; 16],
     depth: usize,
     walk: &mut Walk,
-    sink: &mut dyn MsiSink,
+    sink: &mut dyn Sink,
 ) -> Result<()> {
     if depth > MAX_DEPTH {
         return Err(MsiError::Malformed(format!(
@@ -268,7 +257,7 @@ fn content_storage<F: Read + Seek>(
 }
 
 /// Feeds the metadata walk (the input of the `MsiDigitalSignatureEx` pre-hash) to `sink`.
-pub fn metadata_walk<F: Seek>(cf: &CompoundFile<F>, sink: &mut dyn MsiSink) -> Result<()> {
+pub fn metadata_walk<F: Seek>(cf: &CompoundFile<F>, sink: &mut dyn Sink) -> Result<()> {
     let root = cf.root_entry();
     sink.feed(&root.clsid().to_bytes_le());
     sink.feed(&root.state_bits().to_le_bytes());
@@ -276,7 +265,7 @@ pub fn metadata_walk<F: Seek>(cf: &CompoundFile<F>, sink: &mut dyn MsiSink) -> R
     metadata_storage(cf, Path::new("/"), 0, &mut count, sink)
 }
 
-fn metadata_entry(c: &Child, sink: &mut dyn MsiSink) {
+fn metadata_entry(c: &Child, sink: &mut dyn Sink) {
     sink.feed(&c.raw);
     if c.stream {
         sink.feed(&(c.len as u32).to_le_bytes());
@@ -293,7 +282,7 @@ fn metadata_storage<F: Seek>(
     path: &Path,
     depth: usize,
     count: &mut usize,
-    sink: &mut dyn MsiSink,
+    sink: &mut dyn Sink,
 ) -> Result<()> {
     if depth > MAX_DEPTH {
         return Err(MsiError::Malformed(format!(
@@ -371,7 +360,7 @@ mod tests {
     use super::*;
 
     struct Bytes(Vec<u8>);
-    impl MsiSink for Bytes {
+    impl Sink for Bytes {
         fn feed(&mut self, data: &[u8]) {
             self.0.extend_from_slice(data);
         }
@@ -385,7 +374,8 @@ mod tests {
             "30240201010410f1100c0000000000c000000000000046",
             "020100020100020100020100020100"
         );
-        assert_eq!(hex_of(&sip_info_der()), want);
+        use der::Encode;
+        assert_eq!(hex_of(&sip_info().unwrap().to_der().unwrap()), want);
     }
 
     fn hex_of(b: &[u8]) -> String {

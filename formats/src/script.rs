@@ -57,7 +57,7 @@ mod decode;
 mod locate;
 mod stream;
 
-pub use stream::{DigestSink, ScriptLayout};
+pub use stream::ScriptLayout;
 
 /// What can go wrong reading or writing a script's signature.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -300,18 +300,10 @@ impl ScriptKind {
         }
     }
 
-    /// The DER SpcSipInfo: `SEQUENCE { INTEGER version, OCTET STRING guid, INTEGER 0 x 5 }`
-    /// (the value of an SpcAttributeTypeAndOptionalValue of type SPC_SIPINFO_OBJID).
-    pub fn sip_info_der(self) -> Vec<u8> {
-        let mut body = der_uint(self.sip_version());
-        body.extend_from_slice(&[0x04, 0x10]);
-        body.extend_from_slice(&self.sip_guid());
-        for _ in 0..5 {
-            body.extend_from_slice(&[0x02, 0x01, 0x00]);
-        }
-        let mut out = vec![0x30, body.len() as u8]; // body is 33..=35 bytes: short form
-        out.extend_from_slice(&body);
-        out
+    /// The SpcSipInfo of this kind's SIP (the value of an SpcAttributeTypeAndOptionalValue
+    /// of type SPC_SIPINFO_OBJID).
+    pub fn sip_info(self) -> der::Result<crate::spc::SpcSipInfo> {
+        crate::spc::SpcSipInfo::new(self.sip_version(), self.sip_guid())
     }
 
     /// Whether the digest includes a byte order mark (PowerShell, PowerShell XML, MOF).
@@ -335,18 +327,6 @@ impl ScriptKind {
             ScriptKind::PowerShell | ScriptKind::Mof | ScriptKind::Wsf
         )
     }
-}
-
-fn der_uint(v: u32) -> Vec<u8> {
-    let bytes = v.to_be_bytes();
-    let skip = bytes.iter().take(3).take_while(|&&b| b == 0).count();
-    let mut digits: Vec<u8> = bytes.iter().skip(skip).copied().collect();
-    if digits.first().is_some_and(|&b| b & 0x80 != 0) {
-        digits.insert(0, 0);
-    }
-    let mut out = vec![0x02, digits.len() as u8];
-    out.extend_from_slice(&digits);
-    out
 }
 
 /// A script file's text encoding.
@@ -715,8 +695,9 @@ mod tests {
 
     #[test]
     fn sip_info_der_is_one_sequence() {
+        use der::Encode;
         for kind in ScriptKind::ALL {
-            let der = kind.sip_info_der();
+            let der = kind.sip_info().unwrap().to_der().unwrap();
             let tlv = crate::asn1::Tlv::exactly(&der).unwrap();
             assert_eq!(tlv.tag, 0x30);
             let mut c = tlv.children();
@@ -728,7 +709,7 @@ mod tests {
             assert_eq!(g.value, kind.sip_guid());
         }
         assert_eq!(
-            &ScriptKind::PowerShell.sip_info_der()[..7],
+            &ScriptKind::PowerShell.sip_info().unwrap().to_der().unwrap()[..7],
             &[0x30, 0x26, 0x02, 0x03, 0x01, 0x00, 0x00]
         );
     }
@@ -1387,7 +1368,7 @@ mod tests {
     #[derive(Clone, Default)]
     struct Collect(Vec<u8>);
 
-    impl DigestSink for Collect {
+    impl crate::digest::Sink for Collect {
         fn feed(&mut self, data: &[u8]) {
             self.0.extend_from_slice(data);
         }

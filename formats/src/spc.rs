@@ -177,6 +177,49 @@ pub struct SpcSpOpusInfo {
     pub more_info: Option<SpcLink>,
 }
 
+/// `SpcSipInfo`: the indirect data of a file signed through a SIP other than PE's and CAB's
+/// (scripts, MSI, APPX), as SignTool and osslsigncode write it:
+///
+/// ```text
+/// SpcSipInfo ::= SEQUENCE {
+///     version     INTEGER,
+///     identifier  OCTET STRING (SIZE(16)),   -- the SIP's GUID, in the order it is written
+///     reserved1   INTEGER, ..., reserved5 INTEGER }   -- all zero
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Sequence)]
+pub struct SpcSipInfo {
+    /// The SIP's version (1 for MSI and the script host SIPs, 65536 for PowerShell,
+    /// `0x01010000` for APPX).
+    pub version: u32,
+    /// The SIP's GUID.
+    pub identifier: OctetString,
+    /// Reserved, zero.
+    pub reserved1: u32,
+    /// Reserved, zero.
+    pub reserved2: u32,
+    /// Reserved, zero.
+    pub reserved3: u32,
+    /// Reserved, zero.
+    pub reserved4: u32,
+    /// Reserved, zero.
+    pub reserved5: u32,
+}
+
+impl SpcSipInfo {
+    /// The `SpcSipInfo` of SIP `guid` at `version`, reserved fields zero.
+    pub fn new(version: u32, guid: [u8; 16]) -> der::Result<Self> {
+        Ok(Self {
+            version,
+            identifier: OctetString::new(guid.to_vec())?,
+            reserved1: 0,
+            reserved2: 0,
+            reserved3: 0,
+            reserved4: 0,
+            reserved5: 0,
+        })
+    }
+}
+
 /// The SIP GUID of an `SpcSipInfo` value (`SEQUENCE { INTEGER version, OCTET STRING guid,
 /// ... }`), read with the checked TLV walker; `None` when it is not one.
 pub fn sip_guid(value: &der::asn1::Any) -> Option<[u8; 16]> {

@@ -13,15 +13,12 @@ use std::{
 
 use codeseal_formats::appx::{self, Zip};
 use codeseal_signer::DigestAlgorithm;
-use der::{asn1::Any, Decode};
 
 use super::{check_written, output::OutputFile, FileKind, StageOptions, Staged};
 use crate::{
     error::{Error, Result},
     finding::{Finding, FindingCode},
-    oid::SPC_SIPINFO,
     pkcs7::ParsedSignature,
-    spc::SpcAttributeTypeAndOptionalValue,
     stage::Existing,
     verify::{VerifyOptions, VerifyReport},
 };
@@ -30,41 +27,6 @@ use crate::{
 /// reader is still to come, issue #17), so the cap keeps a hostile or huge input from taking
 /// the machine's memory.
 pub const MAX_PACKAGE: u64 = 1 << 30;
-
-/// The `SpcSipInfo` of an APPX signature: version `0x01010000`, the package or bundle SIP
-/// GUID and five zero integers.
-pub(crate) fn sip_info_der(bundle: bool) -> Vec<u8> {
-    let mut body = vec![0x02, 0x04];
-    body.extend_from_slice(&appx::SIP_VERSION.to_be_bytes());
-    body.extend_from_slice(&[0x04, 0x10]);
-    body.extend_from_slice(if bundle {
-        &appx::SIP_APPX_BUNDLE
-    } else {
-        &appx::SIP_APPX
-    });
-    for _ in 0..5 {
-        body.extend_from_slice(&[0x02, 0x01, 0x00]);
-    }
-    let mut out = vec![0x30, body.len() as u8]; // short form
-    out.extend_from_slice(&body);
-    out
-}
-
-/// The indirect data of a package (or bundle) signature.
-pub(crate) fn indirect_data(
-    page_hashes: bool,
-    bundle: bool,
-) -> Result<SpcAttributeTypeAndOptionalValue> {
-    if page_hashes {
-        return Err(Error::Usage(
-            "page hashes exist only for PE files, not for APPX".into(),
-        ));
-    }
-    Ok(SpcAttributeTypeAndOptionalValue {
-        value_type: SPC_SIPINFO,
-        value: Some(Any::from_der(&sip_info_der(bundle))?),
-    })
-}
 
 /// Whether the package is a bundle (it has a bundle manifest).
 pub(crate) fn is_bundle(zip: &Zip) -> bool {
@@ -113,11 +75,6 @@ impl StagedAppx {
         output: &Path,
         opts: StageOptions<'_>,
     ) -> Result<Self> {
-        if opts.pages.is_some() {
-            return Err(Error::Usage(
-                "page hashes exist only for PE files, not for APPX".into(),
-            ));
-        }
         let mut file =
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
         let out = OutputFile::create(input, &file, output, opts.force)?;
@@ -268,7 +225,7 @@ pub(crate) fn extract(input: &Path) -> Result<Vec<u8>> {
 
 /// Verifies a package: its signature against the digest blob.
 pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<VerifyReport> {
-    use crate::verify::{check_one, collect_signatures, finish_report};
+    use crate::verify::{check_all, collect_signatures, finish_report};
     r.seek(SeekFrom::Start(0))
         .map_err(|e| Error::io("rewinding the package", e))?;
     let data = read_all(r)?;
@@ -300,17 +257,13 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
     } else {
         FileKind::Appx
     };
-    let signatures = parsed
-        .iter()
-        .map(|(i, p)| {
-            let computed: &[u8] = if p.digest_algorithm == alg {
-                &blob
-            } else {
-                &[]
-            };
-            check_one(kind, i, p, computed, opts)
-        })
-        .collect();
+    let signatures = check_all(
+        kind,
+        &parsed,
+        |a| (a == alg).then_some(blob.as_slice()),
+        |_, _| {},
+        opts,
+    );
     Ok(finish_report(
         opts.trust(),
         kind,

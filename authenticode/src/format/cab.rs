@@ -10,57 +10,19 @@ use std::{
     path::Path,
 };
 
+use codeseal_formats::digest::{Digests, Hashers};
 use codeseal_signer::{DigestAlgorithm, SigningIdentity};
-use der::asn1::{Any, BmpString};
 
-use codeseal_formats::digest::Hasher;
-
-use super::{check_written, output::OutputFile, FileKind, StageOptions, Staged};
+use super::{check_written, indirect_data, output::OutputFile, FileKind, StageOptions, Staged};
 use crate::{
-    cab::{padded_len, CabHeader, CabSink, Layout, MAX_SIGNATURE},
+    cab::{padded_len, CabHeader, Layout, MAX_SIGNATURE},
     error::{Error, Result},
-    oid::SPC_CAB_DATA,
     pkcs7::ParsedSignature,
     sign::SignOptions,
-    spc::{SpcAttributeTypeAndOptionalValue, SpcLink, SpcString, OBSOLETE_LINK},
     stage::{Existing, KeptSignature},
     stream::StreamOutcome,
     verify::{VerifyOptions, VerifyReport},
 };
-
-/// The indirect data of a cabinet signature: `SPC_CAB_DATA_OBJID` with an `SpcLink` naming
-/// the obsolete file (`[2] { [0] "<<<Obsolete>>>" }`), as osslsigncode and SignTool write it.
-pub(crate) fn indirect_data(page_hashes: bool) -> Result<SpcAttributeTypeAndOptionalValue> {
-    if page_hashes {
-        return Err(Error::Usage(
-            "page hashes exist only for PE files, not for CAB".into(),
-        ));
-    }
-    let link = SpcLink::File(SpcString::Unicode(BmpString::from_utf8(OBSOLETE_LINK)?));
-    Ok(SpcAttributeTypeAndOptionalValue {
-        value_type: SPC_CAB_DATA,
-        value: Some(Any::encode_from(&link)?),
-    })
-}
-
-/// One hasher per digest algorithm, fed together.
-struct Hashers(Vec<(DigestAlgorithm, Hasher)>);
-
-impl CabSink for Hashers {
-    fn feed(&mut self, data: &[u8]) {
-        self.0.iter_mut().for_each(|(_, h)| h.update(data));
-    }
-}
-
-/// Digests by algorithm.
-type Digests = Vec<(DigestAlgorithm, Vec<u8>)>;
-
-fn lookup(digests: &[(DigestAlgorithm, Vec<u8>)], alg: DigestAlgorithm) -> Option<&[u8]> {
-    digests
-        .iter()
-        .find(|(a, _)| *a == alg)
-        .map(|(_, d)| d.as_slice())
-}
 
 /// The cabinet's digests for `algs`, in one pass from the folder entries (where `r` must be)
 /// that also writes the cabinet in `out`'s layout if given. Returns the bytes written.
@@ -70,14 +32,9 @@ pub(crate) fn stream_digests<R: Read + ?Sized>(
     algs: &[DigestAlgorithm],
     out: Option<(&mut dyn Write, Layout)>,
 ) -> Result<(Digests, u64)> {
-    let mut hashers = Hashers(algs.iter().map(|&a| (a, Hasher::new(a))).collect());
+    let mut hashers = Hashers::new(algs);
     let written = header.stream(r, &mut hashers, out)?;
-    let digests = hashers
-        .0
-        .into_iter()
-        .map(|(a, h)| (a, h.finalize()))
-        .collect();
-    Ok((digests, written))
+    Ok((hashers.finish(), written))
 }
 
 fn file_len(f: &File, what: &Path) -> Result<u64> {
@@ -154,11 +111,6 @@ pub(crate) struct StagedCab {
 
 impl StagedCab {
     pub(crate) fn stage(input: &Path, output: &Path, opts: StageOptions<'_>) -> Result<Self> {
-        if opts.pages.is_some() {
-            return Err(Error::Usage(
-                "page hashes exist only for PE files, not for CAB".into(),
-            ));
-        }
         let file =
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
         let len = file_len(&file, input)?;
@@ -228,7 +180,7 @@ impl StagedCab {
         f.seek(SeekFrom::Start(0))
             .map_err(io("rewinding the temp file"))?;
         f.set_len(0).map_err(io("truncating the temp file"))?;
-        let algs: Vec<DigestAlgorithm> = self.digests.iter().map(|(a, _)| *a).collect();
+        let algs: Vec<DigestAlgorithm> = self.digests.algorithms().collect();
         let mut w = BufWriter::with_capacity(64 << 10, &mut *f);
         let (again, written) = stream_digests(
             &self.header,
@@ -255,7 +207,7 @@ impl StagedCab {
             .map_err(|e| Error::io("rewinding the temp file", e))?;
         let mut r = BufReader::with_capacity(64 << 10, &mut *f);
         let back = CabHeader::read(&mut r, total).map_err(|e| fail(e.to_string()))?;
-        let algs: Vec<DigestAlgorithm> = self.digests.iter().map(|(a, _)| *a).collect();
+        let algs: Vec<DigestAlgorithm> = self.digests.algorithms().collect();
         let (written, _) = stream_digests(&back, &mut r, &algs, None)
             .map_err(|e| fail(format!("reading the output back: {e}")))?;
         if written != self.digests {
@@ -285,7 +237,7 @@ impl StagedCab {
                 check_written(
                     FileKind::Cab,
                     der,
-                    |alg| lookup(digests, alg),
+                    |alg| digests.get(alg),
                     &self.inherited,
                     |_| Ok(()),
                 )
@@ -300,7 +252,7 @@ impl Staged for StagedCab {
     }
 
     fn digest(&self, alg: DigestAlgorithm) -> Option<&[u8]> {
-        lookup(&self.digests, alg)
+        self.digests.get(alg)
     }
 
     fn page_hashes(&self) -> Option<&(DigestAlgorithm, Vec<u8>)> {
@@ -348,9 +300,8 @@ pub(crate) fn file_digest<R: Read + ?Sized>(
     alg: DigestAlgorithm,
 ) -> Result<Vec<u8>> {
     let header = CabHeader::read(r, len)?;
-    let (mut d, _) = stream_digests(&header, r, &[alg], None)?;
-    d.pop()
-        .map(|(_, d)| d)
+    let (d, _) = stream_digests(&header, r, &[alg], None)?;
+    d.take(alg)
         .ok_or_else(|| Error::Usage("digest missing".into()))
 }
 
@@ -365,7 +316,7 @@ fn stream_len<R: Seek>(r: &mut R) -> Result<u64> {
 
 /// Verifies a cabinet: its signature area is read, then one pass hashes the cabinet.
 pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<VerifyReport> {
-    use crate::verify::{algorithms, check_one, collect_signatures, finish_report};
+    use crate::verify::{algorithms, check_all, collect_signatures, finish_report};
     let len = stream_len(r)?;
     let header = CabHeader::read(r, len)?;
     let area = read_signature(&header, r)?;
@@ -375,13 +326,13 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
     r.seek(SeekFrom::Start(header.folders_start()))
         .map_err(|e| Error::io("seeking in the cabinet", e))?;
     let (digests, _) = stream_digests(&header, r, &algs, None)?;
-    let signatures = parsed
-        .iter()
-        .map(|(i, p)| {
-            let computed = lookup(&digests, p.digest_algorithm).unwrap_or_default();
-            check_one(FileKind::Cab, i, p, computed, opts)
-        })
-        .collect();
+    let signatures = check_all(
+        FileKind::Cab,
+        &parsed,
+        |alg| digests.get(alg),
+        |_, _| {},
+        opts,
+    );
     Ok(finish_report(
         opts.trust(),
         FileKind::Cab,
@@ -403,11 +354,6 @@ pub(crate) fn sign_stream<R: Read + Seek, W: Write>(
     opts: &SignOptions,
 ) -> Result<StreamOutcome> {
     use crate::stream::{existing_mode, signature_table};
-    if opts.page_hashes {
-        return Err(Error::Usage(
-            "page hashes exist only for PE files, not for CAB".into(),
-        ));
-    }
     let len = stream_len(input)?;
     let header = CabHeader::read(input, len)?;
     let mode = existing_mode(opts);
@@ -420,20 +366,21 @@ pub(crate) fn sign_stream<R: Read + Seek, W: Write>(
         .seek(SeekFrom::Start(start))
         .map_err(|e| Error::io("seeking in the input", e))?;
     let (digests, _) = stream_digests(&header, input, &kept.algs, None)?;
-    let digest = lookup(&digests, opts.digest)
+    let digest = digests
+        .get(opts.digest)
         .ok_or_else(|| Error::Usage("digest missing".into()))?
         .to_vec();
     let table = signature_table(
         identity,
         opts,
-        indirect_data(false)?,
+        indirect_data(FileKind::Cab, None)?,
         &digest,
         kept.der.as_deref(),
     )?;
     check_written(
         FileKind::Cab,
         &table,
-        |alg| lookup(&digests, alg),
+        |alg| digests.get(alg),
         &kept.inherited,
         |_| Ok(()),
     )?;
@@ -484,7 +431,12 @@ mod tests {
             "6500740065003e003e003e"
         ))
         .unwrap();
-        assert_eq!(indirect_data(false).unwrap().to_der().unwrap(), want);
-        assert!(indirect_data(true).is_err());
+        let data = indirect_data(FileKind::Cab, None).unwrap();
+        assert_eq!(data.to_der().unwrap(), want);
+        let pages = (DigestAlgorithm::Sha256, vec![0u8; 36]);
+        assert!(matches!(
+            indirect_data(FileKind::Cab, Some(&pages)),
+            Err(Error::Usage(m)) if m.contains("page hashes")
+        ));
     }
 }

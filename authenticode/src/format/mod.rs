@@ -19,10 +19,7 @@
 use std::{fmt, io::Read, path::Path};
 
 use codeseal_signer::DigestAlgorithm;
-use der::{
-    asn1::{Any, BitString, BmpString},
-    Decode,
-};
+use der::asn1::{Any, BitString, BmpString};
 use serde::Serialize;
 
 use crate::{
@@ -30,7 +27,10 @@ use crate::{
     oid::{SPC_PE_IMAGE_DATA, SPC_SIPINFO},
     pkcs7::{page_hash_object, ParsedSignature, MAX_NESTING},
     script::ScriptKind,
-    spc::{SpcAttributeTypeAndOptionalValue, SpcLink, SpcPeImageData, SpcString, OBSOLETE_LINK},
+    spc::{
+        SpcAttributeTypeAndOptionalValue, SpcLink, SpcPeImageData, SpcSipInfo, SpcString,
+        OBSOLETE_LINK,
+    },
     stage::Existing,
     verify::check_signature,
 };
@@ -160,6 +160,30 @@ impl FileKind {
         }
     }
 
+    /// The SIP version and GUID this format's `SpcSipInfo` carries (`None`: PE and CAB
+    /// signatures carry their own structures instead).
+    pub(crate) fn sip(self) -> Option<(u32, [u8; 16])> {
+        use codeseal_formats::appx;
+        match self {
+            Self::Pe | Self::Cab => None,
+            Self::Script(k) => Some((k.sip_version(), k.sip_guid())),
+            Self::Msi => Some((1, crate::msi::SIP_MSI)),
+            Self::Appx => Some((appx::SIP_VERSION, appx::SIP_APPX)),
+            Self::AppxBundle => Some((appx::SIP_VERSION, appx::SIP_APPX_BUNDLE)),
+        }
+    }
+
+    /// Refuses page hashes for every kind but PE, the only format that has them.
+    pub(crate) fn check_page_hashes(self, wanted: bool) -> Result<()> {
+        if wanted && self != Self::Pe {
+            return Err(Error::Usage(format!(
+                "page hashes exist only for PE files, not for {}",
+                self.name()
+            )));
+        }
+        Ok(())
+    }
+
     /// The SpcIndirectDataContent type this format's signatures carry.
     pub(crate) fn indirect_data_type(self) -> der::asn1::ObjectIdentifier {
         match self {
@@ -184,52 +208,46 @@ impl Serialize for FileKind {
 }
 
 /// The `SpcIndirectDataContent.data` of a new signature of a `kind` file: `SpcPeImageData`
-/// (with the page-hash table when there is one) for PE, `SpcSipInfo` for scripts.
+/// (with the page-hash table when there is one) for PE, the obsolete-file `SpcLink` for CAB,
+/// `SpcSipInfo` with the format's SIP for the others.
 pub(crate) fn indirect_data(
     kind: FileKind,
     page_hashes: Option<&(DigestAlgorithm, Vec<u8>)>,
 ) -> Result<SpcAttributeTypeAndOptionalValue> {
-    match kind {
-        FileKind::Pe => {
-            let pe_image = match page_hashes {
-                None => SpcPeImageData {
-                    flags: Some(BitString::from_bytes(&[])?),
-                    file: Some(SpcLink::File(SpcString::Unicode(BmpString::from_utf8(
-                        OBSOLETE_LINK,
-                    )?))),
-                },
-                Some((alg, table)) => SpcPeImageData {
-                    // includeResources, as SignTool and osslsigncode write it with page hashes.
-                    flags: Some(BitString::new(7, [0x80u8].as_slice())?),
-                    file: Some(SpcLink::Moniker(page_hash_object(*alg, table)?)),
-                },
-            };
-            Ok(SpcAttributeTypeAndOptionalValue {
-                value_type: SPC_PE_IMAGE_DATA,
-                value: Some(Any::encode_from(&pe_image)?),
-            })
+    kind.check_page_hashes(page_hashes.is_some())?;
+    let value = match kind {
+        FileKind::Pe => Any::encode_from(&match page_hashes {
+            None => SpcPeImageData {
+                flags: Some(BitString::from_bytes(&[])?),
+                file: Some(SpcLink::File(SpcString::Unicode(BmpString::from_utf8(
+                    OBSOLETE_LINK,
+                )?))),
+            },
+            Some((alg, table)) => SpcPeImageData {
+                // includeResources, as SignTool and osslsigncode write it with page hashes.
+                flags: Some(BitString::new(7, [0x80u8].as_slice())?),
+                file: Some(SpcLink::Moniker(page_hash_object(*alg, table)?)),
+            },
+        })?,
+        // `[2] { [0] "<<<Obsolete>>>" }`, as osslsigncode and SignTool write it.
+        FileKind::Cab => Any::encode_from(&SpcLink::File(SpcString::Unicode(
+            BmpString::from_utf8(OBSOLETE_LINK)?,
+        )))?,
+        _ => {
+            let (version, guid) = kind.sip().ok_or_else(|| {
+                Error::Unsupported(format!("no indirect data for {} files", kind.name()))
+            })?;
+            Any::encode_from(&SpcSipInfo::new(version, guid)?)?
         }
-        FileKind::Script(k) => {
-            if page_hashes.is_some() {
-                return Err(Error::Usage(format!(
-                    "page hashes exist only for PE files, not for {}",
-                    kind.name()
-                )));
-            }
-            Ok(SpcAttributeTypeAndOptionalValue {
-                value_type: SPC_SIPINFO,
-                value: Some(Any::from_der(&k.sip_info_der())?),
-            })
-        }
-        FileKind::Cab => cab::indirect_data(page_hashes.is_some()),
-        FileKind::Msi => msi::indirect_data(page_hashes.is_some()),
-        FileKind::Appx => appx::indirect_data(page_hashes.is_some(), false),
-        FileKind::AppxBundle => appx::indirect_data(page_hashes.is_some(), true),
-    }
+    };
+    Ok(SpcAttributeTypeAndOptionalValue {
+        value_type: kind.indirect_data_type(),
+        value: Some(value),
+    })
 }
 
 /// Whether a signature's `SpcIndirectDataContent.data` is for a `kind` file: the type, and
-/// for scripts the SIP GUID. `Err` says what it is for instead.
+/// for the SIP-based formats the SIP GUID. `Err` says what it is for instead.
 pub(crate) fn check_indirect_data(
     kind: FileKind,
     data: &SpcAttributeTypeAndOptionalValue,
@@ -242,58 +260,29 @@ pub(crate) fn check_indirect_data(
             data.value_type
         ));
     }
-    if let FileKind::Script(k) = kind {
-        let guid = data
-            .value
-            .as_ref()
-            .and_then(crate::spc::sip_guid)
-            .ok_or_else(|| "the SpcSipInfo value is unreadable".to_string())?;
-        if guid != k.sip_guid() {
-            // osslsigncode (2.10 to at least 2.14) signs .js files as PowerShell: the
-            // PowerShell SIP and digest rule, which Windows' JScript SIP does not accept.
-            let hint = if k == ScriptKind::JScript && guid == crate::script::SIP_POWERSHELL {
-                " (a JScript file signed as PowerShell, as osslsigncode signs .js files; Windows checks JScript with its own SIP)"
-            } else {
-                ""
-            };
-            return Err(format!(
-                "the signature's SIP GUID {} is not the {} SIP's{hint}",
-                hex::encode(guid),
-                kind.name()
-            ));
-        }
-    }
-    if matches!(kind, FileKind::Appx | FileKind::AppxBundle) {
-        let want = if kind == FileKind::Appx {
-            codeseal_formats::appx::SIP_APPX
+    let Some((_, want)) = kind.sip() else {
+        return Ok(());
+    };
+    let guid = data
+        .value
+        .as_ref()
+        .and_then(crate::spc::sip_guid)
+        .ok_or_else(|| "the SpcSipInfo value is unreadable".to_string())?;
+    if guid != want {
+        // osslsigncode (2.10 to at least 2.14) signs .js files as PowerShell: the
+        // PowerShell SIP and digest rule, which Windows' JScript SIP does not accept.
+        let hint = if kind == FileKind::Script(ScriptKind::JScript)
+            && guid == crate::script::SIP_POWERSHELL
+        {
+            " (a JScript file signed as PowerShell, as osslsigncode signs .js files; Windows checks JScript with its own SIP)"
         } else {
-            codeseal_formats::appx::SIP_APPX_BUNDLE
+            ""
         };
-        let guid = data
-            .value
-            .as_ref()
-            .and_then(crate::spc::sip_guid)
-            .ok_or_else(|| "the SpcSipInfo value is unreadable".to_string())?;
-        if guid != want {
-            return Err(format!(
-                "the signature's SIP GUID {} is not the {} SIP's",
-                hex::encode(guid),
-                kind.name()
-            ));
-        }
-    }
-    if kind == FileKind::Msi {
-        let guid = data
-            .value
-            .as_ref()
-            .and_then(crate::spc::sip_guid)
-            .ok_or_else(|| "the SpcSipInfo value is unreadable".to_string())?;
-        if guid != crate::msi::SIP_MSI {
-            return Err(format!(
-                "the signature's SIP GUID {} is not the MSI SIP's",
-                hex::encode(guid)
-            ));
-        }
+        return Err(format!(
+            "the signature's SIP GUID {} is not the {} SIP's{hint}",
+            hex::encode(guid),
+            kind.name()
+        ));
     }
     Ok(())
 }
@@ -342,6 +331,7 @@ pub(crate) fn stage(
     output: &Path,
     opts: StageOptions<'_>,
 ) -> Result<Box<dyn Staged>> {
+    kind.check_page_hashes(opts.pages.is_some())?;
     match kind {
         FileKind::Pe => Ok(Box::new(crate::stage::StagedImage::stage(
             input,
@@ -351,26 +341,11 @@ pub(crate) fn stage(
             opts.algs,
             opts.pages,
         )?)),
-        FileKind::Script(k) => {
-            if opts.pages.is_some() {
-                return Err(Error::Usage(format!(
-                    "page hashes exist only for PE files, not for {}",
-                    kind.name()
-                )));
-            }
-            Ok(Box::new(script::StagedScript::stage(
-                k, input, output, opts,
-            )?))
-        }
+        FileKind::Script(k) => Ok(Box::new(script::StagedScript::stage(
+            k, input, output, opts,
+        )?)),
         FileKind::Cab => Ok(Box::new(cab::StagedCab::stage(input, output, opts)?)),
-        FileKind::Msi => {
-            if opts.pages.is_some() {
-                return Err(Error::Usage(
-                    "page hashes exist only for PE files, not for MSI".into(),
-                ));
-            }
-            Ok(Box::new(msi::StagedMsi::stage(input, output, opts)?))
-        }
+        FileKind::Msi => Ok(Box::new(msi::StagedMsi::stage(input, output, opts)?)),
         FileKind::Appx | FileKind::AppxBundle => Ok(Box::new(appx::StagedAppx::stage(
             kind, input, output, opts,
         )?)),

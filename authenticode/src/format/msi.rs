@@ -17,20 +17,17 @@ use std::{
 };
 
 use codeseal_signer::{DigestAlgorithm, SigningIdentity};
-use der::{asn1::Any, Decode};
 
 use codeseal_formats::{
-    digest::Hasher,
-    msi::{self, MsiError, MsiSink, SIGNATURE_EX_STREAM, SIGNATURE_STREAM},
+    digest::{Digests, Hasher, Hashers, Sink},
+    msi::{self, MsiError, SIGNATURE_EX_STREAM, SIGNATURE_STREAM},
 };
 
-use super::{check_written, output::OutputFile, FileKind, StageOptions, Staged};
+use super::{check_written, indirect_data, output::OutputFile, FileKind, StageOptions, Staged};
 use crate::{
     error::{Error, Result},
-    oid::SPC_SIPINFO,
     pkcs7::ParsedSignature,
     sign::SignOptions,
-    spc::SpcAttributeTypeAndOptionalValue,
     stage::{Existing, KeptSignature},
     stream::StreamOutcome,
     verify::{VerifyOptions, VerifyReport},
@@ -45,46 +42,14 @@ impl From<MsiError> for Error {
     }
 }
 
-/// The indirect data of an MSI signature: `SpcSipInfo` with the MSI SIP's GUID.
-pub(crate) fn indirect_data(page_hashes: bool) -> Result<SpcAttributeTypeAndOptionalValue> {
-    if page_hashes {
-        return Err(Error::Usage(
-            "page hashes exist only for PE files, not for MSI".into(),
-        ));
-    }
-    Ok(SpcAttributeTypeAndOptionalValue {
-        value_type: SPC_SIPINFO,
-        value: Some(Any::from_der(&msi::sip_info_der())?),
-    })
-}
-
-/// One hasher per digest algorithm, fed together.
-struct Hashers(Vec<(DigestAlgorithm, Hasher)>);
-
-impl MsiSink for Hashers {
-    fn feed(&mut self, data: &[u8]) {
-        self.0.iter_mut().for_each(|(_, h)| h.update(data));
-    }
-}
-
-/// Digests by algorithm.
-type Digests = Vec<(DigestAlgorithm, Vec<u8>)>;
-
-fn lookup(digests: &[(DigestAlgorithm, Vec<u8>)], alg: DigestAlgorithm) -> Option<&[u8]> {
-    digests
-        .iter()
-        .find(|(a, _)| *a == alg)
-        .map(|(_, d)| d.as_slice())
-}
-
 /// The `MsiDigitalSignatureEx` content for `alg`: the digest of the metadata walk.
 pub(crate) fn pre_hash<F: Seek>(
     cf: &msi::CompoundFile<F>,
     alg: DigestAlgorithm,
 ) -> Result<Vec<u8>> {
-    let mut h = Hashers(vec![(alg, Hasher::new(alg))]);
+    let mut h = Hasher::new(alg);
     msi::metadata_walk(cf, &mut h)?;
-    Ok(h.0.pop().map(|(_, h)| h.finalize()).unwrap_or_default())
+    Ok(h.finalize())
 }
 
 /// The content digests for `algs`, each after `ex` (the Ex stream's content) when given.
@@ -94,16 +59,12 @@ pub(crate) fn digests<F: Read + Seek>(
     algs: &[DigestAlgorithm],
     ex: Option<&[u8]>,
 ) -> Result<Digests> {
-    let mut hashers = Hashers(algs.iter().map(|&a| (a, Hasher::new(a))).collect());
+    let mut hashers = Hashers::new(algs);
     if let Some(ex) = ex {
         hashers.feed(ex);
     }
     msi::content_walk(cf, file_len, &mut hashers)?;
-    Ok(hashers
-        .0
-        .into_iter()
-        .map(|(a, h)| (a, h.finalize()))
-        .collect())
+    Ok(hashers.finish())
 }
 
 fn root_path(name: &str) -> std::path::PathBuf {
@@ -158,7 +119,7 @@ fn check_back<F: Read + Seek>(
     let fail = Error::OutputCheck;
     let (mut cf, len) = msi::open_measured(f).map_err(|e| fail(e.to_string()))?;
     let back = msi::read_signatures(&mut cf).map_err(|e| fail(e.to_string()))?;
-    let algs: Vec<DigestAlgorithm> = want.iter().map(|(a, _)| *a).collect();
+    let algs: Vec<DigestAlgorithm> = want.algorithms().collect();
     let written = digests(&mut cf, len, &algs, back.ex.as_deref())
         .map_err(|e| fail(format!("reading the output back: {e}")))?;
     if &written != want {
@@ -191,7 +152,7 @@ fn check_back<F: Read + Seek>(
             check_written(
                 FileKind::Msi,
                 der,
-                |alg| lookup(want, alg),
+                |alg| want.get(alg),
                 inherited,
                 |_| Ok(()),
             )
@@ -300,7 +261,7 @@ impl Staged for StagedMsi {
     }
 
     fn digest(&self, alg: DigestAlgorithm) -> Option<&[u8]> {
-        lookup(&self.digests, alg)
+        self.digests.get(alg)
     }
 
     fn page_hashes(&self) -> Option<&(DigestAlgorithm, Vec<u8>)> {
@@ -328,7 +289,7 @@ impl Staged for StagedMsi {
         write_streams(&mut *f, signature, ex)?;
         // Without a signature, the digests are those of the unsigned layout (no Ex).
         let want = if signature.is_none() && this.ex.is_some() {
-            let algs: Vec<DigestAlgorithm> = this.digests.iter().map(|(a, _)| *a).collect();
+            let algs: Vec<DigestAlgorithm> = this.digests.algorithms().collect();
             f.seek(SeekFrom::Start(0))
                 .map_err(|e| Error::io("rewinding the temp file", e))?;
             let (mut cf, len) = msi::open_measured(BufReader::new(&mut *f))?;
@@ -366,9 +327,8 @@ pub(crate) fn extract(input: &Path) -> Result<Vec<u8>> {
 /// `MsiDigitalSignatureEx` covers it (split signing).
 pub(crate) fn file_digest<R: Read + Seek>(r: R, alg: DigestAlgorithm) -> Result<Vec<u8>> {
     let (mut cf, len) = msi::open_measured(r)?;
-    let mut d = digests(&mut cf, len, &[alg], None)?;
-    d.pop()
-        .map(|(_, d)| d)
+    let d = digests(&mut cf, len, &[alg], None)?;
+    d.take(alg)
         .ok_or_else(|| Error::Usage("digest missing".into()))
 }
 
@@ -376,7 +336,7 @@ pub(crate) fn file_digest<R: Read + Seek>(r: R, alg: DigestAlgorithm) -> Result<
 /// `MsiDigitalSignatureEx` stream, each signature's pre-hash is recomputed and compared.
 pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<VerifyReport> {
     use crate::finding::{Finding, FindingCode};
-    use crate::verify::{algorithms, check_one, collect_signatures, finish_report};
+    use crate::verify::{algorithms, check_all, collect_signatures, finish_report};
     let len = r
         .seek(SeekFrom::End(0))
         .map_err(|e| Error::io("seeking in the input", e))?;
@@ -396,12 +356,12 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
         (Some(_), Some((_, p))) => Some(pre_hash(&cf, p.digest_algorithm)?),
         _ => None,
     };
-    let signatures = parsed
-        .iter()
-        .map(|(i, p)| {
-            let computed = lookup(&digests, p.digest_algorithm).unwrap_or_default();
-            let mut report = check_one(FileKind::Msi, i, p, computed, opts);
-            if let (Some(ex), "0") = (&sigs.ex, i.as_str()) {
+    let signatures = check_all(
+        FileKind::Msi,
+        &parsed,
+        |alg| digests.get(alg),
+        |i, report| {
+            if let (Some(ex), "0") = (&sigs.ex, i) {
                 if pre_hash.as_deref() != Some(ex.as_slice()) {
                     report.errors.insert(
                         0,
@@ -413,9 +373,9 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
                     );
                 }
             }
-            report
-        })
-        .collect();
+        },
+        opts,
+    );
     Ok(finish_report(
         opts.trust(),
         FileKind::Msi,
@@ -437,11 +397,6 @@ pub(crate) fn sign_stream<R: Read + Seek, W: Write>(
     opts: &SignOptions,
 ) -> Result<StreamOutcome> {
     use crate::stream::{existing_mode, signature_table};
-    if opts.page_hashes {
-        return Err(Error::Usage(
-            "page hashes exist only for PE files, not for MSI".into(),
-        ));
-    }
     let io = |what: &'static str| move |e| Error::io(what, e);
     let mut tmp = tempfile::tempfile().map_err(io("creating a temp file"))?;
     input
@@ -460,13 +415,15 @@ pub(crate) fn sign_stream<R: Read + Seek, W: Write>(
     if mode == Existing::Keep && i.existing.is_none() {
         return Err(Error::NotSigned);
     }
-    let digest = lookup(&i.digests, opts.digest)
+    let digest = i
+        .digests
+        .get(opts.digest)
         .ok_or_else(|| Error::Usage("digest missing".into()))?
         .to_vec();
     let table = signature_table(
         identity,
         opts,
-        indirect_data(false)?,
+        indirect_data(FileKind::Msi, None)?,
         &digest,
         i.existing.as_deref(),
     )?;

@@ -14,26 +14,13 @@ use std::{
 use codeseal_signer::DigestAlgorithm;
 
 use super::{check_written, output::OutputFile, FileKind, StageOptions, Staged};
-use codeseal_formats::digest::Hasher;
+use codeseal_formats::digest::{Digests, Hashers};
 
 use crate::{
     error::{Error, Result},
-    script::{DigestSink, Encoding, ScriptError, ScriptKind, ScriptLayout},
+    script::{Encoding, ScriptError, ScriptKind, ScriptLayout},
     stage::{Existing, KeptSignature},
 };
-
-/// One hasher per digest algorithm, fed together.
-#[derive(Clone)]
-struct Hashers(Vec<(DigestAlgorithm, Hasher)>);
-
-impl DigestSink for Hashers {
-    fn feed(&mut self, data: &[u8]) {
-        self.0.iter_mut().for_each(|(_, h)| h.update(data));
-    }
-}
-
-/// Digests by algorithm.
-type Digests = Vec<(DigestAlgorithm, Vec<u8>)>;
 
 /// The script's digests for `algs` (and its encoding), in one pass over its text that also
 /// copies the bytes before the block's place to `out` if given.
@@ -43,21 +30,9 @@ pub(crate) fn stream_digests<R: Read + Seek>(
     algs: &[DigestAlgorithm],
     out: Option<&mut dyn Write>,
 ) -> std::result::Result<(Encoding, Digests), ScriptError> {
-    let mut hashers = Hashers(algs.iter().map(|&a| (a, Hasher::new(a))).collect());
+    let mut hashers = Hashers::new(algs);
     let encoding = layout.stream(r, &mut hashers, out)?;
-    let digests = hashers
-        .0
-        .into_iter()
-        .map(|(a, h)| (a, h.finalize()))
-        .collect();
-    Ok((encoding, digests))
-}
-
-fn lookup(digests: &[(DigestAlgorithm, Vec<u8>)], alg: DigestAlgorithm) -> Option<&[u8]> {
-    digests
-        .iter()
-        .find(|(a, _)| *a == alg)
-        .map(|(_, d)| d.as_slice())
+    Ok((encoding, hashers.finish()))
 }
 
 /// A script hashed once, its text before the block's place already in the temp file,
@@ -129,7 +104,7 @@ impl Staged for StagedScript {
     }
 
     fn digest(&self, alg: DigestAlgorithm) -> Option<&[u8]> {
-        lookup(&self.digests, alg)
+        self.digests.get(alg)
     }
 
     fn page_hashes(&self) -> Option<&(DigestAlgorithm, Vec<u8>)> {
@@ -165,7 +140,7 @@ impl Staged for StagedScript {
         f.seek(SeekFrom::Start(0))
             .map_err(|e| Error::io("rewinding the temp file", e))?;
         let back = ScriptLayout::read(this.kind, f).map_err(fail)?;
-        let algs: Vec<DigestAlgorithm> = this.digests.iter().map(|(a, _)| *a).collect();
+        let algs: Vec<DigestAlgorithm> = this.digests.algorithms().collect();
         let (_, written) = stream_digests(&back, f, &algs, None).map_err(fail)?;
         if written != this.digests {
             return Err(Error::OutputCheck(
@@ -186,7 +161,7 @@ impl Staged for StagedScript {
                 check_written(
                     FileKind::Script(this.kind),
                     &block.pkcs7,
-                    |alg| lookup(&this.digests, alg),
+                    |alg| this.digests.get(alg),
                     &this.inherited,
                     |_| Ok(()),
                 )?;

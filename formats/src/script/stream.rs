@@ -15,31 +15,16 @@ use super::{
     Encoding, Result, ScriptError, ScriptKind, SignatureBlock,
 };
 
+use crate::digest::Sink;
+
 /// Bytes read at a time by the streaming pass (one buffer per pass).
 const CHUNK: usize = 1 << 20;
-
-/// Where the digest input goes: a hash, or several at once.
-///
-/// `Clone` because of BOM-less text that may be UTF-8 (PowerShell, MOF, WSF): the pass
-/// hashes it as UTF-8 and keeps a copy of the sink from just before the first non-ASCII
-/// byte; if the text turns out not to be UTF-8, hashing restarts from that copy as
-/// Windows-1252 (the only case that reads part of the text twice).
-pub trait DigestSink: Clone {
-    /// Feeds `data`.
-    fn feed(&mut self, data: &[u8]);
-}
-
-impl<D: digest::Update + Clone> DigestSink for D {
-    fn feed(&mut self, data: &[u8]) {
-        digest::Update::update(self, data);
-    }
-}
 
 /// A sink that drops its input (a pass that only checks the text).
 #[derive(Clone, Copy)]
 struct NoSink;
 
-impl DigestSink for NoSink {
+impl Sink for NoSink {
     fn feed(&mut self, _: &[u8]) {}
 }
 
@@ -244,7 +229,12 @@ impl ScriptLayout {
     /// Reads the text outside the block once: checks it decodes, feeds the digest input
     /// (see the module documentation) to `sink`, and copies the head (byte for byte) to
     /// `out` if given. Returns the text's encoding.
-    pub fn stream<R: Read + Seek, S: DigestSink>(
+    ///
+    /// The sink is `Clone` because of BOM-less text that may be UTF-8 (PowerShell, MOF,
+    /// WSF): the pass hashes it as UTF-8 and keeps a copy of the sink from just before the
+    /// first non-ASCII byte; if the text turns out not to be UTF-8, hashing restarts from
+    /// that copy as Windows-1252 (the only case that reads part of the text twice).
+    pub fn stream<R: Read + Seek, S: Sink + Clone>(
         &self,
         r: &mut R,
         sink: &mut S,
@@ -337,7 +327,7 @@ struct TextPass<'s, S> {
     not_utf8: bool,
 }
 
-impl<S: DigestSink> TextPass<'_, S> {
+impl<S: Sink + Clone> TextPass<'_, S> {
     fn feed(&mut self, text: &[u8], at: u64) -> Result<()> {
         if self.not_utf8 || text.is_empty() {
             return Ok(());
@@ -401,7 +391,7 @@ impl<S: DigestSink> TextPass<'_, S> {
 
 /// Reads `parts` of `r` in order: decodes their text (from after the byte order mark when
 /// the kind does not hash it) into `sink`, and copies the first part, as it is, to `out`.
-fn pass<R: Read + Seek, S: DigestSink>(
+fn pass<R: Read + Seek, S: Sink + Clone>(
     kind: ScriptKind,
     bom: Bom,
     parts: [Range<u64>; 2],
