@@ -45,6 +45,7 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod manage;
+pub mod revocation;
 pub mod sign;
 pub mod split;
 pub(crate) mod stage;

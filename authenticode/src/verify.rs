@@ -27,6 +27,10 @@ use crate::{
     pagehash::PageHasher,
     pe::PeInfo,
     pkcs7::{page_hashes_of, ParsedSignature, MAX_NESTED, MAX_NESTING},
+    revocation::{
+        rfc3339, CertRevocation, RevocationOptions, RevocationPolicy, RevocationSource,
+        RevocationState,
+    },
     script::{ScriptKind, ScriptLayout},
     wincert::{parse_table, WIN_CERT_REVISION_2_0, WIN_CERT_TYPE_PKCS_SIGNED_DATA},
 };
@@ -200,12 +204,135 @@ pub(crate) struct VerifyOptions {
     pub reject_sha1: bool,
     /// Require the signer certificate's hash to be this (algorithm, digest).
     pub require_leaf_hash: Option<(DigestAlgorithm, Vec<u8>)>,
+    /// Revocation checking (off by default).
+    pub revocation: crate::revocation::RevocationOptions,
 }
 
 fn now_unix() -> Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
+}
+
+enum Judgement {
+    Ok,
+    Warn(FindingCode, String),
+    Fail(FindingCode, String),
+}
+
+fn unknown(r: &mut CertRevocation, policy: RevocationPolicy) -> Judgement {
+    let why = if r.problems.is_empty() {
+        "no answer".to_string()
+    } else {
+        r.problems.join("; ")
+    };
+    let m = format!("revocation status of {} unknown: {why}", r.subject);
+    if policy == RevocationPolicy::Hard {
+        r.verdict = "unknown: invalid (hard policy)".into();
+        Judgement::Fail(FindingCode::RevocationUnknown, m)
+    } else {
+        r.verdict = "unknown: accepted with a warning (soft policy)".into();
+        Judgement::Warn(FindingCode::RevocationUnknown, m)
+    }
+}
+
+fn by(r: &CertRevocation) -> String {
+    format!(
+        "{} {}",
+        match r.source {
+            Some(RevocationSource::Ocsp) => "OCSP",
+            _ => "CRL",
+        },
+        r.origin.as_deref().unwrap_or("?")
+    )
+}
+
+/// Windows' rule for the signer chain: revoked after the trusted time stamp stays valid.
+fn judge_signer(
+    r: &mut CertRevocation,
+    trusted_time: Option<u64>,
+    policy: RevocationPolicy,
+) -> Judgement {
+    match r.state {
+        RevocationState::Good => {
+            r.verdict = format!("good ({})", by(r));
+            Judgement::Ok
+        }
+        RevocationState::Unknown => unknown(r, policy),
+        RevocationState::Revoked => {
+            let at = r.revoked_at_unix.unwrap_or(0);
+            let reason = r.reason.as_deref().unwrap_or("no reason given");
+            match trusted_time {
+                Some(t) if t < at => {
+                    r.verdict = format!(
+                        "revoked at {} ({reason}), after the trusted time stamp ({}): still valid",
+                        rfc3339(at),
+                        rfc3339(t)
+                    );
+                    Judgement::Warn(
+                        FindingCode::RevokedAfterTimestamp,
+                        format!("{} was revoked at {} ({reason}; {}), after the trusted time stamp {}: the signature stays valid", r.subject, rfc3339(at), by(r), rfc3339(t)),
+                    )
+                }
+                Some(t) => {
+                    r.verdict = format!(
+                        "revoked at {} ({reason}), before the trusted time stamp ({}): invalid",
+                        rfc3339(at),
+                        rfc3339(t)
+                    );
+                    Judgement::Fail(
+                        FindingCode::Revoked,
+                        format!(
+                            "{} was revoked at {} ({reason}; {}), before the time stamp {}",
+                            r.subject,
+                            rfc3339(at),
+                            by(r),
+                            rfc3339(t)
+                        ),
+                    )
+                }
+                None => {
+                    r.verdict = format!(
+                        "revoked at {} ({reason}), no trusted time stamp: invalid",
+                        rfc3339(at)
+                    );
+                    Judgement::Fail(
+                        FindingCode::Revoked,
+                        format!("{} was revoked at {} ({reason}; {}) and the signature has no trusted time stamp", r.subject, rfc3339(at), by(r)),
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// A TSA chain: the stamp's own time decides, except after a key or CA compromise.
+fn judge_tsa(r: &mut CertRevocation, stamped: Option<u64>, policy: RevocationPolicy) -> Judgement {
+    let compromise = matches!(r.reason.as_deref(), Some("keyCompromise" | "cACompromise"));
+    if r.state == RevocationState::Revoked && compromise {
+        r.verdict = "revoked for compromise: the time stamp is invalid whatever its time".into();
+        return Judgement::Fail(
+            FindingCode::Revoked,
+            format!(
+                "TSA certificate {} was revoked for {} ({})",
+                r.subject,
+                r.reason.as_deref().unwrap_or_default(),
+                by(r)
+            ),
+        );
+    }
+    match judge_signer(r, stamped, policy) {
+        Judgement::Fail(FindingCode::Revoked, _) => Judgement::Fail(
+            FindingCode::Revoked,
+            format!(
+                "TSA certificate {} was revoked at {} ({})",
+                r.subject,
+                r.revoked_at.as_deref().unwrap_or("?"),
+                by(r)
+            ),
+        ),
+        j => j,
+    }
 }
 
 /// Applies the policy to one signature's report: time stamps' TSA chains, the signer chain at
@@ -224,17 +351,45 @@ fn apply_policy(
         &opts.tsa_anchors
     };
     let mut stamp_time = None;
+    let mut embedded = Vec::new();
+    let mut stamp_warnings = Vec::new();
+    if checking_chains && opts.revocation.policy() != RevocationPolicy::Off {
+        if let Some(crls) = sig.crls {
+            let mut notes = Vec::new();
+            embedded = crate::revocation::embedded_crls(crls, &mut notes);
+            report.warnings.extend(
+                notes
+                    .into_iter()
+                    .map(|n| Finding::signature(FindingCode::SignatureStructure, &index, n)),
+            );
+        }
+    }
     for (st, rep) in stamps.iter().zip(report.timestamps.iter_mut()) {
         if let (Some((tsa, pool)), true) = (&st.tsa, checking_chains) {
             let at = rep
                 .time_unix
                 .map(Duration::from_secs)
                 .unwrap_or_else(now_unix);
-            let chain =
+            let mut chain =
                 crate::chain::verify_chain(tsa, pool, tsa_anchors, at, Purpose::TimeStamping);
             if !chain.trusted {
                 rep.valid = false;
                 rep.error = Some(format!("TSA chain: {}", chain.errors.join("; ")));
+            } else if opts.revocation.policy() != RevocationPolicy::Off {
+                chain.revocation = opts.revocation.check_path(&chain.certs, &embedded);
+                let stamped = rep.time_unix;
+                for r in &mut chain.revocation {
+                    match judge_tsa(r, stamped, opts.revocation.policy()) {
+                        Judgement::Ok => {}
+                        Judgement::Warn(code, m) => {
+                            stamp_warnings.push(Finding::signature(code, &index, m));
+                        }
+                        Judgement::Fail(_, m) => {
+                            rep.valid = false;
+                            rep.error = Some(format!("TSA chain: {m}"));
+                        }
+                    }
+                }
             }
             rep.chain = Some(chain);
         }
@@ -242,6 +397,7 @@ fn apply_policy(
             stamp_time = rep.time_unix;
         }
     }
+    report.warnings.append(&mut stamp_warnings);
     let at = match (opts.at_time, opts.ignore_timestamp) {
         (Some(t), _) => Duration::from_secs(t),
         (None, false) => stamp_time.map(Duration::from_secs).unwrap_or_else(now_unix),
@@ -251,13 +407,33 @@ fn apply_policy(
         match sig.signer_certificate() {
             Some(leaf) => {
                 let pool: Vec<Certificate> = sig.certificates().cloned().collect();
-                let chain = crate::chain::verify_chain(
+                let mut chain = crate::chain::verify_chain(
                     leaf,
                     &pool,
                     &opts.trust_anchors,
                     at,
                     Purpose::CodeSigning,
                 );
+                if chain.trusted && opts.revocation.policy() != RevocationPolicy::Off {
+                    chain.revocation = opts.revocation.check_path(&chain.certs, &embedded);
+                    // Only a trusted time stamp's time counts (not --time, not an ignored stamp).
+                    let trusted_time = if opts.ignore_timestamp {
+                        None
+                    } else {
+                        stamp_time
+                    };
+                    for r in &mut chain.revocation {
+                        match judge_signer(r, trusted_time, opts.revocation.policy()) {
+                            Judgement::Ok => {}
+                            Judgement::Warn(code, m) => {
+                                report.warnings.push(Finding::signature(code, &index, m))
+                            }
+                            Judgement::Fail(code, m) => {
+                                report.errors.push(Finding::signature(code, &index, m));
+                            }
+                        }
+                    }
+                }
                 // Certificates on no chain are unsigned extras someone may have added.
                 let used: Vec<String> = chain
                     .path
@@ -527,6 +703,13 @@ impl Verifier {
     /// Requires the signer certificate's `alg` hash to be `digest`.
     pub fn require_leaf_hash(mut self, alg: DigestAlgorithm, digest: Vec<u8>) -> Self {
         self.opts.require_leaf_hash = Some((alg, digest));
+        self
+    }
+
+    /// Checks revocation as `revocation` says (by default: off, no network). Verifiers
+    /// cloned from this one share its record of fetches, so a batch fetches each URL once.
+    pub fn with_revocation(mut self, revocation: RevocationOptions) -> Self {
+        self.opts.revocation = revocation;
         self
     }
 
