@@ -206,6 +206,23 @@ pub(crate) struct VerifyOptions {
     pub require_leaf_hash: Option<(DigestAlgorithm, Vec<u8>)>,
     /// Revocation checking (off by default).
     pub revocation: crate::revocation::RevocationOptions,
+    /// Root-program restrictions and the deny list (from a [`crate::trust::TrustStore`]).
+    pub store: Option<std::sync::Arc<crate::trust::TrustStore>>,
+}
+
+impl VerifyOptions {
+    /// The trust store's verdict on a chain found to an anchor.
+    fn apply_store(&self, chain: &mut ChainReport, purpose: Purpose, at: Duration) {
+        let Some(store) = &self.store else { return };
+        if chain.certs.is_empty() || !chain.trusted {
+            return;
+        }
+        let errors = store.check(&chain.certs, purpose, at.as_secs());
+        if !errors.is_empty() {
+            chain.trusted = false;
+            chain.errors.extend(errors);
+        }
+    }
 }
 
 fn now_unix() -> Duration {
@@ -372,6 +389,7 @@ fn apply_policy(
                 .unwrap_or_else(now_unix);
             let mut chain =
                 crate::chain::verify_chain(tsa, pool, tsa_anchors, at, Purpose::TimeStamping);
+            opts.apply_store(&mut chain, Purpose::TimeStamping, at);
             if !chain.trusted {
                 rep.valid = false;
                 rep.error = Some(format!("TSA chain: {}", chain.errors.join("; ")));
@@ -414,6 +432,7 @@ fn apply_policy(
                     at,
                     Purpose::CodeSigning,
                 );
+                opts.apply_store(&mut chain, Purpose::CodeSigning, at);
                 if chain.trusted && opts.revocation.policy() != RevocationPolicy::Off {
                     chain.revocation = opts.revocation.check_path(&chain.certs, &embedded);
                     // Only a trusted time stamp's time counts (not --time, not an ignored stamp).
@@ -652,6 +671,17 @@ impl Verifier {
                 ..VerifyOptions::default()
             },
         })
+    }
+
+    /// A verifier that trusts the roots of `store`, under its root-program restrictions
+    /// (usages, disabled and not-before dates) and its deny list, for signers and (unless
+    /// [`with_tsa_anchors`](Self::with_tsa_anchors) says otherwise) time stamps.
+    pub fn from_trust_store(store: crate::trust::TrustStore) -> Result<Self> {
+        let mut v = Self::new(store.anchors().to_vec())?;
+        if store.has_rules() {
+            v.opts.store = Some(std::sync::Arc::new(store));
+        }
+        Ok(v)
     }
 
     /// A verifier that checks integrity only (digests and signatures against the file's own

@@ -3,7 +3,12 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use codeseal_authenticode::{verify::VerifyReport, TrustCheck, Verifier};
+use codeseal_authenticode::{
+    chain::ChainReport,
+    revocation::{RevocationOptions, RevocationPolicy},
+    verify::VerifyReport,
+    TrustCheck, Verifier,
+};
 use codeseal_signer::DigestAlgorithm;
 
 #[derive(Args)]
@@ -43,6 +48,34 @@ pub(crate) struct VerifyArgs {
     /// Windows' EnableCertPaddingCheck).
     #[arg(long)]
     pub(crate) strict: bool,
+    /// Revocation checking of the signer and time-stamp chains (CRL and OCSP): `hard` (no
+    /// answer is a failure), `soft` (no answer is a warning; the default with --trust, as on
+    /// Windows) or `off` (no network; the default without --trust).
+    #[arg(long, value_name = "hard|soft|off")]
+    pub(crate) revocation: Option<RevocationPolicy>,
+    /// A CRL to use before the network (DER or PEM; repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) crl: Vec<PathBuf>,
+    /// Where CRLs and OCSP answers are kept until their nextUpdate (default: the user's
+    /// cache directory, e.g. ~/.cache/codeseal/revocation).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) revocation_cache: Option<PathBuf>,
+    /// Do not read or write the revocation cache.
+    #[arg(long, conflicts_with = "revocation_cache")]
+    pub(crate) no_revocation_cache: bool,
+    /// Timeout of each CRL or OCSP request, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub(crate) revocation_timeout: u64,
+}
+
+/// The user's cache directory for revocation answers: $XDG_CACHE_HOME/codeseal/revocation,
+/// else ~/.cache/codeseal/revocation (None without either variable).
+fn default_revocation_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("codeseal").join("revocation"))
 }
 
 fn parse_time(s: &str) -> anyhow::Result<u64> {
@@ -106,7 +139,41 @@ impl VerifyArgs {
         if let Some((alg, bytes)) = leaf {
             v = v.require_leaf_hash(alg, bytes);
         }
-        Ok(v)
+        let rev = self.revocation_options(v.trust() == TrustCheck::Anchors)?;
+        Ok(v.with_revocation(rev))
+    }
+
+    /// The revocation settings: the policy (soft with trust anchors, off without, unless
+    /// --revocation says), the --crl files, the cache and the timeout.
+    pub(crate) fn revocation_options(&self, anchors: bool) -> anyhow::Result<RevocationOptions> {
+        let policy = self.revocation.unwrap_or(if anchors {
+            RevocationPolicy::Soft
+        } else {
+            RevocationPolicy::Off
+        });
+        if policy != RevocationPolicy::Off && !anchors {
+            bail!("--revocation {policy:?} needs trust anchors (--trust) to find each certificate's issuer");
+        }
+        let mut o = RevocationOptions::new(policy).with_timeout(std::time::Duration::from_secs(
+            self.revocation_timeout.max(1),
+        ));
+        for f in &self.crl {
+            let data =
+                std::fs::read(f).with_context(|| format!("reading --crl {}", f.display()))?;
+            o = o
+                .with_crl(&f.display().to_string(), &data)
+                .with_context(|| format!("--crl {}", f.display()))?;
+        }
+        if policy != RevocationPolicy::Off && !self.no_revocation_cache {
+            if let Some(dir) = self
+                .revocation_cache
+                .clone()
+                .or_else(default_revocation_cache)
+            {
+                o = o.with_cache_dir(dir);
+            }
+        }
+        Ok(o)
     }
 }
 
@@ -135,11 +202,14 @@ pub(crate) fn print_report(r: &VerifyReport) {
             println!("  Page hashes:         {}", ok(p));
         }
         match &s.chain {
-            Some(c) => println!(
-                "  Chain:               {} ({})",
-                ok(c.trusted),
-                c.path.join(" <- ")
-            ),
+            Some(c) => {
+                println!(
+                    "  Chain:               {} ({})",
+                    ok(c.trusted),
+                    c.path.join(" <- ")
+                );
+                print_revocation(c);
+            }
             None => println!("  Chain:               not checked (no --trust given)"),
         }
         for t in &s.timestamps {
@@ -150,6 +220,9 @@ pub(crate) fn print_report(r: &VerifyReport) {
                 t.time.as_deref().unwrap_or("?"),
                 t.tsa.as_deref().unwrap_or("?")
             );
+            if let Some(c) = &t.chain {
+                print_revocation(c);
+            }
         }
         for e in &s.errors {
             println!("  error: {}", e.message);
@@ -170,6 +243,12 @@ pub(crate) fn print_report(r: &VerifyReport) {
         println!("warning: {w}");
     }
     println!("{}", if r.valid { "Succeeded" } else { "Failed" });
+}
+
+fn print_revocation(c: &ChainReport) {
+    for r in &c.revocation {
+        println!("  Revocation:          {}: {}", r.subject, r.verdict);
+    }
 }
 
 pub(crate) fn cmd_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
