@@ -201,9 +201,15 @@ fn oid_list(der: &[u8]) -> std::result::Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn filetime(v: &[u8]) -> std::result::Result<u64, String> {
+/// A FILETIME property: `None` when empty (as the root program writes "no date").
+fn filetime(v: &[u8]) -> std::result::Result<Option<u64>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
     let b: [u8; 8] = v.try_into().map_err(|_| "a FILETIME is 8 bytes")?;
-    Ok((u64::from_le_bytes(b) / 10_000_000).saturating_sub(FILETIME_UNIX_OFFSET))
+    Ok(Some(
+        (u64::from_le_bytes(b) / 10_000_000).saturating_sub(FILETIME_UNIX_OFFSET),
+    ))
 }
 
 fn bad(what: &str, why: impl std::fmt::Display) -> Error {
@@ -478,10 +484,10 @@ fn parse_authroot(stl: &[u8]) -> Result<HashMap<[u8; 20], RootRule>> {
                     rule.not_before_usages = Some(oid_list(v).map_err(|e| bad(&what, e))?)
                 }
                 PROP_DISALLOWED_FILETIME => {
-                    rule.disabled_since = Some(filetime(v).map_err(|e| bad(&what, e))?)
+                    rule.disabled_since = filetime(v).map_err(|e| bad(&what, e))?
                 }
                 PROP_NOT_BEFORE_FILETIME => {
-                    rule.not_before = Some(filetime(v).map_err(|e| bad(&what, e))?)
+                    rule.not_before = filetime(v).map_err(|e| bad(&what, e))?
                 }
                 PROP_FRIENDLY_NAME => {
                     let units: Vec<u16> = v

@@ -130,10 +130,9 @@ pub(crate) fn verify(
     catalog: &Path,
     member: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let mut anchors = Vec::new();
-    for f in &a.trust {
-        anchors.extend(codeseal_keys::load_certificates(f)?);
-    }
+    // The roots of --trust / --trust-store (root-program rules and --deny are not applied
+    // to catalogs yet).
+    let anchors = a.trust_store()?.anchors().to_vec();
     let data = std::fs::read(catalog).with_context(|| format!("reading {}", catalog.display()))?;
     let report = match verify_catalog(&data, (!anchors.is_empty()).then_some(anchors.as_slice())) {
         Ok(r) => r,

