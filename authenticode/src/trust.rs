@@ -504,3 +504,74 @@ fn parse_authroot(stl: &[u8]) -> Result<HashMap<[u8; 20], RootRule>> {
     }
     Ok(rules)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oids_filetimes_and_usage_lists() {
+        // 1.3.6.1.5.5.7.3.3 and a wide Microsoft arc.
+        assert_eq!(
+            oid_text(&[0x2b, 6, 1, 5, 5, 7, 3, 3]).as_deref(),
+            Some("1.3.6.1.5.5.7.3.3")
+        );
+        assert_eq!(
+            oid_text(&[0x2b, 6, 1, 4, 1, 0x82, 0x37, 0x61, 0x81, 0xaf, 0xd0, 0xa5, 0x4a])
+                .as_deref(),
+            Some("1.3.6.1.4.1.311.97.368317130")
+        );
+        assert_eq!(oid_text(&[0x2b, 0x86]), None);
+        assert_eq!(
+            oid_list(&[0x30, 0x0a, 0x06, 0x08, 0x2b, 6, 1, 5, 5, 7, 3, 8]),
+            Ok(vec!["1.3.6.1.5.5.7.3.8".to_string()])
+        );
+        assert!(oid_list(&[0x31, 0x00]).is_err());
+        // 2020-01-01T00:00:00Z.
+        let ft = (1_577_836_800u64 + FILETIME_UNIX_OFFSET) * 10_000_000;
+        assert_eq!(filetime(&ft.to_le_bytes()), Ok(Some(1_577_836_800)));
+        assert_eq!(filetime(&[]), Ok(None));
+        assert!(filetime(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn root_rules() {
+        let cs = Purpose::CodeSigning;
+        let ts = Purpose::TimeStamping;
+        let any = RootRule::default();
+        assert!(any.allows(cs, 0, 0).is_ok());
+        let tls_only = RootRule {
+            usages: Some(vec!["1.3.6.1.5.5.7.3.1".into()]),
+            ..RootRule::default()
+        };
+        assert!(tls_only.allows(cs, 0, 0).is_err());
+        assert!(tls_only.allows(ts, 0, 0).is_err());
+        // Disabled at 1000 for code signing only.
+        let disabled = RootRule {
+            disabled_since: Some(1000),
+            disabled_usages: Some(vec![KP_CODE_SIGNING.into()]),
+            ..RootRule::default()
+        };
+        assert!(disabled.allows(cs, 0, 999).is_ok());
+        assert!(disabled.allows(cs, 0, 1000).is_err());
+        assert!(disabled.allows(ts, 0, 5000).is_ok());
+        // Not trusted for leaves issued from 1000 on, for every usage.
+        let nb = RootRule {
+            not_before: Some(1000),
+            ..RootRule::default()
+        };
+        assert!(nb.allows(cs, 999, 5000).is_ok());
+        assert!(nb.allows(ts, 1000, 5000).is_err());
+    }
+
+    #[test]
+    fn authroot_garbage_is_an_error() {
+        assert!(TrustStore::from_authroot(b"\x30\x00", Vec::new()).is_err());
+        assert!(TrustStore::from_authroot(b"nonsense", Vec::new()).is_err());
+        assert!(TrustStore::default()
+            .deny_stl(b"\x30\x03\x02\x01\x00")
+            .is_err());
+        assert!(certificates_from_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA").is_err());
+        assert_eq!(certificates_from_bytes(b"no pem here"), Ok(Vec::new()));
+    }
+}

@@ -266,3 +266,79 @@ fn off_makes_no_connection_and_urls_are_fetched_once() {
     assert_eq!(w.hits("/ocsp"), after_first, "answered from the cache");
     assert!(r2.signatures[0].chain.as_ref().expect("chain").revocation[0].cached);
 }
+
+/// `file` with `crl` added to its SignedData's `crls` field (not covered by the signature).
+fn with_embedded_crl(w: &World, file: &Path, crl_der: &[u8], name: &str) -> PathBuf {
+    use cms::{
+        content_info::ContentInfo,
+        revocation::{RevocationInfoChoice, RevocationInfoChoices},
+        signed_data::SignedData,
+    };
+    use der::{asn1::SetOfVec, Decode, Encode};
+    let der = codeseal_authenticode::extract_signature(file).expect("extract");
+    let mut ci = ContentInfo::from_der(&der).expect("ContentInfo");
+    let mut sd: SignedData = ci.content.decode_as().expect("SignedData");
+    let crl = x509_cert::crl::CertificateList::from_der(crl_der).expect("CRL");
+    sd.crls = Some(RevocationInfoChoices(
+        SetOfVec::try_from(vec![RevocationInfoChoice::Crl(crl)]).expect("set"),
+    ));
+    ci.content = der::Any::encode_from(&sd).expect("encode");
+    let out = w.dir.path().join(format!("{name}.exe"));
+    codeseal_authenticode::attach_signature(
+        file,
+        &ci.to_der().expect("DER"),
+        &out,
+        codeseal_authenticode::AttachOptions::default().with_replace(true),
+    )
+    .expect("attach");
+    out
+}
+
+#[test]
+fn crls_carried_in_the_signature() {
+    let w = new_world();
+    let crl = std::fs::read(w.pki("www/ca.crl")).expect("crl");
+    // The responder is down; the CRL in the signature answers (hard policy).
+    let down = w.sign("down", Some(now() - DAY));
+    assert!(!w.verify(&down, RevocationPolicy::Hard).valid);
+    let f = with_embedded_crl(&w, &down, &crl, "down-crl");
+    let r = w.verify(&f, RevocationPolicy::Hard);
+    assert!(r.valid, "{r:#?}");
+    let chain = r.signatures[0].chain.as_ref().expect("chain");
+    assert_eq!(chain.revocation[0].origin.as_deref(), Some("signature"));
+    assert_eq!(chain.revocation[0].state, RevocationState::Good);
+    // The TSA certificate is answered by the same CRL.
+    let tsa = r.signatures[0].timestamps[0]
+        .chain
+        .as_ref()
+        .expect("TSA chain");
+    assert_eq!(tsa.revocation[0].origin.as_deref(), Some("signature"));
+    // A revoked leaf: the embedded CRL says so without the network.
+    let hits = w.hits("/ca.crl") + w.hits("/ocsp");
+    let f = with_embedded_crl(
+        &w,
+        &w.sign("revoked-before", Some(now() - DAY)),
+        &crl,
+        "revoked-crl",
+    );
+    let r = w.verify(&f, RevocationPolicy::Soft);
+    assert!(!r.valid);
+    let rv = &r.signatures[0].chain.as_ref().expect("chain").revocation[0];
+    assert_eq!(
+        (rv.state, rv.origin.as_deref()),
+        (RevocationState::Revoked, Some("signature"))
+    );
+    assert_eq!(w.hits("/ca.crl") + w.hits("/ocsp"), hits);
+    // A CRL signed by another key is not used (the leaf's own sources answer instead).
+    let mut forged = crl.clone();
+    let n = forged.len();
+    forged[n - 3] ^= 0x01; // inside the signature value
+    let f = with_embedded_crl(&w, &down, &forged, "down-forged-crl");
+    let r = w.verify(&f, RevocationPolicy::Hard);
+    assert!(!r.valid, "{r:#?}");
+    let rv = &r.signatures[0].chain.as_ref().expect("chain").revocation[0];
+    assert!(
+        rv.problems.iter().any(|p| p.contains("bad signature")),
+        "{rv:#?}"
+    );
+}

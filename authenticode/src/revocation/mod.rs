@@ -705,3 +705,89 @@ pub(crate) fn rfc3339(unix: u64) -> String {
         .map(|d| d.to_string())
         .unwrap_or_else(|_| unix.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert() -> Certificate {
+        // Any well-formed certificate will do for the parsers' error paths.
+        let pem = include_str!("../../../fuzz/pki/root.pem");
+        crate::trust::certificates_from_bytes(pem.as_bytes())
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .expect("a certificate")
+    }
+
+    #[test]
+    fn hostile_crls_are_typed_errors() {
+        for input in [
+            &b""[..],
+            b"\x30",
+            b"\x30\x84\xff\xff\xff\xff",
+            b"\x30\x03\x02\x01\x00",
+            b"not DER at all",
+            &[0x30; 4096],
+        ] {
+            match Crl::parse(input, "test") {
+                Err(RevocationError::Malformed { .. }) => {}
+                other => panic!("{input:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_ocsp_answers_are_typed_errors() {
+        let c = cert();
+        let now = now_unix();
+        // Malformed, a refusal without a body, a successful status without responseBytes.
+        for (input, want) in [
+            (&b"\x30\x82\xff\xff"[..], "malformed"),
+            (b"\x30\x03\x0a\x01\x03", "tryLater"),
+            (b"\x30\x03\x0a\x01\x00", "without responseBytes"),
+            (b"\x30\x03\x0a\x01\x09", "malformed"),
+        ] {
+            let e = ocsp::check(input, &c, &c, None, now, "test")
+                .expect_err("an error")
+                .to_string();
+            assert!(
+                e.to_lowercase().contains(&want.to_lowercase()),
+                "{input:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn ocsp_requests_carry_the_nonce_and_cert_id() {
+        let c = cert();
+        let id = ocsp::cert_id(&c, &c).expect("id");
+        let nonce = [7u8; 16];
+        let der = ocsp::request(&id, &nonce).expect("request");
+        let req = <x509_ocsp::OcspRequest as der::Decode>::from_der(&der).expect("decode");
+        assert_eq!(req.tbs_request.request_list.len(), 1);
+        assert_eq!(
+            req.tbs_request.request_list.first().map(|r| &r.req_cert),
+            Some(&id)
+        );
+        let exts = req.tbs_request.request_extensions.as_ref().expect("exts");
+        let ext = exts.first().expect("nonce");
+        assert!(ext.extn_value.as_bytes().ends_with(&nonce));
+    }
+
+    #[test]
+    fn policy_names() {
+        assert_eq!("hard".parse(), Ok(RevocationPolicy::Hard));
+        assert_eq!("soft".parse(), Ok(RevocationPolicy::Soft));
+        assert_eq!("off".parse(), Ok(RevocationPolicy::Off));
+        assert!("maybe".parse::<RevocationPolicy>().is_err());
+        assert_eq!(RevocationPolicy::default(), RevocationPolicy::Off);
+    }
+
+    #[test]
+    fn pem_and_der_crls() {
+        assert_eq!(pem_or_der(b"\x30\x00", "X509 CRL"), Some(vec![0x30, 0]));
+        let pem = b"-----BEGIN X509 CRL-----\nMAA=\n-----END X509 CRL-----\n";
+        assert_eq!(pem_or_der(pem, "X509 CRL"), Some(vec![0x30, 0]));
+        assert_eq!(pem_or_der(b"hello", "X509 CRL"), None);
+    }
+}
