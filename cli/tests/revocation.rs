@@ -191,6 +191,15 @@ fn deny_lists_and_the_system_bundle() {
     std::fs::write(&list, format!("{}\n", "00".repeat(32))).expect("write");
     let v = json(&w, &good, &[&base[..], &["--deny", s(&list)]].concat());
     assert_eq!(v["valid"], true);
+    // Microsoft's disallowedcert.stl form: a CTL naming the CA by the SHA-1 of its DER.
+    let stl = w.dir.path().join("disallowedcert.stl");
+    std::fs::write(&stl, disallowed_stl(&ca)).expect("write");
+    let v = json(&w, &good, &[&base[..], &["--deny", s(&stl)]].concat());
+    assert_eq!(v["valid"], false, "{v:#}");
+    let other = disallowed_stl(&w.pki("ocsp.pem"));
+    std::fs::write(&stl, other).expect("write");
+    let v = json(&w, &good, &[&base[..], &["--deny", s(&stl)]].concat());
+    assert_eq!(v["valid"], true, "{v:#}");
     // The operating system's bundle loads, and does not know the test CA.
     if Path::new("/etc/ssl/certs/ca-certificates.crt").is_file() {
         let v = json(&w, &good, &["--trust", "system", "--revocation", "off"]);
@@ -210,4 +219,65 @@ fn deny_lists_and_the_system_bundle() {
         );
         assert_eq!(v["valid"], true, "{v:#}");
     }
+}
+
+/// An unsigned SignedData holding a CTL whose one subject is the SHA-1 of `cert_pem`'s DER,
+/// the shape of Microsoft's disallowedcert.stl.
+fn disallowed_stl(cert_pem: &Path) -> Vec<u8> {
+    use codeseal_authenticode::formats::{
+        asn1::{tag, wrap},
+        catalog::{CertificateTrustList, TrustedSubject},
+    };
+    use der::{asn1::OctetString, Decode, Encode};
+    let pem = std::fs::read_to_string(cert_pem).expect("pem");
+    let (_, der) = der::pem::decode_vec(pem.as_bytes()).expect("PEM");
+    let _ = x509_cert::Certificate::from_der(&der).expect("certificate");
+    let sha1 = {
+        let o = Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha1", "-in"])
+            .arg(cert_pem)
+            .output()
+            .expect("openssl");
+        let t = String::from_utf8_lossy(&o.stdout).to_string();
+        hex::decode(
+            t.trim()
+                .rsplit('=')
+                .next()
+                .expect("fingerprint")
+                .replace(':', ""),
+        )
+        .expect("hex")
+    };
+    let oid = |s: &str| der::asn1::ObjectIdentifier::new_unwrap(s);
+    let ctl = CertificateTrustList {
+        version: None,
+        subject_usage: vec![oid("1.3.6.1.4.1.311.10.3.30")],
+        list_identifier: None,
+        sequence_number: None,
+        this_update: x509_cert::time::Time::try_from(std::time::SystemTime::now()).expect("time"),
+        next_update: None,
+        subject_algorithm: spki::AlgorithmIdentifierOwned {
+            oid: oid("1.3.14.3.2.26"),
+            parameters: None,
+        },
+        trusted_subjects: Some(vec![TrustedSubject {
+            identifier: OctetString::new(sha1).expect("octets"),
+            attributes: None,
+        }]),
+        extensions: None,
+    }
+    .to_der()
+    .expect("CTL");
+    let ms_ctl = oid("1.3.6.1.4.1.311.10.1").to_der().expect("oid");
+    let signed_data_oid = oid("1.2.840.113549.1.7.2").to_der().expect("oid");
+    let version = [tag::INTEGER, 1, 1];
+    let encap = wrap(tag::SEQUENCE, &[&ms_ctl, &wrap(tag::context(0), &[&ctl])]);
+    let sd = wrap(
+        tag::SEQUENCE,
+        &[&version, &wrap(tag::SET, &[]), &encap, &wrap(tag::SET, &[])],
+    );
+    wrap(
+        tag::SEQUENCE,
+        &[&signed_data_oid, &wrap(tag::context(0), &[&sd])],
+    )
 }

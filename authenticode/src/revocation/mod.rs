@@ -775,6 +775,14 @@ mod tests {
     }
 
     #[test]
+    fn verifiers_with_revocation_and_stores_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<RevocationOptions>();
+        check::<crate::trust::TrustStore>();
+        check::<crate::Verifier>();
+    }
+
+    #[test]
     fn policy_names() {
         assert_eq!("hard".parse(), Ok(RevocationPolicy::Hard));
         assert_eq!("soft".parse(), Ok(RevocationPolicy::Soft));
