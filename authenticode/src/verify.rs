@@ -92,6 +92,8 @@ pub struct TimestampReport {
 struct FoundStamp {
     report: TimestampReport,
     tsa: Option<(Certificate, Vec<Certificate>)>,
+    /// CRLs the token carries (RFC 3161 only).
+    crls: Option<Vec<u8>>,
 }
 
 fn stamp_ok(
@@ -99,6 +101,7 @@ fn stamp_ok(
     time: Option<crate::asn1::Time>,
     tsa: Certificate,
     pool: Vec<Certificate>,
+    crls: Option<Vec<u8>>,
 ) -> FoundStamp {
     FoundStamp {
         report: TimestampReport {
@@ -111,6 +114,7 @@ fn stamp_ok(
             error: None,
         },
         tsa: Some((tsa, pool)),
+        crls,
     }
 }
 
@@ -126,6 +130,7 @@ fn stamp_bad(protocol: crate::timestamp::Protocol, e: String) -> FoundStamp {
             error: Some(e),
         },
         tsa: None,
+        crls: None,
     }
 }
 
@@ -152,6 +157,7 @@ fn check_timestamps(sig: &ParsedSignature) -> Vec<FoundStamp> {
                 Some(info.time),
                 info.tsa_cert,
                 info.certs,
+                info.crls,
             ),
             Err(e) => stamp_bad(Protocol::Rfc3161, e),
         });
@@ -175,6 +181,7 @@ fn check_timestamps(sig: &ParsedSignature) -> Vec<FoundStamp> {
                 legacy_signing_time(info),
                 cert.clone(),
                 sig.certificates().cloned().collect(),
+                None,
             ))
         })();
         out.push(r.unwrap_or_else(|e| stamp_bad(Protocol::Legacy, e)));
@@ -394,7 +401,22 @@ fn apply_policy(
                 rep.valid = false;
                 rep.error = Some(format!("TSA chain: {}", chain.errors.join("; ")));
             } else if opts.revocation.policy() != RevocationPolicy::Off {
-                chain.revocation = opts.revocation.check_path(&chain.certs, &embedded);
+                // The token's own CRLs first, then the signature's.
+                let mut notes = Vec::new();
+                let mut crls = st
+                    .crls
+                    .as_deref()
+                    .map(|c| crate::revocation::embedded_crls(c, &mut notes))
+                    .unwrap_or_default();
+                crls.extend(embedded.iter().cloned());
+                stamp_warnings.extend(notes.into_iter().map(|n| {
+                    Finding::signature(
+                        FindingCode::SignatureStructure,
+                        &index,
+                        format!("time stamp: {n}"),
+                    )
+                }));
+                chain.revocation = opts.revocation.check_path(&chain.certs, &crls);
                 let stamped = rep.time_unix;
                 for r in &mut chain.revocation {
                     match judge_tsa(r, stamped, opts.revocation.policy()) {

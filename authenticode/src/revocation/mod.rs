@@ -266,6 +266,8 @@ type Slot = Arc<OnceLock<Result<Fetched, FetchError>>>;
 #[derive(Debug, Default)]
 struct Memo {
     slots: Mutex<HashMap<String, Slot>>,
+    /// Cache files written in this run (each once).
+    stored: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Memo {
@@ -618,6 +620,15 @@ impl RevocationOptions {
             return;
         };
         if next_update.is_none_or(|n| n <= now.as_secs()) {
+            return;
+        }
+        let first = self
+            .memo
+            .stored
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.to_string());
+        if !first {
             return;
         }
         let Some(dir) = path.parent() else { return };
