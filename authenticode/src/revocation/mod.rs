@@ -55,6 +55,8 @@ mod ocsp;
 mod transport;
 
 pub(crate) use crl::{embedded as embedded_crls, Crl};
+#[cfg(feature = "fuzzing")]
+pub(crate) use ocsp::check as ocsp_check;
 #[cfg(feature = "tsa-http")]
 pub use transport::UreqRevocationTransport;
 pub use transport::{FetchError, RevocationTransport};
