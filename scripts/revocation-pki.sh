@@ -15,6 +15,7 @@
 #   tsa.pem tsa.key tsa-chain.pem TSA (critical timeStamping), with CDP + AIA
 #   LEAF.pem LEAF.key LEAF-chain.pem for each LEAF below (codeSigning)
 #   www/ca.crl                    the current CRL (DER), served at /ca.crl
+#   www/stale.crl www/future.crl  the same list, nextUpdate passed / thisUpdate to come
 #   times.env                     REVOKED_BEFORE_AT / REVOKED_AFTER_AT (Unix seconds)
 # Leaves (all valid from 10 days ago for a year):
 #   good            CDP + AIA, not revoked
@@ -26,6 +27,8 @@
 #   garbage huge slow  AIA -> HOSTILE_PORT/garbage, /huge, /slow only
 #   counted         CDP + AIA -> HOSTILE_PORT/count
 #   ocsp-by-ca      AIA -> SERVER_PORT/ocsp-ca only (answers signed by the CA itself)
+#   ocsp-by-leaf    AIA -> SERVER_PORT/ocsp-leaf only (answers signed by the `good` leaf:
+#                   issued by the CA but without id-kp-OCSPSigning, so not authorised)
 set -euo pipefail
 if [[ $# -ne 4 ]]; then
   echo "usage: $0 DIR SERVER_PORT DEAD_PORT HOSTILE_PORT" >&2
@@ -113,6 +116,7 @@ leaf_section huge "" "$H/huge"
 leaf_section slow "" "$H/slow"
 leaf_section counted "$H/count.crl" "$H/count"
 leaf_section ocsp-by-ca "" "$BASE/ocsp-ca"
+leaf_section ocsp-by-leaf "" "$BASE/ocsp-leaf"
 
 key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
 START="$(date -u -d '10 days ago' +%Y%m%d%H%M%SZ)"
@@ -139,7 +143,7 @@ issue() { # NAME SECTION
 }
 issue ocsp ocsp_signer
 issue tsa tsa
-for l in good revoked-before revoked-after ocsp-only crl-only down garbage huge slow counted ocsp-by-ca; do
+for l in good revoked-before revoked-after ocsp-only crl-only down garbage huge slow counted ocsp-by-ca ocsp-by-leaf; do
   issue "$l" "leaf_$l"
 done
 
@@ -162,6 +166,15 @@ revoke ocsp-only $((3 * 86400)) >/dev/null
 revoke crl-only $((3 * 86400)) >/dev/null
 openssl ca -batch -config openssl.cnf -gencrl -out ca.crl.pem 2>/dev/null
 openssl crl -in ca.crl.pem -outform DER -out www/ca.crl
+# A stale CRL (nextUpdate a day ago) and one not yet valid (thisUpdate tomorrow).
+openssl ca -batch -config openssl.cnf -gencrl -out stale.crl.pem \
+  -crl_lastupdate "$(date -u -d '3 days ago' +%Y%m%d%H%M%SZ)" \
+  -crl_nextupdate "$(date -u -d '1 day ago' +%Y%m%d%H%M%SZ)" 2>/dev/null
+openssl crl -in stale.crl.pem -outform DER -out www/stale.crl
+openssl ca -batch -config openssl.cnf -gencrl -out future.crl.pem \
+  -crl_lastupdate "$(date -u -d '1 day' +%Y%m%d%H%M%SZ)" \
+  -crl_nextupdate "$(date -u -d '2 days' +%Y%m%d%H%M%SZ)" 2>/dev/null
+openssl crl -in future.crl.pem -outform DER -out www/future.crl
 cat tsa.pem ca.pem >tsa-chain.pem
 {
   echo "NOW=$NOW"

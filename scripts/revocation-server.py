@@ -14,6 +14,8 @@ Routes:
                    `openssl ocsp` from the CA database DIR/ca/index.txt, signed
                    by the delegated responder DIR/ocsp.pem (nextUpdate 60 min).
   POST /ocsp-ca    The same, signed by the CA itself.
+  POST /ocsp-leaf  The same, signed by DIR/good.pem (a leaf without OCSPSigning:
+                   a responder without authority).
   GET  /hits       "PATH COUNT" lines: requests served per path since start.
 The test that started it stops it by PID.
 """
@@ -67,13 +69,14 @@ def main():
 
         def do_POST(self):
             self.count()
-            if self.path not in ("/ocsp", "/ocsp-ca"):
+            signers = {"/ocsp": "ocsp", "/ocsp-ca": "ca", "/ocsp-leaf": "good"}
+            if self.path not in signers:
                 return self.reply(404, "text/plain", b"not found\n")
             n = int(self.headers.get("Content-Length") or 0)
             if n <= 0 or n > MAX_BODY:
                 return self.reply(413, "text/plain", b"bad length\n")
             req = self.rfile.read(n)
-            signer = "ocsp" if self.path == "/ocsp" else "ca"
+            signer = signers[self.path]
             with tempfile.TemporaryDirectory() as t:
                 rq, rs = os.path.join(t, "req.der"), os.path.join(t, "resp.der")
                 with open(rq, "wb") as f:

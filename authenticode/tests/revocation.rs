@@ -342,3 +342,41 @@ fn crls_carried_in_the_signature() {
         "{rv:#?}"
     );
 }
+
+#[test]
+fn stale_and_future_crls_and_an_unauthorised_responder_are_refused() {
+    let w = new_world();
+    let down = w.sign("down", Some(now() - DAY));
+    for (name, want) in [("stale.crl", "stale"), ("future.crl", "in the future")] {
+        let crl = std::fs::read(w.pki(&format!("www/{name}"))).expect("crl");
+        let r = w
+            .verifier(
+                RevocationOptions::new(RevocationPolicy::Hard)
+                    .with_crl(name, &crl)
+                    .expect("crl"),
+            )
+            .verify_file(&down)
+            .expect("report");
+        assert!(!r.valid, "{name}: {r:#?}");
+        let rv = &r.signatures[0].chain.as_ref().expect("chain").revocation[0];
+        assert_eq!(rv.state, RevocationState::Unknown);
+        assert!(
+            rv.problems.iter().any(|p| p.contains(want)),
+            "{name}: {:?}",
+            rv.problems
+        );
+    }
+    // Answers signed by a leaf of the CA without id-kp-OCSPSigning have no authority.
+    let f = w.sign("ocsp-by-leaf", Some(now() - DAY));
+    let r = w.verify(&f, RevocationPolicy::Hard);
+    assert!(!r.valid, "{r:#?}");
+    let rv = &r.signatures[0].chain.as_ref().expect("chain").revocation[0];
+    assert!(
+        rv.problems
+            .iter()
+            .any(|p| p.contains("lacks id-kp-OCSPSigning")),
+        "{:?}",
+        rv.problems
+    );
+    assert_eq!(w.hits("/ocsp-leaf"), 1);
+}
