@@ -7,7 +7,7 @@
 #
 # SERVER_PORT: scripts/revocation-server.py (GET /ca.crl, POST /ocsp answered by
 # `openssl ocsp` from DIR/ca/index.txt). DEAD_PORT: nothing listens there (a responder that
-# is down). HOSTILE_PORT: the test's own server (/garbage, /huge, /slow, /count).
+# is down). HOSTILE_PORT: the test's own server (/garbage, /huge, /slow, /count, /replay).
 #
 # Writes into DIR (made empty first):
 #   ca.pem ca.key                 the root (EC P-256), keyCertSign + cRLSign
@@ -26,6 +26,7 @@
 #   down            AIA -> DEAD_PORT only
 #   garbage huge slow  AIA -> HOSTILE_PORT/garbage, /huge, /slow only
 #   counted         CDP + AIA -> HOSTILE_PORT/count
+#   replayed        AIA -> HOSTILE_PORT/replay (the test serves an answer captured earlier)
 #   ocsp-by-ca      AIA -> SERVER_PORT/ocsp-ca only (answers signed by the CA itself)
 #   ocsp-by-leaf    AIA -> SERVER_PORT/ocsp-leaf only (answers signed by the `good` leaf:
 #                   issued by the CA but without id-kp-OCSPSigning, so not authorised)
@@ -115,6 +116,7 @@ leaf_section garbage "" "$H/garbage"
 leaf_section huge "" "$H/huge"
 leaf_section slow "" "$H/slow"
 leaf_section counted "$H/count.crl" "$H/count"
+leaf_section replayed "" "$H/replay"
 leaf_section ocsp-by-ca "" "$BASE/ocsp-ca"
 leaf_section ocsp-by-leaf "" "$BASE/ocsp-leaf"
 
@@ -143,7 +145,7 @@ issue() { # NAME SECTION
 }
 issue ocsp ocsp_signer
 issue tsa tsa
-for l in good revoked-before revoked-after ocsp-only crl-only down garbage huge slow counted ocsp-by-ca ocsp-by-leaf; do
+for l in good revoked-before revoked-after ocsp-only crl-only down garbage huge slow counted ocsp-by-ca ocsp-by-leaf replayed; do
   issue "$l" "leaf_$l"
 done
 

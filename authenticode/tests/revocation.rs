@@ -380,3 +380,58 @@ fn stale_and_future_crls_and_an_unauthorised_responder_are_refused() {
     );
     assert_eq!(w.hits("/ocsp-leaf"), 1);
 }
+
+#[test]
+fn a_replayed_ocsp_answer_fails_the_nonce_check() {
+    let w = new_world();
+    // A genuine answer about the `replayed` leaf, fetched with openssl's own nonce from the
+    // real responder, then served for every request by the hostile server.
+    let req = w.dir.path().join("req.der");
+    let resp = w.dir.path().join("resp.der");
+    let o = std::process::Command::new("openssl")
+        .args(["ocsp", "-issuer"])
+        .arg(w.pki("ca.pem"))
+        .arg("-cert")
+        .arg(w.pki("replayed.pem"))
+        .arg("-reqout")
+        .arg(&req)
+        .arg("-respout")
+        .arg(&resp)
+        .arg("-url")
+        .arg(format!("http://127.0.0.1:{}/ocsp", w.port))
+        .args(["-noverify"])
+        .output()
+        .expect("openssl ocsp");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    *w.hostile.replay.lock().expect("lock") = std::fs::read(&resp).expect("answer");
+    let f = w.sign("replayed", Some(now() - DAY));
+    let r = w.verify(&f, RevocationPolicy::Hard);
+    assert!(!r.valid, "{r:#?}");
+    let rv = &r.signatures[0].chain.as_ref().expect("chain").revocation[0];
+    assert!(
+        rv.problems.iter().any(|p| p.contains("nonce")),
+        "{:?}",
+        rv.problems
+    );
+    // A pre-produced answer that echoes no nonce (RFC 5019) is accepted while current.
+    // Without the nonce extension in the request openssl's responder sends none back.
+    let o = std::process::Command::new("openssl")
+        .args(["ocsp", "-no_nonce", "-issuer"])
+        .arg(w.pki("ca.pem"))
+        .arg("-cert")
+        .arg(w.pki("replayed.pem"))
+        .arg("-respout")
+        .arg(&resp)
+        .arg("-url")
+        .arg(format!("http://127.0.0.1:{}/ocsp", w.port))
+        .args(["-noverify"])
+        .output()
+        .expect("openssl ocsp");
+    assert!(o.status.success());
+    *w.hostile.replay.lock().expect("lock") = std::fs::read(&resp).expect("answer");
+    let r = w.verify(&f, RevocationPolicy::Hard);
+    assert!(
+        r.valid,
+        "an answer without a nonce (RFC 5019 style): {r:#?}"
+    );
+}

@@ -48,11 +48,13 @@ fn free_port() -> u16 {
 pub struct Hostile {
     pub port: u16,
     pub connections: Arc<AtomicUsize>,
+    /// What /replay answers (an OCSP answer the test captured).
+    pub replay: Arc<std::sync::Mutex<Vec<u8>>>,
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
-fn serve_hostile(mut s: TcpStream, stop: &AtomicBool) {
+fn serve_hostile(mut s: TcpStream, stop: &AtomicBool, replay: &[u8]) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let mut buf = vec![0u8; 8192];
     let mut got = 0;
@@ -80,6 +82,16 @@ fn serve_hostile(mut s: TcpStream, stop: &AtomicBool) {
                     break;
                 }
             }
+        }
+        "/replay" => {
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/ocsp-response\r\nContent-Length: {}\r\n\r\n",
+                    replay.len()
+                )
+                .as_bytes(),
+            );
+            let _ = s.write_all(replay);
         }
         "/slow" => {
             let _ = s.write_all(
@@ -114,7 +126,8 @@ impl Hostile {
         let port = l.local_addr().expect("addr").port();
         let connections = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (c, st) = (connections.clone(), stop.clone());
+        let replay = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, st, rp) = (connections.clone(), stop.clone(), replay.clone());
         let thread = thread::spawn(move || {
             // Polls until stopped (each test stops its server when it ends).
             while !st.load(Ordering::Relaxed) {
@@ -123,7 +136,8 @@ impl Hostile {
                         c.fetch_add(1, Ordering::SeqCst);
                         let _ = s.set_nonblocking(false);
                         let st2 = st.clone();
-                        thread::spawn(move || serve_hostile(s, &st2));
+                        let bytes = rp.lock().map(|b| b.clone()).unwrap_or_default();
+                        thread::spawn(move || serve_hostile(s, &st2, &bytes));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
@@ -132,6 +146,7 @@ impl Hostile {
         Self {
             port,
             connections,
+            replay,
             stop,
             thread: Some(thread),
         }
