@@ -219,7 +219,7 @@ pub(crate) struct VerifyOptions {
 
 impl VerifyOptions {
     /// The trust store's verdict on a chain found to an anchor.
-    fn apply_store(&self, chain: &mut ChainReport, purpose: Purpose, at: Duration) {
+    pub(crate) fn apply_store(&self, chain: &mut ChainReport, purpose: Purpose, at: Duration) {
         let Some(store) = &self.store else { return };
         if chain.certs.is_empty() || !chain.trusted {
             return;
@@ -328,6 +328,45 @@ fn judge_signer(
             }
         }
     }
+}
+
+type Coded = Vec<(FindingCode, String)>;
+
+/// Revocation of a trusted signer chain (nothing when off or untrusted): the statuses go into
+/// `chain.revocation`; returns the errors and warnings, judged by Windows' time-stamp rule.
+fn signer_revocation(
+    chain: &mut ChainReport,
+    embedded: &[crate::revocation::Crl],
+    trusted_time: Option<u64>,
+    opts: &VerifyOptions,
+) -> (Coded, Coded) {
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    if !chain.trusted || opts.revocation.policy() == RevocationPolicy::Off {
+        return (errors, warnings);
+    }
+    chain.revocation = opts.revocation.check_path(&chain.certs, embedded);
+    for r in &mut chain.revocation {
+        match judge_signer(r, trusted_time, opts.revocation.policy()) {
+            Judgement::Ok => {}
+            Judgement::Warn(code, m) => warnings.push((code, m)),
+            Judgement::Fail(code, m) => errors.push((code, m)),
+        }
+    }
+    (errors, warnings)
+}
+
+/// [`signer_revocation`] as plain messages (for catalogs).
+pub(crate) fn check_signer_revocation(
+    chain: &mut ChainReport,
+    embedded: &[crate::revocation::Crl],
+    trusted_time: Option<u64>,
+    opts: &VerifyOptions,
+) -> (Vec<String>, Vec<String>) {
+    let (e, w) = signer_revocation(chain, embedded, trusted_time, opts);
+    (
+        e.into_iter().map(|(_, m)| m).collect(),
+        w.into_iter().map(|(_, m)| m).collect(),
+    )
 }
 
 /// A TSA chain: the stamp's own time decides, except after a key or CA compromise.
@@ -455,26 +494,24 @@ fn apply_policy(
                     Purpose::CodeSigning,
                 );
                 opts.apply_store(&mut chain, Purpose::CodeSigning, at);
-                if chain.trusted && opts.revocation.policy() != RevocationPolicy::Off {
-                    chain.revocation = opts.revocation.check_path(&chain.certs, &embedded);
-                    // Only a trusted time stamp's time counts (not --time, not an ignored stamp).
-                    let trusted_time = if opts.ignore_timestamp {
-                        None
-                    } else {
-                        stamp_time
-                    };
-                    for r in &mut chain.revocation {
-                        match judge_signer(r, trusted_time, opts.revocation.policy()) {
-                            Judgement::Ok => {}
-                            Judgement::Warn(code, m) => {
-                                report.warnings.push(Finding::signature(code, &index, m))
-                            }
-                            Judgement::Fail(code, m) => {
-                                report.errors.push(Finding::signature(code, &index, m));
-                            }
-                        }
-                    }
-                }
+                // Only a trusted time stamp's time counts (not --time, not an ignored stamp).
+                let trusted_time = if opts.ignore_timestamp {
+                    None
+                } else {
+                    stamp_time
+                };
+                let (errors, warnings) =
+                    signer_revocation(&mut chain, &embedded, trusted_time, opts);
+                report.errors.extend(
+                    errors
+                        .into_iter()
+                        .map(|(code, m)| Finding::signature(code, &index, m)),
+                );
+                report.warnings.extend(
+                    warnings
+                        .into_iter()
+                        .map(|(code, m)| Finding::signature(code, &index, m)),
+                );
                 // Certificates on no chain are unsigned extras someone may have added.
                 let used: Vec<String> = chain
                     .path
@@ -774,6 +811,14 @@ impl Verifier {
     /// header, scripts by extension).
     pub fn verify_file(&self, path: &Path) -> Result<VerifyReport> {
         verify_file_with(path, &self.opts)
+    }
+
+    /// Verifies a catalog's signature (the bytes of a `.cat`) under this verifier's anchors,
+    /// trust-store rules and revocation policy; see [`crate::catalog::verify_catalog`].
+    pub fn verify_catalog(&self, data: &[u8]) -> Result<crate::catalog::CatalogReport> {
+        let anchors =
+            (!self.opts.trust_anchors.is_empty()).then_some(self.opts.trust_anchors.as_slice());
+        crate::catalog::verify_catalog_with(data, anchors, Some(&self.opts))
     }
 
     /// Verifies the `kind` file read from `r` (`name` is used in messages).

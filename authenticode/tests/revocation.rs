@@ -435,3 +435,44 @@ fn a_replayed_ocsp_answer_fails_the_nonce_check() {
         "an answer without a nonce (RFC 5019 style): {r:#?}"
     );
 }
+
+#[test]
+fn catalog_signatures_are_checked_for_revocation() {
+    use codeseal_authenticode::catalog::{build_catalog, sign_catalog};
+    let w = new_world();
+    let identity = |leaf: &str| {
+        let key = codeseal_local::LocalKey::from_file(&w.pki(&format!("{leaf}.key")), None)
+            .expect("key")
+            .key;
+        let chain =
+            codeseal_keys::load_certificates(&w.pki(&format!("{leaf}-chain.pem"))).expect("chain");
+        codeseal_signer::SigningIdentity::new(std::sync::Arc::new(key), chain).expect("identity")
+    };
+    let unsigned = build_catalog(
+        &[fixture("pe64.exe")],
+        codeseal_signer::DigestAlgorithm::Sha256,
+    )
+    .expect("catalog");
+    let opts = codeseal_authenticode::SignOptions::default();
+    let good = sign_catalog(&identity("good"), &unsigned, &opts).expect("sign");
+    let revoked = sign_catalog(&identity("revoked-after"), &unsigned, &opts).expect("sign");
+    let v = w.verifier(RevocationOptions::new(RevocationPolicy::Hard));
+    let r = v.verify_catalog(&good).expect("report");
+    assert_eq!(r.trusted, Some(true), "{:?}", r.chain_errors);
+    assert_eq!(r.revocation[0].state, RevocationState::Good);
+    // No time stamp on a catalog signature: any revocation makes it untrusted.
+    let r = v.verify_catalog(&revoked).expect("report");
+    assert_eq!(r.trusted, Some(false));
+    assert!(
+        r.chain_errors.iter().any(|e| e.contains("revoked")),
+        "{:?}",
+        r.chain_errors
+    );
+    // Off: no check, trusted.
+    let r = w
+        .verifier(RevocationOptions::new(RevocationPolicy::Off))
+        .verify_catalog(&revoked)
+        .expect("report");
+    assert_eq!(r.trusted, Some(true));
+    assert!(r.revocation.is_empty());
+}
