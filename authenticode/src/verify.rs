@@ -664,6 +664,9 @@ pub struct VerifyReport {
     pub kind: FileKind,
     /// What was checked: chains to trust anchors, or integrity only.
     pub trust: TrustCheck,
+    /// The revocation policy the chains were checked under (each chain's `revocation` list
+    /// says what was found, per certificate).
+    pub revocation: RevocationPolicy,
     /// File length.
     pub file_len: u64,
     /// The PE CheckSum field (PE files only).
@@ -857,7 +860,7 @@ pub(crate) fn verify_as<R: Read + Seek>(
     name: &Path,
     opts: &VerifyOptions,
 ) -> Result<VerifyReport> {
-    match kind {
+    let mut report = match kind {
         FileKind::Pe => verify_with(r, opts),
         FileKind::Script(k) => {
             // Script errors name what failed, not the file.
@@ -867,7 +870,9 @@ pub(crate) fn verify_as<R: Read + Seek>(
         FileKind::Cab => crate::format::cab::verify(r, opts),
         FileKind::Msi => crate::format::msi::verify(r, opts),
         FileKind::Appx | FileKind::AppxBundle => crate::format::appx::verify(r, opts),
-    }
+    }?;
+    report.revocation = opts.revocation.policy();
+    Ok(report)
 }
 
 /// Verifies a script, in memory independent of its size: the block is found from the end,
@@ -999,6 +1004,7 @@ pub(crate) fn finish_report(
     VerifyReport {
         kind,
         trust,
+        revocation: RevocationPolicy::Off,
         file_len,
         checksum_in_header: checksums.map(|c| c.0),
         checksum_computed: checksums.map(|c| c.1),

@@ -70,8 +70,10 @@ fn revocation_flags_json_and_text() {
     );
     let tsa_rv = &v["signatures"][0]["timestamps"][0]["chain"]["revocation"][0];
     assert_eq!(tsa_rv["state"], "good", "{tsa_rv:#}");
+    assert_eq!(v["revocation"], "hard");
     // The default with --trust is soft: revoked fails, no answer warns.
     let v = json(&w, &w.sign("revoked-before", t), &trust);
+    assert_eq!(v["revocation"], "soft");
     assert_eq!(v["valid"], false);
     assert!(
         codes(&v, "errors").contains(&"revoked".to_string()),
@@ -145,6 +147,12 @@ fn revocation_flags_json_and_text() {
         &[&trust[..], &["--revocation-cache", s(&mine)]].concat(),
     );
     assert_eq!(w.hits("/ocsp"), hits + 2, "leaf + TSA, once");
+    // Without trust anchors the default is off.
+    let v = json(&w, &good, &[]);
+    assert_eq!(
+        (&v["revocation"], &v["trust"]),
+        (&"off".into(), &"integrity_only".into())
+    );
     // Without trust anchors, a policy other than off is refused.
     let o = verify(&w, &good, &["--revocation", "hard"]);
     assert!(!o.status.success());
