@@ -210,6 +210,35 @@ fn hostile_responders_are_bounded_and_typed() {
         let r = w.verify(&f, RevocationPolicy::Soft);
         assert!(r.valid, "{leaf}: {r:#?}");
     }
+    // A total budget of 1 s: the slow responder takes all of it (the request's timeout is
+    // cut to what is left); later URLs are not fetched at all.
+    let v = w.verifier(
+        RevocationOptions::new(RevocationPolicy::Soft).with_budget(Duration::from_secs(1)),
+    );
+    let t0 = Instant::now();
+    let r = v
+        .verify_file(&w.sign("slow", Some(now() - DAY)))
+        .expect("report");
+    let rv = &r.signatures[0].chain.as_ref().expect("chain").revocation[0];
+    assert!(
+        rv.problems
+            .iter()
+            .any(|p| p.contains("no complete answer within")),
+        "{:?}",
+        rv.problems
+    );
+    let r = v
+        .verify_file(&w.sign("garbage", Some(now() - DAY)))
+        .expect("report");
+    let rv = &r.signatures[0].chain.as_ref().expect("chain").revocation[0];
+    assert!(
+        rv.problems
+            .iter()
+            .any(|p| p.contains("budget of 1 s is spent")),
+        "{:?}",
+        rv.problems
+    );
+    assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
 }
 
 #[test]

@@ -69,6 +69,8 @@ pub const DEFAULT_CRL_LIMIT: u64 = 10 << 20;
 pub const DEFAULT_OCSP_LIMIT: u64 = 64 << 10;
 /// The default per-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default total time for all fetches of one [`RevocationOptions`] (and its clones).
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(60);
 /// At most this many distribution points / responders are tried per certificate.
 const MAX_URLS: usize = 4;
 
@@ -270,6 +272,8 @@ struct Memo {
     slots: Mutex<HashMap<String, Slot>>,
     /// Cache files written in this run (each once).
     stored: Mutex<std::collections::HashSet<String>>,
+    /// Time spent fetching so far.
+    spent: Mutex<Duration>,
 }
 
 impl Memo {
@@ -290,6 +294,7 @@ pub struct RevocationOptions {
     crls: Vec<(String, Arc<Crl>)>,
     cache_dir: Option<PathBuf>,
     timeout: Duration,
+    budget: Duration,
     crl_limit: u64,
     ocsp_limit: u64,
     transport: Arc<dyn RevocationTransport>,
@@ -306,6 +311,7 @@ impl std::fmt::Debug for RevocationOptions {
             )
             .field("cache_dir", &self.cache_dir)
             .field("timeout", &self.timeout)
+            .field("budget", &self.budget)
             .field("crl_limit", &self.crl_limit)
             .field("ocsp_limit", &self.ocsp_limit)
             .finish_non_exhaustive()
@@ -331,6 +337,7 @@ impl RevocationOptions {
             crls: Vec::new(),
             cache_dir: None,
             timeout: DEFAULT_TIMEOUT,
+            budget: DEFAULT_BUDGET,
             crl_limit: DEFAULT_CRL_LIMIT,
             ocsp_limit: DEFAULT_OCSP_LIMIT,
             transport,
@@ -365,6 +372,42 @@ impl RevocationOptions {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// The total time all fetches may take (default [`DEFAULT_BUDGET`]): once spent, further
+    /// URLs are not fetched (a [`FetchError::BudgetSpent`] answer), so that a run against
+    /// servers that do not answer ends in bounded time.
+    pub fn with_budget(mut self, budget: Duration) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Runs `fetch` unless the budget is spent, and counts its time.
+    fn timed(
+        &self,
+        url: &str,
+        fetch: impl FnOnce(Duration) -> Result<Vec<u8>, FetchError>,
+    ) -> Result<Vec<u8>, FetchError> {
+        let spent = *self
+            .memo
+            .spent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let left = self.budget.saturating_sub(spent);
+        if left.is_zero() {
+            return Err(FetchError::BudgetSpent {
+                url: url.to_string(),
+                secs: self.budget.as_secs(),
+            });
+        }
+        let t0 = std::time::Instant::now();
+        let r = fetch(self.timeout.min(left));
+        *self
+            .memo
+            .spent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += t0.elapsed();
+        r
     }
 
     /// Caps on a CRL and on an OCSP answer, in bytes.
@@ -512,13 +555,10 @@ impl RevocationOptions {
                     url: url.to_string(),
                     why,
                 })?;
-                let der = self.transport.post(
-                    url,
-                    "application/ocsp-request",
-                    &body,
-                    self.timeout,
-                    self.ocsp_limit,
-                )?;
+                let der = self.timed(url, |t| {
+                    self.transport
+                        .post(url, "application/ocsp-request", &body, t, self.ocsp_limit)
+                })?;
                 Ok(Fetched {
                     der: Arc::new(der),
                     nonce: Some(nonce),
@@ -574,7 +614,7 @@ impl RevocationOptions {
                         cached: true,
                     });
                 }
-                let der = self.transport.get(url, self.timeout, self.crl_limit)?;
+                let der = self.timed(url, |t| self.transport.get(url, t, self.crl_limit))?;
                 Ok(Fetched {
                     der: Arc::new(der),
                     nonce: None,

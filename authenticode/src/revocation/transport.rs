@@ -45,6 +45,14 @@ pub enum FetchError {
         /// The status code.
         status: u16,
     },
+    /// The run's total time for fetches is spent (earlier requests were slow or timed out).
+    #[error("{url}: not fetched: the run's network budget of {secs} s is spent")]
+    BudgetSpent {
+        /// The URL.
+        url: String,
+        /// The budget, in seconds.
+        secs: u64,
+    },
     /// No HTTP client is built in (feature `tsa-http` off) and none was given.
     #[error("{0}: no HTTP client (feature `tsa-http` is off; give a RevocationTransport)")]
     NoClient(String),

@@ -81,6 +81,10 @@ pub(crate) struct VerifyArgs {
     /// Timeout of each CRL or OCSP request, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub(crate) revocation_timeout: u64,
+    /// Total time for all CRL and OCSP requests of this run, in seconds; once spent, the
+    /// remaining URLs are not fetched (an unknown status).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub(crate) revocation_budget: u64,
 }
 
 /// The user's cache directory for revocation answers: $XDG_CACHE_HOME/codeseal/revocation,
