@@ -190,8 +190,14 @@ pub struct CatalogReport {
     pub digest_algorithm: DigestAlgorithm,
     /// Whether the signer's chain reached a trust anchor (`None`: not checked).
     pub trusted: Option<bool>,
-    /// Why the chain was not trusted.
+    /// Why the chain was not trusted (including root-program restrictions, the deny list
+    /// and revocation, when the verifier checks them).
     pub chain_errors: Vec<String>,
+    /// The revocation status of the signer chain (empty unless checked).
+    pub revocation: Vec<crate::revocation::CertRevocation>,
+    /// Findings that do not make the catalog invalid (e.g. an unknown revocation status
+    /// under the soft policy).
+    pub warnings: Vec<String>,
 }
 
 /// Verifies a catalog's signature: exactly one SignerInfo, its messageDigest over the CTL,
@@ -199,6 +205,17 @@ pub struct CatalogReport {
 /// `anchors`) the signer's chain to one of them, now, for code signing. An unsigned catalog
 /// is [`Error::NotSigned`]; a broken signature an error.
 pub fn verify_catalog(data: &[u8], anchors: Option<&[Certificate]>) -> Result<CatalogReport> {
+    verify_catalog_with(data, anchors, None)
+}
+
+/// [`verify_catalog`] under a verifier's policy (`opts`): its anchors, trust-store rules and
+/// revocation checking (a catalog's signature has no time stamp here, so any revocation of
+/// the signer chain makes it invalid). Used by [`crate::Verifier::verify_catalog`].
+pub(crate) fn verify_catalog_with(
+    data: &[u8],
+    anchors: Option<&[Certificate]>,
+    opts: Option<&crate::verify::VerifyOptions>,
+) -> Result<CatalogReport> {
     let cat = parse_catalog(data)?;
     let sd = &cat.content_info.signed_data;
     let signer = match sd.signer_infos.as_slice() {
@@ -247,13 +264,30 @@ pub fn verify_catalog(data: &[u8], anchors: Option<&[Certificate]>) -> Result<Ca
         Some(oid::MS_CTL),
         leaf,
     )?;
+    let mut warnings = Vec::new();
+    let mut revocation = Vec::new();
     let (trusted, chain_errors) = match anchors {
         None => (None, Vec::new()),
         Some(a) => {
             let at = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default();
-            let r = verify_chain(leaf, &sd.certificates, a, at, Purpose::CodeSigning);
+            let mut r = verify_chain(leaf, &sd.certificates, a, at, Purpose::CodeSigning);
+            if let Some(o) = opts {
+                o.apply_store(&mut r, Purpose::CodeSigning, at);
+                let embedded = sd
+                    .crls
+                    .map(|c| crate::revocation::embedded_crls(c.raw, &mut warnings))
+                    .unwrap_or_default();
+                let (errors, warns) =
+                    crate::verify::check_signer_revocation(&mut r, &embedded, None, o);
+                r.errors.extend(errors);
+                if !r.errors.is_empty() {
+                    r.trusted = false;
+                }
+                warnings.extend(warns);
+                revocation = std::mem::take(&mut r.revocation);
+            }
             (Some(r.trusted), r.errors)
         }
     };
@@ -264,6 +298,8 @@ pub fn verify_catalog(data: &[u8], anchors: Option<&[Certificate]>) -> Result<Ca
         digest_algorithm,
         trusted,
         chain_errors,
+        revocation,
+        warnings,
     })
 }
 

@@ -4,7 +4,7 @@
 //!
 //! This is a careful, small path builder for the Authenticode case (a handful of
 //! certificates, depth-capped), not a general RFC 5280 implementation: no name constraints,
-//! policies or revocation (CRL/OCSP) yet; those are reported as not checked.
+//! policies; revocation is checked afterwards on the path found (`crate::revocation`).
 use std::time::Duration;
 
 use codeseal_signer::{verify_prehash, DigestAlgorithm};
@@ -41,9 +41,16 @@ pub struct ChainReport {
     pub trusted: bool,
     /// Why not.
     pub errors: Vec<String>,
+    /// The revocation status of each certificate of the path but the anchor (empty when
+    /// revocation was not checked).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revocation: Vec<crate::revocation::CertRevocation>,
+    /// The certificates of `path`.
+    #[serde(skip)]
+    pub(crate) certs: Vec<Certificate>,
 }
 
-fn digest_of_sig_alg(oid: &ObjectIdentifier) -> Option<DigestAlgorithm> {
+pub(crate) fn digest_of_sig_alg(oid: &ObjectIdentifier) -> Option<DigestAlgorithm> {
     Some(match *oid {
         rfc5912::SHA_256_WITH_RSA_ENCRYPTION | rfc5912::ECDSA_WITH_SHA_256 => {
             DigestAlgorithm::Sha256
@@ -313,6 +320,8 @@ pub fn verify_chain(
         path: path.iter().map(subject).collect(),
         trusted: trusted && errors.is_empty(),
         errors,
+        revocation: Vec::new(),
+        certs: path,
     }
 }
 

@@ -66,6 +66,14 @@ pub enum FindingCode {
     ChecksumMismatch,
     /// The checksum could not be computed over the whole file.
     ChecksumIncomplete,
+    /// A certificate of the signer chain (or of a time-stamp chain, before the stamp's time)
+    /// is revoked.
+    Revoked,
+    /// A certificate was revoked after the trusted time stamp: the signature stays valid.
+    RevokedAfterTimestamp,
+    /// No CRL or OCSP answer for a certificate (an error under the hard policy, a warning
+    /// under the soft one).
+    RevocationUnknown,
 }
 
 /// One finding.

@@ -1048,3 +1048,27 @@ pub fn catalog_parse(data: &[u8]) {
         }
     }
 }
+
+/// Fuzz target `revocation_answers`: the input as a CRL (parsed, then looked up for the fuzz
+/// leaf against the fuzz root), as an OCSP answer (all checks, with a fixed nonce), as a
+/// SignedData `crls` field, and as an `authroot.stl` / `disallowedcert.stl`. Everything must
+/// end in a value or a typed error.
+pub fn revocation_answers(data: &[u8]) {
+    use crate::revocation::{embedded_crls, now_unix, ocsp_check, Crl};
+    let (root, leaf) = (fuzz_root(), fuzz_leaf());
+    let now = now_unix();
+    if let Ok(crl) = Crl::parse(data, "fuzz") {
+        let _ = black_box(crl.named_for(root));
+        let _ = black_box(crl.status_of(leaf, root, now, "fuzz"));
+        let _ = black_box(crl.status_of(root, root, now, "fuzz"));
+    }
+    let _ = black_box(ocsp_check(data, leaf, root, Some(&[0x5a; 16]), now, "fuzz"));
+    let _ = black_box(ocsp_check(data, leaf, root, None, now, "fuzz"));
+    let mut notes = Vec::new();
+    let _ = black_box(embedded_crls(data, &mut notes));
+    let _ = black_box(crate::trust::TrustStore::from_authroot(
+        data,
+        vec![root.clone()],
+    ));
+    let _ = black_box(crate::trust::TrustStore::default().deny_stl(data));
+}

@@ -45,11 +45,13 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod manage;
+pub mod revocation;
 pub mod sign;
 pub mod split;
 pub(crate) mod stage;
 pub(crate) mod stream;
 pub mod timestamp;
+pub mod trust;
 pub mod verify;
 
 // The format layer (no I/O) lives in its own crate; these names keep paths short inside

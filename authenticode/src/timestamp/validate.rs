@@ -34,6 +34,9 @@ pub struct TokenInfo {
     pub imprint_algorithm: Option<DigestAlgorithm>,
     /// The message imprint.
     pub imprint: Vec<u8>,
+    /// The token SignedData's `crls` field as received (`[1] IMPLICIT`), if any: CRLs a TSA
+    /// may carry for its own chain, used by revocation checking.
+    pub crls: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Sequence)]
@@ -229,6 +232,7 @@ pub fn validate_token(
         return Err("the token must have exactly one SignerInfo".into());
     };
     let certs = sd.certificates;
+    let crls = sd.crls.map(|c| c.raw.to_vec());
     let cert = find_signer(&signer.info, certs.iter())
         .ok_or("the TSA certificate is not in the token (was certReq honoured?)")?
         .clone();
@@ -258,6 +262,7 @@ pub fn validate_token(
         certs,
         imprint_algorithm,
         imprint: tst.imprint,
+        crls,
     })
 }
 

