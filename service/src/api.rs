@@ -344,6 +344,11 @@ async fn complete_upload(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Json(req) = body.map_err(|e| ApiError::bad(e.body_text()))?;
     let job = load_own_job(&ctx, &caller, &id).await?;
+    if job.status == JobStatus::Queued {
+        // A retried completion (the first may have failed to enqueue): send the message again
+        // (a duplicate is harmless: the job is claimed once).
+        enqueue(&ctx, &id).await?;
+    }
     if job.status != JobStatus::Uploading {
         return Ok((
             StatusCode::ACCEPTED,
@@ -392,12 +397,24 @@ async fn complete_upload(
         )));
     }
     let job = ctx.jobs.mark_queued(&id, now_ms()).await?;
-    ctx.wake.notify_waiters();
+    enqueue(&ctx, &id).await?;
     info!(job_id = %id, "upload complete, queued");
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"job_id": id, "status": job.status.as_str()})),
     ))
+}
+
+/// Sends job `id` to the workers' queue.
+async fn enqueue(ctx: &Ctx, id: &str) -> ApiResult<()> {
+    ctx.queue.enqueue(id).await.map_err(|e| {
+        tracing::error!(job_id = %id, error = %e, "enqueueing the job failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            "the job queue failed; retry the completion",
+        )
+    })
 }
 
 /// The JSON view of a job (with a fresh download URL when done).
