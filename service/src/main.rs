@@ -164,12 +164,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             tracing::info!(%addr, workers, "listening");
             let s = shutdown.clone();
-            axum::serve(listener, codeseal_service::api::router(ctx))
+            axum::serve(listener, codeseal_service::api::router(Arc::clone(&ctx)))
                 .with_graceful_shutdown(async move { s.cancelled().await })
                 .await?;
             if let Some(t) = workers_task {
                 let _ = t.await;
             }
+            let counts = ctx.jobs.request_counts();
+            tracing::info!(
+                reads = counts.reads,
+                scans = counts.scans,
+                writes = counts.writes,
+                "stopped; job store requests of this process"
+            );
         }
         Cmd::Worker { workers, common } => {
             let ctx = setup::build(&common, "http://127.0.0.1", false).await?;

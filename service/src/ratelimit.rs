@@ -1,8 +1,8 @@
 //! A client-side token bucket for key calls, sized to the KMS Sign quota (AWS: 300-500 Sign
 //! requests per second per account and Region by key type, shared by every caller). Adaptive:
-//! a throttling answer lowers the rate (multiplicatively, down to a tenth of the configured
-//! rate) and each success raises it again (additively, up to the configured rate), so several
-//! workers sharing one quota settle just under it instead of hammering it.
+//! a throttling answer lowers the rate (by 30 %, at most once per second, down to a tenth of
+//! the configured rate) and the rate grows back with time (10 % of the configured rate per
+//! second), so several workers sharing one quota settle around it instead of hammering it.
 use std::{
     sync::Mutex,
     time::{Duration, Instant},
@@ -22,14 +22,18 @@ struct Inner {
     /// May go below zero: a negative balance is the queue of callers already waiting.
     tokens: f64,
     last: Instant,
+    last_decrease: Option<Instant>,
 }
 
 /// The rate never drops below this share of the configured rate.
 const MIN_SHARE: f64 = 0.1;
 /// A throttling answer multiplies the rate by this.
 const DECREASE: f64 = 0.7;
-/// A success adds this share of the configured rate.
-const INCREASE: f64 = 0.02;
+/// The rate grows back by this share of the configured rate per second.
+const RECOVER_PER_SEC: f64 = 0.1;
+/// Throttled answers within this time of a decrease do not decrease the rate again (calls in
+/// flight at the same moment are throttled together: one signal, not several).
+const DECREASE_WINDOW: Duration = Duration::from_secs(1);
 /// Longest single wait handed out (callers queued behind a throttled key wait longer in turn).
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -49,6 +53,7 @@ impl TokenBucket {
                 burst,
                 tokens: burst,
                 last: Instant::now(),
+                last_decrease: None,
             }),
         }
     }
@@ -59,9 +64,7 @@ impl TokenBucket {
             return Duration::ZERO;
         };
         let now = Instant::now();
-        let dt = now.saturating_duration_since(g.last).as_secs_f64();
-        g.last = now;
-        g.tokens = (g.tokens + dt * g.rate).min(g.burst);
+        g.refill(now);
         g.tokens -= 1.0;
         if g.tokens >= 0.0 {
             Duration::ZERO
@@ -81,23 +84,43 @@ impl TokenBucket {
 
     /// The key answered "throttled": slow down.
     pub fn throttled(&self) {
+        self.throttled_at(Instant::now());
+    }
+
+    fn throttled_at(&self, now: Instant) {
         if let Ok(mut g) = self.inner.lock() {
+            g.refill(now);
+            if g.last_decrease
+                .is_some_and(|t| now.saturating_duration_since(t) < DECREASE_WINDOW)
+            {
+                return;
+            }
+            g.last_decrease = Some(now);
             g.rate = (g.rate * DECREASE).max(g.max_rate * MIN_SHARE);
             // Nothing saved up survives a throttle.
             g.tokens = g.tokens.min(0.0);
         }
     }
 
-    /// The key answered: speed up again, towards the configured rate.
-    pub fn succeeded(&self) {
-        if let Ok(mut g) = self.inner.lock() {
-            g.rate = (g.rate + g.max_rate * INCREASE).min(g.max_rate);
-        }
-    }
-
     /// The current rate, calls per second.
     pub fn rate(&self) -> f64 {
-        self.inner.lock().map(|g| g.rate).unwrap_or(0.0)
+        self.inner
+            .lock()
+            .map(|mut g| {
+                g.refill(Instant::now());
+                g.rate
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+impl Inner {
+    /// Tokens and rate as of `now`.
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        self.rate = (self.rate + self.max_rate * RECOVER_PER_SEC * dt).min(self.max_rate);
     }
 }
 
@@ -118,20 +141,32 @@ mod tests {
     }
 
     #[test]
-    fn throttles_lower_the_rate_and_successes_restore_it() {
+    fn throttles_lower_the_rate_once_per_window_and_time_restores_it() {
         let b = TokenBucket::new(100.0, 1);
-        for _ in 0..50 {
-            b.throttled();
+        let t0 = Instant::now();
+        b.throttled_at(t0);
+        // Throttles together with the first: one decrease.
+        b.throttled_at(t0 + Duration::from_millis(10));
+        let r = b.inner.lock().unwrap().rate;
+        assert!((69.0..71.0).contains(&r), "{r}");
+        // A throttle every second: the cut meets a second's regrowth, (r + 10) * 0.7 = r.
+        for i in 1..40 {
+            b.throttled_at(t0 + DECREASE_WINDOW * i);
         }
-        assert!((b.rate() - 10.0).abs() < 1e-9, "floor: {}", b.rate());
-        for _ in 0..10 {
-            b.succeeded();
-        }
-        assert!((b.rate() - 30.0).abs() < 1e-9, "{}", b.rate());
-        for _ in 0..1000 {
-            b.succeeded();
-        }
-        assert_eq!(b.rate(), 100.0);
+        let r = b.inner.lock().unwrap().rate;
+        assert!((22.0..25.0).contains(&r), "settled at {r}");
+        // Then back up with time: 10 % of the configured rate per second.
+        b.inner
+            .lock()
+            .unwrap()
+            .refill(t0 + DECREASE_WINDOW * 39 + Duration::from_secs(5));
+        let r = b.inner.lock().unwrap().rate;
+        assert!((70.0..77.0).contains(&r), "{r}");
+        b.inner
+            .lock()
+            .unwrap()
+            .refill(t0 + Duration::from_secs(100));
+        assert_eq!(b.inner.lock().unwrap().rate, 100.0);
         assert!(TokenBucket::new(f64::NAN, 0).rate() > 0.0);
     }
 }

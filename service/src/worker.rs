@@ -233,7 +233,7 @@ fn call_key(
     gate: &AtomicU8,
     mut call: impl FnMut() -> Result<Vec<u8>, SignError>,
 ) -> Result<Vec<u8>, SignError> {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Duration::from_millis(25);
     let mut tries = 0;
     loop {
         tries += 1;
@@ -249,8 +249,6 @@ fn call_key(
         if let Some(b) = &ctx.key_rate {
             if throttled {
                 b.throttled();
-            } else {
-                b.succeeded();
             }
             ctx.metrics.key_rate.set(b.rate());
         }
@@ -266,7 +264,7 @@ fn call_key(
             tries, "key call throttled; backing off"
         );
         std::thread::sleep(wait);
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -707,7 +705,7 @@ async fn run_claim(
                     return;
                 }
                 if let Some(m) = &message {
-                    if let Err(e) = m.queue.extend(&m.receipt, ctx.settings.lease).await {
+                    if let Err(e) = m.queue.extend(&m.receipt, visibility(&ctx)).await {
                         warn!(error = %e, "extending the message's visibility failed");
                     }
                 }
@@ -793,14 +791,26 @@ async fn run_claim(
 /// queued job for an object that arrived without the API (id derived from the key, so a
 /// repeated event finds the same job). `None` for keys outside `uploads/`.
 pub async fn job_for_object(ctx: &Ctx, key: &str) -> Result<Option<String>, StoreError> {
-    Ok(job_for_object_status(ctx, key).await?.map(|(id, _)| id))
+    Ok(job_for_object_status(ctx, key).await?.map(|j| j.id))
 }
 
-/// [`job_for_object`] with the job's status as found (or made).
-async fn job_for_object_status(
-    ctx: &Ctx,
-    key: &str,
-) -> Result<Option<(String, JobStatus)>, StoreError> {
+/// The job of an object, as [`job_for_object_status`] found (or made) it.
+struct ObjectJob {
+    id: String,
+    status: JobStatus,
+    /// An API upload the API had already queued (and sent to the queue) itself.
+    queued_by_api: bool,
+}
+
+/// [`job_for_object`] with the job's status.
+async fn job_for_object_status(ctx: &Ctx, key: &str) -> Result<Option<ObjectJob>, StoreError> {
+    let found = |id: String, status, queued_by_api| {
+        Ok(Some(ObjectJob {
+            id,
+            status,
+            queued_by_api,
+        }))
+    };
     let Some(rest) = key.strip_prefix("uploads/") else {
         return Ok(None);
     };
@@ -812,14 +822,15 @@ async fn job_for_object_status(
             return Ok(None);
         }
         if job.status == JobStatus::Uploading {
+            // The API stopped between assembling the upload and queueing the job.
             let j = ctx.jobs.mark_queued(id_part, now_ms()).await?;
-            return Ok(Some((j.job_id, j.status)));
+            return found(j.job_id, j.status, false);
         }
-        return Ok(Some((job.job_id, job.status)));
+        return found(job.job_id, job.status, true);
     }
     let id = object_job_id(key);
     if let Some(j) = ctx.jobs.get(&id).await? {
-        return Ok(Some((id, j.status)));
+        return found(id, j.status, false);
     }
     let now = now_ms();
     let file_name = name.rsplit('/').next().unwrap_or(name);
@@ -851,7 +862,7 @@ async fn job_for_object_status(
         if ctx.jobs.create(&job).await? {
             ctx.metrics.failed(FailureReason::BadFileName);
         }
-        return Ok(Some((id, JobStatus::Failed)));
+        return found(id, JobStatus::Failed, false);
     }
     let Some(size) = ctx.objects.upload_size(key).await? else {
         return Ok(None);
@@ -866,7 +877,7 @@ async fn job_for_object_status(
         now,
     );
     ctx.jobs.create(&job).await?;
-    Ok(Some((id, JobStatus::Queued)))
+    found(id, JobStatus::Queued, false)
 }
 
 /// The job id of an object that arrived without the API: derived from its key, so that a
@@ -936,6 +947,12 @@ pub async fn run_upload_expiry(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
 }
 
+/// A message's visibility timeout: the job's lease and a second, so that a message comes
+/// back only once the job's lease in the table has run out (the next claim then succeeds).
+fn visibility(ctx: &Ctx) -> Duration {
+    ctx.settings.lease + Duration::from_secs(1)
+}
+
 /// What a queue message asks for.
 #[derive(Debug)]
 enum Work {
@@ -982,8 +999,12 @@ async fn message_work(ctx: &Ctx, body: &str) -> Result<Work, StoreError> {
             warn!(bucket = %o.bucket, key = %o.key, "notification for another bucket ignored");
             continue;
         }
-        match job_for_object(ctx, &o.key).await? {
-            Some(id) if !ids.contains(&id) => ids.push(id),
+        match job_for_object_status(ctx, &o.key).await? {
+            // The API sent its own message for it: this notification is a duplicate.
+            Some(j) if j.queued_by_api => {
+                debug!(job_id = %j.id, "notification of an upload the API queued; ignored")
+            }
+            Some(j) if !ids.contains(&j.id) => ids.push(j.id),
             Some(_) => {}
             None => info!(key = %o.key, "not an upload key; ignored"),
         }
@@ -1029,7 +1050,7 @@ async fn give_up(ctx: &Arc<Ctx>, id: &str, worker_id: &str, receives: u32) -> Op
 
 /// A job left the queue for good (done or failed): its caller's in-flight count goes down.
 pub(crate) async fn job_finished(ctx: &Ctx, job: &Job) {
-    if ctx.settings.caller_max_in_flight == 0 || job.caller == EVENT_CALLER {
+    if !job.counted {
         return;
     }
     if let Err(e) = ctx.jobs.release_in_flight(&job.caller).await {
@@ -1170,8 +1191,8 @@ async fn sweep(ctx: &Ctx) {
     if let Ok(keys) = ctx.objects.list_uploads(256).await {
         for k in keys {
             match job_for_object_status(ctx, &k).await {
-                Ok(Some((id, st))) if !st.is_terminal() => {
-                    let _ = ctx.queue.enqueue(&id).await;
+                Ok(Some(j)) if !j.status.is_terminal() => {
+                    let _ = ctx.queue.enqueue(&j.id).await;
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => {}
@@ -1212,7 +1233,7 @@ pub async fn run_workers(ctx: Arc<Ctx>, n: usize, worker_id: String, shutdown: C
             }
         }
         let got = tokio::select! {
-            r = ctx.queue.receive(held.len(), ctx.settings.receive_wait, ctx.settings.lease) => r,
+            r = ctx.queue.receive(held.len(), ctx.settings.receive_wait, visibility(&ctx)) => r,
             _ = shutdown.cancelled() => break,
         };
         let msgs = match got {

@@ -78,6 +78,9 @@ fn to_item(j: &Job) -> Result<Item, StoreError> {
     if let Some(r) = &j.result {
         m.insert("result".into(), s(&result_json(r)?));
     }
+    if j.counted {
+        m.insert("counted".into(), AttributeValue::Bool(true));
+    }
     Ok(m)
 }
 
@@ -119,6 +122,11 @@ fn from_item(m: &Item) -> Result<Job, StoreError> {
         error: get_s("error"),
         error_reason: get_s("error_reason").as_deref().map(FailureReason::parse),
         result,
+        counted: m
+            .get("counted")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
     })
 }
 
@@ -542,6 +550,7 @@ mod tests {
                 result_key: "signed/ab/a.exe".into(),
                 ..JobResult::default()
             }),
+            counted: true,
         };
         assert_eq!(from_item(&to_item(&j).unwrap()).unwrap(), j);
         let mut broken = to_item(&j).unwrap();
