@@ -453,4 +453,29 @@ mod tests {
         );
         assert_eq!(t.stale_uploads(500, 100).await.unwrap().len(), 4);
     }
+
+    #[tokio::test]
+    async fn caller_counters_hold_their_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = RedbJobs::open(&dir.path().join("j.redb")).unwrap();
+        // In flight: up to the limit, per caller, never below zero.
+        assert!(t.start_in_flight("a", 2).await.unwrap());
+        assert!(t.start_in_flight("a", 2).await.unwrap());
+        assert!(!t.start_in_flight("a", 2).await.unwrap());
+        assert!(t.start_in_flight("b", 2).await.unwrap());
+        assert_eq!(t.caller_in_flight("a").await.unwrap(), 2);
+        t.release_in_flight("a").await.unwrap();
+        assert!(t.start_in_flight("a", 2).await.unwrap());
+        for _ in 0..5 {
+            t.release_in_flight("b").await.unwrap();
+        }
+        assert_eq!(t.caller_in_flight("b").await.unwrap(), 0);
+        // Bytes per day: the sum stays within the limit; another day starts at zero.
+        assert!(t.add_caller_bytes("a", 7, 60, 100).await.unwrap());
+        assert!(!t.add_caller_bytes("a", 7, 41, 100).await.unwrap());
+        assert!(t.add_caller_bytes("a", 7, 40, 100).await.unwrap());
+        assert!(!t.add_caller_bytes("a", 7, 1, 100).await.unwrap());
+        assert!(t.add_caller_bytes("a", 8, 100, 100).await.unwrap());
+        assert!(!t.add_caller_bytes("b", 7, u64::MAX, 100).await.unwrap());
+    }
 }
