@@ -277,6 +277,14 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .with_state(ctx)
 }
 
+/// `GET /metrics` alone, without authentication: for `worker` processes, which serve no
+/// API (bind it to a private address).
+pub fn metrics_router(ctx: Arc<Ctx>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(ctx)
+}
+
 async fn page() -> impl IntoResponse {
     (
         [

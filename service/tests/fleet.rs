@@ -358,29 +358,54 @@ fn four_workers_at_the_kms_sign_rate_sign_every_job_once() {
     }
     let share = format!("{}", quota / WORKERS as f64 * 1.5);
     let t0 = Instant::now();
+    // Worker 0 also serves its metrics.
     let mut workers: Vec<Proc> = (0..WORKERS)
         .map(|w| {
+            let mut extra = vec![
+                "--workers",
+                "3",
+                "--kms-rate",
+                &share,
+                "--lease-seconds",
+                "30",
+            ];
+            if w == 0 {
+                extra.extend(["--metrics-listen", "127.0.0.1:0"]);
+            }
             f.start(
                 &format!("w{w}.log"),
-                f.args(
-                    "worker",
-                    &proxy.key_uri(&f.alias),
-                    &[
-                        "--workers",
-                        "3",
-                        "--kms-rate",
-                        &share,
-                        "--lease-seconds",
-                        "30",
-                    ],
-                ),
-                false,
+                f.args("worker", &proxy.key_uri(&f.alias), &extra),
+                w == 0,
             )
         })
         .collect();
     let refs: Vec<&Proc> = workers.iter().collect();
     f.wait_queue_empty(Duration::from_secs(300), &refs);
     let wall = t0.elapsed().as_secs_f64();
+    // Worker 0's /metrics: its throttles, queue ages and jobs, as its log tells them.
+    let mut r = ureq::get(&format!("{}/metrics", workers[0].base()))
+        .call()
+        .expect("worker metrics");
+    let metrics = r.body_mut().read_to_string().expect("metrics");
+    let w0 = workers[0].log_text();
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    let w0_jobs = w0.lines().filter(|l| l.contains("codeseal::audit")).count();
+    assert_eq!(metric("codeseal_jobs_succeeded_total") as usize, w0_jobs);
+    assert_eq!(
+        metric("codeseal_key_throttles_total") as usize,
+        w0.matches("key call throttled").count()
+    );
+    assert!(
+        metric("codeseal_queue_age_seconds_count") >= w0_jobs as f64,
+        "{metrics}"
+    );
+    assert!(metric("codeseal_key_rate") > 0.0, "{metrics}");
     for w in &mut workers {
         stop(w);
     }
