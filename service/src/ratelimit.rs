@@ -1,7 +1,7 @@
 //! A client-side token bucket for key calls, sized to the KMS Sign quota (AWS: 300-500 Sign
 //! requests per second per account and Region by key type, shared by every caller). Adaptive:
 //! a throttling answer lowers the rate (by 30 %, at most once per second, down to a tenth of
-//! the configured rate) and the rate grows back with time (10 % of the configured rate per
+//! the configured rate) and the rate grows back with time (25 % of the configured rate per
 //! second), so several workers sharing one quota settle around it instead of hammering it.
 use std::{
     sync::Mutex,
@@ -30,7 +30,7 @@ const MIN_SHARE: f64 = 0.1;
 /// A throttling answer multiplies the rate by this.
 const DECREASE: f64 = 0.7;
 /// The rate grows back by this share of the configured rate per second.
-const RECOVER_PER_SEC: f64 = 0.1;
+const RECOVER_PER_SEC: f64 = 0.25;
 /// Throttled answers within this time of a decrease do not decrease the rate again (calls in
 /// flight at the same moment are throttled together: one signal, not several).
 const DECREASE_WINDOW: Duration = Duration::from_secs(1);
@@ -149,19 +149,16 @@ mod tests {
         b.throttled_at(t0 + Duration::from_millis(10));
         let r = b.inner.lock().unwrap().rate;
         assert!((69.0..71.0).contains(&r), "{r}");
-        // A throttle every second: the cut meets a second's regrowth, (r + 10) * 0.7 = r.
+        // A throttle every second: the cut meets a second's regrowth, (r + 25) * 0.7 = r.
         for i in 1..40 {
             b.throttled_at(t0 + DECREASE_WINDOW * i);
         }
         let r = b.inner.lock().unwrap().rate;
-        assert!((22.0..25.0).contains(&r), "settled at {r}");
-        // Then back up with time: 10 % of the configured rate per second.
-        b.inner
-            .lock()
-            .unwrap()
-            .refill(t0 + DECREASE_WINDOW * 39 + Duration::from_secs(5));
+        assert!((56.0..61.0).contains(&r), "settled at {r}");
+        // Then back up with time: 25 % of the configured rate per second.
+        b.inner.lock().unwrap().refill(t0 + DECREASE_WINDOW * 40);
         let r = b.inner.lock().unwrap().rate;
-        assert!((70.0..77.0).contains(&r), "{r}");
+        assert!((81.0..86.0).contains(&r), "{r}");
         b.inner
             .lock()
             .unwrap()
