@@ -1110,11 +1110,14 @@ pub async fn handle_message(
     if msg.receive_count > max {
         for id in &ids {
             let error = give_up(ctx, id, worker_id, msg.receive_count).await;
-            let held = matches!(ctx.jobs.get(id).await, Ok(Some(j)) if j.status.is_leased() && j.lease_until_ms >= now_ms());
-            if held && error.is_none() {
-                // A live worker has the job (and its own message): this one is a duplicate.
-                info!(job_id = %id, "duplicate message of a job in progress deleted");
-                continue;
+            if error.is_none() {
+                let duplicate = matches!(ctx.jobs.get(id).await, Ok(Some(j))
+                    if j.status.is_terminal() || (j.status.is_leased() && j.lease_until_ms >= now_ms()));
+                if duplicate {
+                    // The job is finished, or a live worker has it (and its own message).
+                    info!(job_id = %id, "duplicate message of a finished or running job deleted");
+                    continue;
+                }
             }
             let text =
                 error.unwrap_or_else(|| "the job's queue message was received too often".into());
