@@ -224,7 +224,7 @@ async fn run() -> anyhow::Result<()> {
     }
     store.upload(&upload_key, bytes);
     ctx.jobs.mark_queued(&job_id, now_ms()).await?;
-    ctx.wake.notify_one();
+    ctx.queue.enqueue(&job_id).await?;
 
     // Wait for the worker (bounded), then stop the workers.
     let job = tokio::time::timeout(Duration::from_secs(120), async {

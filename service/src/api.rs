@@ -43,6 +43,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -51,6 +52,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+    /// 429 with `Retry-After: secs`.
+    fn too_many(code: &'static str, message: impl Into<String>, secs: u64) -> Self {
+        Self {
+            retry_after: Some(secs.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
         }
     }
     fn bad(message: impl Into<String>) -> Self {
@@ -104,12 +113,76 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut r = (
             self.status,
             Json(json!({"error": {"code": self.code, "message": self.message}})),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        r
     }
+}
+
+/// Retry-After of the in-flight limit: jobs take seconds, so a few seconds.
+const IN_FLIGHT_RETRY_AFTER: u64 = 5;
+
+fn in_flight_limited(ctx: &Ctx, caller: &str) -> ApiError {
+    info!(caller = %caller, limit = ctx.settings.caller_max_in_flight, "caller at its in-flight limit");
+    ctx.metrics
+        .caller_limited
+        .get_or_create(&crate::metrics::Limit {
+            limit: "in_flight".into(),
+        })
+        .inc();
+    ApiError::too_many(
+        "too_many_jobs",
+        format!(
+            "this API key has {} jobs queued or running, its limit; retry when one is finished",
+            ctx.settings.caller_max_in_flight
+        ),
+        IN_FLIGHT_RETRY_AFTER,
+    )
+}
+
+/// The per-caller limits of a new upload: jobs in flight (checked; counted when the upload
+/// completes) and bytes per UTC day (counted now).
+async fn check_caller_limits(ctx: &Ctx, caller: &str, size: u64) -> ApiResult<()> {
+    let s = &ctx.settings;
+    if s.caller_max_in_flight > 0
+        && ctx.jobs.caller_in_flight(caller).await? >= s.caller_max_in_flight
+    {
+        return Err(in_flight_limited(ctx, caller));
+    }
+    if s.caller_max_bytes_per_day > 0 {
+        let now = now_ms();
+        let day = now / 86_400_000;
+        if !ctx
+            .jobs
+            .add_caller_bytes(caller, day, size, s.caller_max_bytes_per_day)
+            .await?
+        {
+            let to_midnight = ((day + 1) * 86_400_000 - now).div_ceil(1000);
+            info!(caller = %caller, size, limit = s.caller_max_bytes_per_day, "caller at its daily byte limit");
+            ctx.metrics
+                .caller_limited
+                .get_or_create(&crate::metrics::Limit {
+                    limit: "bytes_per_day".into(),
+                })
+                .inc();
+            return Err(ApiError::too_many(
+                "daily_bytes_exceeded",
+                format!(
+                    "this upload would pass this API key's limit of {} bytes per day (UTC)",
+                    s.caller_max_bytes_per_day
+                ),
+                to_midnight,
+            ));
+        }
+    }
+    Ok(())
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -204,6 +277,14 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .with_state(ctx)
 }
 
+/// `GET /metrics` alone, without authentication: for `worker` processes, which serve no
+/// API (bind it to a private address).
+pub fn metrics_router(ctx: Arc<Ctx>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(ctx)
+}
+
 async fn page() -> impl IntoResponse {
     (
         [
@@ -266,6 +347,7 @@ async fn create_upload(
             format!("size must be 1 to {} bytes", s.max_size),
         ));
     }
+    check_caller_limits(&ctx, &caller.name, req.size).await?;
     // Grow the part size when the file would need more than MAX_PARTS parts.
     let min_part = req.size.div_ceil(u64::from(MAX_PARTS));
     let part_size = s.part_size.max(min_part);
@@ -287,6 +369,7 @@ async fn create_upload(
     let now = now_ms();
     let job = Job {
         multipart_id: Some(multipart_id.clone()),
+        counted: s.caller_max_in_flight > 0,
         ..Job::new(
             job_id.clone(),
             JobStatus::Uploading,
@@ -344,6 +427,11 @@ async fn complete_upload(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Json(req) = body.map_err(|e| ApiError::bad(e.body_text()))?;
     let job = load_own_job(&ctx, &caller, &id).await?;
+    if job.status == JobStatus::Queued {
+        // A retried completion (the first may have failed to enqueue): send the message again
+        // (a duplicate is harmless: the job is claimed once).
+        enqueue(&ctx, &id).await?;
+    }
     if job.status != JobStatus::Uploading {
         return Ok((
             StatusCode::ACCEPTED,
@@ -372,32 +460,66 @@ async fn complete_upload(
             ));
         }
     }
-    match ctx
-        .objects
-        .complete_multipart(&job.upload_key, &multipart, &req.parts)
-        .await
+    // The job counts as in flight from here until it is done or failed.
+    let limited = job.counted && ctx.settings.caller_max_in_flight > 0;
+    if limited
+        && !ctx
+            .jobs
+            .start_in_flight(&job.caller, ctx.settings.caller_max_in_flight)
+            .await?
     {
-        Ok(()) => {}
-        // A retried request whose first completion went through: the object is there.
-        Err(StoreError::NotFound(_))
-            if ctx.objects.upload_size(&job.upload_key).await? == Some(job.size) => {}
-        Err(e) => return Err(e.into()),
+        return Err(in_flight_limited(&ctx, &job.caller));
     }
-    let size = ctx.objects.upload_size(&job.upload_key).await?;
-    if size != Some(job.size) {
-        return Err(ApiError::bad(format!(
-            "the uploaded object has {} bytes, {} were declared",
-            size.unwrap_or(0),
-            job.size
-        )));
+    let queued = async {
+        match ctx
+            .objects
+            .complete_multipart(&job.upload_key, &multipart, &req.parts)
+            .await
+        {
+            Ok(()) => {}
+            // A retried request whose first completion went through: the object is there.
+            Err(StoreError::NotFound(_))
+                if ctx.objects.upload_size(&job.upload_key).await? == Some(job.size) => {}
+            Err(e) => return Err(ApiError::from(e)),
+        }
+        let size = ctx.objects.upload_size(&job.upload_key).await?;
+        if size != Some(job.size) {
+            return Err(ApiError::bad(format!(
+                "the uploaded object has {} bytes, {} were declared",
+                size.unwrap_or(0),
+                job.size
+            )));
+        }
+        Ok(ctx.jobs.mark_queued(&id, now_ms()).await?)
     }
-    let job = ctx.jobs.mark_queued(&id, now_ms()).await?;
-    ctx.wake.notify_waiters();
+    .await;
+    let job = match queued {
+        Ok(j) => j,
+        Err(e) => {
+            if limited {
+                let _ = ctx.jobs.release_in_flight(&job.caller).await;
+            }
+            return Err(e);
+        }
+    };
+    enqueue(&ctx, &id).await?;
     info!(job_id = %id, "upload complete, queued");
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"job_id": id, "status": job.status.as_str()})),
     ))
+}
+
+/// Sends job `id` to the workers' queue.
+async fn enqueue(ctx: &Ctx, id: &str) -> ApiResult<()> {
+    ctx.queue.enqueue(id).await.map_err(|e| {
+        tracing::error!(job_id = %id, error = %e, "enqueueing the job failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            "the job queue failed; retry the completion",
+        )
+    })
 }
 
 /// The JSON view of a job (with a fresh download URL when done).

@@ -8,6 +8,8 @@ use x509_cert::Certificate;
 use crate::{
     auth::ApiKeys,
     metrics::Metrics,
+    queue::{scan::ScanQueue, JobQueue},
+    ratelimit::TokenBucket,
     store::{local::LocalStore, JobStore, ObjectStore},
 };
 
@@ -34,6 +36,8 @@ pub struct Settings {
     pub upload_ttl: Duration,
     /// Where workers put temp files.
     pub work_dir: PathBuf,
+    /// The uploads bucket: notifications for other buckets are ignored (`None`: any).
+    pub uploads_bucket: Option<String>,
     /// Optional RFC 3161 time-stamp URL.
     pub timestamp_url: Option<String>,
     /// How long in-flight jobs may run after a shutdown request before they are released.
@@ -42,6 +46,15 @@ pub struct Settings {
     pub step_delay: Duration,
     /// Test-only fault injection: sleep this long right before each key call of a job.
     pub key_delay: Duration,
+    /// Receives of one queue message before it goes to the dead-letter queue (its job
+    /// failed with the reason).
+    pub max_receives: u32,
+    /// How long a worker's receive waits for a message (long poll, at most 20 s on SQS).
+    pub receive_wait: Duration,
+    /// Per caller (API key): jobs queued or running at once (0: no limit).
+    pub caller_max_in_flight: u64,
+    /// Per caller (API key): bytes of uploads started per UTC day (0: no limit).
+    pub caller_max_bytes_per_day: u64,
 }
 
 impl Default for Settings {
@@ -57,10 +70,15 @@ impl Default for Settings {
             sign_route: false,
             upload_ttl: Duration::from_secs(24 * 3600),
             work_dir: std::env::temp_dir(),
+            uploads_bucket: None,
             timestamp_url: None,
             shutdown_grace: Duration::from_secs(30),
             step_delay: Duration::ZERO,
             key_delay: Duration::ZERO,
+            max_receives: 5,
+            receive_wait: Duration::from_secs(20),
+            caller_max_in_flight: 0,
+            caller_max_bytes_per_day: 0,
         }
     }
 }
@@ -120,21 +138,25 @@ pub struct Ctx {
     pub settings: Settings,
     /// Metrics.
     pub metrics: Metrics,
-    /// Wakes the in-process workers when an upload completes.
-    pub wake: tokio::sync::Notify,
+    /// Where workers learn of jobs (SQS, the embedded queue, or table polling).
+    pub queue: Arc<dyn JobQueue>,
+    /// The client-side rate limit of key calls (KMS Sign quota), when configured.
+    pub key_rate: Option<Arc<TokenBucket>>,
 }
 
 impl Ctx {
     /// The state of workers embedded in another program: your object and job stores, the
     /// key, and the limits. No HTTP API is served from it (no API keys, no embedded store's
-    /// presigned URLs); metrics start at zero. Hand it to [`crate::worker::run_workers`] or
-    /// [`crate::worker::process`].
+    /// presigned URLs); metrics start at zero. Workers find jobs by polling `jobs` (set
+    /// [`Ctx::queue`] to an SQS or embedded queue for the queue-driven mode). Hand it to
+    /// [`crate::worker::run_workers`] or [`crate::worker::process`].
     pub fn for_workers(
         objects: Arc<dyn ObjectStore>,
         jobs: Arc<dyn JobStore>,
         signer: Signer,
         settings: Settings,
     ) -> Self {
+        let queue = Arc::new(ScanQueue::new(Arc::clone(&jobs), settings.poll_interval));
         Self {
             objects,
             local: None,
@@ -143,7 +165,8 @@ impl Ctx {
             api_keys: ApiKeys::default(),
             settings,
             metrics: Metrics::default(),
-            wake: tokio::sync::Notify::new(),
+            queue,
+            key_rate: None,
         }
     }
 }
@@ -153,6 +176,7 @@ impl std::fmt::Debug for Ctx {
         f.debug_struct("Ctx")
             .field("objects", &self.objects.describe())
             .field("jobs", &self.jobs.describe())
+            .field("queue", &self.queue.describe())
             .field("signer", &self.signer)
             .finish_non_exhaustive()
     }

@@ -107,6 +107,10 @@ pub struct Job {
     pub error_reason: Option<FailureReason>,
     /// Set when done.
     pub result: Option<JobResult>,
+    /// Counts against its caller's in-flight limit from completion until done or failed (the
+    /// API had per-caller limits on when it made the job).
+    #[serde(default)]
+    pub counted: bool,
 }
 
 impl Job {
@@ -136,6 +140,7 @@ impl Job {
             error: None,
             error_reason: None,
             result: None,
+            counted: false,
         }
     }
 

@@ -21,6 +21,8 @@ pub mod job;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod metrics;
+pub mod queue;
+pub mod ratelimit;
 pub mod setup;
 pub mod store;
 pub mod worker;

@@ -54,11 +54,17 @@ enum Cmd {
         #[command(flatten)]
         common: setup::Common,
     },
-    /// Workers only: poll the job table (and the uploads store) and process jobs.
+    /// Workers only: take jobs from the queue (or poll the job table) and process them.
     Worker {
         /// Jobs processed at once.
         #[arg(long, env = "CODESEAL_SERVICE_WORKERS", default_value_t = 2)]
         workers: usize,
+        /// Serve GET /metrics (no authentication: keep the address private) here.
+        #[arg(long, env = "CODESEAL_SERVICE_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
+        /// Write the metrics port to this file once listening.
+        #[arg(long)]
+        port_file: Option<PathBuf>,
         #[command(flatten)]
         common: setup::Common,
     },
@@ -164,17 +170,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             tracing::info!(%addr, workers, "listening");
             let s = shutdown.clone();
-            axum::serve(listener, codeseal_service::api::router(ctx))
+            axum::serve(listener, codeseal_service::api::router(Arc::clone(&ctx)))
                 .with_graceful_shutdown(async move { s.cancelled().await })
                 .await?;
             if let Some(t) = workers_task {
                 let _ = t.await;
             }
+            let counts = ctx.jobs.request_counts();
+            tracing::info!(
+                reads = counts.reads,
+                scans = counts.scans,
+                writes = counts.writes,
+                "stopped; job store requests of this process"
+            );
         }
-        Cmd::Worker { workers, common } => {
+        Cmd::Worker {
+            workers,
+            metrics_listen,
+            port_file,
+            common,
+        } => {
             let ctx = setup::build(&common, "http://127.0.0.1", false).await?;
             let shutdown = CancellationToken::new();
             tokio::spawn(shutdown_signal(shutdown.clone()));
+            if let Some(addr) = metrics_listen {
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                let bound = listener.local_addr()?;
+                let s = shutdown.clone();
+                let router = codeseal_service::api::metrics_router(Arc::clone(&ctx));
+                tokio::spawn(async move {
+                    let served = axum::serve(listener, router)
+                        .with_graceful_shutdown(async move { s.cancelled().await })
+                        .await;
+                    if let Err(e) = served {
+                        tracing::warn!(error = %e, "the metrics listener stopped");
+                    }
+                });
+                if let Some(p) = port_file {
+                    std::fs::write(p, bound.port().to_string())?;
+                }
+                tracing::info!(addr = %bound, "metrics served");
+            }
             tokio::spawn(codeseal_service::worker::run_upload_expiry(
                 Arc::clone(&ctx),
                 shutdown.clone(),

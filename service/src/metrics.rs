@@ -34,12 +34,31 @@ pub struct Metrics {
     pub job_duration: Histogram,
     /// One key signature (KMS Sign, HSM C_Sign, local), seconds.
     pub sign_duration: Histogram,
-    /// Claimable jobs seen at the last poll.
+    /// Messages (or claimable jobs, when polling the table) at the last receive.
     pub queue_depth: Gauge,
     /// Jobs being worked on by this process.
     pub in_flight: Gauge,
     /// HTTP requests by route and status.
     pub http_requests: Family<Route, Counter>,
+    /// Age of a queue message when a worker received it, seconds.
+    pub queue_age: Histogram,
+    /// Key calls answered "throttled" (KMS ThrottlingException).
+    pub key_throttles: Counter,
+    /// Time a key call waited for the client-side rate limit, seconds.
+    pub key_rate_wait: Histogram,
+    /// The client-side rate limit's current rate, calls per second (0: no limit).
+    pub key_rate: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Messages moved to the dead-letter queue.
+    pub dead_letters: Counter,
+    /// Requests refused with 429 by a per-caller limit, by limit.
+    pub caller_limited: Family<Limit, Counter>,
+}
+
+/// Label: which per-caller limit refused a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Limit {
+    /// `in_flight` or `bytes_per_day`.
+    pub limit: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -62,6 +81,44 @@ impl Default for Metrics {
         let queue_depth = Gauge::default();
         let in_flight = Gauge::default();
         let http_requests = Family::<Route, Counter>::default();
+        let queue_age = Histogram::new([
+            0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+        ]);
+        let key_throttles = Counter::default();
+        let key_rate_wait = Histogram::new([0.0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]);
+        let key_rate = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let dead_letters = Counter::default();
+        let caller_limited = Family::<Limit, Counter>::default();
+        registry.register(
+            "queue_age_seconds",
+            "Age of a queue message when a worker received it",
+            queue_age.clone(),
+        );
+        registry.register(
+            "key_throttles",
+            "Key calls answered with throttling (KMS ThrottlingException)",
+            key_throttles.clone(),
+        );
+        registry.register(
+            "key_rate_wait_seconds",
+            "Time a key call waited for the client-side rate limit",
+            key_rate_wait.clone(),
+        );
+        registry.register(
+            "key_rate",
+            "Current client-side rate limit of key calls per second (0: none)",
+            key_rate.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Queue messages moved to the dead-letter queue",
+            dead_letters.clone(),
+        );
+        registry.register(
+            "caller_limited",
+            "Requests refused with 429 by a per-caller limit",
+            caller_limited.clone(),
+        );
         registry.register(
             "jobs_started",
             "Jobs claimed by a worker",
@@ -85,7 +142,7 @@ impl Default for Metrics {
         );
         registry.register(
             "queue_depth",
-            "Claimable jobs seen at the last poll",
+            "Messages (or claimable jobs) got by the last receive",
             queue_depth.clone(),
         );
         registry.register(
@@ -108,6 +165,12 @@ impl Default for Metrics {
             queue_depth,
             in_flight,
             http_requests,
+            queue_age,
+            key_throttles,
+            key_rate_wait,
+            key_rate,
+            dead_letters,
+            caller_limited,
         }
     }
 }

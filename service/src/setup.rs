@@ -8,6 +8,8 @@ use crate::{
     auth::ApiKeys,
     context::{Ctx, Settings, Signer},
     metrics::Metrics,
+    queue::{embedded::EmbeddedQueue, scan::ScanQueue, JobQueue},
+    ratelimit::TokenBucket,
     store::{local::LocalStore, redb_jobs::RedbJobs, JobStore, ObjectStore},
 };
 
@@ -99,6 +101,42 @@ pub struct Common {
     /// Seconds in-flight jobs may run after SIGTERM before they are released.
     #[arg(long, env = "CODESEAL_SERVICE_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace: u64,
+    /// SQS queue URL workers receive jobs from (the API sends a message per completed
+    /// upload; S3 event notifications for the uploads bucket may arrive on it too). Without
+    /// it, server-mode workers poll the job table (a Scan per poll: not for large tables).
+    #[arg(long, env = "CODESEAL_SERVICE_QUEUE_URL")]
+    pub queue_url: Option<String>,
+    /// SQS dead-letter queue URL: messages received more than --max-receives times (their
+    /// job failed) and unreadable messages go there, with the reason.
+    #[arg(long, env = "CODESEAL_SERVICE_DEAD_LETTER_QUEUE_URL")]
+    pub dead_letter_queue_url: Option<String>,
+    /// Receives of one queue message before it goes to the dead-letter queue.
+    #[arg(long, env = "CODESEAL_SERVICE_MAX_RECEIVES", default_value_t = 5)]
+    pub max_receives: u32,
+    /// Client-side limit of key calls (KMS Sign) per second, per key and process: set it to
+    /// this process's share of the account's KMS quota. Adaptive: throttled answers lower it
+    /// for a while. Unset: no limit (KMS's own retries handle throttling).
+    #[arg(long, env = "CODESEAL_SERVICE_KMS_RATE")]
+    pub kms_rate: Option<f64>,
+    /// Key calls allowed at once above --kms-rate (the token bucket's size).
+    #[arg(long, env = "CODESEAL_SERVICE_KMS_BURST", default_value_t = 1)]
+    pub kms_burst: u32,
+    /// Jobs one API key may have queued or running at once (0: no limit). Above it, POST
+    /// /uploads and /uploads/ID/complete answer 429 with Retry-After.
+    #[arg(
+        long,
+        env = "CODESEAL_SERVICE_CALLER_MAX_IN_FLIGHT",
+        default_value_t = 0
+    )]
+    pub caller_max_in_flight: u64,
+    /// Bytes one API key may upload per UTC day (0: no limit). Above it, POST /uploads
+    /// answers 429 with Retry-After (the seconds to midnight UTC).
+    #[arg(
+        long,
+        env = "CODESEAL_SERVICE_CALLER_MAX_BYTES_PER_DAY",
+        default_value_t = 0
+    )]
+    pub caller_max_bytes_per_day: u64,
     /// Test-only fault injection: sleep this many ms after each worker step.
     #[arg(
         long,
@@ -144,7 +182,14 @@ fn read_identity(
         }
     };
     let label = codeseal_keys::redact_uri(&uri);
-    let opened = codeseal_keys::open_key(&uri).with_context(|| format!("opening key {label}"))?;
+    // With our own rate limit, KMS calls are not retried by the SDK: every throttled answer
+    // reaches the limiter (which backs off and retries).
+    let opts = match c.kms_rate {
+        Some(_) => codeseal_keys::OpenOptions::default().with_kms_max_attempts(1),
+        None => codeseal_keys::OpenOptions::default(),
+    };
+    let opened = codeseal_keys::open_key_with(&uri, &opts)
+        .with_context(|| format!("opening key {label}"))?;
     let chain = match &cert {
         Some(p) => codeseal_keys::load_certificates(p)?,
         None if !opened.chain.is_empty() => opened.chain.clone(),
@@ -205,19 +250,37 @@ pub async fn build(c: &Common, listen_url: &str, serves_api: bool) -> anyhow::Re
         shutdown_grace: Duration::from_secs(c.shutdown_grace),
         step_delay: Duration::from_millis(c.step_delay_ms),
         key_delay: Duration::from_millis(c.key_delay_ms),
+        max_receives: c.max_receives.max(1),
+        caller_max_in_flight: c.caller_max_in_flight,
+        caller_max_bytes_per_day: c.caller_max_bytes_per_day,
+        uploads_bucket: c.uploads_bucket.clone(),
         ..Settings::default()
     };
+    let mut settings = settings;
+    if let Some(r) = c.kms_rate {
+        if !(r.is_finite() && r > 0.0) {
+            bail!("--kms-rate must be a positive number of calls per second");
+        }
+    }
     let public = c
         .public_url
         .clone()
         .unwrap_or_else(|| listen_url.to_string());
-    let (objects, local, jobs): (Arc<dyn ObjectStore>, _, Arc<dyn JobStore>) = if c.embedded {
-        std::fs::create_dir_all(&c.data_dir)?;
-        let local = Arc::new(LocalStore::open(&c.data_dir, &public, settings.part_size)?);
-        let jobs = Arc::new(RedbJobs::open(&c.data_dir.join("jobs.redb"))?);
-        (local.clone(), Some(local), jobs)
+    let (objects, local, jobs, queue): (Arc<dyn ObjectStore>, _, Arc<dyn JobStore>, _) =
+        if c.embedded {
+            std::fs::create_dir_all(&c.data_dir)?;
+            let local = Arc::new(LocalStore::open(&c.data_dir, &public, settings.part_size)?);
+            let jobs = Arc::new(RedbJobs::open(&c.data_dir.join("jobs.redb"))?);
+            let queue: Arc<dyn JobQueue> = Arc::new(EmbeddedQueue::new());
+            (local.clone(), Some(local), jobs, queue)
+        } else {
+            aws_stores(c, &settings).await?
+        };
+    // A queue's long poll returns as soon as a message arrives; polling waits a poll interval.
+    settings.receive_wait = if c.queue_url.is_some() && !c.embedded {
+        Duration::from_secs(20)
     } else {
-        aws_stores(c, &settings).await?
+        settings.poll_interval
     };
     let c2 = c.clone();
     let (identity, trust, label) =
@@ -227,7 +290,7 @@ pub async fn build(c: &Common, listen_url: &str, serves_api: bool) -> anyhow::Re
     } else {
         ApiKeys::default()
     };
-    tracing::info!(key = %label, objects = %objects.describe(), jobs = %jobs.describe(), "configured");
+    tracing::info!(key = %label, objects = %objects.describe(), jobs = %jobs.describe(), queue = %queue.describe(), kms_rate = ?c.kms_rate, "configured");
     Ok(Arc::new(Ctx {
         objects,
         local,
@@ -236,7 +299,10 @@ pub async fn build(c: &Common, listen_url: &str, serves_api: bool) -> anyhow::Re
         api_keys,
         settings,
         metrics: Metrics::default(),
-        wake: tokio::sync::Notify::new(),
+        queue,
+        key_rate: c
+            .kms_rate
+            .map(|r| Arc::new(TokenBucket::new(r, c.kms_burst))),
     }))
 }
 
@@ -244,6 +310,7 @@ type Stores = (
     Arc<dyn ObjectStore>,
     Option<Arc<LocalStore>>,
     Arc<dyn JobStore>,
+    Arc<dyn JobQueue>,
 );
 
 #[cfg(feature = "aws")]
@@ -263,7 +330,19 @@ async fn aws_stores(c: &Common, s: &Settings) -> anyhow::Result<Stores> {
     if c.create_table {
         jobs.ensure_table().await?;
     }
-    Ok((objects, None, Arc::new(jobs)))
+    let jobs: Arc<dyn JobStore> = Arc::new(jobs);
+    let queue: Arc<dyn JobQueue> = match &c.queue_url {
+        Some(url) => Arc::new(crate::queue::sqs::SqsQueue::new(
+            &sdk,
+            url,
+            c.dead_letter_queue_url.as_deref(),
+        )),
+        None => {
+            tracing::warn!("no --queue-url: workers poll the job table (a DynamoDB Scan per poll); configure an SQS queue for more than a few thousand jobs");
+            Arc::new(ScanQueue::new(Arc::clone(&jobs), s.poll_interval))
+        }
+    };
+    Ok((objects, None, jobs, queue))
 }
 
 #[cfg(not(feature = "aws"))]

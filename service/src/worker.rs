@@ -26,10 +26,12 @@ use tracing::{debug, info, warn, Instrument};
 use crate::{
     audit,
     context::Ctx,
+    events,
     job::{
         check_file_name, now_ms, sanitize_file_name, FailureReason, Finish, Job, JobResult,
         JobStatus,
     },
+    queue::{DeadLetter, JobQueue, Message},
     store::StoreError,
 };
 
@@ -191,6 +193,78 @@ fn classify_sign(e: AcError) -> StepError {
         AcError::Io { .. } => StepError::transient(FailureReason::Io, msg),
         AcError::OutputCheck(_) => StepError::permanent(FailureReason::Verify, msg),
         _ => StepError::permanent(FailureReason::Signing, msg),
+    }
+}
+
+/// Whether a key failure is the service saying "too many requests" (KMS ThrottlingException).
+pub fn is_throttling(e: &SignError) -> bool {
+    type KmsSign = aws_sdk_kms::error::SdkError<
+        aws_sdk_kms::operation::sign::SignError,
+        aws_sdk_kms::config::http::HttpResponse,
+    >;
+    use aws_sdk_kms::error::ProvideErrorMetadata;
+    let SignError::Backend {
+        source: Some(source),
+        ..
+    } = e
+    else {
+        return false;
+    };
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+    while let Some(e) = cur {
+        if let Some(sdk) = e.downcast_ref::<KmsSign>() {
+            return sdk
+                .as_service_error()
+                .is_some_and(|s| s.code() == Some("ThrottlingException"));
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// Key calls made for one signature at most (throttled answers retried with backoff).
+pub const KEY_CALL_TRIES: u32 = 10;
+
+/// One key signature through the client-side rate limit: a token first, then the call; a
+/// throttled answer slows the limit down and is retried after a backoff with jitter (at most
+/// [`KEY_CALL_TRIES`] calls, and none once the job is released). Runs on a blocking thread.
+fn call_key(
+    ctx: &Ctx,
+    gate: &AtomicU8,
+    mut call: impl FnMut() -> Result<Vec<u8>, SignError>,
+) -> Result<Vec<u8>, SignError> {
+    let mut backoff = Duration::from_millis(25);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        if let Some(b) = &ctx.key_rate {
+            let waited = b.acquire_blocking();
+            ctx.metrics.key_rate_wait.observe(waited.as_secs_f64());
+        }
+        let r = call();
+        let throttled = matches!(&r, Err(e) if is_throttling(e));
+        if throttled {
+            ctx.metrics.key_throttles.inc();
+        }
+        if let Some(b) = &ctx.key_rate {
+            if throttled {
+                b.throttled();
+            }
+            ctx.metrics.key_rate.set(b.rate());
+        }
+        if !throttled || tries >= KEY_CALL_TRIES || gate.load(Ordering::SeqCst) == GATE_RELEASED {
+            return r;
+        }
+        let mut j = [0u8; 2];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut j);
+        let jitter = f64::from(u16::from_le_bytes(j)) / f64::from(u16::MAX);
+        let wait = backoff.mul_f64(0.5 + jitter);
+        debug!(
+            wait_ms = wait.as_millis() as u64,
+            tries, "key call throttled; backing off"
+        );
+        std::thread::sleep(wait);
+        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -413,7 +487,7 @@ impl Claim {
                         debug!(job_id = %job_id, "calling the key");
                         let key: &dyn KeySigner = identity.key().as_ref();
                         let t = Instant::now();
-                        let sig = key.sign_digest_checked(alg, digest);
+                        let sig = call_key(&ctx, &gate, || key.sign_digest_checked(alg, digest));
                         let released = gate
                             .compare_exchange(
                                 GATE_IN_KEY_CALL,
@@ -509,12 +583,32 @@ impl Claim {
     }
 }
 
+/// The queue message a job came in: its visibility is extended with the job's lease.
+#[derive(Clone)]
+pub struct MessageLease {
+    /// The queue.
+    pub queue: Arc<dyn JobQueue>,
+    /// The message's receipt.
+    pub receipt: String,
+}
+
 /// Claims job `id` and works on it. `shutdown` cancels between steps (the job is released).
 pub async fn process(
     ctx: &Arc<Ctx>,
     id: &str,
     worker_id: &str,
     shutdown: &CancellationToken,
+) -> Outcome {
+    process_with(ctx, id, worker_id, shutdown, None).await
+}
+
+/// [`process`], extending `message`'s visibility along with the job's lease.
+pub async fn process_with(
+    ctx: &Arc<Ctx>,
+    id: &str,
+    worker_id: &str,
+    shutdown: &CancellationToken,
+    message: Option<MessageLease>,
 ) -> Outcome {
     let now = now_ms();
     let lease = ctx.settings.lease.as_millis() as u64;
@@ -534,7 +628,7 @@ pub async fn process(
         ctx.metrics.jobs_started.inc();
         ctx.metrics.in_flight.inc();
         let started = Instant::now();
-        let outcome = run_claim(ctx, job, token, shutdown).await;
+        let outcome = run_claim(ctx, job, token, shutdown, message).await;
         ctx.metrics.in_flight.dec();
         ctx.metrics
             .job_duration
@@ -550,6 +644,7 @@ async fn run_claim(
     job: Job,
     token: String,
     shutdown: &CancellationToken,
+    message: Option<MessageLease>,
 ) -> Outcome {
     let id = job.job_id.clone();
     let finish = |f: Finish| {
@@ -568,7 +663,9 @@ async fn run_claim(
             ),
         };
         ctx.metrics.failed(FailureReason::Attempts);
-        let _ = finish(f).await;
+        if let Ok(true) = finish(f).await {
+            job_finished(ctx, &job).await;
+        }
         return Outcome::Failed(FailureReason::Attempts);
     }
     info!(file = %job.file_name, size = job.size, "job claimed");
@@ -607,6 +704,11 @@ async fn run_claim(
                     lost.store(true, Ordering::SeqCst);
                     return;
                 }
+                if let Some(m) = &message {
+                    if let Err(e) = m.queue.extend(&m.receipt, visibility(&ctx)).await {
+                        warn!(error = %e, "extending the message's visibility failed");
+                    }
+                }
             }
         })
     };
@@ -634,6 +736,7 @@ async fn run_claim(
             match finish(Finish::Done(result)).await {
                 Ok(true) => {
                     ctx.metrics.jobs_succeeded.inc();
+                    job_finished(ctx, &claim.job).await;
                     audit::record(
                         &ctx.signer,
                         &audit::Record::Authenticode {
@@ -671,11 +774,14 @@ async fn run_claim(
         Some(Err(StepError::Failed(e))) => {
             warn!(reason = %e.reason, error = %e.detail, "job failed");
             ctx.metrics.failed(e.reason);
-            let _ = finish(Finish::Failed {
+            if let Ok(true) = finish(Finish::Failed {
                 reason: e.reason,
                 error: e.message.clone(),
             })
-            .await;
+            .await
+            {
+                job_finished(ctx, &claim.job).await;
+            }
             Outcome::Failed(e.reason)
         }
     }
@@ -685,6 +791,26 @@ async fn run_claim(
 /// queued job for an object that arrived without the API (id derived from the key, so a
 /// repeated event finds the same job). `None` for keys outside `uploads/`.
 pub async fn job_for_object(ctx: &Ctx, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(job_for_object_status(ctx, key).await?.map(|j| j.id))
+}
+
+/// The job of an object, as [`job_for_object_status`] found (or made) it.
+struct ObjectJob {
+    id: String,
+    status: JobStatus,
+    /// An API upload the API had already queued (and sent to the queue) itself.
+    queued_by_api: bool,
+}
+
+/// [`job_for_object`] with the job's status.
+async fn job_for_object_status(ctx: &Ctx, key: &str) -> Result<Option<ObjectJob>, StoreError> {
+    let found = |id: String, status, queued_by_api| {
+        Ok(Some(ObjectJob {
+            id,
+            status,
+            queued_by_api,
+        }))
+    };
     let Some(rest) = key.strip_prefix("uploads/") else {
         return Ok(None);
     };
@@ -696,13 +822,15 @@ pub async fn job_for_object(ctx: &Ctx, key: &str) -> Result<Option<String>, Stor
             return Ok(None);
         }
         if job.status == JobStatus::Uploading {
-            ctx.jobs.mark_queued(id_part, now_ms()).await?;
+            // The API stopped between assembling the upload and queueing the job.
+            let j = ctx.jobs.mark_queued(id_part, now_ms()).await?;
+            return found(j.job_id, j.status, false);
         }
-        return Ok(Some(job.job_id));
+        return found(job.job_id, job.status, true);
     }
     let id = object_job_id(key);
-    if ctx.jobs.get(&id).await?.is_some() {
-        return Ok(Some(id));
+    if let Some(j) = ctx.jobs.get(&id).await? {
+        return found(id, j.status, false);
     }
     let now = now_ms();
     let file_name = name.rsplit('/').next().unwrap_or(name);
@@ -726,7 +854,7 @@ pub async fn job_for_object(ctx: &Ctx, key: &str) -> Result<Option<String>, Stor
                 JobStatus::Failed,
                 shown,
                 size,
-                "event".into(),
+                EVENT_CALLER.into(),
                 key.to_string(),
                 now,
             )
@@ -734,7 +862,7 @@ pub async fn job_for_object(ctx: &Ctx, key: &str) -> Result<Option<String>, Stor
         if ctx.jobs.create(&job).await? {
             ctx.metrics.failed(FailureReason::BadFileName);
         }
-        return Ok(Some(id));
+        return found(id, JobStatus::Failed, false);
     }
     let Some(size) = ctx.objects.upload_size(key).await? else {
         return Ok(None);
@@ -744,12 +872,12 @@ pub async fn job_for_object(ctx: &Ctx, key: &str) -> Result<Option<String>, Stor
         JobStatus::Queued,
         file_name.to_string(),
         size,
-        "event".into(),
+        EVENT_CALLER.into(),
         key.to_string(),
         now,
     );
     ctx.jobs.create(&job).await?;
-    Ok(Some(id))
+    found(id, JobStatus::Queued, false)
 }
 
 /// The job id of an object that arrived without the API: derived from its key, so that a
@@ -819,46 +947,322 @@ pub async fn run_upload_expiry(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
 }
 
-/// In-process workers: `n` jobs at a time, woken by completed uploads and by polling (queued
-/// jobs, expired leases, and — every tenth poll — uploads that arrived without the API).
-/// On `shutdown` they stop claiming, let in-flight jobs run for the grace period, then
-/// release what is left.
-pub async fn run_workers(ctx: Arc<Ctx>, n: usize, worker_id: String, shutdown: CancellationToken) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
-    let inflight: Arc<Mutex<HashMap<String, ()>>> = Arc::default();
-    let hard_stop = CancellationToken::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut polls: u64 = 0;
-    info!(workers = n, worker_id = %worker_id, objects = %ctx.objects.describe(), jobs = %ctx.jobs.describe(), "workers started");
-    'outer: loop {
-        let ids = match ctx.jobs.claimable(now_ms(), 256).await {
-            Ok(ids) => ids,
-            Err(e) => {
-                warn!(error = %e, "polling the job table failed");
-                vec![]
+/// A message's visibility timeout: the job's lease and a second, so that a message comes
+/// back only once the job's lease in the table has run out (the next claim then succeeds).
+fn visibility(ctx: &Ctx) -> Duration {
+    ctx.settings.lease + Duration::from_secs(1)
+}
+
+/// What a queue message asks for.
+#[derive(Debug)]
+enum Work {
+    /// These jobs (one for the API's messages, one per object of a notification).
+    Jobs(Vec<String>),
+    /// Nothing to do (a notification for other keys, an S3 test event).
+    Nothing,
+    /// Not a message this service understands.
+    Unreadable(String),
+}
+
+fn is_job_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// The jobs a message names: `{"job_id": ...}` from the API, or an S3 event notification
+/// (direct or through EventBridge) for objects dropped into the uploads bucket, whose jobs
+/// are found or made here.
+async fn message_work(ctx: &Ctx, body: &str) -> Result<Work, StoreError> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Ok(Work::Unreadable("the message is not JSON".into()));
+    };
+    if let Some(id) = v.get("job_id") {
+        return Ok(match id.as_str() {
+            Some(id) if is_job_id(id) => Work::Jobs(vec![id.to_string()]),
+            _ => Work::Unreadable("the message's job_id is not a job id".into()),
+        });
+    }
+    let objects = match events::parse(&v) {
+        Ok(o) => o,
+        Err(e) => return Ok(Work::Unreadable(e.to_string())),
+    };
+    let mut ids = Vec::new();
+    for o in objects {
+        if ctx
+            .settings
+            .uploads_bucket
+            .as_deref()
+            .is_some_and(|b| b != o.bucket)
+        {
+            warn!(bucket = %o.bucket, key = %o.key, "notification for another bucket ignored");
+            continue;
+        }
+        match job_for_object_status(ctx, &o.key).await? {
+            // The API sent its own message for it: this notification is a duplicate.
+            Some(j) if j.queued_by_api => {
+                debug!(job_id = %j.id, "notification of an upload the API queued; ignored")
             }
-        };
-        ctx.metrics.queue_depth.set(ids.len() as i64);
-        if polls.is_multiple_of(10) {
-            if let Ok(keys) = ctx.objects.list_uploads(256).await {
-                for k in keys {
-                    if let Err(e) = job_for_object(&ctx, &k).await {
-                        warn!(key = %k, error = %e, "cannot make a job for an upload");
+            Some(j) if !ids.contains(&j.id) => ids.push(j.id),
+            Some(_) => {}
+            None => info!(key = %o.key, "not an upload key; ignored"),
+        }
+    }
+    Ok(if ids.is_empty() {
+        Work::Nothing
+    } else {
+        Work::Jobs(ids)
+    })
+}
+
+/// Fails job `id` for good because its message came back too often (claimed first, so a live
+/// worker's job is never touched). Returns the failure text when this call failed it.
+async fn give_up(ctx: &Arc<Ctx>, id: &str, worker_id: &str, receives: u32) -> Option<String> {
+    let now = now_ms();
+    let token = format!("{worker_id}/dlq");
+    let job = ctx
+        .jobs
+        .claim(id, &token, now, now + ctx.settings.lease.as_millis() as u64)
+        .await
+        .ok()
+        .flatten()?;
+    let error = format!(
+        "gave up: the job's queue message was received {receives} times (the limit is {}); last error: {}",
+        ctx.settings.max_receives,
+        job.error
+            .as_deref()
+            .unwrap_or("none recorded (a worker stopped mid-job)")
+    );
+    let f = Finish::Failed {
+        reason: FailureReason::Attempts,
+        error: error.clone(),
+    };
+    match ctx.jobs.finish(id, &token, &f, now_ms()).await {
+        Ok(true) => {
+            ctx.metrics.failed(FailureReason::Attempts);
+            job_finished(ctx, &job).await;
+            Some(error)
+        }
+        _ => None,
+    }
+}
+
+/// A job left the queue for good (done or failed): its caller's in-flight count goes down.
+pub(crate) async fn job_finished(ctx: &Ctx, job: &Job) {
+    if !job.counted {
+        return;
+    }
+    if let Err(e) = ctx.jobs.release_in_flight(&job.caller).await {
+        warn!(caller = %job.caller, error = %e, "lowering the caller's in-flight count failed");
+    }
+}
+
+/// The caller recorded for jobs made from bucket notifications (no API key, no limits).
+pub const EVENT_CALLER: &str = "event";
+
+async fn dead_letter(ctx: &Ctx, msg: &Message, why: DeadLetter) {
+    warn!(message_id = %msg.id, job_id = ?why.job_id, reason = %why.reason, error = %why.error, receives = msg.receive_count, "message moved to the dead-letter queue");
+    ctx.metrics.dead_letters.inc();
+    if let Err(e) = ctx.queue.dead_letter(msg, &why).await {
+        warn!(message_id = %msg.id, error = %e, "moving the message to the dead-letter queue failed");
+    }
+}
+
+/// Works on one queue message: its job(s), then deletes it (finished), hands it back at once
+/// (shutdown), leaves it to reappear after its visibility timeout (lease lost, transient
+/// store failure, job held elsewhere), or moves it to the dead-letter queue (unreadable,
+/// received too often, or its job gave up after too many attempts).
+pub async fn handle_message(
+    ctx: &Arc<Ctx>,
+    msg: Message,
+    worker_id: &str,
+    shutdown: &CancellationToken,
+) {
+    if msg.sent_ms > 0 {
+        let age = now_ms().saturating_sub(msg.sent_ms) as f64 / 1000.0;
+        ctx.metrics.queue_age.observe(age);
+    }
+    let dl = |job_id: Option<String>, reason: &str, error: String| DeadLetter {
+        job_id,
+        reason: reason.to_string(),
+        error,
+        receive_count: msg.receive_count,
+        message: msg.body.clone(),
+    };
+    let ids = match message_work(ctx, &msg.body).await {
+        Ok(Work::Jobs(ids)) => ids,
+        Ok(Work::Nothing) => {
+            let _ = ctx.queue.delete(&msg.receipt).await;
+            return;
+        }
+        Ok(Work::Unreadable(why)) => {
+            let d = dl(None, "unreadable_message", why);
+            dead_letter(ctx, &msg, d).await;
+            return;
+        }
+        Err(e) => {
+            warn!(message_id = %msg.id, error = %e, "cannot look up the message's job; it will come back");
+            return;
+        }
+    };
+    let max = ctx.settings.max_receives.max(1);
+    if msg.receive_count > max {
+        for id in &ids {
+            let error = give_up(ctx, id, worker_id, msg.receive_count).await;
+            if error.is_none() {
+                let duplicate = matches!(ctx.jobs.get(id).await, Ok(Some(j))
+                    if j.status.is_terminal() || (j.status.is_leased() && j.lease_until_ms >= now_ms()));
+                if duplicate {
+                    // The job is finished, or a live worker has it (and its own message).
+                    info!(job_id = %id, "duplicate message of a finished or running job deleted");
+                    continue;
+                }
+            }
+            let text =
+                error.unwrap_or_else(|| "the job's queue message was received too often".into());
+            let d = dl(Some(id.clone()), FailureReason::Attempts.as_str(), text);
+            dead_letter(ctx, &msg, d).await;
+            return;
+        }
+        let _ = ctx.queue.delete(&msg.receipt).await;
+        return;
+    }
+    let lease = MessageLease {
+        queue: Arc::clone(&ctx.queue),
+        receipt: msg.receipt.clone(),
+    };
+    let mut finished = true;
+    for id in &ids {
+        match process_with(ctx, id, worker_id, shutdown, Some(lease.clone())).await {
+            Outcome::Done => {}
+            Outcome::Failed(FailureReason::Attempts) => {
+                let error = ctx
+                    .jobs
+                    .get(id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|j| j.error)
+                    .unwrap_or_else(|| FailureReason::Attempts.message().into());
+                let d = dl(Some(id.clone()), FailureReason::Attempts.as_str(), error);
+                dead_letter(ctx, &msg, d).await;
+                return;
+            }
+            Outcome::Failed(_) => {}
+            Outcome::Released => {
+                if shutdown.is_cancelled() {
+                    // Shutting down: the message is visible again at once.
+                    let _ = ctx.queue.extend(&msg.receipt, Duration::ZERO).await;
+                    return;
+                }
+                finished = false;
+            }
+            Outcome::NotClaimed => match ctx.jobs.get(id).await {
+                Ok(Some(j)) if !j.status.is_terminal() => finished = false,
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(job_id = %id, error = %e, "cannot read the job");
+                    finished = false;
+                }
+            },
+        }
+    }
+    if finished {
+        if let Err(e) = ctx.queue.delete(&msg.receipt).await {
+            warn!(message_id = %msg.id, error = %e, "deleting the message failed (it will come back; its job is finished)");
+        }
+    }
+}
+
+/// Looks for work the queue may not hold: claimable jobs (embedded store: left by a previous
+/// run) and uploads that arrived without the API (embedded store's directory, or the legacy
+/// polling mode).
+async fn sweep(ctx: &Ctx) {
+    if ctx.local.is_some() {
+        match ctx.jobs.claimable(now_ms(), 256).await {
+            Ok(ids) => {
+                for id in ids {
+                    if let Err(e) = ctx.queue.enqueue(&id).await {
+                        warn!(job_id = %id, error = %e, "cannot enqueue a job");
                     }
                 }
             }
+            Err(e) => warn!(error = %e, "sweeping the job table failed"),
         }
-        polls += 1;
-        for id in ids {
-            if inflight.lock().map(|m| m.contains_key(&id)).unwrap_or(true) {
+    }
+    if let Ok(keys) = ctx.objects.list_uploads(256).await {
+        for k in keys {
+            match job_for_object_status(ctx, &k).await {
+                Ok(Some(j)) if !j.status.is_terminal() => {
+                    let _ = ctx.queue.enqueue(&j.id).await;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {}
+                Err(e) => warn!(key = %k, error = %e, "cannot make a job for an upload"),
+            }
+        }
+    }
+}
+
+/// In-process workers: `n` jobs at a time, taken from the queue (`ctx.queue`: SQS long
+/// polls, the embedded queue, or table polling without a queue). On `shutdown` they stop
+/// receiving, let in-flight jobs run for the grace period, then release what is left.
+pub async fn run_workers(ctx: Arc<Ctx>, n: usize, worker_id: String, shutdown: CancellationToken) {
+    let n = n.max(1);
+    let permits = Arc::new(tokio::sync::Semaphore::new(n));
+    let inflight: Arc<Mutex<HashMap<String, ()>>> = Arc::default();
+    let hard_stop = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut receives: u64 = 0;
+    info!(workers = n, worker_id = %worker_id, objects = %ctx.objects.describe(), jobs = %ctx.jobs.describe(), queue = %ctx.queue.describe(), "workers started");
+    loop {
+        if let Some(every) = ctx.queue.sweep_every() {
+            if receives.is_multiple_of(every.max(1)) {
+                sweep(&ctx).await;
+            }
+        }
+        receives += 1;
+        // Receive only as many messages as there are free workers.
+        let first = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.cancelled() => break,
+        };
+        let mut held = vec![first];
+        while held.len() < 10 {
+            match Arc::clone(&permits).try_acquire_owned() {
+                Ok(p) => held.push(p),
+                Err(_) => break,
+            }
+        }
+        let got = tokio::select! {
+            r = ctx.queue.receive(held.len(), ctx.settings.receive_wait, visibility(&ctx)) => r,
+            _ = shutdown.cancelled() => break,
+        };
+        let msgs = match got {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "receiving from the queue failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(ctx.settings.poll_interval) => {}
+                }
                 continue;
             }
-            let permit = tokio::select! {
-                p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break 'outer },
-                _ = shutdown.cancelled() => break 'outer,
-            };
+        };
+        ctx.metrics.queue_depth.set(msgs.len() as i64);
+        for msg in msgs {
+            // Table polling may return a job again while it is being worked on here.
+            if inflight
+                .lock()
+                .map(|m| m.contains_key(&msg.id))
+                .unwrap_or(true)
+            {
+                continue;
+            }
+            let Some(permit) = held.pop() else { break };
             if let Ok(mut m) = inflight.lock() {
-                m.insert(id.clone(), ());
+                m.insert(msg.id.clone(), ());
             }
             let (ctx, wid, stop, inflight) = (
                 Arc::clone(&ctx),
@@ -868,19 +1272,15 @@ pub async fn run_workers(ctx: Arc<Ctx>, n: usize, worker_id: String, shutdown: C
             );
             tasks.spawn(async move {
                 let _permit = permit;
-                let out = process(&ctx, &id, &wid, &stop).await;
+                let id = msg.id.clone();
+                handle_message(&ctx, msg, &wid, &stop).await;
                 if let Ok(mut m) = inflight.lock() {
                     m.remove(&id);
                 }
-                out
             });
         }
+        drop(held);
         while tasks.try_join_next().is_some() {}
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = ctx.wake.notified() => {}
-            _ = tokio::time::sleep(ctx.settings.poll_interval) => {}
-        }
     }
     let left = tasks.len();
     if left > 0 {
@@ -898,7 +1298,13 @@ pub async fn run_workers(ctx: Arc<Ctx>, n: usize, worker_id: String, shutdown: C
             while tasks.join_next().await.is_some() {}
         }
     }
-    info!("workers stopped");
+    let counts = ctx.jobs.request_counts();
+    info!(
+        reads = counts.reads,
+        scans = counts.scans,
+        writes = counts.writes,
+        "workers stopped; job store requests of this process"
+    );
 }
 
 #[cfg(test)]

@@ -350,13 +350,51 @@ fn roles_get_only_their_prefixes() {
         "kms:DescribeKey",
         "kms:GetPublicKey",
         "dynamodb:UpdateItem",
-        "dynamodb:Scan",
     ] {
         assert!(
             !allowed_resources(&worker, action).is_empty(),
             "the worker needs {action}"
         );
     }
+    // With the work queue, workers never scan the table (docs/service.md, "Fleet scale").
+    assert!(
+        allowed_resources(&worker, "dynamodb:Scan").is_empty(),
+        "worker-role-policy.json must not grant dynamodb:Scan"
+    );
+    let worker_queue = file("worker-queue-policy.json");
+    let work_queue = "arn:aws:sqs:eu-west-1:111122223333:codeseal-work";
+    for action in [
+        "sqs:ReceiveMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:DeleteMessage",
+    ] {
+        assert_eq!(
+            allowed_resources(&worker_queue, action),
+            vec![work_queue.to_string()],
+            "worker-queue-policy.json: {action}"
+        );
+    }
+    assert_eq!(
+        allowed_resources(&worker_queue, "sqs:SendMessage"),
+        vec![format!("{work_queue}-dlq")],
+        "workers send only dead letters"
+    );
+    assert_eq!(
+        allowed_resources(&file("api-queue-policy.json"), "sqs:SendMessage"),
+        vec![work_queue.to_string()]
+    );
+    let attrs = file("work-queue-attributes.json");
+    let redrive: Value = attrs
+        .get("RedrivePolicy")
+        .and_then(Value::as_str)
+        .map(|s| serde_json::from_str(s).expect("RedrivePolicy is JSON in a string"))
+        .expect("a redrive policy as the backstop");
+    let max_receive: u64 = redrive
+        .get("maxReceiveCount")
+        .and_then(|v| v.as_str().and_then(|s| s.parse().ok()))
+        .expect("maxReceiveCount");
+    // Above the default --max-receives (5): the workers dead-letter first, with the reason.
+    assert!(max_receive > 5, "maxReceiveCount {max_receive}");
     let sign_route = file("api-sign-route-policy.json");
     assert_eq!(
         allowed_resources(&sign_route, "kms:Sign"),

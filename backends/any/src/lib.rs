@@ -165,8 +165,33 @@ pub fn remote_call_summary() -> Option<String> {
     None
 }
 
+/// Options of [`open_key_with`] that only some backends read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// AWS KMS: attempts per call, the first included (`None`: the AWS configuration's,
+    /// 3 by default). 1 hands every failure, throttling included, to the caller at once
+    /// (a caller with its own rate limit and backoff, like the signing service).
+    pub kms_max_attempts: Option<u32>,
+}
+
+impl OpenOptions {
+    /// Sets [`kms_max_attempts`](Self::kms_max_attempts).
+    pub fn with_kms_max_attempts(mut self, attempts: u32) -> Self {
+        self.kms_max_attempts = Some(attempts);
+        self
+    }
+}
+
 /// Opens the key named by `uri`.
 pub fn open_key(uri: &str) -> Result<OpenedKey, KeyError> {
+    open_key_with(uri, &OpenOptions::default())
+}
+
+/// Opens the key named by `uri` with `opts`.
+pub fn open_key_with(uri: &str, opts: &OpenOptions) -> Result<OpenedKey, KeyError> {
+    #[cfg(not(feature = "kms"))]
+    let _ = opts;
     let bad = |reason: &str| KeyError::BadUri {
         uri: redact_uri(uri),
         reason: reason.to_string(),
@@ -232,10 +257,11 @@ pub fn open_key(uri: &str) -> Result<OpenedKey, KeyError> {
         #[cfg(feature = "kms")]
         "awskms" | "arn" => {
             let key_ref = codeseal_kms::KmsKeyRef::parse(uri)?;
-            let key = codeseal_kms::KmsKey::connect_blocking(
-                &key_ref,
-                &codeseal_kms::KmsOptions::default(),
-            )?;
+            let mut kms = codeseal_kms::KmsOptions::default();
+            if let Some(n) = opts.kms_max_attempts {
+                kms = kms.with_max_attempts(n.max(1));
+            }
+            let key = codeseal_kms::KmsKey::connect_blocking(&key_ref, &kms)?;
             Ok(OpenedKey {
                 key: Arc::new(key),
                 chain: vec![],

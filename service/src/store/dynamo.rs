@@ -1,6 +1,12 @@
 //! Amazon DynamoDB job table: partition key `job_id` (S). Every state change is a conditional
 //! write, so two workers never both hold a job and a retried event changes nothing.
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
@@ -9,7 +15,7 @@ use aws_sdk_dynamodb::{
     Client,
 };
 
-use super::{JobStore, StoreError};
+use super::{JobStore, RequestCounts, StoreError};
 use crate::job::{FailureReason, Finish, Job, JobResult, JobStatus};
 
 /// A DynamoDB-backed [`JobStore`].
@@ -17,6 +23,18 @@ use crate::job::{FailureReason, Finish, Job, JobResult, JobStatus};
 pub struct DynamoJobs {
     client: Client,
     table: String,
+    counts: Arc<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    reads: AtomicU64,
+    scans: AtomicU64,
+    writes: AtomicU64,
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -60,6 +78,9 @@ fn to_item(j: &Job) -> Result<Item, StoreError> {
     if let Some(r) = &j.result {
         m.insert("result".into(), s(&result_json(r)?));
     }
+    if j.counted {
+        m.insert("counted".into(), AttributeValue::Bool(true));
+    }
     Ok(m)
 }
 
@@ -101,6 +122,11 @@ fn from_item(m: &Item) -> Result<Job, StoreError> {
         error: get_s("error"),
         error_reason: get_s("error_reason").as_deref().map(FailureReason::parse),
         result,
+        counted: m
+            .get("counted")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
     })
 }
 
@@ -112,6 +138,7 @@ impl DynamoJobs {
         Self {
             client: Client::new(sdk),
             table: table.to_string(),
+            counts: Arc::default(),
         }
     }
 
@@ -175,6 +202,7 @@ impl DynamoJobs {
         for (k, v) in values {
             req = req.expression_attribute_values(k, v);
         }
+        inc(&self.counts.writes);
         match req.send().await {
             Ok(r) => Ok(r.attributes),
             Err(e)
@@ -191,6 +219,7 @@ impl DynamoJobs {
 #[async_trait]
 impl JobStore for DynamoJobs {
     async fn create(&self, job: &Job) -> Result<bool, StoreError> {
+        inc(&self.counts.writes);
         match self
             .client
             .put_item()
@@ -212,6 +241,7 @@ impl JobStore for DynamoJobs {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        inc(&self.counts.reads);
         let r = self
             .client
             .get_item()
@@ -379,6 +409,7 @@ impl JobStore for DynamoJobs {
         let mut start: Option<Item> = None;
         // Bounded: at most 100 pages per poll.
         for _ in 0..100 {
+            inc(&self.counts.scans);
             let r = self
                 .client
                 .scan()
@@ -412,6 +443,83 @@ impl JobStore for DynamoJobs {
         Ok(out)
     }
 
+    async fn add_caller_bytes(
+        &self,
+        caller: &str,
+        day: u64,
+        size: u64,
+        max: u64,
+    ) -> Result<bool, StoreError> {
+        let Some(room) = max.checked_sub(size) else {
+            return Ok(false);
+        };
+        // One item per caller and day; DynamoDB's TTL (attribute `expires_at`, seconds) may
+        // delete it two days later.
+        let expires = (day + 2) * 86_400;
+        Ok(self
+            .update(
+                &format!("caller#{caller}#bytes#{day}"),
+                "ADD bytes_used :size SET expires_at = :exp",
+                "attribute_not_exists(bytes_used) OR bytes_used <= :room",
+                &[],
+                vec![(":size", n(size)), (":room", n(room)), (":exp", n(expires))],
+            )
+            .await?
+            .is_some())
+    }
+
+    async fn caller_in_flight(&self, caller: &str) -> Result<u64, StoreError> {
+        inc(&self.counts.reads);
+        let r = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("job_id", s(&format!("caller#{caller}#in_flight")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("GetItem", e))?;
+        Ok(r.item
+            .as_ref()
+            .and_then(|i| i.get("in_flight"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .map_or(0, |v| u64::try_from(v).unwrap_or(0)))
+    }
+
+    async fn start_in_flight(&self, caller: &str, max: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .update(
+                &format!("caller#{caller}#in_flight"),
+                "ADD in_flight :one",
+                "attribute_not_exists(in_flight) OR in_flight < :max",
+                &[],
+                vec![(":one", n(1)), (":max", n(max))],
+            )
+            .await?
+            .is_some())
+    }
+
+    async fn release_in_flight(&self, caller: &str) -> Result<(), StoreError> {
+        self.update(
+            &format!("caller#{caller}#in_flight"),
+            "ADD in_flight :minus",
+            "in_flight > :zero",
+            &[],
+            vec![(":minus", AttributeValue::N("-1".into())), (":zero", n(0))],
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn request_counts(&self) -> RequestCounts {
+        RequestCounts {
+            reads: self.counts.reads.load(Ordering::Relaxed),
+            scans: self.counts.scans.load(Ordering::Relaxed),
+            writes: self.counts.writes.load(Ordering::Relaxed),
+        }
+    }
+
     fn describe(&self) -> String {
         format!("dynamodb:{}", self.table)
     }
@@ -442,6 +550,7 @@ mod tests {
                 result_key: "signed/ab/a.exe".into(),
                 ..JobResult::default()
             }),
+            counted: true,
         };
         assert_eq!(from_item(&to_item(&j).unwrap()).unwrap(), j);
         let mut broken = to_item(&j).unwrap();

@@ -192,6 +192,50 @@ pub trait JobStore: Send + Sync {
         let _ = (id, reason, error, now_ms);
         Ok(false)
     }
+    /// Adds `size` to `caller`'s bytes of UTC day `day` unless that would pass `max`;
+    /// returns whether it was added. Stores without limits accept everything.
+    async fn add_caller_bytes(
+        &self,
+        caller: &str,
+        day: u64,
+        size: u64,
+        max: u64,
+    ) -> Result<bool, StoreError> {
+        let _ = (caller, day, size, max);
+        Ok(true)
+    }
+    /// `caller`'s jobs queued or running (the count [`start_in_flight`](Self::start_in_flight)
+    /// raises and [`release_in_flight`](Self::release_in_flight) lowers).
+    async fn caller_in_flight(&self, caller: &str) -> Result<u64, StoreError> {
+        let _ = caller;
+        Ok(0)
+    }
+    /// Raises `caller`'s in-flight count unless it is at `max` already; returns whether it
+    /// was raised.
+    async fn start_in_flight(&self, caller: &str, max: u64) -> Result<bool, StoreError> {
+        let _ = (caller, max);
+        Ok(true)
+    }
+    /// Lowers `caller`'s in-flight count (not below zero).
+    async fn release_in_flight(&self, caller: &str) -> Result<(), StoreError> {
+        let _ = caller;
+        Ok(())
+    }
+    /// Requests this store made so far (for the logs and the load figures).
+    fn request_counts(&self) -> RequestCounts {
+        RequestCounts::default()
+    }
     /// A short description for logs.
     fn describe(&self) -> String;
+}
+
+/// Requests a job store made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    /// Item reads (DynamoDB GetItem).
+    pub reads: u64,
+    /// Table scans (DynamoDB Scan pages).
+    pub scans: u64,
+    /// Writes (PutItem, UpdateItem; conditional ones included).
+    pub writes: u64,
 }

@@ -10,6 +10,8 @@ use super::{JobStore, StoreError};
 use crate::job::{FailureReason, Finish, Job, JobStatus};
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+/// Per-caller counters: `inflight/NAME` and `bytes/DAY/NAME`.
+const CALLERS: TableDefinition<&str, u64> = TableDefinition::new("callers");
 
 /// A redb-backed [`JobStore`].
 #[derive(Clone)]
@@ -40,6 +42,7 @@ impl RedbJobs {
         let db = Database::create(path).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(JOBS).map_err(backend)?;
+        txn.open_table(CALLERS).map_err(backend)?;
         txn.commit().map_err(backend)?;
         Ok(Self {
             db: Arc::new(db),
@@ -290,8 +293,80 @@ impl JobStore for RedbJobs {
         }
     }
 
+    async fn add_caller_bytes(
+        &self,
+        caller: &str,
+        day: u64,
+        size: u64,
+        max: u64,
+    ) -> Result<bool, StoreError> {
+        let key = format!("bytes/{day}/{caller}");
+        self.counter(key, move |v| v.checked_add(size).filter(|n| *n <= max))
+            .await
+    }
+
+    async fn caller_in_flight(&self, caller: &str) -> Result<u64, StoreError> {
+        let key = format!("inflight/{caller}");
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CALLERS).map_err(backend)?;
+            Ok(table
+                .get(key.as_str())
+                .map_err(backend)?
+                .map(|v| v.value())
+                .unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn start_in_flight(&self, caller: &str, max: u64) -> Result<bool, StoreError> {
+        let key = format!("inflight/{caller}");
+        self.counter(key, move |v| (v < max).then_some(v + 1)).await
+    }
+
+    async fn release_in_flight(&self, caller: &str) -> Result<(), StoreError> {
+        let key = format!("inflight/{caller}");
+        self.counter(key, |v| v.checked_sub(1)).await.map(|_| ())
+    }
+
     fn describe(&self) -> String {
         format!("redb:{}", self.path)
+    }
+}
+
+impl RedbJobs {
+    /// Sets counter `key` to `f(current)` in one write transaction when `f` gives a value;
+    /// returns whether it did.
+    async fn counter(
+        &self,
+        key: String,
+        f: impl FnOnce(u64) -> Option<u64> + Send + 'static,
+    ) -> Result<bool, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let changed = {
+                let mut table = txn.open_table(CALLERS).map_err(backend)?;
+                let cur = table
+                    .get(key.as_str())
+                    .map_err(backend)?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                match f(cur) {
+                    Some(n) => {
+                        table.insert(key.as_str(), n).map_err(backend)?;
+                        true
+                    }
+                    None => false,
+                }
+            };
+            if changed {
+                txn.commit().map_err(backend)?;
+            } else {
+                txn.abort().map_err(backend)?;
+            }
+            Ok(changed)
+        })
+        .await
     }
 }
 
@@ -377,5 +452,30 @@ mod tests {
             (JobStatus::Failed, Some(FailureReason::Expired))
         );
         assert_eq!(t.stale_uploads(500, 100).await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn caller_counters_hold_their_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = RedbJobs::open(&dir.path().join("j.redb")).unwrap();
+        // In flight: up to the limit, per caller, never below zero.
+        assert!(t.start_in_flight("a", 2).await.unwrap());
+        assert!(t.start_in_flight("a", 2).await.unwrap());
+        assert!(!t.start_in_flight("a", 2).await.unwrap());
+        assert!(t.start_in_flight("b", 2).await.unwrap());
+        assert_eq!(t.caller_in_flight("a").await.unwrap(), 2);
+        t.release_in_flight("a").await.unwrap();
+        assert!(t.start_in_flight("a", 2).await.unwrap());
+        for _ in 0..5 {
+            t.release_in_flight("b").await.unwrap();
+        }
+        assert_eq!(t.caller_in_flight("b").await.unwrap(), 0);
+        // Bytes per day: the sum stays within the limit; another day starts at zero.
+        assert!(t.add_caller_bytes("a", 7, 60, 100).await.unwrap());
+        assert!(!t.add_caller_bytes("a", 7, 41, 100).await.unwrap());
+        assert!(t.add_caller_bytes("a", 7, 40, 100).await.unwrap());
+        assert!(!t.add_caller_bytes("a", 7, 1, 100).await.unwrap());
+        assert!(t.add_caller_bytes("a", 8, 100, 100).await.unwrap());
+        assert!(!t.add_caller_bytes("b", 7, u64::MAX, 100).await.unwrap());
     }
 }

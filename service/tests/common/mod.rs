@@ -153,13 +153,13 @@ impl Moto {
         c
     }
 
-    /// Runs a boto3 snippet (with `s3`, `ddb`, `kms` clients and `args` = argv[1] parsed as
+    /// Runs a boto3 snippet (with `s3`, `ddb`, `kms`, `sqs` clients and `args` = argv[1] parsed as
     /// JSON); returns what it printed as JSON.
     pub fn boto(&self, code: &str, args: Value) -> Value {
         let script = format!(
             "import base64, json, os, sys, boto3\n\
              kw = dict(region_name=os.environ['AWS_REGION'], endpoint_url=os.environ['AWS_ENDPOINT_URL'])\n\
-             s3 = boto3.client('s3', **kw)\nddb = boto3.client('dynamodb', **kw)\nkms = boto3.client('kms', **kw)\n\
+             s3 = boto3.client('s3', **kw)\nddb = boto3.client('dynamodb', **kw)\nkms = boto3.client('kms', **kw)\nsqs = boto3.client('sqs', **kw)\n\
              args = json.loads(sys.argv[1])\n{code}\n"
         );
         let o = self
