@@ -49,9 +49,29 @@ pub enum Error {
     /// An installer's compound file is malformed.
     #[error("{0}")]
     Msi(crate::msi::MsiError),
+    /// An APPX / MSIX package Windows would refuse to install, so it is not signed.
+    #[error("{0}")]
+    Appx(AppxRefusal),
     /// The signed output did not verify; nothing was written.
     #[error("the signed output did not verify ({0}); the output was not written")]
     OutputCheck(String),
+}
+
+/// Why an APPX / MSIX package is not signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppxRefusal {
+    /// The manifest's `Publisher` is not the signing certificate's subject.
+    #[error("the manifest's Publisher {publisher:?} is not the signer's subject {subject:?} (Windows would refuse the package; --allow-publisher-mismatch signs anyway)")]
+    PublisherMismatch {
+        /// The manifest's Publisher.
+        publisher: String,
+        /// The signer's subject.
+        subject: String,
+    },
+    /// The package does not match its block map: what differs.
+    #[error("the package does not match its block map (Windows would refuse it): {}", .0.join("; "))]
+    BlockMap(Vec<String>),
 }
 
 impl From<crate::script::ScriptError> for Error {

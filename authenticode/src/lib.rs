@@ -60,7 +60,7 @@ pub mod verify;
 pub use codeseal_formats as formats;
 pub(crate) use codeseal_formats::{asn1, cab, msi, oid, pagehash, pe, pkcs7, script, spc, wincert};
 
-pub use error::{Error, Result};
+pub use error::{AppxRefusal, Error, Result};
 pub use finding::{Finding, FindingCode};
 pub use format::FileKind;
 pub use manage::{attach_signature, extract_signature, remove_signature, AttachOptions};

@@ -82,9 +82,9 @@ pub fn sign_stream<R: Read + Seek, W: Write>(
         FileKind::Script(k) => sign_script(identity, k, input, output, opts),
         FileKind::Cab => crate::format::cab::sign_stream(identity, input, output, opts),
         FileKind::Msi => crate::format::msi::sign_stream(identity, input, output, opts),
-        FileKind::Appx | FileKind::AppxBundle => Err(Error::Unsupported(
-            "stream signing of APPX packages is not supported yet: sign the file".into(),
-        )),
+        FileKind::Appx | FileKind::AppxBundle => {
+            crate::format::appx::sign_stream(identity, kind, input, output, opts)
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use codeseal_authenticode::{
         pkcs7::ParsedSignature,
         spc::sip_guid,
     },
-    remove_signature, sign_file, Error, FileKind, FindingCode, SignOptions, Verifier,
+    remove_signature, sign_bytes, sign_file, Error, FileKind, FindingCode, SignOptions, Verifier,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;
@@ -601,6 +601,70 @@ fn a_package_named_as_a_bundle_is_refused() {
     fs::copy(&input, &zip_named).expect("copy");
     assert!(matches!(
         FileKind::detect(&zip_named),
+        Err(Error::Unsupported(_))
+    ));
+}
+
+/// Packages sign from bytes into bytes (`sign_bytes`, the stream path the
+/// service uses): the result equals what `sign_file` writes for the same key apart from the
+/// signature, both osslsigncodes and codeseal accept it, and the Publisher check and the
+/// block-map check apply as on the file path.
+#[test]
+fn packages_sign_from_bytes_to_bytes() {
+    let d = work("bytes");
+    let input = d.join("in.appx");
+    make_appx(&input, 1, &[]);
+    let data = fs::read(&input).expect("read");
+    let opts = SignOptions::default();
+    let signed =
+        sign_bytes(&identity("leaf-rsa2048"), FileKind::Appx, &data, &opts).expect("sign_bytes");
+    let out = d.join("signed.appx");
+    fs::write(&out, &signed).expect("write");
+    entries_kept(&input, &out);
+    both_osslsigncodes_accept(&out);
+    let r = trusting().verify_file(&out).expect("verify");
+    assert!(r.valid, "{r:?}");
+    // The same package signed through the file path has the same entries and digest blob.
+    let by_file = d.join("by-file.appx");
+    sign_file(&identity("leaf-rsa2048"), &input, &by_file, &opts).expect("sign_file");
+    let digest = |p: &Path| {
+        let b = fs::read(p).expect("read");
+        let z = Zip::parse(&b).expect("zip");
+        appx::digest_blob(&b, &z).expect("blob")
+    };
+    assert_eq!(digest(&out), digest(&by_file));
+    // Signed input: refused unless replacing.
+    assert!(matches!(
+        sign_bytes(&identity("leaf-rsa2048"), FileKind::Appx, &signed, &opts),
+        Err(Error::AlreadySigned)
+    ));
+    let replaced = sign_bytes(
+        &identity("leaf-rsa2048"),
+        FileKind::Appx,
+        &signed,
+        &opts.clone().with_replace(true),
+    )
+    .expect("replace");
+    assert_ne!(replaced, data);
+    // Another signer than the Publisher: refused, unless overridden.
+    let e = sign_bytes(&identity("leaf-p256"), FileKind::Appx, &data, &opts)
+        .expect_err("publisher mismatch");
+    assert!(e.to_string().contains("Publisher"), "{e}");
+    sign_bytes(
+        &identity("leaf-p256"),
+        FileKind::Appx,
+        &data,
+        &opts.clone().with_allow_publisher_mismatch(true),
+    )
+    .expect("override");
+    // A package passed as a bundle is refused.
+    assert!(matches!(
+        sign_bytes(
+            &identity("leaf-rsa2048"),
+            FileKind::AppxBundle,
+            &data,
+            &opts
+        ),
         Err(Error::Unsupported(_))
     ));
 }

@@ -167,6 +167,10 @@ pub enum FailureReason {
     MalformedCab,
     /// The upload is an installer (.msi) whose compound file is malformed.
     MalformedMsi,
+    /// The upload is an APPX / MSIX package that is malformed or does not match its block map.
+    MalformedAppx,
+    /// The package's manifest Publisher is not the service certificate's subject.
+    PublisherMismatch,
     /// The PE file is shorter than its headers say.
     Truncated,
     /// The PE file's certificate table is broken.
@@ -217,12 +221,14 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, in the order of the documentation's table.
-    pub const ALL: [Self; 27] = [
+    pub const ALL: [Self; 29] = [
         Self::NotPe,
         Self::UnsupportedType,
         Self::MalformedScript,
         Self::MalformedCab,
         Self::MalformedMsi,
+        Self::MalformedAppx,
+        Self::PublisherMismatch,
         Self::Truncated,
         Self::MalformedPe,
         Self::AlreadySigned,
@@ -255,6 +261,8 @@ impl FailureReason {
             Self::MalformedScript => "malformed_script",
             Self::MalformedCab => "malformed_cab",
             Self::MalformedMsi => "malformed_msi",
+            Self::MalformedAppx => "malformed_appx",
+            Self::PublisherMismatch => "publisher_mismatch",
             Self::Truncated => "truncated",
             Self::MalformedPe => "malformed_pe",
             Self::AlreadySigned => "already_signed",
@@ -293,13 +301,19 @@ impl FailureReason {
         match self {
             Self::NotPe => "the upload is not a valid PE file",
             Self::UnsupportedType => {
-                "the upload is not a file type the service signs (PE files by their MZ header; cabinets by their MSCF header; installers by their compound-file header and .msi .msp .msm .mst; scripts by extension: .ps1 .psm1 .psd1 .ps1xml .psc1 .cdxml .mof .js .vbs .wsf)"
+                "the upload is not a file type the service signs (PE files by their MZ header; cabinets by their MSCF header; installers by their compound-file header and .msi .msp .msm .mst; APPX / MSIX packages and bundles by their ZIP header and .appx .msix .appxbundle .msixbundle; scripts by extension: .ps1 .psm1 .psd1 .ps1xml .psc1 .cdxml .mof .js .vbs .wsf)"
             }
             Self::MalformedScript => "the script's text or signature block is malformed",
             Self::MalformedCab => {
                 "the cabinet's header is malformed, or the cabinet is part of a multi-cabinet set or carries reserve data"
             }
             Self::MalformedMsi => "the installer's compound file is malformed",
+            Self::MalformedAppx => {
+                "the package is malformed or does not match its block map (Windows would refuse it)"
+            }
+            Self::PublisherMismatch => {
+                "the package manifest's Publisher is not the subject of the service's signing certificate (Windows would refuse it)"
+            }
             Self::Truncated => "the PE file is shorter than its headers say",
             Self::MalformedPe => "the PE file's certificate table is malformed",
             Self::AlreadySigned => "the file is already signed",

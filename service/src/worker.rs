@@ -15,7 +15,7 @@ use std::{
 };
 
 use codeseal_authenticode::{
-    formats::Error as FormatError, sign::PreparedSigning, timestamp::TimestampOptions,
+    formats::Error as FormatError, sign::PreparedSigning, timestamp::TimestampOptions, AppxRefusal,
     Error as AcError, OpusInfo, SignOptions, Verifier,
 };
 use codeseal_signer::{KeySigner, SignError};
@@ -177,6 +177,7 @@ fn classify_sign(e: AcError) -> StepError {
             FormatError::MalformedPe { .. } => StepError::input(FailureReason::NotPe, msg),
             FormatError::Truncated { .. } => StepError::input(FailureReason::Truncated, msg),
             FormatError::CertTable(_) => StepError::input(FailureReason::MalformedPe, msg),
+            FormatError::MalformedZip { .. } => StepError::input(FailureReason::MalformedAppx, msg),
             FormatError::Io { .. } => StepError::transient(FailureReason::Io, msg),
             _ => StepError::permanent(FailureReason::Signing, msg),
         },
@@ -184,6 +185,10 @@ fn classify_sign(e: AcError) -> StepError {
         AcError::Script(_) => StepError::input(FailureReason::MalformedScript, msg),
         AcError::Cab(_) => StepError::input(FailureReason::MalformedCab, msg),
         AcError::Msi(_) => StepError::input(FailureReason::MalformedMsi, msg),
+        AcError::Appx(AppxRefusal::PublisherMismatch { .. }) => {
+            StepError::input(FailureReason::PublisherMismatch, msg)
+        }
+        AcError::Appx(_) => StepError::input(FailureReason::MalformedAppx, msg),
         AcError::AlreadySigned => StepError::permanent(FailureReason::AlreadySigned, msg),
         AcError::Sign(se) => {
             let (reason, transient) = classify_key_error(&se);

@@ -876,3 +876,62 @@ fn restart(svc: &Embedded) -> Proc {
     let log2 = svc.proc.log.with_file_name("service2.log");
     Proc::start(service_bin(), &args, &log2, true)
 }
+
+/// APPX packages are signed like any other type (the manifest's Publisher is the service
+/// leaf's subject); a package published by someone else fails with the Publisher reason and
+/// is kept.
+#[test]
+fn embedded_signs_appx_packages() {
+    let svc = start(&[]);
+    let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let make = |name: &str, publisher: &str| {
+        let out = tmp.path().join(name);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-appx.py");
+        let o = std::process::Command::new("python3")
+            .arg(script)
+            .arg(&out)
+            .arg(publisher)
+            .arg("1")
+            .output()
+            .expect("python3");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(&out).expect("package")
+    };
+    let ours = "CN=codeseal test signer (leaf-p256), O=codeseal test PKI (throwaway)";
+    let data = make("app.msix", ours);
+    let id = client.upload("app.msix", &data);
+    let job = client.wait(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "done", "{job}\n{}", svc.proc.log_text());
+    assert_eq!(job["verify"]["valid"], true, "{job}");
+    let bytes = client.download(job["download_url"].as_str().expect("url"));
+    let file = tmp.path().join("signed.msix");
+    std::fs::write(&file, &bytes).expect("write");
+    let (ok, t) = osslsigncode_ok(&file, &test_env().join("pki/root.pem"));
+    assert!(ok, "{t}");
+
+    let theirs = make("other.appx", "CN=Someone Else");
+    let id = client.upload("other.appx", &theirs);
+    let job = client.wait(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_reason"], "publisher_mismatch", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Publisher"),
+        "{job}"
+    );
+    // The same package with one byte of a file changed no longer matches its block map.
+    let mut lying = data.clone();
+    let at = lying
+        .windows(8)
+        .position(|w| w == b"Assets/b")
+        .expect("an entry name")
+        + 400;
+    lying[at] ^= 0x55;
+    let id = client.upload("lying.appx", &lying);
+    let job = client.wait(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_reason"], "malformed_appx", "{job}");
+}

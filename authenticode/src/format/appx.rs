@@ -16,7 +16,7 @@ use codeseal_signer::DigestAlgorithm;
 
 use super::{check_written, output::OutputFile, FileKind, StageOptions, Staged};
 use crate::{
-    error::{Error, Result},
+    error::{AppxRefusal, Error, Result},
     finding::{Finding, FindingCode},
     pkcs7::ParsedSignature,
     stage::Existing,
@@ -56,15 +56,130 @@ fn signature_der(data: &[u8], zip: &Zip) -> Result<Option<Vec<u8>>> {
     Ok(Some(appx::p7x_der(&p7x)?.to_vec()))
 }
 
-/// A package staged for signing: its unsigned form (with the Override) and its digest.
+/// A package prepared for signing in memory: its unsigned form (with the Override) and its
+/// digest blob. The file path ([`StagedAppx`]) and the stream path ([`sign_stream`]) share
+/// it.
 #[derive(Debug)]
-pub(crate) struct StagedAppx {
+struct Prepared {
     unsigned: Vec<u8>,
     zip: Zip,
     alg: DigestAlgorithm,
     blob: Vec<u8>,
     was_signed: bool,
     bundle: bool,
+}
+
+impl Prepared {
+    /// Checks the package `data` named `name` (kind, existing signature, block map,
+    /// Publisher against `signer` when given) and prepares its unsigned form.
+    fn new(
+        kind: FileKind,
+        name: &str,
+        data: Vec<u8>,
+        existing: Existing,
+        algs: &[DigestAlgorithm],
+        signer: Option<&x509_cert::Certificate>,
+    ) -> Result<Self> {
+        let zip = Zip::parse(&data)?;
+        let bundle = is_bundle(&zip);
+        if bundle != (kind == FileKind::AppxBundle) {
+            return Err(Error::Unsupported(format!(
+                "{name}: named as an {} but {} (a bundle has {})",
+                kind.name(),
+                if bundle {
+                    "it has a bundle manifest"
+                } else {
+                    "it has no bundle manifest"
+                },
+                appx::BUNDLE_MANIFEST_NAME
+            )));
+        }
+        let was_signed = zip.signature().is_some();
+        match (was_signed, existing) {
+            (true, Existing::Refuse) => return Err(Error::AlreadySigned),
+            (true, Existing::Keep) => {
+                return Err(Error::Unsupported(
+                    "an APPX package carries one signature: nesting is not supported (replace it instead)".into(),
+                ))
+            }
+            _ => {}
+        }
+        let problems = appx::check_block_map(&data, &zip)?;
+        if !problems.is_empty() {
+            return Err(Error::Appx(AppxRefusal::BlockMap(problems)));
+        }
+        if let Some(cert) = signer {
+            let publisher = appx::manifest_publisher(&data, &zip)?;
+            if !appx::publisher_matches(&publisher, cert) {
+                return Err(Error::Appx(AppxRefusal::PublisherMismatch {
+                    publisher,
+                    subject: crate::chain::name_text(&cert.tbs_certificate.subject),
+                }));
+            }
+        }
+        let unsigned = zip.prepare_unsigned(&data)?;
+        drop(data);
+        let zip = Zip::parse(&unsigned)?;
+        let (alg, blob) = appx::digest_blob(&unsigned, &zip)?;
+        if let Some(other) = algs.iter().find(|a| **a != alg) {
+            return Err(Error::Usage(format!(
+                "this package's block map hashes with {alg}: it can be signed only with {alg}, not {other}"
+            )));
+        }
+        Ok(Self {
+            bundle,
+            unsigned,
+            zip,
+            alg,
+            blob,
+            was_signed,
+        })
+    }
+
+    fn kind(&self) -> FileKind {
+        if self.bundle {
+            FileKind::AppxBundle
+        } else {
+            FileKind::Appx
+        }
+    }
+
+    /// The package with `signature` (`None`: unsigned), checked: parsed back, the same
+    /// digest blob, exactly the new signature (or none), which must verify against it.
+    fn finish(&mut self, signature: Option<&[u8]>) -> Result<Vec<u8>> {
+        let written = match signature {
+            Some(der) => self.zip.with_signature(&self.unsigned, der)?,
+            None => std::mem::take(&mut self.unsigned),
+        };
+        let fail = |m: String| Error::OutputCheck(m);
+        let back = Zip::parse(&written).map_err(|e| fail(e.to_string()))?;
+        let (alg, blob) = appx::digest_blob(&written, &back).map_err(|e| fail(e.to_string()))?;
+        if alg != self.alg || blob != self.blob {
+            return Err(fail("the written package does not hash as staged".into()));
+        }
+        let found = signature_der(&written, &back).map_err(|e| fail(e.to_string()))?;
+        match (signature, found) {
+            (None, None) => {}
+            (None, Some(_)) => return Err(fail("a signature is still present".into())),
+            (Some(_), None) => return Err(fail("no signature was written".into())),
+            (Some(der), Some(f)) => {
+                if f != der {
+                    return Err(fail(
+                        "AppxSignature.p7x does not hold the new signature".into(),
+                    ));
+                }
+                let (a, b) = (self.alg, self.blob.as_slice());
+                check_written(self.kind(), der, |x| (x == a).then_some(b), &[], |_| Ok(()))?;
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// A package staged for signing to a file.
+#[derive(Debug)]
+pub(crate) struct StagedAppx {
+    p: Prepared,
     out: OutputFile,
 }
 
@@ -79,105 +194,67 @@ impl StagedAppx {
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
         let out = OutputFile::create(input, &file, output, opts.force)?;
         let data = read_all(&mut file)?;
-        let zip = Zip::parse(&data)?;
-        let bundle = is_bundle(&zip);
-        if bundle != (kind == FileKind::AppxBundle) {
-            return Err(Error::Unsupported(format!(
-                "{}: named as an {} but {} (a bundle has {})",
-                input.display(),
-                kind.name(),
-                if bundle {
-                    "it has a bundle manifest"
-                } else {
-                    "it has no bundle manifest"
-                },
-                appx::BUNDLE_MANIFEST_NAME
-            )));
-        }
-        let was_signed = zip.signature().is_some();
-        match (was_signed, opts.existing) {
-            (true, Existing::Refuse) => return Err(Error::AlreadySigned),
-            (true, Existing::Keep) => {
-                return Err(Error::Unsupported(
-                    "an APPX package carries one signature: nesting is not supported (replace it instead)".into(),
-                ))
-            }
-            _ => {}
-        }
-        let problems = appx::check_block_map(&data, &zip)?;
-        if !problems.is_empty() {
-            return Err(Error::Usage(format!(
-                "the package does not match its block map (Windows would refuse it): {}",
-                problems.join("; ")
-            )));
-        }
-        if let Some(cert) = opts.appx_signer {
-            let publisher = appx::manifest_publisher(&data, &zip)?;
-            if !appx::publisher_matches(&publisher, cert) {
-                return Err(Error::Usage(format!(
-                    "the manifest's Publisher {publisher:?} is not the signer's subject {:?} (Windows would refuse the package; --allow-publisher-mismatch signs anyway)",
-                    crate::chain::name_text(&cert.tbs_certificate.subject)
-                )));
-            }
-        }
-        let unsigned = zip.prepare_unsigned(&data)?;
-        drop(data);
-        let zip = Zip::parse(&unsigned)?;
-        let (alg, blob) = appx::digest_blob(&unsigned, &zip)?;
-        if let Some(other) = opts.algs.iter().find(|a| **a != alg) {
-            return Err(Error::Usage(format!(
-                "this package's block map hashes with {alg}: it can be signed only with {alg}, not {other}"
-            )));
-        }
-        Ok(Self {
-            bundle,
-            unsigned,
-            zip,
-            alg,
-            blob,
-            was_signed,
-            out,
-        })
+        let p = Prepared::new(
+            kind,
+            &input.display().to_string(),
+            data,
+            opts.existing,
+            opts.algs,
+            opts.appx_signer,
+        )?;
+        Ok(Self { p, out })
     }
+}
 
-    /// Parses the written package back: the same digest blob, exactly the new signature
-    /// (or none), which must verify against that blob.
-    fn check_output(&self, written: &[u8], signature: Option<&[u8]>) -> Result<()> {
-        let fail = |m: String| Error::OutputCheck(m);
-        let back = Zip::parse(written).map_err(|e| fail(e.to_string()))?;
-        let (alg, blob) = appx::digest_blob(written, &back).map_err(|e| fail(e.to_string()))?;
-        if alg != self.alg || blob != self.blob {
-            return Err(fail("the written package does not hash as staged".into()));
-        }
-        let found = signature_der(written, &back).map_err(|e| fail(e.to_string()))?;
-        match (signature, found) {
-            (None, None) => Ok(()),
-            (None, Some(_)) => Err(fail("a signature is still present".into())),
-            (Some(_), None) => Err(fail("no signature was written".into())),
-            (Some(der), Some(f)) => {
-                if f != der {
-                    return Err(fail(
-                        "AppxSignature.p7x does not hold the new signature".into(),
-                    ));
-                }
-                let (a, b) = (self.alg, self.blob.as_slice());
-                check_written(self.kind(), der, |x| (x == a).then_some(b), &[], |_| Ok(()))
-            }
-        }
-    }
+/// Signs a package (or bundle) from any reader into any writer. The package is held in
+/// memory (at most [`MAX_PACKAGE`] bytes) until the streaming reader lands.
+pub(crate) fn sign_stream<R: Read + Seek, W: Write>(
+    identity: &codeseal_signer::SigningIdentity,
+    kind: FileKind,
+    input: &mut R,
+    output: &mut W,
+    opts: &crate::sign::SignOptions,
+) -> Result<crate::stream::StreamOutcome> {
+    use crate::stream::{existing_mode, signature_table};
+    input
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io("rewinding the input", e))?;
+    let data = read_all(input)?;
+    let signer = (!opts.allow_publisher_mismatch).then(|| identity.leaf());
+    let mut p = Prepared::new(
+        kind,
+        "the input",
+        data,
+        existing_mode(opts),
+        &[opts.digest],
+        signer,
+    )?;
+    let table = signature_table(
+        identity,
+        opts,
+        super::indirect_data(kind, None)?,
+        &p.blob,
+        None,
+    )?;
+    let written = p.finish(Some(&table))?;
+    output
+        .write_all(&written)
+        .map_err(|e| Error::io("writing the output", e))?;
+    Ok(crate::stream::StreamOutcome {
+        kind,
+        image_digest: p.blob.clone(),
+        output_len: written.len() as u64,
+        appended: false,
+    })
 }
 
 impl Staged for StagedAppx {
     fn kind(&self) -> FileKind {
-        if self.bundle {
-            FileKind::AppxBundle
-        } else {
-            FileKind::Appx
-        }
+        self.p.kind()
     }
 
     fn digest(&self, alg: DigestAlgorithm) -> Option<&[u8]> {
-        (alg == self.alg).then_some(self.blob.as_slice())
+        (alg == self.p.alg).then_some(self.p.blob.as_slice())
     }
 
     fn page_hashes(&self) -> Option<&(DigestAlgorithm, Vec<u8>)> {
@@ -189,7 +266,7 @@ impl Staged for StagedAppx {
     }
 
     fn was_signed(&self) -> bool {
-        self.was_signed
+        self.p.was_signed
     }
 
     fn output(&self) -> &Path {
@@ -197,11 +274,7 @@ impl Staged for StagedAppx {
     }
 
     fn commit(mut self: Box<Self>, signature: Option<&[u8]>) -> Result<u64> {
-        let written = match signature {
-            Some(der) => self.zip.with_signature(&self.unsigned, der)?,
-            None => std::mem::take(&mut self.unsigned),
-        };
-        self.check_output(&written, signature)?;
+        let written = self.p.finish(signature)?;
         let f = self.out.file_mut();
         let io = |what: &'static str| move |e| Error::io(what, e);
         f.seek(SeekFrom::Start(0))
