@@ -400,6 +400,64 @@ impl TrustStore {
         Ok(n)
     }
 
+    /// Denies what a deny-list file holds: a `disallowedcert.stl`, certificates (PEM or
+    /// DER), or lines of SPKI SHA-256 hashes (64 hex digits, optional `sha256:` prefix and
+    /// colons, `#` comments). Returns how many entries were added.
+    pub fn deny_list(&mut self, data: &[u8]) -> Result<usize> {
+        if let Ok(n) = self.deny_stl(data) {
+            return Ok(n);
+        }
+        if let Ok(certs) = certificates_from_bytes(data) {
+            if !certs.is_empty() {
+                certs.iter().for_each(|c| self.deny_certificate(c));
+                return Ok(certs.len());
+            }
+        }
+        let text = std::str::from_utf8(data).map_err(|_| {
+            Error::Usage(
+                "a deny list is an STL, certificates or lines of SPKI SHA-256 hashes".into(),
+            )
+        })?;
+        let mut n = 0;
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
+                continue;
+            }
+            let h = line
+                .strip_prefix("sha256:")
+                .unwrap_or(line)
+                .replace(':', "");
+            let bytes = hex::decode(&h)
+                .ok()
+                .filter(|b| b.len() == 32)
+                .ok_or_else(|| {
+                    Error::Usage(format!("{line:?} is not a SPKI SHA-256 (64 hex digits)"))
+                })?;
+            self.deny_spki_sha256(&bytes);
+            n += 1;
+        }
+        if n == 0 {
+            return Err(Error::Usage(
+                "no certificate, STL entry or hash in the deny list".into(),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// A store named by a specification: `system` (the operating system's bundle) or
+    /// `microsoft:DIR` (Microsoft's root program: `authroot.stl` and the certificates it
+    /// names, in DIR).
+    pub fn from_spec(spec: &str) -> Result<Self> {
+        match spec.split_once(':') {
+            Some(("microsoft", dir)) => Self::microsoft(Path::new(dir)),
+            None if spec == "system" => Self::system(),
+            _ => Err(Error::Usage(format!(
+                "trust store {spec:?}: expected microsoft:DIR or system"
+            ))),
+        }
+    }
+
     /// Whether there is anything to enforce beyond the anchors.
     pub(crate) fn has_rules(&self) -> bool {
         !self.rules.is_empty()
@@ -427,7 +485,10 @@ impl TrustStore {
                 || self.denied_spki.contains(&spki)
                 || self.denied_sha1.contains(&DigestAlgorithm::Sha1.digest(&d))
             {
-                errors.push(format!("{} is on the deny list", c.tbs_certificate.subject));
+                errors.push(format!(
+                    "{} is on the deny list",
+                    crate::chain::name_text(&c.tbs_certificate.subject)
+                ));
             }
         }
         if let (Some(leaf), Some(root)) = (path.first(), path.last()) {

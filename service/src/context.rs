@@ -89,6 +89,8 @@ pub struct Signer {
     pub identity: Arc<SigningIdentity>,
     /// Anchors for verifying signed output (empty: integrity only).
     pub trust: Vec<Certificate>,
+    /// The verify step's verifier (anchors, trust-store rules, deny lists, revocation).
+    pub verifier: Arc<codeseal_authenticode::Verifier>,
     /// The key as shown in logs and audit records (secrets masked).
     pub key_label: String,
     /// SHA-256 of the leaf certificate, hex.
@@ -113,12 +115,27 @@ impl Signer {
     ) -> Result<Self, der::Error> {
         use der::Encode;
         let cert_sha256 = hex::encode(Sha256::digest(identity.leaf().to_der()?));
+        // Anchors given to `new` are always valid (the error is for an empty list).
+        let verifier = match codeseal_authenticode::Verifier::new(trust.clone()) {
+            Ok(v) => v,
+            Err(_) => codeseal_authenticode::Verifier::integrity_only(),
+        };
         Ok(Self {
             identity: Arc::new(identity),
+            verifier: Arc::new(verifier),
             trust,
             key_label,
             cert_sha256,
         })
+    }
+}
+
+impl Signer {
+    /// Verifies signed output with `verifier` (trust stores, deny lists, revocation)
+    /// instead of the plain anchors given to [`Signer::new`].
+    pub fn with_verifier(mut self, verifier: codeseal_authenticode::Verifier) -> Self {
+        self.verifier = Arc::new(verifier);
+        self
     }
 }
 

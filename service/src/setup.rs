@@ -50,6 +50,30 @@ pub struct Common {
     /// signature's integrity is verified but not its chain.
     #[arg(long, env = "CODESEAL_SERVICE_TRUST")]
     pub trust: Option<PathBuf>,
+    /// More trust anchors for the verify step: `microsoft:DIR` (Microsoft's root program:
+    /// authroot.stl and its certificates, with each root's EKU and disable dates) or
+    /// `system` (the OS bundle). Repeatable.
+    #[arg(long, value_name = "microsoft:DIR|system")]
+    pub trust_store: Vec<String>,
+    /// Certificates the verify step refuses: a disallowedcert.stl, certificates, or SPKI
+    /// SHA-256 lines. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub deny: Vec<PathBuf>,
+    /// Revocation checking of the signed output's chains (as `codeseal verify --revocation`):
+    /// default soft when trust anchors are given (a revoked certificate fails the job; no
+    /// answer is a warning), off without.
+    #[arg(
+        long,
+        value_name = "hard|soft|off",
+        env = "CODESEAL_SERVICE_REVOCATION"
+    )]
+    pub revocation: Option<codeseal_authenticode::revocation::RevocationPolicy>,
+    /// CRL files for the verify step (PEM or DER). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub crl: Vec<PathBuf>,
+    /// Where the verify step caches CRL and OCSP answers (none by default).
+    #[arg(long, value_name = "DIR", env = "CODESEAL_SERVICE_REVOCATION_CACHE")]
+    pub revocation_cache: Option<PathBuf>,
     /// API keys file: lines `NAME SHA256HEX [admin]` (see `hash-key`). With --embedded and no
     /// file, a key is generated into DATA_DIR/api-key.
     #[arg(long, env = "CODESEAL_SERVICE_API_KEYS")]
@@ -153,6 +177,54 @@ pub struct Common {
         hide = true
     )]
     pub key_delay_ms: u64,
+}
+
+/// The verifier of the verify step: the anchors of --trust and --trust-store with the
+/// --deny lists (integrity only without anchors), and the revocation policy.
+fn verifier(
+    c: &Common,
+    trust: Vec<x509_cert::Certificate>,
+) -> anyhow::Result<codeseal_authenticode::Verifier> {
+    use codeseal_authenticode::{
+        revocation::{RevocationOptions, RevocationPolicy},
+        trust::TrustStore,
+        Verifier,
+    };
+    let mut store = TrustStore::from_certificates(trust);
+    for spec in &c.trust_store {
+        store.merge(TrustStore::from_spec(spec).with_context(|| format!("--trust-store {spec}"))?);
+    }
+    for f in &c.deny {
+        let data = std::fs::read(f).with_context(|| format!("reading --deny {}", f.display()))?;
+        store
+            .deny_list(&data)
+            .with_context(|| format!("--deny {}", f.display()))?;
+    }
+    let anchors = !store.anchors().is_empty();
+    let policy = c.revocation.unwrap_or(if anchors {
+        RevocationPolicy::Soft
+    } else {
+        RevocationPolicy::Off
+    });
+    if policy != RevocationPolicy::Off && !anchors {
+        bail!("--revocation {policy:?} needs trust anchors (--trust or --trust-store)");
+    }
+    let mut rev = RevocationOptions::new(policy);
+    for f in &c.crl {
+        let data = std::fs::read(f).with_context(|| format!("reading --crl {}", f.display()))?;
+        rev = rev
+            .with_crl(&f.display().to_string(), &data)
+            .with_context(|| format!("--crl {}", f.display()))?;
+    }
+    if let Some(dir) = &c.revocation_cache {
+        rev = rev.with_cache_dir(dir);
+    }
+    let v = if anchors {
+        Verifier::from_trust_store(store)?
+    } else {
+        Verifier::integrity_only()
+    };
+    Ok(v.with_revocation(rev))
 }
 
 fn read_identity(
@@ -295,7 +367,7 @@ pub async fn build(c: &Common, listen_url: &str, serves_api: bool) -> anyhow::Re
         objects,
         local,
         jobs,
-        signer: Signer::new(identity, trust, label)?,
+        signer: Signer::new(identity, trust.clone(), label)?.with_verifier(verifier(c, trust)?),
         api_keys,
         settings,
         metrics: Metrics::default(),

@@ -16,7 +16,7 @@ use std::{
 
 use codeseal_authenticode::{
     formats::Error as FormatError, sign::PreparedSigning, timestamp::TimestampOptions, AppxRefusal,
-    Error as AcError, OpusInfo, SignOptions, Verifier,
+    Error as AcError, OpusInfo, SignOptions,
 };
 use codeseal_signer::{KeySigner, SignError};
 use sha2::{Digest, Sha256};
@@ -518,14 +518,8 @@ impl Claim {
         // 3. Verify with our verifier, against the configured anchors.
         self.advance(JobStatus::Verifying).await?;
         let report = {
-            let (out, trust) = (output.clone(), ctx.signer.trust.clone());
+            let (out, verifier) = (output.clone(), Arc::clone(&ctx.signer.verifier));
             blocking(FailureReason::Verify, move || {
-                let verifier = if trust.is_empty() {
-                    Verifier::integrity_only()
-                } else {
-                    Verifier::new(trust)
-                        .map_err(|e| StepError::permanent(FailureReason::Verify, e.to_string()))?
-                };
                 verifier
                     .verify_file(&out)
                     .map_err(|e| StepError::permanent(FailureReason::Verify, e.to_string()))

@@ -15,9 +15,19 @@ struct Embedded {
 }
 
 fn start(extra: &[&str]) -> Embedded {
+    let pki = test_env().join("pki");
+    let key = format!("file:{}", pki.join("leaf-p256.key").display());
+    let cert = pki.join("leaf-p256-chain.pem").display().to_string();
+    let trust = pki.join("root.pem").display().to_string();
+    let mut args = vec!["--key", &key, "--cert", &cert, "--trust", &trust];
+    args.extend_from_slice(extra);
+    start_with(&args)
+}
+
+/// An embedded service with these key, certificate and trust arguments (and any others).
+fn start_with(extra: &[&str]) -> Embedded {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let pki = test_env().join("pki");
     let mut args: Vec<String> = [
         "serve",
         "--embedded",
@@ -33,12 +43,6 @@ fn start(extra: &[&str]) -> Embedded {
     .collect();
     args.push("--data-dir".into());
     args.push(data.display().to_string());
-    args.push("--key".into());
-    args.push(format!("file:{}", pki.join("leaf-p256.key").display()));
-    args.push("--cert".into());
-    args.push(pki.join("leaf-p256-chain.pem").display().to_string());
-    args.push("--trust".into());
-    args.push(pki.join("root.pem").display().to_string());
     args.extend(extra.iter().map(|s| s.to_string()));
     let proc = Proc::start(service_bin(), &args, &dir.path().join("service.log"), true);
     Embedded {
@@ -934,4 +938,79 @@ fn embedded_signs_appx_packages() {
     let job = client.wait(&id, Duration::from_secs(60));
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error_reason"], "malformed_appx", "{job}");
+}
+
+/// The verify step takes the trust and revocation options: a signing certificate on the
+/// --deny list, or revoked in a --crl (an `openssl ca` CRL, scripts/revocation-pki.sh), fails
+/// the job as `verify` and no result is stored; a certificate the CRL does not list passes.
+#[test]
+fn the_verify_step_checks_deny_lists_and_revocation() {
+    let pe = std::fs::read(test_env().join("fixtures/pe64.exe")).expect("fixture");
+    let pki = test_env().join("pki");
+    let leaf = pki.join("leaf-p256.pem").display().to_string();
+    let svc = start(&["--deny", &leaf]);
+    let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+    let id = client.upload("app.exe", &pe);
+    let job = client.wait(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_reason"], "verify", "{job}");
+    assert!(job["download_url"].is_null(), "{job}");
+    drop(svc);
+
+    // A CA with a real `openssl ca` database; nothing listens on the ports its leaves name,
+    // so only the --crl file can answer.
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = dir.path().join("ca");
+    let port = |_: u8| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port().to_string())
+            .expect("port")
+    };
+    let o = std::process::Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/revocation-pki.sh"))
+        .arg(&ca)
+        .args([port(0), port(1), port(2)])
+        .output()
+        .expect("bash");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let crl = ca.join("www/ca.crl").display().to_string();
+    let trust = ca.join("ca.pem").display().to_string();
+    for (leaf, want) in [("revoked-before", "failed"), ("good", "done")] {
+        let key = format!("file:{}", ca.join(format!("{leaf}.key")).display());
+        let cert = ca.join(format!("{leaf}-chain.pem")).display().to_string();
+        let svc = start_with(&[
+            "--key",
+            &key,
+            "--cert",
+            &cert,
+            "--trust",
+            &trust,
+            "--crl",
+            &crl,
+            "--revocation",
+            "soft",
+        ]);
+        let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+        let id = client.upload("app.exe", &pe);
+        let job = client.wait(&id, Duration::from_secs(60));
+        assert_eq!(
+            job["status"],
+            want,
+            "{leaf}: {job}\n{}",
+            svc.proc.log_text()
+        );
+        if want == "failed" {
+            assert_eq!(job["error_reason"], "verify", "{job}");
+            assert!(
+                job["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("revoked"),
+                "{job}"
+            );
+        } else {
+            assert_eq!(job["verify"]["valid"], true, "{job}");
+        }
+    }
 }

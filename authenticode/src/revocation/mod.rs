@@ -455,7 +455,7 @@ impl RevocationOptions {
                 None => (RevocationState::Good, None, None),
             };
             CertRevocation {
-                subject: cert.tbs_certificate.subject.to_string(),
+                subject: crate::chain::name_text(&cert.tbs_certificate.subject),
                 serial: hex::encode(cert.tbs_certificate.serial_number.as_bytes()),
                 state,
                 source: Some(source),
@@ -508,7 +508,7 @@ impl RevocationOptions {
             problems.push("no CRL distribution point, OCSP responder or CRL at hand".into());
         }
         CertRevocation {
-            subject: cert.tbs_certificate.subject.to_string(),
+            subject: crate::chain::name_text(&cert.tbs_certificate.subject),
             serial: hex::encode(cert.tbs_certificate.serial_number.as_bytes()),
             state: RevocationState::Unknown,
             source: None,

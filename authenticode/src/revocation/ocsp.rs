@@ -162,7 +162,7 @@ pub(crate) fn check(
         crate::chain::issued_by(delegated, issuer).map_err(|e| {
             RevocationError::Unauthorized(format!(
                 "{what}: the responder certificate {} was not issued by the certificate's issuer ({e})",
-                delegated.tbs_certificate.subject
+                crate::chain::name_text(&delegated.tbs_certificate.subject)
             ))
         })?;
         let eku = crate::chain::Eku::of(delegated)
@@ -170,7 +170,7 @@ pub(crate) fn check(
         if !eku.is_some_and(|e| e.contains(&ID_KP_OCSP_SIGNING)) {
             return Err(RevocationError::Unauthorized(format!(
                 "{what}: the responder certificate {} lacks id-kp-OCSPSigning",
-                delegated.tbs_certificate.subject
+                crate::chain::name_text(&delegated.tbs_certificate.subject)
             )));
         }
         let v = &delegated.tbs_certificate.validity;
@@ -179,7 +179,7 @@ pub(crate) fn check(
         {
             return Err(RevocationError::Unauthorized(format!(
                 "{what}: the responder certificate {} is not valid now",
-                delegated.tbs_certificate.subject
+                crate::chain::name_text(&delegated.tbs_certificate.subject)
             )));
         }
         delegated.clone()

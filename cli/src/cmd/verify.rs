@@ -1,8 +1,5 @@
 //! `codeseal verify`, and the report printer shared with `info` and `demo`.
-use std::{
-    path::{Path, PathBuf},
-    process::ExitCode,
-};
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -97,42 +94,6 @@ fn default_revocation_cache() -> Option<PathBuf> {
     Some(base.join("codeseal").join("revocation"))
 }
 
-/// Adds a deny file to `store`: a disallowedcert.stl, certificates, or SPKI SHA-256 lines.
-fn deny_file(store: &mut TrustStore, f: &Path) -> anyhow::Result<()> {
-    let data = std::fs::read(f)?;
-    if store.deny_stl(&data).is_ok() {
-        return Ok(());
-    }
-    if let Ok(certs) = codeseal_authenticode::trust::certificates_from_bytes(&data) {
-        if !certs.is_empty() {
-            certs.iter().for_each(|c| store.deny_certificate(c));
-            return Ok(());
-        }
-    }
-    let text = std::str::from_utf8(&data).context("neither an STL, certificates nor text")?;
-    let mut n = 0;
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or_default().trim();
-        if line.is_empty() {
-            continue;
-        }
-        let h = line
-            .strip_prefix("sha256:")
-            .unwrap_or(line)
-            .replace(':', "");
-        let bytes = hex::decode(&h)
-            .ok()
-            .filter(|b| b.len() == 32)
-            .with_context(|| format!("{line:?} is not a SPKI SHA-256 (64 hex digits)"))?;
-        store.deny_spki_sha256(&bytes);
-        n += 1;
-    }
-    if n == 0 {
-        bail!("no certificate, STL entry or hash in it");
-    }
-    Ok(())
-}
-
 fn parse_time(s: &str) -> anyhow::Result<u64> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(n);
@@ -211,17 +172,16 @@ impl VerifyArgs {
             }
         }
         for spec in &self.trust_store {
-            match spec.split_once(':') {
-                Some(("microsoft", dir)) => store.merge(
-                    TrustStore::microsoft(Path::new(dir))
-                        .with_context(|| format!("--trust-store {spec}"))?,
-                ),
-                None if spec == "system" => store.merge(TrustStore::system()?),
-                _ => bail!("--trust-store {spec:?}: expected microsoft:DIR or system"),
-            }
+            store.merge(
+                TrustStore::from_spec(spec).with_context(|| format!("--trust-store {spec}"))?,
+            );
         }
         for f in &self.deny {
-            deny_file(&mut store, f).with_context(|| format!("--deny {}", f.display()))?;
+            let data =
+                std::fs::read(f).with_context(|| format!("reading --deny {}", f.display()))?;
+            store
+                .deny_list(&data)
+                .with_context(|| format!("--deny {}", f.display()))?;
         }
         Ok(store)
     }
