@@ -9,7 +9,7 @@ use codeseal_local::{
     provider::{CryptoProvider, RUSTCRYPTO},
     LocalKey,
 };
-use codeseal_signer::{verify_prehash, DigestAlgorithm, KeyKind, KeySigner};
+use codeseal_signer::{DigestAlgorithm, KeyKind, KeySigner};
 
 fn openssl(args: &[&str]) -> std::process::Output {
     let out = Command::new("openssl")
@@ -243,8 +243,11 @@ fn each_providers_signatures_verify_with_the_others_verifier() {
                 let k = key.with_provider(p).expect("convert");
                 let sig = k.sign_digest(alg, &digest).expect("sign");
                 // RustCrypto's verifier (the one codeseal checks every signature with) ...
-                verify_prehash(key.public_key(), d, &digest, &sig).expect("rustcrypto verifies");
-                assert!(verify_prehash(key.public_key(), d, &other, &sig).is_err());
+                codeseal_signer::verify_prehash(key.public_key(), d, &digest, &sig)
+                    .expect("rustcrypto verifies");
+                assert!(
+                    codeseal_signer::verify_prehash(key.public_key(), d, &other, &sig).is_err()
+                );
                 // ... and aws-lc's.
                 assert!(
                     verify_aws_lc(&key, d, &digest, &sig),
