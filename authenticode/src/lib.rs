@@ -50,6 +50,7 @@ pub mod split;
 pub(crate) mod stage;
 pub(crate) mod stream;
 pub mod timestamp;
+pub mod timing;
 pub mod verify;
 
 // The format layer (no I/O) lives in its own crate; these names keep paths short inside

@@ -120,7 +120,7 @@ impl StagedAppx {
         }
         let mut file =
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
-        let out = OutputFile::create(input, &file, output, opts.force)?;
+        let out = OutputFile::create(input, &file, output, opts.force, opts.sync_dir)?;
         let data = read_all(&mut file)?;
         let zip = Zip::parse(&data)?;
         let bundle = is_bundle(&zip);

@@ -355,6 +355,10 @@ impl KeySigner for LocalKey {
         self.source.clone()
     }
 
+    fn signs_locally(&self) -> bool {
+        true
+    }
+
     fn sign_digest(
         &self,
         algorithm: SignatureAlgorithm,
