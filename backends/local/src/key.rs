@@ -359,6 +359,12 @@ impl KeySigner for LocalKey {
         true
     }
 
+    fn supports(&self, algorithm: SignatureAlgorithm) -> bool {
+        algorithm.key == self.kind
+            && algorithm.key.can_sign(algorithm.digest)
+            && self.inner.can_sign(algorithm)
+    }
+
     fn sign_digest(
         &self,
         algorithm: SignatureAlgorithm,

@@ -1,4 +1,5 @@
 //! The aws-lc-rs provider: constant-time RSA and ECDSA from AWS-LC.
+#[cfg(feature = "provider-rustcrypto")]
 use std::sync::OnceLock;
 
 use aws_lc_rs::{
@@ -10,7 +11,9 @@ use aws_lc_rs::{
 use codeseal_signer::{DigestAlgorithm, KeyKind, SignError, SignatureAlgorithm};
 use zeroize::Zeroizing;
 
-use super::{rustcrypto, signing_failed, CryptoProvider, KeyType, ProviderKey};
+#[cfg(feature = "provider-rustcrypto")]
+use super::rustcrypto;
+use super::{signing_failed, CryptoProvider, KeyType, ProviderKey};
 use crate::LoadError;
 
 /// The aws-lc-rs provider (see the [module](super) documentation).
@@ -27,6 +30,7 @@ enum Key {
         key: RsaKeyPair,
         /// The RustCrypto form, made on first use for RSA with SHA-1 (aws-lc-rs signs
         /// PKCS#1 v1.5 digests with SHA-256/384/512 only).
+        #[cfg(feature = "provider-rustcrypto")]
         sha1: OnceLock<Box<rsa::RsaPrivateKey>>,
     },
     Ec {
@@ -35,6 +39,7 @@ enum Key {
         digest: &'static digest::Algorithm,
     },
     /// A key aws-lc-rs does not take (RSA above 8192 bits), in RustCrypto's form.
+    #[cfg(feature = "provider-rustcrypto")]
     Fallback(rustcrypto::Key),
 }
 
@@ -78,8 +83,31 @@ impl Key {
     fn rsa(key: RsaKeyPair) -> Self {
         Self::Rsa {
             key,
+            #[cfg(feature = "provider-rustcrypto")]
             sha1: OnceLock::new(),
         }
+    }
+
+    /// RSA with SHA-1, through the RustCrypto form made on first use.
+    #[cfg(feature = "provider-rustcrypto")]
+    fn sign_rsa_sha1(
+        &self,
+        cell: &OnceLock<Box<rsa::RsaPrivateKey>>,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, SignError> {
+        let legacy = match cell.get() {
+            Some(k) => k,
+            None => {
+                let der = self.to_pkcs8_der().map_err(|e| signing_failed(&e))?;
+                let k = match rustcrypto::Key::load(KeyType::Rsa, &der) {
+                    Ok(rustcrypto::Key::Rsa(k)) => k,
+                    Ok(_) => return Err(signing_failed(&"not an RSA key")),
+                    Err(e) => return Err(signing_failed(&e)),
+                };
+                cell.get_or_init(|| k)
+            }
+        };
+        rustcrypto::Key::sign_rsa(legacy, DigestAlgorithm::Sha1, digest)
     }
 }
 
@@ -88,6 +116,7 @@ impl ProviderKey for Key {
         let der = match self {
             Self::Rsa { key, .. } => key.public_key().as_der(),
             Self::Ec { key, .. } => key.public_key().as_der(),
+            #[cfg(feature = "provider-rustcrypto")]
             Self::Fallback(k) => return k.public_key_der(),
         }
         .map_err(rejected)?;
@@ -101,25 +130,23 @@ impl ProviderKey for Key {
     ) -> Result<Vec<u8>, SignError> {
         let fail = |e: aws_lc_rs::error::Unspecified| signing_failed(&e);
         match self {
-            Self::Rsa { key, sha1 } => {
+            Self::Rsa { key, .. } => {
                 let (encoding, lc_alg): (&'static dyn lc::RsaEncoding, _) = match algorithm.digest {
                     DigestAlgorithm::Sha256 => (&lc::RSA_PKCS1_SHA256, &digest::SHA256),
                     DigestAlgorithm::Sha384 => (&lc::RSA_PKCS1_SHA384, &digest::SHA384),
                     DigestAlgorithm::Sha512 => (&lc::RSA_PKCS1_SHA512, &digest::SHA512),
                     DigestAlgorithm::Sha1 => {
-                        let legacy = match sha1.get() {
-                            Some(k) => k,
-                            None => {
-                                let der = self.to_pkcs8_der().map_err(|e| signing_failed(&e))?;
-                                let k = match rustcrypto::Key::load(KeyType::Rsa, &der) {
-                                    Ok(rustcrypto::Key::Rsa(k)) => k,
-                                    Ok(_) => return Err(signing_failed(&"not an RSA key")),
-                                    Err(e) => return Err(signing_failed(&e)),
-                                };
-                                sha1.get_or_init(|| k)
-                            }
-                        };
-                        return rustcrypto::Key::sign_rsa(legacy, algorithm.digest, digest);
+                        #[cfg(feature = "provider-rustcrypto")]
+                        if let Self::Rsa { sha1, .. } = self {
+                            return self.sign_rsa_sha1(sha1, digest);
+                        }
+                        return Err(SignError::UnsupportedAlgorithm {
+                            key: codeseal_signer::KeyKind::Rsa {
+                                bits: u32::try_from(key.public_modulus_len() * 8)
+                                    .unwrap_or(u32::MAX),
+                            },
+                            requested: algorithm,
+                        });
                     }
                 };
                 let d = digest::Digest::import_less_safe(digest, lc_alg).map_err(fail)?;
@@ -132,6 +159,7 @@ impl ProviderKey for Key {
                 let d = digest::Digest::import_less_safe(&fitted, own).map_err(fail)?;
                 Ok(key.sign_digest(&d).map_err(fail)?.as_ref().to_vec())
             }
+            #[cfg(feature = "provider-rustcrypto")]
             Self::Fallback(k) => k.sign_digest(algorithm, digest),
         }
     }
@@ -139,9 +167,15 @@ impl ProviderKey for Key {
     fn backend_for(&self, algorithm: SignatureAlgorithm) -> &'static str {
         match self {
             Self::Rsa { .. } if lc_digest(algorithm.digest).is_none() => "rustcrypto",
+            #[cfg(feature = "provider-rustcrypto")]
             Self::Fallback(_) => "rustcrypto",
             _ => NAME,
         }
+    }
+
+    fn can_sign(&self, algorithm: SignatureAlgorithm) -> bool {
+        cfg!(feature = "provider-rustcrypto")
+            || !matches!(self, Self::Rsa { .. } if lc_digest(algorithm.digest).is_none())
     }
 
     fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, LoadError> {
@@ -153,6 +187,7 @@ impl ProviderKey for Key {
                 der.as_ref().to_vec()
             }
             Self::Ec { key, .. } => key.to_pkcs8v1().map_err(rejected)?.as_ref().to_vec(),
+            #[cfg(feature = "provider-rustcrypto")]
             Self::Fallback(k) => return k.to_pkcs8_der(),
         };
         Ok(Zeroizing::new(bytes))
@@ -174,7 +209,10 @@ impl CryptoProvider for AwsLc {
                 Ok(k) => Key::rsa(k),
                 // Outside aws-lc's 2048..=8192 bits (or malformed): the RustCrypto form,
                 // whose errors and size checks are the ones codeseal has always given.
+                #[cfg(feature = "provider-rustcrypto")]
                 Err(_) => Key::Fallback(rustcrypto::Key::load(key_type, pkcs8_der)?),
+                #[cfg(not(feature = "provider-rustcrypto"))]
+                Err(e) => return Err(rejected(e)),
             },
             KeyType::P256 | KeyType::P384 => Key::ec(key_type, pkcs8_der)?,
         }))
@@ -189,7 +227,15 @@ impl CryptoProvider for AwsLc {
                     3072 => KeySize::Rsa3072,
                     4096 => KeySize::Rsa4096,
                     8192 => KeySize::Rsa8192,
+                    #[cfg(feature = "provider-rustcrypto")]
                     _ => return super::RUSTCRYPTO.generate(kind),
+                    #[cfg(not(feature = "provider-rustcrypto"))]
+                    _ => {
+                        return Err(codeseal_signer::SignError::UnsupportedKey(format!(
+                            "RSA key of {bits} bits (aws-lc-rs makes 2048, 3072, 4096 and 8192)"
+                        ))
+                        .into())
+                    }
                 };
                 Key::rsa(RsaKeyPair::generate(size).map_err(fail)?)
             }

@@ -14,11 +14,15 @@
 //!   4.1.3: the leftmost bits of a longer digest, a shorter digest as it is), so the digest
 //!   is truncated or left-padded with zeros to the curve's length first, which gives the
 //!   same integer.
-//! - [`RUSTCRYPTO`] (always built): the `rsa`, `p256` and `p384` crates, pure Rust, for
-//!   targets where C does not build (`--no-default-features`). The `rsa` crate's
+//!   Without the `provider-rustcrypto` feature those two RSA cases are refused
+//!   (`UnsupportedAlgorithm`, or the key is rejected when loaded).
+//! - `RUSTCRYPTO` (feature `provider-rustcrypto`, on by default): the `rsa`, `p256` and
+//!   `p384` crates, pure Rust, for targets where C does not build
+//!   (`--no-default-features --features provider-rustcrypto`). The `rsa` crate's
 //!   private-key operation is not constant-time (RUSTSEC-2023-0071).
 //!
-//! [`default_provider`] is aws-lc when it is built, RustCrypto otherwise.
+//! [`default_provider`] is aws-lc when it is built, RustCrypto otherwise. At least one of the
+//! two features must be on.
 use std::fmt;
 
 use codeseal_signer::{KeyKind, SignError, SignatureAlgorithm};
@@ -26,12 +30,19 @@ use zeroize::Zeroizing;
 
 use crate::LoadError;
 
+#[cfg(not(any(feature = "provider-aws-lc", feature = "provider-rustcrypto")))]
+compile_error!(
+    "codeseal-local needs a crypto provider: enable `provider-aws-lc` or `provider-rustcrypto`"
+);
+
 #[cfg(feature = "provider-aws-lc")]
 mod aws_lc;
+#[cfg(feature = "provider-rustcrypto")]
 mod rustcrypto;
 
 #[cfg(feature = "provider-aws-lc")]
 pub use aws_lc::{AwsLc, AWS_LC};
+#[cfg(feature = "provider-rustcrypto")]
 pub use rustcrypto::{RustCrypto, RUSTCRYPTO};
 
 /// The algorithm of a private key, as named by its PKCS#8 `AlgorithmIdentifier`.
@@ -80,6 +91,13 @@ pub trait ProviderKey: Send + Sync {
     /// fallback for a combination the provider cannot sign.
     fn backend_for(&self, algorithm: SignatureAlgorithm) -> &'static str;
 
+    /// Whether this build can sign with `algorithm` (which fits the key): `false` only for
+    /// a combination the provider lacks and no fallback was built for.
+    fn can_sign(&self, algorithm: SignatureAlgorithm) -> bool {
+        let _ = algorithm;
+        true
+    }
+
     /// The key as an unencrypted PKCS#8 `PrivateKeyInfo` (DER), in memory that is cleared
     /// when dropped.
     fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, LoadError>;
@@ -92,7 +110,7 @@ pub fn default_provider() -> &'static dyn CryptoProvider {
     {
         &AWS_LC
     }
-    #[cfg(not(feature = "provider-aws-lc"))]
+    #[cfg(all(not(feature = "provider-aws-lc"), feature = "provider-rustcrypto"))]
     {
         &RUSTCRYPTO
     }
