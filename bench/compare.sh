@@ -20,6 +20,8 @@
 #                               per-file loop; 3000 for the large row; "" or 0 skips it
 #          BATCH_KEYS="rsa2048 rsa4096 p256"  the test PKI leaves the batch row signs with
 #          BATCH_RUNS=3         timed runs per batch command (best kept)
+#          BATCH_RUSTCRYPTO=1   also time the batch with CODESEAL_CRYPTO_PROVIDER=rustcrypto
+#                               (local keys through the pure-Rust crates: the "before")
 #
 # What is timed, per size (wall seconds, best of RUNS, measured by bash's EPOCHREALTIME around
 # the command, so 1 ms resolution; peak RSS in KiB, the largest seen, from
@@ -87,6 +89,7 @@ DIRECT="${DIRECT:-1}"
 BATCH_FILES="${BATCH_FILES-300}"
 BATCH_KEYS="${BATCH_KEYS-rsa2048 rsa4096 p256}"
 BATCH_RUNS="${BATCH_RUNS:-3}"
+BATCH_RUSTCRYPTO="${BATCH_RUSTCRYPTO:-1}"
 [[ -z "$BATCH_FILES" ]] && BATCH_FILES=0
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
@@ -395,6 +398,12 @@ LOOP
       sync -f "$bdir"
       once "$row" "codeseal batch" \
         "$CODESEAL" sign --key "file:$key" --cert "$chain" --out-dir "$bdir/cs" "$bdir/in"
+      if [[ "$BATCH_RUSTCRYPTO" == 1 ]]; then
+        rm -rf "$bdir/cs"
+        sync -f "$bdir"
+        once "$row" "codeseal batch rustcrypto" --env CODESEAL_CRYPTO_PROVIDER=rustcrypto \
+          "$CODESEAL" sign --key "file:$key" --cert "$chain" --out-dir "$bdir/cs" "$bdir/in"
+      fi
       rm -rf "$bdir/cs" "$bdir/ossl"
       sync -f "$bdir"
       once "$row" "osslsigncode loop" bash "$bdir/ossl-loop.sh" "$chain" "$key" "$bdir/in" "$bdir/ossl"
@@ -440,14 +449,16 @@ done
 
 if [[ ${#BATCH_DONE[@]} -gt 0 ]]; then
   echo
-  printf '%-24s %14s %14s %12s %14s\n' "batch" "codeseal s" "ossl loop s" "files/s" "ossl/codeseal"
+  printf '%-24s %12s %16s %12s %10s %14s\n' "batch" "codeseal s" "rustcrypto s" "ossl loop s" \
+    "files/s" "ossl/codeseal"
   for row in "${BATCH_DONE[@]}"; do
-    printf '%-24s %14s %14s %12s %14s\n' "$row" "${WALL[$row|codeseal batch]}" \
-      "${WALL[$row|osslsigncode loop]}" \
+    printf '%-24s %12s %16s %12s %10s %14s\n' "$row" "${WALL[$row|codeseal batch]}" \
+      "${WALL[$row|codeseal batch rustcrypto]:-n/a}" "${WALL[$row|osslsigncode loop]}" \
       "$(awk -v n="$BATCH_FILES" -v t="${WALL[$row|codeseal batch]}" 'BEGIN { if (t + 0 > 0) printf "%.0f", n / t; else printf "n/a" }')" \
       "$(ratio "${WALL[$row|osslsigncode loop]}" "${WALL[$row|codeseal batch]}")"
   done
-  echo "(codeseal batch: one process, one worker per CPU; ossl loop: one osslsigncode per file,"
+  echo "(codeseal batch: one process, one worker per CPU, aws-lc-rs; rustcrypto: the same with"
+  echo " CODESEAL_CRYPTO_PROVIDER=rustcrypto; ossl loop: one osslsigncode per file,"
   echo " then sync -f; ossl/codeseal: how many times faster codeseal is; goal >= 10 with RSA-2048)"
   for row in "${BATCH_DONE[@]}"; do
     echo

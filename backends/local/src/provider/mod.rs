@@ -104,8 +104,20 @@ pub trait ProviderKey: Send + Sync {
 }
 
 /// The provider local keys use unless told otherwise: aws-lc-rs when the `provider-aws-lc`
-/// feature is on (the default), RustCrypto otherwise.
+/// feature is on (the default), RustCrypto otherwise. With both built, the environment
+/// variable `CODESEAL_CRYPTO_PROVIDER=rustcrypto` (read once) selects RustCrypto, for
+/// before/after measurements.
 pub fn default_provider() -> &'static dyn CryptoProvider {
+    #[cfg(all(feature = "provider-aws-lc", feature = "provider-rustcrypto"))]
+    {
+        static CHOSEN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let rustcrypto = *CHOSEN.get_or_init(|| {
+            std::env::var_os("CODESEAL_CRYPTO_PROVIDER").is_some_and(|v| v == "rustcrypto")
+        });
+        if rustcrypto {
+            return &RUSTCRYPTO;
+        }
+    }
     #[cfg(feature = "provider-aws-lc")]
     {
         &AWS_LC
