@@ -96,13 +96,15 @@ pub fn check_distinct_outputs(work: &[Job]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How many files a batch signs at once: `jobs` when given (1 to 64); else one per CPU when
-/// the key signs in this process (the work is then the CPU's: hashing, the key, the output
-/// check), and 4 for a remote key, whose service or token sets the pace.
+/// How many files a batch signs at once: `jobs` when given (1 to 64); else two per CPU when
+/// the key signs in this process (the work is then the CPU's, hashing, the key and the output
+/// check, except for the fsync of each output, about half of a small file's time, during
+/// which a worker waits without using its CPU), and 4 for a remote key, whose service or
+/// token sets the pace.
 pub fn worker_count(identity: &SigningIdentity, jobs: Option<usize>, files: usize) -> usize {
     let n = jobs.unwrap_or_else(|| {
         if identity.key().signs_locally() {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
+            2 * std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
             4
         }

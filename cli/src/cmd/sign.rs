@@ -67,8 +67,9 @@ pub(crate) struct SignArgs {
     /// Descend into subdirectories.
     #[arg(short, long)]
     pub(crate) recursive: bool,
-    /// Files signed at once (one key session shared by all). Default: one per CPU with a
-    /// local key file, 4 with a remote key (KMS, PKCS#11).
+    /// Files signed at once (one key session shared by all). Default: two per CPU with a
+    /// local key file (each waits on its output's fsync part of the time), 4 with a remote
+    /// key (KMS, PKCS#11).
     #[arg(short, long)]
     pub(crate) jobs: Option<usize>,
 }
