@@ -36,7 +36,7 @@
 #   osslsigncode verify -CAfile root.pem -in OUT2
 # and, for the batch row (per key in BATCH_KEYS, all outputs in new directories on the
 # same file system as the inputs, removed and synced before each timed run):
-#   codeseal sign --key file:KEY --cert CHAIN --out-dir OUT IN/     (one process, every core,
+#   codeseal sign --key file:KEY --cert CHAIN --out-dir OUT IN/     (one process, 2 workers per CPU,
 #                                                  each output fsynced, directory syncs grouped)
 #   for f in IN/*.exe; do osslsigncode sign ... -in $f -out OUT2/...; done; sync -f OUT2
 #                                                 (one process per file; osslsigncode does
@@ -457,7 +457,7 @@ if [[ ${#BATCH_DONE[@]} -gt 0 ]]; then
       "$(awk -v n="$BATCH_FILES" -v t="${WALL[$row|codeseal batch]}" 'BEGIN { if (t + 0 > 0) printf "%.0f", n / t; else printf "n/a" }')" \
       "$(ratio "${WALL[$row|osslsigncode loop]}" "${WALL[$row|codeseal batch]}")"
   done
-  echo "(codeseal batch: one process, one worker per CPU, aws-lc-rs; rustcrypto: the same with"
+  echo "(codeseal batch: one process, two workers per CPU, aws-lc-rs; rustcrypto: the same with"
   echo " CODESEAL_CRYPTO_PROVIDER=rustcrypto; ossl loop: one osslsigncode per file,"
   echo " then sync -f; ossl/codeseal: how many times faster codeseal is; goal >= 10 with RSA-2048)"
   for row in "${BATCH_DONE[@]}"; do
