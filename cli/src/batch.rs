@@ -235,3 +235,52 @@ pub fn sign_all(
     }
     summary
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use codeseal_local::{LocalKey, ThrowawayPki};
+    use codeseal_signer::{KeyKind, KeySigner, SignError, SignatureAlgorithm, SigningIdentity};
+
+    use super::worker_count;
+
+    /// The same key seen as a remote one (a backend that does not override
+    /// `signs_locally`, as KMS and PKCS#11 do not).
+    #[derive(Debug)]
+    struct AsRemote(Arc<LocalKey>);
+
+    impl KeySigner for AsRemote {
+        fn key_kind(&self) -> KeyKind {
+            self.0.key_kind()
+        }
+        fn public_key(&self) -> &spki::SubjectPublicKeyInfoOwned {
+            self.0.public_key()
+        }
+        fn describe(&self) -> String {
+            "remote stand-in".into()
+        }
+        fn sign_digest(&self, a: SignatureAlgorithm, d: &[u8]) -> Result<Vec<u8>, SignError> {
+            self.0.sign_digest(a, d)
+        }
+    }
+
+    #[test]
+    fn local_keys_get_two_workers_per_cpu_remote_keys_four() {
+        let pki = ThrowawayPki::generate("batch workers").expect("pki");
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let local = SigningIdentity::new(pki.leaf_key.clone(), pki.chain.clone()).expect("id");
+        let remote = SigningIdentity::new(
+            Arc::new(AsRemote(pki.leaf_key.clone())) as Arc<dyn KeySigner>,
+            pki.chain.clone(),
+        )
+        .expect("id");
+        assert_eq!(worker_count(&local, None, 10_000), (2 * cpus).min(64));
+        assert_eq!(worker_count(&remote, None, 10_000), 4);
+        // --jobs wins, within 1..=64; never more workers than files.
+        assert_eq!(worker_count(&local, Some(3), 10_000), 3);
+        assert_eq!(worker_count(&remote, Some(100), 10_000), 64);
+        assert_eq!(worker_count(&remote, Some(0), 10_000), 1);
+        assert_eq!(worker_count(&local, None, 1), 1);
+    }
+}
