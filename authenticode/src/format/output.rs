@@ -39,8 +39,11 @@ impl OutputFile {
         sync_dir: bool,
     ) -> Result<Self> {
         let _t = crate::timing::span(crate::timing::Phase::Open);
-        let in_place = output == input || same_file(input, output);
-        if !in_place && !force && output.exists() {
+        // Only an existing output can be the input under another name: the two
+        // `canonicalize` calls (a system call per path component each) are skipped for a new one.
+        let exists = output.exists();
+        let in_place = output == input || (exists && same_file(input, output));
+        if !in_place && !force && exists {
             return Err(Error::OutputExists(output.display().to_string()));
         }
         let dir = output
