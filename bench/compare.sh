@@ -14,6 +14,14 @@
 #                               bulk through an O_DIRECT handle; opt-in, see docs/performance.md)
 #          CODESEAL_BIN=PATH    time this codeseal binary instead of building the tree's
 #                               (e.g. an older build, for a before/after comparison)
+#          BATCH_FILES=300      the batch row: this many small PEs (copies of the pe64.exe
+#                               fixture, each made distinct by 4 bytes of overlay) signed by
+#                               one `codeseal sign --out-dir` against an osslsigncode
+#                               per-file loop; 3000 for the large row; "" or 0 skips it
+#          BATCH_KEYS="rsa2048 rsa4096 p256"  the test PKI leaves the batch row signs with
+#          BATCH_RUNS=3         timed runs per batch command (best kept)
+#          BATCH_RUSTCRYPTO=1   also time the batch with CODESEAL_CRYPTO_PROVIDER=rustcrypto
+#                               (local keys through the pure-Rust crates: the "before")
 #
 # What is timed, per size (wall seconds, best of RUNS, measured by bash's EPOCHREALTIME around
 # the command, so 1 ms resolution; peak RSS in KiB, the largest seen, from
@@ -26,6 +34,16 @@
 #   osslsigncode sign -certs CHAIN -key KEY -h sha256 -in FILE -out OUT2
 #   codeseal verify OUT
 #   osslsigncode verify -CAfile root.pem -in OUT2
+# and, for the batch row (per key in BATCH_KEYS, all outputs in new directories on the
+# same file system as the inputs, removed and synced before each timed run):
+#   codeseal sign --key file:KEY --cert CHAIN --out-dir OUT IN/     (one process, 2 workers per CPU,
+#                                                  each output fsynced, directory syncs grouped)
+#   for f in IN/*.exe; do osslsigncode sign ... -in $f -out OUT2/...; done; sync -f OUT2
+#                                                 (one process per file; osslsigncode does
+#                                                  not fsync, so one sync of the file system
+#                                                  at the end makes its outputs durable too)
+# then every codeseal output is verified by osslsigncode, and one more untimed codeseal run
+# with CODESEAL_TIMINGS=1 prints the per-file cost of each phase;
 # then the ratios (codeseal sign / dd conv=fsync, codeseal verify / openssl dgst, codeseal /
 # osslsigncode per verb), codeseal's peak RSS per size, and its peak RSS at the smallest vs
 # the largest size (streaming: it must not grow with the file).
@@ -68,6 +86,11 @@ MSI_SIZES="${MSI_SIZES-16 64}"
 RUNS="${RUNS:-5}"
 GEN="${GEN:-section}"
 DIRECT="${DIRECT:-1}"
+BATCH_FILES="${BATCH_FILES-300}"
+BATCH_KEYS="${BATCH_KEYS-rsa2048 rsa4096 p256}"
+BATCH_RUNS="${BATCH_RUNS:-3}"
+BATCH_RUSTCRYPTO="${BATCH_RUSTCRYPTO:-1}"
+[[ -z "$BATCH_FILES" ]] && BATCH_FILES=0
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
 warn() { echo "WARNING: $*"; }
@@ -75,7 +98,10 @@ warn() { echo "WARNING: $*"; }
 read -r -a SIZE_LIST <<<"$SIZES"
 read -r -a CAB_LIST <<<"$CAB_SIZES"
 read -r -a MSI_LIST <<<"$MSI_SIZES"
-[[ ${#SIZE_LIST[@]} -gt 0 || ${#CAB_LIST[@]} -gt 0 || ${#MSI_LIST[@]} -gt 0 ]] || die "no sizes given"
+[[ "$BATCH_FILES" =~ ^[0-9]+$ ]] || die "BATCH_FILES must be a whole number: $BATCH_FILES"
+[[ "$BATCH_RUNS" =~ ^[1-9][0-9]*$ ]] || die "BATCH_RUNS must be a positive number: $BATCH_RUNS"
+((BATCH_FILES <= 100000)) || die "BATCH_FILES is at most 100000: $BATCH_FILES"
+[[ ${#SIZE_LIST[@]} -gt 0 || ${#CAB_LIST[@]} -gt 0 || ${#MSI_LIST[@]} -gt 0 || BATCH_FILES -gt 0 ]] || die "no sizes given"
 for s in "${SIZE_LIST[@]}" "${CAB_LIST[@]}" "${MSI_LIST[@]}"; do
   [[ "$s" =~ ^[1-9][0-9]*$ ]] || die "size must be a positive whole number of MiB: $s"
   ((s < 2048)) || die "size must be below 2048 MiB (PE certificate tables and cabinets use 32-bit offsets): $s"
@@ -104,6 +130,7 @@ tools=(openssl osslsigncode dd cargo)
 [[ "$GEN" == section && ${#SIZE_LIST[@]} -gt 0 ]] && tools+=(x86_64-w64-mingw32-gcc)
 [[ ${#CAB_LIST[@]} -gt 0 ]] && tools+=(gcab)
 [[ ${#MSI_LIST[@]} -gt 0 ]] && tools+=(wixl)
+((BATCH_FILES > 0)) && tools+=(xxd)
 for t in "${tools[@]}"; do
   command -v "$t" >/dev/null 2>&1 || die "$t not found (run scripts/setup.sh)"
 done
@@ -333,7 +360,77 @@ for job in "${JOBS[@]}"; do
 
   rm -f "$in" "$out" "$out2"
 done
-[[ ${#DONE_SIZES[@]} -gt 0 ]] || die "no size could be run"
+
+# --- batch row ------------------------------------------------------------------------
+
+BATCH_DONE=()
+declare -A BATCH_BREAKDOWN
+if ((BATCH_FILES > 0)); then
+  bdir="$WORK/batch"
+  mkdir -p "$bdir/in"
+  echo "== batch: $BATCH_FILES small PEs ($(stat -c %s "$BASE_PE") bytes each + 4)"
+  for ((i = 0; i < BATCH_FILES; i++)); do
+    f="$bdir/in/f$(printf '%06d' "$i").exe"
+    cp "$BASE_PE" "$f"
+    printf '%08x' "$i" | xxd -r -p >>"$f"
+  done
+  sync -f "$bdir"
+  cat "$bdir"/in/*.exe >/dev/null
+  cat >"$bdir/ossl-loop.sh" <<'LOOP'
+# osslsigncode once per file, then one sync of the output file system.
+set -e
+chain="$1" key="$2" in="$3" out="$4"
+mkdir -p "$out"
+for f in "$in"/*.exe; do
+  osslsigncode sign -certs "$chain" -key "$key" -h sha256 -in "$f" -out "$out/${f##*/}" >/dev/null
+done
+sync -f "$out"
+LOOP
+  for leaf in $BATCH_KEYS; do
+    key="$PKI/leaf-$leaf.key"
+    chain="$PKI/leaf-$leaf-chain.pem"
+    [[ -f "$key" && -f "$chain" ]] || die "BATCH_KEYS: no test leaf $leaf in $PKI"
+    row="batch $BATCH_FILES $leaf"
+    BATCH_DONE+=("$row")
+    echo "== $row: timing (best of $BATCH_RUNS, the commands taking turns)"
+    for ((i = 0; i < BATCH_RUNS; i++)); do
+      rm -rf "$bdir/cs" "$bdir/ossl"
+      sync -f "$bdir"
+      once "$row" "codeseal batch" \
+        "$CODESEAL" sign --key "file:$key" --cert "$chain" --out-dir "$bdir/cs" "$bdir/in"
+      if [[ "$BATCH_RUSTCRYPTO" == 1 ]]; then
+        rm -rf "$bdir/cs"
+        sync -f "$bdir"
+        once "$row" "codeseal batch rustcrypto" --env CODESEAL_CRYPTO_PROVIDER=rustcrypto \
+          "$CODESEAL" sign --key "file:$key" --cert "$chain" --out-dir "$bdir/cs" "$bdir/in"
+      fi
+      rm -rf "$bdir/cs" "$bdir/ossl"
+      sync -f "$bdir"
+      once "$row" "osslsigncode loop" bash "$bdir/ossl-loop.sh" "$chain" "$key" "$bdir/in" "$bdir/ossl"
+    done
+    rm -rf "$bdir/cs"
+    sync -f "$bdir"
+    CODESEAL_TIMINGS=1 "$CODESEAL" sign --key "file:$key" --cert "$chain" --out-dir "$bdir/cs" \
+      "$bdir/in" >/dev/null 2>"$bdir/timings.txt"
+    BATCH_BREAKDOWN["$row"]="$(cat "$bdir/timings.txt")"
+    bad=0
+    for f in "$bdir"/cs/*.exe; do
+      if ! osslsigncode verify -CAfile "$ROOT_CA" -in "$f" >"$WORK/check.out" 2>&1 ||
+        ! grep -q '^Succeeded' "$WORK/check.out"; then
+        bad=$((bad + 1))
+      fi
+    done
+    n="$(find "$bdir/cs" -name '*.exe' | wc -l)"
+    if ((bad > 0 || n != BATCH_FILES)); then
+      warn "$row: osslsigncode rejects $bad of codeseal's $n outputs (of $BATCH_FILES)"
+    else
+      echo "   osslsigncode verifies all $n of codeseal's outputs"
+    fi
+    rm -rf "$bdir/cs" "$bdir/ossl"
+  done
+  rm -rf "$bdir"
+fi
+[[ ${#DONE_SIZES[@]} -gt 0 || ${#BATCH_DONE[@]} -gt 0 ]] || die "no size could be run"
 
 # --- report ---------------------------------------------------------------------------
 
@@ -344,10 +441,32 @@ printf '%9s  %-24s %9s %10s %14s\n' "size" "tool verb" "wall s" "MiB/s" "peak RS
 for row in "${ROWS[@]}"; do
   size="${row%%|*}"
   label="${row#*|}"
+  [[ "$size" == batch* ]] && continue
   printf '%5s MiB  %-24s %9s %10s %14s\n' "$size" "$label" "${WALL[$row]}" \
     "$(awk -v s="${size##* }" -v t="${WALL[$row]}" 'BEGIN { if (t + 0 > 0) printf "%.0f", s / t; else printf "n/a" }')" \
     "${RSS[$row]}"
 done
+
+if [[ ${#BATCH_DONE[@]} -gt 0 ]]; then
+  echo
+  printf '%-24s %12s %16s %12s %10s %14s\n' "batch" "codeseal s" "rustcrypto s" "ossl loop s" \
+    "files/s" "ossl/codeseal"
+  for row in "${BATCH_DONE[@]}"; do
+    printf '%-24s %12s %16s %12s %10s %14s\n' "$row" "${WALL[$row|codeseal batch]}" \
+      "${WALL[$row|codeseal batch rustcrypto]:-n/a}" "${WALL[$row|osslsigncode loop]}" \
+      "$(awk -v n="$BATCH_FILES" -v t="${WALL[$row|codeseal batch]}" 'BEGIN { if (t + 0 > 0) printf "%.0f", n / t; else printf "n/a" }')" \
+      "$(ratio "${WALL[$row|osslsigncode loop]}" "${WALL[$row|codeseal batch]}")"
+  done
+  echo "(codeseal batch: one process, two workers per CPU, aws-lc-rs; rustcrypto: the same with"
+  echo " CODESEAL_CRYPTO_PROVIDER=rustcrypto; ossl loop: one osslsigncode per file,"
+  echo " then sync -f; ossl/codeseal: how many times faster codeseal is; goal >= 10 with RSA-2048)"
+  for row in "${BATCH_DONE[@]}"; do
+    echo
+    echo "$row, per-file cost by phase (CODESEAL_TIMINGS=1, one untimed run):"
+    sed 's/^/    /' <<<"${BATCH_BREAKDOWN[$row]}"
+  done
+fi
+[[ ${#DONE_SIZES[@]} -gt 0 ]] || exit 0
 
 echo
 printf '%9s  %10s %12s %10s %12s %14s %16s\n' "size" "sign/dd" "verify/dgst" "sign/dgst" \

@@ -51,6 +51,7 @@ pub mod split;
 pub(crate) mod stage;
 pub(crate) mod stream;
 pub mod timestamp;
+pub mod timing;
 pub mod trust;
 pub mod verify;
 

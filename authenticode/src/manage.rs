@@ -13,6 +13,7 @@ use crate::{
 fn stage_opts(force: bool, existing: Existing) -> StageOptions<'static> {
     StageOptions {
         force,
+        sync_dir: true,
         existing,
         algs: &[],
         pages: None,
@@ -116,6 +117,7 @@ pub fn attach_signature(
         output,
         StageOptions {
             force: opts.force,
+            sync_dir: true,
             existing,
             // The output check verifies the nested signatures too: hash for all of them.
             algs: &digest_algorithms(&der)?,

@@ -48,6 +48,12 @@ pub struct SignOptions {
     /// APPX: sign even when the manifest's Publisher is not the signer's subject (Windows
     /// will refuse to install the package).
     pub allow_publisher_mismatch: bool,
+    /// Sync the output's directory after the rename, so that the output is durable when
+    /// signing returns (the default). A caller that signs many files may turn it off and sync
+    /// each output's directory ([`crate::format::parent_of`]) once after a group of files, with
+    /// [`crate::format::sync_directory`],
+    /// before it reports any of them signed.
+    pub sync_directory: bool,
 }
 
 impl SignOptions {
@@ -102,6 +108,12 @@ impl SignOptions {
         self.timestamp = timestamp.into();
         self
     }
+    /// Sets `sync_directory`: sync the output's directory after the rename (the default);
+    /// `false` leaves that to the caller (see the field).
+    pub fn with_sync_directory(mut self, sync_directory: bool) -> Self {
+        self.sync_directory = sync_directory;
+        self
+    }
 }
 
 impl Default for SignOptions {
@@ -117,6 +129,7 @@ impl Default for SignOptions {
             timestamp: None,
             add_msi_dse: false,
             allow_publisher_mismatch: false,
+            sync_directory: true,
         }
     }
 }
@@ -203,6 +216,7 @@ impl PreparedSigning {
             output,
             StageOptions {
                 force: opts.force,
+                sync_dir: opts.sync_directory,
                 existing,
                 algs: &[opts.digest],
                 pages,
@@ -257,7 +271,9 @@ impl PreparedSigning {
     /// Assembles the signature (nesting it when appending), writes it, checks the result and
     /// renames it over the output.
     pub fn finish(self, identity: &SigningIdentity, signature: &[u8]) -> Result<SignOutcome> {
+        let cms = crate::timing::span(crate::timing::Phase::Cms);
         let pkcs7 = assemble(&self.request, identity, signature, self.timestamp.as_ref())?;
+        drop(cms);
         self.finish_with_pkcs7(pkcs7)
     }
 
@@ -309,7 +325,10 @@ pub fn sign_file(
     let prepared = PreparedSigning::prepare(identity, input, output, opts)?;
     let (digest, alg) = prepared.digest_to_sign();
     let key: &dyn KeySigner = identity.key().as_ref();
-    let signature = key.sign_digest_checked(alg, digest)?;
+    let signature = {
+        let _t = crate::timing::span(crate::timing::Phase::Key);
+        key.sign_digest_checked(alg, digest)?
+    };
     prepared.finish(identity, &signature)
 }
 

@@ -249,20 +249,23 @@ impl StagedImage {
         input: &Path,
         output: &Path,
         force: bool,
+        sync_dir: bool,
         existing: Existing,
         extra_algs: &[DigestAlgorithm],
         pages: Option<DigestAlgorithm>,
     ) -> Result<Self> {
         let file =
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
-        let out = OutputFile::create(input, &file, output, force)?;
+        let out = OutputFile::create(input, &file, output, force, sync_dir)?;
         let mut r = BufReader::with_capacity(64 << 10, file);
+        let parse = crate::timing::span(crate::timing::Phase::Parse);
         let PeInput {
             pe,
             kept,
             inherited,
             algs,
         } = inspect(&mut r, existing, extra_algs)?;
+        drop(parse);
         let mut page_hasher: Vec<PageHasher> = pages
             .map(|a| PageHasher::new(&pe, a))
             .transpose()?
@@ -273,6 +276,7 @@ impl StagedImage {
         } else {
             None
         };
+        let _t = crate::timing::span(crate::timing::Phase::HashCopy);
         let pass = stream_image_to_file(
             &mut r,
             &pe,
@@ -320,6 +324,7 @@ impl StagedImage {
         let (table_offset, dir, checksum, total) =
             table_layout(&self.pass, &self.pe, entry.as_deref())?;
 
+        let write = crate::timing::span(crate::timing::Phase::Write);
         let f = self.out.file_mut();
         let io = |what: &'static str| move |e| Error::io(what, e);
         if let Some(e) = &entry {
@@ -336,8 +341,12 @@ impl StagedImage {
         f.write_all(&checksum.to_le_bytes())
             .map_err(io("writing the CheckSum"))?;
         f.set_len(total).map_err(io("truncating the temp file"))?;
+        drop(write);
 
-        self.check_output(total, signature)?;
+        {
+            let _t = crate::timing::span(crate::timing::Phase::Check);
+            self.check_output(total, signature)?;
+        }
         self.out.persist()?;
         Ok(total)
     }

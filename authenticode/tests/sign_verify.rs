@@ -426,3 +426,40 @@ fn damaged_real_files_give_typed_errors() {
         Err(Error::NotSigned)
     ));
 }
+
+/// Both crypto providers of local keys (aws-lc-rs, the default, and RustCrypto) make PE
+/// signatures that osslsigncode, signify and codeseal accept, with RSA and ECDSA leaves and
+/// every SHA-2 digest.
+#[test]
+fn both_local_key_providers_sign_pes_that_osslsigncode_and_signify_accept() {
+    use codeseal_local::{provider, provider::CryptoProvider, LocalKey};
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut providers: Vec<&'static dyn provider::CryptoProvider> =
+        vec![provider::default_provider()];
+    if providers[0].name() != provider::RUSTCRYPTO.name() {
+        providers.push(&provider::RUSTCRYPTO);
+    }
+    for p in providers {
+        for (leaf, d) in [
+            ("leaf-rsa2048", DigestAlgorithm::Sha256),
+            ("leaf-rsa4096", DigestAlgorithm::Sha384),
+            ("leaf-p256", DigestAlgorithm::Sha256),
+            ("leaf-p256", DigestAlgorithm::Sha512),
+        ] {
+            let key = LocalKey::from_file(&pki(&format!("{leaf}.key")), None)
+                .expect("key")
+                .key
+                .with_provider(p)
+                .expect("provider");
+            assert_eq!(key.provider().name(), p.name());
+            let chain = codeseal_keys::load_certificates(&pki(&format!("{leaf}-chain.pem")))
+                .expect("chain");
+            let id = codeseal_signer::SigningIdentity::new(std::sync::Arc::new(key), chain)
+                .expect("identity");
+            let out = dir.path().join(format!("{}-{leaf}-{d}.exe", p.name()));
+            sign_file(&id, &fixture("pe64.exe"), &out, &opts(d))
+                .unwrap_or_else(|e| panic!("{} {leaf} {d}: {e}", p.name()));
+            check_all_accept(&out);
+        }
+    }
+}

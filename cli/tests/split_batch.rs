@@ -236,3 +236,84 @@ fn batch_of_200_with_one_corrupt_file() {
         sample
     );
 }
+
+/// A batch with a local RSA key signs on every core (no --jobs: two workers per CPU), in place, in three
+/// directories: every output is a valid signature of its own file (codeseal checks all,
+/// osslsigncode a sample), and the renames are made durable by one directory sync per
+/// directory, not one per file (counted by CODESEAL_TIMINGS).
+#[test]
+fn batch_of_600_in_place_with_a_local_rsa_key_on_every_core() {
+    let env = test_env();
+    let pki = env.join("pki");
+    let dir = tempfile::tempdir().expect("tmp");
+    let sample = std::fs::read(env.join("fixtures/pe64.exe")).expect("read");
+    let dirs = ["a", "b", "c/d"];
+    let mut files = Vec::new();
+    for d in dirs {
+        std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+    }
+    for i in 0..600usize {
+        let p = dir.path().join(dirs[i % 3]).join(format!("f{i:03}.exe"));
+        // Each file differs (a byte of its overlay), so each has its own digest.
+        let mut bytes = sample.clone();
+        bytes.extend_from_slice(&(i as u32).to_le_bytes());
+        std::fs::write(&p, &bytes).expect("write");
+        files.push(p);
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_codeseal"))
+        .env("CODESEAL_TIMINGS", "1")
+        .args([
+            "sign",
+            "--key",
+            s(&pki.join("leaf-rsa2048.key")),
+            "--cert",
+            s(&pki.join("leaf-rsa2048-chain.pem")),
+            "--recursive",
+            s(dir.path()),
+        ])
+        .output()
+        .expect("run codeseal");
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("600 signed, 0 failed"), "{t}");
+    let workers = (2 * std::thread::available_parallelism().map_or(2, |n| n.get())).min(64);
+    assert!(t.contains(&format!("summed over {workers} workers")), "{t}");
+    let count = |phase: &str| -> u64 {
+        let line = t
+            .lines()
+            .find(|l| l.starts_with(phase))
+            .unwrap_or_else(|| panic!("no {phase} line in {t}"));
+        line[phase.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"))
+    };
+    assert_eq!(count("fsync file"), 600, "{t}");
+    assert_eq!(count("key (sign + check)"), 600, "{t}");
+    assert_eq!(count("fsync directory"), 3, "{t}");
+    let mut digests = std::collections::HashSet::new();
+    for (i, p) in files.iter().enumerate() {
+        let report = codeseal_authenticode::Verifier::integrity_only()
+            .verify_file(p)
+            .expect("verify");
+        assert!(report.valid, "{}", p.display());
+        assert!(t.contains(&format!("signed {} -> {}", p.display(), p.display())));
+        digests.insert(report.signatures[0].signed_digest.clone());
+        if i % 37 == 0 {
+            let (ok, out) = osslsigncode_ok(p, &pki.join("root.pem"));
+            assert!(ok, "{}: {out}", p.display());
+        }
+    }
+    assert_eq!(digests.len(), 600, "every file has its own digest");
+    // No temp file is left behind.
+    for d in dirs {
+        for e in std::fs::read_dir(dir.path().join(d)).expect("ls") {
+            let name = e.expect("e").file_name();
+            assert!(
+                !name.to_string_lossy().starts_with(".codeseal-"),
+                "{name:?}"
+            );
+        }
+    }
+}

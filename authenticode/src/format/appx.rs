@@ -192,7 +192,7 @@ impl StagedAppx {
     ) -> Result<Self> {
         let mut file =
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
-        let out = OutputFile::create(input, &file, output, opts.force)?;
+        let out = OutputFile::create(input, &file, output, opts.force, opts.sync_dir)?;
         let data = read_all(&mut file)?;
         let p = Prepared::new(
             kind,

@@ -114,7 +114,7 @@ impl StagedCab {
         let file =
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
         let len = file_len(&file, input)?;
-        let mut out = OutputFile::create(input, &file, output, opts.force)?;
+        let mut out = OutputFile::create(input, &file, output, opts.force, opts.sync_dir)?;
         let mut r = BufReader::with_capacity(64 << 10, file);
         let header = CabHeader::read(&mut r, len)?;
         let cabinet_len = u64::from(header.signed_cabinet_len()?);

@@ -39,6 +39,7 @@ pub(crate) mod appx;
 pub(crate) mod cab;
 pub(crate) mod msi;
 pub(crate) mod output;
+pub use output::{parent_of, sync_directory};
 pub(crate) mod script;
 
 /// The kinds of file codeseal signs.
@@ -292,6 +293,9 @@ pub(crate) fn check_indirect_data(
 pub(crate) struct StageOptions<'a> {
     /// Overwrite an existing output other than the input.
     pub force: bool,
+    /// Sync the output's directory after the rename (else the caller does, see
+    /// [`output::sync_directory`]).
+    pub sync_dir: bool,
     /// What to do with the input's signature.
     pub existing: Existing,
     /// Digest algorithms to compute (those of a kept signature are added).
@@ -337,6 +341,7 @@ pub(crate) fn stage(
             input,
             output,
             opts.force,
+            opts.sync_dir,
             opts.existing,
             opts.algs,
             opts.pages,

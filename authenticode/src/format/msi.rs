@@ -233,7 +233,7 @@ impl StagedMsi {
     pub(crate) fn stage(input: &Path, output: &Path, opts: StageOptions<'_>) -> Result<Self> {
         let mut file =
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
-        let mut out = OutputFile::create(input, &file, output, opts.force)?;
+        let mut out = OutputFile::create(input, &file, output, opts.force, opts.sync_dir)?;
         let i = inspect(
             BufReader::with_capacity(64 << 10, &mut file),
             opts.existing,

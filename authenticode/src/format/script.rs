@@ -58,7 +58,7 @@ impl StagedScript {
     ) -> Result<Self> {
         let mut file =
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
-        let mut out = OutputFile::create(input, &file, output, opts.force)?;
+        let mut out = OutputFile::create(input, &file, output, opts.force, opts.sync_dir)?;
         let layout = ScriptLayout::read(kind, &mut file)?;
         // An error found before the text is read: a text error is reported first, as when
         // the whole script is checked before anything else.

@@ -39,6 +39,13 @@ pub trait KeySigner: Send + Sync + fmt::Debug {
         algorithm.key == self.key_kind() && algorithm.key.can_sign(algorithm.digest)
     }
 
+    /// Whether the key signs in this process, on the CPU (a key held in memory), so that a
+    /// batch may sign on every core. `false` (the default) for keys behind a network or in a
+    /// token, which a batch calls with bounded concurrency.
+    fn signs_locally(&self) -> bool {
+        false
+    }
+
     /// Signs `digest` (the output of `algorithm.digest`) and blocks until done.
     fn sign_digest(
         &self,

@@ -1,16 +1,13 @@
 use std::{fmt, path::Path};
 
-use codeseal_signer::{
-    key_kind_of, DigestAlgorithm, KeyKind, KeySigner, SignError, SignatureAlgorithm,
-};
+use codeseal_signer::{key_kind_of, KeyKind, KeySigner, SignError, SignatureAlgorithm};
 use der::{oid::AssociatedOid, Decode, Encode};
-use pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
-use rsa::{Pkcs1v15Sign, RsaPrivateKey};
 use secrecy::{ExposeSecret, SecretString};
-use signature::hazmat::PrehashSigner;
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
+
+use crate::provider::{default_provider, CryptoProvider, KeyType, ProviderKey};
 
 /// Why a key file could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -56,15 +53,10 @@ pub enum LoadError {
 /// Largest key file we read (a PKCS#12 with a long chain is a few KiB).
 const MAX_KEY_FILE: u64 = 1 << 20;
 
-enum Inner {
-    Rsa(Box<RsaPrivateKey>),
-    P256(p256::ecdsa::SigningKey),
-    P384(p384::ecdsa::SigningKey),
-}
-
-/// A private key in memory, loaded from a file or generated.
+/// A private key in memory, loaded from a file or generated, in a [`CryptoProvider`]'s form.
 pub struct LocalKey {
-    inner: Inner,
+    inner: Box<dyn ProviderKey>,
+    provider: &'static dyn CryptoProvider,
     kind: KeyKind,
     public: SubjectPublicKeyInfoOwned,
     source: String,
@@ -82,42 +74,115 @@ impl fmt::Debug for LocalKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalKey")
             .field("kind", &self.kind)
+            .field("provider", &self.provider.name())
             .field("source", &self.source)
             .finish_non_exhaustive()
     }
 }
 
-impl LocalKey {
-    fn from_inner(inner: Inner, source: String) -> Result<Self, LoadError> {
-        let der = match &inner {
-            Inner::Rsa(k) => k.to_public_key().to_public_key_der(),
-            Inner::P256(k) => k.verifying_key().to_public_key_der(),
-            Inner::P384(k) => k.verifying_key().to_public_key_der(),
+fn format_error(e: impl fmt::Display) -> LoadError {
+    LoadError::Format(e.to_string())
+}
+
+/// The key type named by a PKCS#8 `AlgorithmIdentifier`.
+fn key_type_of(alg: &spki::AlgorithmIdentifierRef<'_>) -> Result<KeyType, LoadError> {
+    if alg.oid == pkcs1::ALGORITHM_OID {
+        return Ok(KeyType::Rsa);
+    }
+    if alg.oid == ID_EC_PUBLIC_KEY {
+        let curve = alg
+            .parameters
+            .and_then(|p| p.decode_as::<der::oid::ObjectIdentifier>().ok());
+        match curve {
+            Some(c) if c == p256::NistP256::OID => return Ok(KeyType::P256),
+            Some(c) if c == p384::NistP384::OID => return Ok(KeyType::P384),
+            _ => {}
         }
-        .map_err(|e| LoadError::Format(e.to_string()))?;
-        let public = SubjectPublicKeyInfoOwned::from_der(der.as_bytes())
-            .map_err(|e| LoadError::Format(e.to_string()))?;
+    }
+    Err(SignError::UnsupportedKey(format!(
+        "private key algorithm {} (codeseal signs with RSA, P-256 and P-384 keys)",
+        alg.oid
+    ))
+    .into())
+}
+
+/// `id-ecPublicKey`.
+const ID_EC_PUBLIC_KEY: der::oid::ObjectIdentifier =
+    der::oid::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+
+/// Wraps a bare private key (PKCS#1 `RSAPrivateKey` or SEC1 `ECPrivateKey`) in a PKCS#8
+/// `PrivateKeyInfo`, in memory that is cleared when dropped.
+fn wrap_pkcs8(
+    oid: der::oid::ObjectIdentifier,
+    parameters: der::asn1::AnyRef<'_>,
+    private_key: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, LoadError> {
+    let info = pkcs8::PrivateKeyInfo {
+        algorithm: spki::AlgorithmIdentifierRef {
+            oid,
+            parameters: Some(parameters),
+        },
+        private_key,
+        public_key: None,
+    };
+    let mut out = Zeroizing::new(Vec::new());
+    info.encode_to_vec(&mut out).map_err(format_error)?;
+    Ok(out)
+}
+
+impl LocalKey {
+    fn from_provider_key(
+        inner: Box<dyn ProviderKey>,
+        provider: &'static dyn CryptoProvider,
+        source: String,
+    ) -> Result<Self, LoadError> {
+        let der = inner.public_key_der()?;
+        let public = SubjectPublicKeyInfoOwned::from_der(&der).map_err(format_error)?;
         let kind = key_kind_of(&public)?;
         Ok(Self {
             inner,
+            provider,
             kind,
             public,
             source,
         })
     }
 
-    /// Makes a new random key of `kind` (for throwaway test PKIs).
+    /// Makes a new random key of `kind` (for throwaway test PKIs), with the default provider.
     pub fn generate(kind: KeyKind) -> Result<Self, LoadError> {
-        let mut rng = rand_core::OsRng;
-        let inner = match kind {
-            KeyKind::Rsa { bits } => Inner::Rsa(Box::new(
-                RsaPrivateKey::new(&mut rng, bits as usize)
-                    .map_err(|e| LoadError::Format(e.to_string()))?,
-            )),
-            KeyKind::EcP256 => Inner::P256(p256::ecdsa::SigningKey::random(&mut rng)),
-            KeyKind::EcP384 => Inner::P384(p384::ecdsa::SigningKey::random(&mut rng)),
-        };
-        Self::from_inner(inner, format!("generated {kind}"))
+        Self::generate_with(kind, default_provider())
+    }
+
+    /// Makes a new random key of `kind` with `provider`.
+    pub fn generate_with(
+        kind: KeyKind,
+        provider: &'static dyn CryptoProvider,
+    ) -> Result<Self, LoadError> {
+        let inner = provider.generate(kind)?;
+        Self::from_provider_key(inner, provider, format!("generated {kind}"))
+    }
+
+    /// The same key in another provider's form (the public key is checked to be the same).
+    pub fn with_provider(&self, provider: &'static dyn CryptoProvider) -> Result<Self, LoadError> {
+        let der = self.inner.to_pkcs8_der()?;
+        let k = Self::from_pkcs8_der_in(&der, self.source.clone(), provider)?;
+        if k.public != self.public {
+            return Err(LoadError::Format(
+                "the key changed between providers".into(),
+            ));
+        }
+        Ok(k)
+    }
+
+    /// The provider that holds this key.
+    pub fn provider(&self) -> &'static dyn CryptoProvider {
+        self.provider
+    }
+
+    /// The implementation that signs with `algorithm`: the provider, or its fallback for a
+    /// combination the provider cannot sign (see [`crate::provider`]).
+    pub fn backend_for(&self, algorithm: SignatureAlgorithm) -> &'static str {
+        self.inner.backend_for(algorithm)
     }
 
     /// Decodes a PKCS#8 `PrivateKeyInfo` in DER.
@@ -126,24 +191,18 @@ impl LocalKey {
     }
 
     fn from_pkcs8_der_named(der: &[u8], source: String) -> Result<Self, LoadError> {
-        let info =
-            pkcs8::PrivateKeyInfo::from_der(der).map_err(|e| LoadError::Format(e.to_string()))?;
-        let alg = info.algorithm.oid;
-        let inner = if alg == pkcs1::ALGORITHM_OID {
-            Inner::Rsa(Box::new(
-                RsaPrivateKey::from_pkcs8_der(der).map_err(|e| LoadError::Format(e.to_string()))?,
-            ))
-        } else if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_der(der) {
-            Inner::P256(k)
-        } else if let Ok(k) = p384::ecdsa::SigningKey::from_pkcs8_der(der) {
-            Inner::P384(k)
-        } else {
-            return Err(SignError::UnsupportedKey(format!(
-                "private key algorithm {alg} (codeseal signs with RSA, P-256 and P-384 keys)"
-            ))
-            .into());
-        };
-        Self::from_inner(inner, source)
+        Self::from_pkcs8_der_in(der, source, default_provider())
+    }
+
+    fn from_pkcs8_der_in(
+        der: &[u8],
+        source: String,
+        provider: &'static dyn CryptoProvider,
+    ) -> Result<Self, LoadError> {
+        let info = pkcs8::PrivateKeyInfo::from_der(der).map_err(format_error)?;
+        let key_type = key_type_of(&info.algorithm)?;
+        let inner = provider.load_pkcs8(key_type, der)?;
+        Self::from_provider_key(inner, provider, source)
     }
 
     /// Decodes a PEM private key: `PRIVATE KEY` (PKCS#8), `ENCRYPTED PRIVATE KEY` (needs
@@ -164,40 +223,32 @@ impl LocalKey {
             "PRIVATE KEY" => Self::from_pkcs8_der_named(&der, source),
             "ENCRYPTED PRIVATE KEY" => {
                 let pw = password.ok_or(LoadError::PasswordRequired)?;
-                let enc = pkcs8::EncryptedPrivateKeyInfo::from_der(&der)
-                    .map_err(|e| LoadError::Format(e.to_string()))?;
+                let enc = pkcs8::EncryptedPrivateKeyInfo::from_der(&der).map_err(format_error)?;
                 let doc = enc
                     .decrypt(pw.expose_secret().as_bytes())
                     .map_err(|e| LoadError::Decrypt(e.to_string()))?;
                 Self::from_pkcs8_der_named(doc.as_bytes(), source)
             }
             "RSA PRIVATE KEY" => {
-                use pkcs1::DecodeRsaPrivateKey;
-                let k = RsaPrivateKey::from_pkcs1_der(&der)
-                    .map_err(|e| LoadError::Format(e.to_string()))?;
-                Self::from_inner(Inner::Rsa(Box::new(k)), source)
+                // Checked to be an RSAPrivateKey before it is wrapped.
+                pkcs1::RsaPrivateKey::from_der(&der).map_err(format_error)?;
+                let wrapped = wrap_pkcs8(pkcs1::ALGORITHM_OID, der::asn1::AnyRef::NULL, &der)?;
+                Self::from_pkcs8_der_named(&wrapped, source)
             }
             "EC PRIVATE KEY" => {
-                let ec = sec1::EcPrivateKey::from_der(&der)
-                    .map_err(|e| LoadError::Format(e.to_string()))?;
+                let ec = sec1::EcPrivateKey::from_der(&der).map_err(format_error)?;
                 let curve = ec.parameters.and_then(|p| p.named_curve());
-                let inner = match curve {
-                    Some(c) if c == p256::NistP256::OID => Inner::P256(
-                        p256::ecdsa::SigningKey::from_slice(ec.private_key)
-                            .map_err(|e| LoadError::Format(e.to_string()))?,
-                    ),
-                    Some(c) if c == p384::NistP384::OID => Inner::P384(
-                        p384::ecdsa::SigningKey::from_slice(ec.private_key)
-                            .map_err(|e| LoadError::Format(e.to_string()))?,
-                    ),
-                    _ => {
-                        return Err(SignError::UnsupportedKey(
-                            "SEC1 EC key on a curve other than P-256/P-384".into(),
-                        )
-                        .into())
+                match curve {
+                    Some(c) if c == p256::NistP256::OID || c == p384::NistP384::OID => {
+                        let param = der::asn1::AnyRef::from(&c);
+                        let wrapped = wrap_pkcs8(ID_EC_PUBLIC_KEY, param, &der)?;
+                        Self::from_pkcs8_der_named(&wrapped, source)
                     }
-                };
-                Self::from_inner(inner, source)
+                    _ => Err(SignError::UnsupportedKey(
+                        "SEC1 EC key on a curve other than P-256/P-384".into(),
+                    )
+                    .into()),
+                }
             }
             other => Err(LoadError::Format(format!(
                 "PEM block {other:?} is not a private key"
@@ -277,13 +328,10 @@ impl LocalKey {
 
     /// The key as unencrypted PKCS#8 PEM (for writing throwaway test keys).
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, LoadError> {
-        let pem = match &self.inner {
-            Inner::Rsa(k) => k.to_pkcs8_pem(pkcs8::LineEnding::LF),
-            Inner::P256(k) => k.to_pkcs8_pem(pkcs8::LineEnding::LF),
-            Inner::P384(k) => k.to_pkcs8_pem(pkcs8::LineEnding::LF),
-        }
-        .map_err(|e| LoadError::Format(e.to_string()))?;
-        Ok(pem)
+        let der = self.inner.to_pkcs8_der()?;
+        let pem = der::pem::encode_string("PRIVATE KEY", der::pem::LineEnding::LF, &der)
+            .map_err(format_error)?;
+        Ok(Zeroizing::new(pem))
     }
 
     /// The public key's DER.
@@ -307,6 +355,16 @@ impl KeySigner for LocalKey {
         self.source.clone()
     }
 
+    fn signs_locally(&self) -> bool {
+        true
+    }
+
+    fn supports(&self, algorithm: SignatureAlgorithm) -> bool {
+        algorithm.key == self.kind
+            && algorithm.key.can_sign(algorithm.digest)
+            && self.inner.can_sign(algorithm)
+    }
+
     fn sign_digest(
         &self,
         algorithm: SignatureAlgorithm,
@@ -325,28 +383,7 @@ impl KeySigner for LocalKey {
                 actual: digest.len(),
             });
         }
-        let fail = |e: &dyn std::fmt::Display| {
-            SignError::backend("local", format!("signing failed: {e}"), None)
-        };
-        match &self.inner {
-            Inner::Rsa(k) => {
-                let scheme = match algorithm.digest {
-                    DigestAlgorithm::Sha1 => Pkcs1v15Sign::new::<sha1::Sha1>(),
-                    DigestAlgorithm::Sha256 => Pkcs1v15Sign::new::<sha2::Sha256>(),
-                    DigestAlgorithm::Sha384 => Pkcs1v15Sign::new::<sha2::Sha384>(),
-                    DigestAlgorithm::Sha512 => Pkcs1v15Sign::new::<sha2::Sha512>(),
-                };
-                k.sign(scheme, digest).map_err(|e| fail(&e))
-            }
-            Inner::P256(k) => {
-                let sig: p256::ecdsa::Signature = k.sign_prehash(digest).map_err(|e| fail(&e))?;
-                Ok(sig.to_der().as_bytes().to_vec())
-            }
-            Inner::P384(k) => {
-                let sig: p384::ecdsa::Signature = k.sign_prehash(digest).map_err(|e| fail(&e))?;
-                Ok(sig.to_der().as_bytes().to_vec())
-            }
-        }
+        self.inner.sign_digest(algorithm, digest)
     }
 }
 
@@ -357,6 +394,7 @@ mod tests {
     use codeseal_signer::{verify_prehash, RustCryptoSigner};
 
     use super::*;
+    use codeseal_signer::DigestAlgorithm;
 
     #[test]
     fn generated_keys_sign_and_verify_every_digest() {
@@ -451,6 +489,7 @@ mod faulty_backend_tests {
     use codeseal_signer::{KeySigner, SignError};
 
     use super::*;
+    use codeseal_signer::DigestAlgorithm;
 
     /// A fake backend in addition to the real ones: a key whose signatures are corrupted,
     /// as a faulty HSM or a re-pointed KMS alias would return.

@@ -7,13 +7,17 @@
 //! Passwords are [`secrecy::SecretString`]s: never printed, zeroized on drop. They come from
 //! the environment or a file (see `codeseal-keys`), never from the command line by default.
 //!
-//! Note: the `rsa` crate's private-key operation is not constant-time (RUSTSEC-2023-0071).
-//! That is acceptable for local test and CI keys; keys for a network-exposed signer belong in
-//! KMS or an HSM.
+//! Every key is parsed once, when it is loaded, into the form of a [`provider::CryptoProvider`]:
+//! by default aws-lc-rs (feature `provider-aws-lc`: constant-time RSA and ECDSA), or the
+//! pure-Rust RustCrypto crates without it (`--no-default-features`, for targets where C does
+//! not build). The `rsa` crate's private-key operation is not constant-time
+//! (RUSTSEC-2023-0071); with the default provider it signs only RSA with SHA-1
+//! (`--allow-sha1`) and RSA keys above 8192 bits (see [`provider`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod key;
+pub mod provider;
 mod throwaway;
 
 pub use key::{LoadError, LocalKey, Pkcs12Contents};

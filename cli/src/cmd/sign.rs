@@ -67,9 +67,11 @@ pub(crate) struct SignArgs {
     /// Descend into subdirectories.
     #[arg(short, long)]
     pub(crate) recursive: bool,
-    /// Files signed at once (one key session shared by all).
-    #[arg(short, long, default_value_t = 4)]
-    pub(crate) jobs: usize,
+    /// Files signed at once (one key session shared by all). Default: two per CPU with a
+    /// local key file (each waits on its output's fsync part of the time), 4 with a remote
+    /// key (KMS, PKCS#11).
+    #[arg(short, long)]
+    pub(crate) jobs: Option<usize>,
 }
 
 pub(crate) fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
