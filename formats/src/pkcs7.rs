@@ -919,7 +919,7 @@ impl<'a> ParsedSignature<'a> {
         let catalog = sd.content_type == MS_CTL;
         if sd.content_type != SPC_INDIRECT_DATA && !catalog {
             return Err(malformed(format!(
-                "content type {} is neither SpcIndirectDataContent nor a catalog's CTL",
+                "content type {} is not SpcIndirectDataContent (nor a catalog's CTL)",
                 sd.content_type
             )));
         }

@@ -1,4 +1,4 @@
-//! `codeseal catalog create`, and the catalog paths of `sign` and `verify` (`.cat` files).
+//! `codeseal catalog create`, and `codeseal verify --catalog X.cat FILE`.
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
@@ -10,7 +10,7 @@ use codeseal_authenticode::{
     catalog::{build_catalog, find_file_member, sign_catalog, write_catalog},
     OpusInfo, SignOptions,
 };
-use codeseal_signer::{DigestAlgorithm, SigningIdentity};
+use codeseal_signer::DigestAlgorithm;
 
 use super::{sign::identity, verify::VerifyArgs};
 
@@ -104,27 +104,7 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether `path` names a catalog (by its `.cat` extension).
-pub(crate) fn is_catalog(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("cat"))
-}
-
-/// `codeseal sign X.cat`: one catalog, signed (with `--replace` when it already is).
-pub(crate) fn sign_one(
-    id: &SigningIdentity,
-    input: &Path,
-    output: &Path,
-    opts: &SignOptions,
-) -> anyhow::Result<()> {
-    let data = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-    let signed = sign_catalog(id, &data, opts).with_context(|| format!("{}", input.display()))?;
-    write_catalog(output, &signed, opts.force || output == input)?;
-    println!("Signed {} -> {}", input.display(), output.display());
-    Ok(())
-}
-
-/// `codeseal verify X.cat` and `codeseal verify --catalog X.cat FILE`.
+/// `codeseal verify --catalog X.cat FILE` (`verify X.cat` is the format-generic path).
 pub(crate) fn verify(
     a: &VerifyArgs,
     catalog: &Path,
@@ -157,6 +137,19 @@ pub(crate) fn verify(
                 report.chain_errors.join("; ")
             );
         }
+    }
+    for t in &report.timestamps {
+        println!(
+            "  Timestamp:         {:?} {} by {}{}",
+            t.protocol,
+            t.time.as_deref().unwrap_or("?"),
+            t.tsa.as_deref().unwrap_or("?"),
+            match (&t.error, t.valid) {
+                (_, true) => String::new(),
+                (Some(e), false) => format!(" (INVALID: {e})"),
+                (None, false) => " (INVALID)".into(),
+            }
+        );
     }
     for r in &report.revocation {
         println!("  Revocation:        {}: {}", r.subject, r.verdict);
