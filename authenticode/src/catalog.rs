@@ -27,7 +27,9 @@ use x509_cert::Certificate;
 
 use crate::{
     formats::{
-        catalog::{parse_catalog, CatalogMember, CertificateTrustList, MemberKind},
+        catalog::{
+            parse_catalog, CatalogAttribute, CatalogMember, CertificateTrustList, MemberKind,
+        },
         digest::Hasher,
         pkcs7::SignatureRequest,
     },
@@ -77,6 +79,16 @@ pub fn member_digest(path: &Path, alg: DigestAlgorithm) -> Result<(MemberKind, V
 
 /// The DER of an unsigned catalog (a SignedData with the CTL and no signer) listing `files`.
 pub fn build_catalog(files: &[PathBuf], alg: DigestAlgorithm) -> Result<Vec<u8>> {
+    build_catalog_with(files, alg, &[])
+}
+
+/// [`build_catalog`] with catalog-level attributes (`CAT_NAMEVALUE` entries in
+/// `ctlExtensions`, as makecat writes `CATATTR` lines such as `OSAttr`).
+pub fn build_catalog_with(
+    files: &[PathBuf],
+    alg: DigestAlgorithm,
+    attributes: &[CatalogAttribute],
+) -> Result<Vec<u8>> {
     let mut members = Vec::with_capacity(files.len());
     for f in files {
         members.push(catalog_member(f, alg)?);
@@ -97,7 +109,8 @@ pub fn build_catalog(files: &[PathBuf], alg: DigestAlgorithm) -> Result<Vec<u8>>
     for (d, s) in id.iter_mut().zip(h.finalize()) {
         *d = s;
     }
-    let ctl = CertificateTrustList::catalog(&members, id, now)?;
+    let ctl =
+        CertificateTrustList::catalog(&members, id, now)?.with_catalog_attributes(attributes)?;
     unsigned_catalog(&ctl.to_der().map_err(crate::formats::Error::from)?)
 }
 

@@ -523,3 +523,86 @@ fn catalog_expired_leaf_with_a_back_dated_time_stamp() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!ours_trusting_test_roots(&plain).valid);
 }
+
+/// Catalog-level attributes (`CAT_NAMEVALUE` in `ctlExtensions`, as makecat's `CATATTR`
+/// lines): read back by codeseal, decoded by signify's own CTL and `NameValue` structures
+/// (an independent reader), and the signed catalog is accepted by osslsigncode 2.9 / 2.14
+/// and signify.
+#[test]
+fn catalog_attributes_read_by_signify() {
+    use codeseal_authenticode::{
+        catalog::{build_catalog_with, sign_catalog},
+        formats::catalog::CatalogAttribute,
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let files = member_files(dir.path());
+    let attrs = vec![
+        CatalogAttribute::text("OSAttr", "2:6.1,2:10.0"),
+        CatalogAttribute::text("HWID1", "pci\\ven_8086&dev_1234"),
+        CatalogAttribute::text("Comment", "café ☕"),
+    ];
+    let unsigned = build_catalog_with(&files, DigestAlgorithm::Sha256, &attrs).expect("build");
+    let back = parse_catalog(&unsigned)
+        .expect("parse")
+        .ctl
+        .catalog_attributes()
+        .expect("attributes");
+    assert_eq!(back, attrs);
+    assert_eq!(back[0].flags, 0x1001_0001);
+    // No attributes: no ctlExtensions at all.
+    let plain = build_catalog(&files, DigestAlgorithm::Sha256).expect("build");
+    assert!(parse_catalog(&plain).expect("p").ctl.extensions.is_none());
+    // An empty name is refused.
+    assert!(build_catalog_with(
+        &files,
+        DigestAlgorithm::Sha256,
+        &[CatalogAttribute::text("", "x")]
+    )
+    .is_err());
+
+    let signed = sign_catalog(
+        &identity("leaf-rsa2048"),
+        &unsigned,
+        &SignOptions::default(),
+    )
+    .expect("sign");
+    let cat = dir.path().join("attrs.cat");
+    std::fs::write(&cat, &signed).expect("write");
+    peers_accept(&cat);
+    assert!(trusting().verify_file(&cat).expect("v").valid);
+    let script = dir.path().join("attrs.py");
+    std::fs::write(
+        &script,
+        r#"import sys
+from signify.asn1 import ctl
+from asn1crypto import cms
+ci = cms.ContentInfo.load(open(sys.argv[1], "rb").read())
+content = ci["content"]["encap_content_info"]["content"]
+assert isinstance(content, ctl.CertificateTrustList), type(content)
+for e in content["ctl_extensions"]:
+    nv = ctl.NameValue.load(e["extn_value"].native)
+    print("%s|%s|%d|%s" % (e["extn_id"].dotted, nv["refname"].native, nv["typeaction"].native, nv["value"].native))
+"#,
+    )
+    .expect("script");
+    let o = std::process::Command::new(&env().python)
+        .arg(&script)
+        .arg(&cat)
+        .output()
+        .expect("python");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "1.3.6.1.4.1.311.12.2.1|OSAttr|268500993|2:6.1,2:10.0",
+            "1.3.6.1.4.1.311.12.2.1|HWID1|268500993|pci\\ven_8086&dev_1234",
+            "1.3.6.1.4.1.311.12.2.1|Comment|268500993|café ☕",
+        ]
+    );
+}

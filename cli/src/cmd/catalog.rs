@@ -7,7 +7,8 @@ use std::{
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use codeseal_authenticode::{
-    catalog::{build_catalog, find_file_member, sign_catalog, write_catalog},
+    catalog::{build_catalog_with, find_file_member, sign_catalog, write_catalog},
+    formats::catalog::CatalogAttribute,
     OpusInfo, SignOptions,
 };
 use codeseal_signer::DigestAlgorithm;
@@ -54,6 +55,11 @@ pub(crate) struct CreateArgs {
     /// "More info" URL.
     #[arg(long, short = 'i')]
     pub(crate) url: Option<String>,
+    /// A catalog-level attribute NAME=VALUE (repeatable), written as a CAT_NAMEVALUE entry
+    /// of the CTL's extensions as makecat writes its CATATTR lines (e.g. OSAttr=2:6.1,2:10.0
+    /// for drivers).
+    #[arg(long = "attr", value_name = "NAME=VALUE")]
+    pub(crate) attrs: Vec<String>,
     /// Overwrite an existing output file.
     #[arg(long)]
     pub(crate) force: bool,
@@ -78,7 +84,16 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
             bail!("{} is not a file", f.display());
         }
     }
-    let mut data = build_catalog(&a.files, hash).context("creating the catalog")?;
+    let mut attrs = Vec::with_capacity(a.attrs.len());
+    for t in &a.attrs {
+        match t.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                attrs.push(CatalogAttribute::text(name.trim(), value));
+            }
+            _ => bail!("--attr {t:?}: expected NAME=VALUE"),
+        }
+    }
+    let mut data = build_catalog_with(&a.files, hash, &attrs).context("creating the catalog")?;
     if let Some(key) = &a.key {
         let id = identity(key, a.cert.as_deref())?;
         let opts = SignOptions::default()
@@ -124,6 +139,9 @@ pub(crate) fn verify(
     println!("  Signer:            {}", report.signer);
     println!("  Digest:            {}", report.digest_algorithm);
     println!("  Members:           {}", report.ctl.subjects().len());
+    for at in report.ctl.catalog_attributes().unwrap_or_default() {
+        println!("  Attribute:         {} = {}", at.name, at.value);
+    }
     let mut valid = true;
     match report.trusted {
         None => {
