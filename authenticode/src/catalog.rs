@@ -26,11 +26,12 @@ use der::{asn1::SetOfVec, Any, Decode, Encode};
 use x509_cert::Certificate;
 
 use crate::{
-    chain::{verify_chain, Purpose},
     formats::{
-        catalog::{parse_catalog, CatalogMember, CertificateTrustList, MemberKind},
+        catalog::{
+            parse_catalog, CatalogAttribute, CatalogMember, CertificateTrustList, MemberKind,
+        },
         digest::Hasher,
-        pkcs7::{verify_cms_signer, SignatureRequest},
+        pkcs7::SignatureRequest,
     },
     oid,
     pe::PeInfo,
@@ -78,6 +79,16 @@ pub fn member_digest(path: &Path, alg: DigestAlgorithm) -> Result<(MemberKind, V
 
 /// The DER of an unsigned catalog (a SignedData with the CTL and no signer) listing `files`.
 pub fn build_catalog(files: &[PathBuf], alg: DigestAlgorithm) -> Result<Vec<u8>> {
+    build_catalog_with(files, alg, &[])
+}
+
+/// [`build_catalog`] with catalog-level attributes (`CAT_NAMEVALUE` entries in
+/// `ctlExtensions`, as makecat writes `CATATTR` lines such as `OSAttr`).
+pub fn build_catalog_with(
+    files: &[PathBuf],
+    alg: DigestAlgorithm,
+    attributes: &[CatalogAttribute],
+) -> Result<Vec<u8>> {
     let mut members = Vec::with_capacity(files.len());
     for f in files {
         members.push(catalog_member(f, alg)?);
@@ -98,7 +109,8 @@ pub fn build_catalog(files: &[PathBuf], alg: DigestAlgorithm) -> Result<Vec<u8>>
     for (d, s) in id.iter_mut().zip(h.finalize()) {
         *d = s;
     }
-    let ctl = CertificateTrustList::catalog(&members, id, now)?;
+    let ctl =
+        CertificateTrustList::catalog(&members, id, now)?.with_catalog_attributes(attributes)?;
     unsigned_catalog(&ctl.to_der().map_err(crate::formats::Error::from)?)
 }
 
@@ -198,108 +210,80 @@ pub struct CatalogReport {
     /// Findings that do not make the catalog invalid (e.g. an unknown revocation status
     /// under the soft policy).
     pub warnings: Vec<String>,
+    /// The signature's time stamps (the chain is checked at the first valid one's time).
+    pub timestamps: Vec<crate::verify::TimestampReport>,
+    /// The full report of the shared verification (as [`crate::Verifier::verify_file`]).
+    pub report: crate::verify::VerifyReport,
 }
 
 /// Verifies a catalog's signature: exactly one SignerInfo, its messageDigest over the CTL,
-/// contentType `szOID_CTL`, its signature with the carried signer certificate, and (with
-/// `anchors`) the signer's chain to one of them, now, for code signing. An unsigned catalog
+/// contentType `szOID_CTL`, its signature with the carried signer certificate, its time
+/// stamps, and (with `anchors`) the signer's chain to one of them for code signing, at the
+/// time of a valid time stamp (else now), as for every other format. An unsigned catalog
 /// is [`Error::NotSigned`]; a broken signature an error.
 pub fn verify_catalog(data: &[u8], anchors: Option<&[Certificate]>) -> Result<CatalogReport> {
     verify_catalog_with(data, anchors, None)
 }
 
-/// [`verify_catalog`] under a verifier's policy (`opts`): its anchors, trust-store rules and
-/// revocation checking (a catalog's signature has no time stamp here, so any revocation of
-/// the signer chain makes it invalid). Used by [`crate::Verifier::verify_catalog`].
+/// [`verify_catalog`] under a verifier's policy (`opts`): its trust-store rules, time-stamp
+/// rules and revocation checking, with `anchors` as the trust anchors. Used by
+/// [`crate::Verifier::verify_catalog`].
 pub(crate) fn verify_catalog_with(
     data: &[u8],
     anchors: Option<&[Certificate]>,
     opts: Option<&crate::verify::VerifyOptions>,
 ) -> Result<CatalogReport> {
     let cat = parse_catalog(data)?;
-    let sd = &cat.content_info.signed_data;
-    let signer = match sd.signer_infos.as_slice() {
-        [] => return Err(Error::NotSigned),
-        [one] => one,
-        _ => {
-            return Err(crate::formats::Error::MalformedSignature(
-                "a catalog has more than one SignerInfo".into(),
-            )
-            .into())
-        }
-    };
-    let cms::cert::IssuerAndSerialNumber {
-        issuer,
-        serial_number,
-    } = match &signer.info.sid {
-        cms::signed_data::SignerIdentifier::IssuerAndSerialNumber(i) => i,
-        _ => {
-            return Err(crate::formats::Error::MalformedSignature(
-                "the catalog signer is not identified by issuer and serial number".into(),
-            )
-            .into())
-        }
-    };
-    let leaf = sd
-        .certificates
-        .iter()
-        .find(|c| {
-            &c.tbs_certificate.issuer == issuer && &c.tbs_certificate.serial_number == serial_number
-        })
-        .ok_or_else(|| {
-            crate::formats::Error::MalformedSignature(
-                "the catalog does not carry its signer's certificate".into(),
-            )
-        })?;
-    let signed_attrs_der = signer
-        .signed_attrs_der
-        .as_deref()
-        .ok_or_else(|| crate::formats::Error::MalformedSignature("no signed attributes".into()))?;
-    // messageDigest covers the CTL's content octets.
-    let ctl_any = Any::from_der(cat.ctl_der).map_err(crate::formats::Error::from)?;
-    let digest_algorithm = verify_cms_signer(
-        &signer.info,
-        signed_attrs_der,
-        ctl_any.value(),
-        Some(oid::MS_CTL),
-        leaf,
-    )?;
-    let mut warnings = Vec::new();
-    let mut revocation = Vec::new();
-    let (trusted, chain_errors) = match anchors {
-        None => (None, Vec::new()),
-        Some(a) => {
-            let at = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default();
-            let mut r = verify_chain(leaf, &sd.certificates, a, at, Purpose::CodeSigning);
-            if let Some(o) = opts {
-                o.apply_store(&mut r, Purpose::CodeSigning, at);
-                let embedded = sd
-                    .crls
-                    .map(|c| crate::revocation::embedded_crls(c.raw, &mut warnings))
-                    .unwrap_or_default();
-                let (errors, warns) =
-                    crate::verify::check_signer_revocation(&mut r, &embedded, None, o);
-                r.errors.extend(errors);
-                if !r.errors.is_empty() {
-                    r.trusted = false;
-                }
-                warnings.extend(warns);
-                revocation = std::mem::take(&mut r.revocation);
+    let mut o = opts.cloned().unwrap_or_default();
+    o.trust_anchors = anchors.map(<[Certificate]>::to_vec).unwrap_or_default();
+    // The shared verification (signature, time stamps, chain at the time-stamp time,
+    // revocation, policy), as for every other format.
+    let report = crate::format::catalog::verify(&mut &data[..], &o)?;
+    let broken = |why: String| -> Error { crate::formats::Error::MalformedSignature(why).into() };
+    if !report.errors.is_empty() {
+        let why: Vec<String> = report.errors.iter().map(|f| f.message.clone()).collect();
+        return Err(broken(why.join("; ")));
+    }
+    let sig = report
+        .signatures
+        .first()
+        .ok_or_else(|| broken("no readable signature".into()))?;
+    if !(sig.image_digest_ok && sig.message_digest_ok && sig.signature_ok) {
+        let why: Vec<String> = sig.errors.iter().map(|f| f.message.clone()).collect();
+        return Err(broken(why.join("; ")));
+    }
+    let mut chain_errors: Vec<String> = sig.errors.iter().map(|f| f.message.clone()).collect();
+    if let Some(c) = &sig.chain {
+        for e in &c.errors {
+            if !chain_errors.iter().any(|m| m.contains(e.as_str())) {
+                chain_errors.push(e.clone());
             }
-            (Some(r.trusted), r.errors)
         }
-    };
+    }
+    let trusted = anchors.map(|_| sig.is_valid());
     Ok(CatalogReport {
         ctl_der_len: cat.ctl_der.len(),
         ctl: cat.ctl,
-        signer: crate::chain::name_text(&leaf.tbs_certificate.subject),
-        digest_algorithm,
+        signer: sig
+            .signer
+            .as_ref()
+            .map(|s| s.subject.clone())
+            .unwrap_or_default(),
+        digest_algorithm: sig.digest_algorithm,
         trusted,
-        chain_errors,
-        revocation,
-        warnings,
+        chain_errors: if trusted == Some(true) {
+            Vec::new()
+        } else {
+            chain_errors
+        },
+        revocation: sig
+            .chain
+            .as_ref()
+            .map(|c| c.revocation.clone())
+            .unwrap_or_default(),
+        warnings: sig.warnings.iter().map(|f| f.message.clone()).collect(),
+        timestamps: sig.timestamps.clone(),
+        report,
     })
 }
 

@@ -50,6 +50,7 @@ pub fn extract_signature(input: &Path) -> Result<Vec<u8>> {
         FileKind::Cab => format::cab::extract(input),
         FileKind::Msi => format::msi::extract(input),
         FileKind::Appx | FileKind::AppxBundle => format::appx::extract(input),
+        FileKind::Catalog => format::catalog::extract(input),
     }
 }
 
@@ -109,6 +110,7 @@ pub fn attach_signature(
         Existing::Refuse
     };
     let kind = FileKind::detect(input)?;
+    format::catalog::refuse_append(kind, opts.append)?;
     format::check_indirect_data(kind, &parsed.spc.data).map_err(Error::Usage)?;
     let pages = page_hashes_of(&parsed.spc)?.map(|(alg, _)| alg);
     let staged = stage(

@@ -209,6 +209,7 @@ impl PreparedSigning {
             Existing::Refuse
         };
         let kind = FileKind::detect(input)?;
+        crate::format::catalog::refuse_append(kind, opts.append)?;
         let pages = opts.page_hashes.then(|| page_hash_algorithm(opts.digest));
         let staged = stage(
             kind,
@@ -230,8 +231,16 @@ impl PreparedSigning {
         let image_digest = staged
             .digest(opts.digest)
             .ok_or_else(|| Error::Usage("digest missing".into()))?;
-        let data = indirect_data(kind, staged.page_hashes())?;
-        let request = SignatureRequest::new(algorithm, data, image_digest, &opts.opus)?;
+        let request = match staged.content() {
+            // A catalog: the signature encapsulates its CTL.
+            Some(content) => {
+                SignatureRequest::for_content(algorithm, crate::oid::MS_CTL, content?, &opts.opus)?
+            }
+            None => {
+                let data = indirect_data(kind, staged.page_hashes())?;
+                SignatureRequest::new(algorithm, data, image_digest, &opts.opus)?
+            }
+        };
         tracing::debug!(
             input = %input.display(),
             kind = %kind,

@@ -119,6 +119,9 @@ fn file_digest(
         FileKind::Appx | FileKind::AppxBundle => Err(Error::Unsupported(
             "split signing of APPX packages is not supported yet".into(),
         )),
+        FileKind::Catalog => Err(Error::Unsupported(
+            "a catalog's signature has no SpcIndirectDataContent".into(),
+        )),
     }
 }
 
@@ -132,8 +135,20 @@ pub fn make_request(
 ) -> Result<DigestRequest> {
     let kind = key_kind_of(&leaf.tbs_certificate.subject_public_key_info)?;
     let algorithm = kind.with_digest(digest);
-    let (kind, image_digest, data) = file_digest(input, digest, page_hashes)?;
-    let req = SignatureRequest::new(algorithm, data, &image_digest, opus)?;
+    let (kind, image_digest, req) = if FileKind::detect(input)? == FileKind::Catalog {
+        // A catalog: the signature encapsulates its CTL; the digest covers its content
+        // octets.
+        FileKind::Catalog.check_page_hashes(page_hashes)?;
+        let f = std::fs::File::open(input)
+            .map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
+        let (image_digest, content) = crate::format::catalog::file_digest(f, digest)?;
+        let req = SignatureRequest::for_content(algorithm, crate::oid::MS_CTL, content, opus)?;
+        (FileKind::Catalog, image_digest, req)
+    } else {
+        let (kind, image_digest, data) = file_digest(input, digest, page_hashes)?;
+        let req = SignatureRequest::new(algorithm, data, &image_digest, opus)?;
+        (kind, image_digest, req)
+    };
     Ok(DigestRequest {
         version: 1,
         kind: Some(kind.name().to_string()),
@@ -178,9 +193,14 @@ impl DigestRequest {
                 "the signed attributes do not cover the SpcIndirectDataContent",
             ));
         }
+        let content_type = if self.kind.as_deref() == Some(FileKind::Catalog.name()) {
+            crate::oid::MS_CTL
+        } else {
+            crate::oid::SPC_INDIRECT_DATA
+        };
         Ok(SignatureRequest {
             algorithm: self.algorithm,
-            content_type: crate::oid::SPC_INDIRECT_DATA,
+            content_type,
             spc,
             signed_attrs,
             signed_attrs_der,

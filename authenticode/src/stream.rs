@@ -85,6 +85,7 @@ pub fn sign_stream<R: Read + Seek, W: Write>(
         FileKind::Appx | FileKind::AppxBundle => {
             crate::format::appx::sign_stream(identity, kind, input, output, opts)
         }
+        FileKind::Catalog => crate::format::catalog::sign_stream(identity, input, output, opts),
     }
 }
 

@@ -355,20 +355,6 @@ fn signer_revocation(
     (errors, warnings)
 }
 
-/// [`signer_revocation`] as plain messages (for catalogs).
-pub(crate) fn check_signer_revocation(
-    chain: &mut ChainReport,
-    embedded: &[crate::revocation::Crl],
-    trusted_time: Option<u64>,
-    opts: &VerifyOptions,
-) -> (Vec<String>, Vec<String>) {
-    let (e, w) = signer_revocation(chain, embedded, trusted_time, opts);
-    (
-        e.into_iter().map(|(_, m)| m).collect(),
-        w.into_iter().map(|(_, m)| m).collect(),
-    )
-}
-
 /// A TSA chain: the stamp's own time decides, except after a key or CA compromise.
 fn judge_tsa(r: &mut CertRevocation, stamped: Option<u64>, policy: RevocationPolicy) -> Judgement {
     let compromise = matches!(r.reason.as_deref(), Some("keyCompromise" | "cACompromise"));
@@ -872,6 +858,7 @@ pub(crate) fn verify_as<R: Read + Seek>(
         FileKind::Cab => crate::format::cab::verify(r, opts),
         FileKind::Msi => crate::format::msi::verify(r, opts),
         FileKind::Appx | FileKind::AppxBundle => crate::format::appx::verify(r, opts),
+        FileKind::Catalog => crate::format::catalog::verify(r, opts),
     }?;
     report.revocation = opts.revocation.policy();
     Ok(report)

@@ -32,11 +32,12 @@ pub struct Summary {
 
 /// Whether a directory entry is a file codeseal signs: a PE by its usual extensions, a
 /// cabinet (`.cab`), an installer (`.msi`, `.msp`, `.msm`, `.mst`), an APPX / MSIX package
-/// or bundle, or a script extension.
+/// or bundle, a catalog (`.cat`), or a script extension.
 fn is_signable_name(p: &Path) -> bool {
     p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
         PE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
             || e.eq_ignore_ascii_case("cab")
+            || e.eq_ignore_ascii_case(codeseal_authenticode::format::CATALOG_EXTENSION)
             || codeseal_authenticode::format::MSI_EXTENSIONS
                 .contains(&e.to_ascii_lowercase().as_str())
             || codeseal_authenticode::format::APPX_EXTENSIONS
@@ -76,7 +77,7 @@ pub fn collect_inputs(inputs: &[PathBuf], recursive: bool) -> anyhow::Result<Vec
         }
     }
     if out.is_empty() {
-        bail!("no signable files (PE, CAB or scripts) found in the inputs");
+        bail!("no signable files (PE, CAB, MSI, APPX, catalogs or scripts) found in the inputs");
     }
     Ok(out)
 }

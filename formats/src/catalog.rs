@@ -57,6 +57,37 @@ pub const MEMBER_INFO_VERSION: u32 = 512;
 /// CRYPTCAT_ATTR_DATAASCII | CRYPTCAT_ATTR_AUTHENTICATED`, as makecat writes them).
 pub const FILE_NAME_FLAGS: u32 = 0x1001_0001;
 
+/// The flags of a catalog-level name/value (`CRYPTCAT_ATTR_NAMEASCII |
+/// CRYPTCAT_ATTR_DATAASCII | CRYPTCAT_ATTR_AUTHENTICATED`, as makecat's `CATATTR1=0x10010001:`
+/// lines give them).
+pub const CATALOG_ATTR_FLAGS: u32 = 0x1001_0001;
+
+/// A catalog-level attribute: a `CAT_NAMEVALUE` in the CTL's `ctlExtensions` (makecat's
+/// `CATATTR` lines, e.g. `OSAttr` = `2:6.1,2:10.0` or `HWID1` for drivers). Written as an
+/// Extension whose `extnID` is `CAT_NAMEVALUE` and whose `extnValue` holds the DER of
+/// `CAT_NAMEVALUE ::= SEQUENCE { name BMPString, flags INTEGER, value OCTET STRING }`, the
+/// value being UTF-16LE text with a terminating NUL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogAttribute {
+    /// The name.
+    pub name: String,
+    /// `CRYPTCAT_ATTR_*` flags.
+    pub flags: u32,
+    /// The value text.
+    pub value: String,
+}
+
+impl CatalogAttribute {
+    /// A text attribute with makecat's usual flags ([`CATALOG_ATTR_FLAGS`]).
+    pub fn text(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            flags: CATALOG_ATTR_FLAGS,
+            value: value.into(),
+        }
+    }
+}
+
 /// The CTL (see the module documentation).
 #[derive(Clone, Debug, PartialEq, Eq, Sequence)]
 pub struct CertificateTrustList {
@@ -234,6 +265,28 @@ pub fn identifier_text(id: &[u8]) -> String {
     hex_upper(id)
 }
 
+/// A name/value's value as text: UTF-16LE (a trailing NUL dropped) without control
+/// characters, otherwise the upper-case hex of its bytes.
+pub fn value_text(value: &[u8]) -> String {
+    if value.len().is_multiple_of(2) {
+        let units: Vec<u16> = value
+            .chunks_exact(2)
+            .filter_map(|c| <[u8; 2]>::try_from(c).ok())
+            .map(u16::from_le_bytes)
+            .collect();
+        let trimmed = match units.split_last() {
+            Some((0, rest)) => rest,
+            _ => units.as_slice(),
+        };
+        if let Ok(s) = String::from_utf16(trimmed) {
+            if !s.chars().any(char::is_control) {
+                return s;
+            }
+        }
+    }
+    hex_upper(value)
+}
+
 impl CertificateTrustList {
     /// Parses the DER of a CTL (the encapsulated content of a catalog).
     pub fn from_der_bytes(der: &[u8]) -> Result<Self> {
@@ -299,6 +352,54 @@ impl CertificateTrustList {
             });
         }
         Ok(out)
+    }
+
+    /// The catalog-level attributes (`CAT_NAMEVALUE` entries of `ctlExtensions`), in input
+    /// order; other extensions are skipped.
+    pub fn catalog_attributes(&self) -> Result<Vec<CatalogAttribute>> {
+        let Some(exts) = &self.extensions else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for e in exts.iter().filter(|e| e.extn_id == oid::CAT_NAMEVALUE) {
+            let nv = CatNameValue::from_der(e.extn_value.as_bytes())
+                .map_err(|e| bad("catalog attribute name/value", e))?;
+            out.push(CatalogAttribute {
+                name: nv.name.to_string(),
+                flags: nv.flags,
+                value: value_text(nv.value.as_bytes()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// This CTL with `attrs` as its catalog-level attributes (replacing any; none: no
+    /// `ctlExtensions`). A name must be non-empty text in the Basic Multilingual Plane.
+    pub fn with_catalog_attributes(mut self, attrs: &[CatalogAttribute]) -> Result<Self> {
+        if attrs.is_empty() {
+            self.extensions = None;
+            return Ok(self);
+        }
+        let mut exts = Vec::with_capacity(attrs.len());
+        for a in attrs {
+            if a.name.is_empty() {
+                return Err(Error::InvalidValue(
+                    "a catalog attribute needs a name".into(),
+                ));
+            }
+            let nv = CatNameValue {
+                name: BmpString::from_utf8(&a.name)?,
+                flags: a.flags,
+                value: OctetString::new(utf16z(&a.value))?,
+            };
+            exts.push(x509_cert::ext::Extension {
+                extn_id: oid::CAT_NAMEVALUE,
+                critical: false,
+                extn_value: OctetString::new(der::Encode::to_der(&nv)?)?,
+            });
+        }
+        self.extensions = Some(exts);
+        Ok(self)
     }
 
     /// The member whose digest is `digest` (compared in constant structure, by bytes).

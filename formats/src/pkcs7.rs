@@ -769,7 +769,9 @@ impl<'a> SignedDataRef<'a> {
 pub struct ParsedSignature<'a> {
     /// The DER ContentInfo (without padding after it).
     pub der: &'a [u8],
-    /// The SpcIndirectDataContent.
+    /// The SpcIndirectDataContent. For a catalog's signature (content type `szOID_CTL`) it
+    /// is derived, not read: data type `szOID_CTL` without a value, and as digest the hash
+    /// of the CTL's content octets (what the signature's messageDigest covers).
     pub spc: SpcIndirectDataContent,
     /// The original content octets of the SpcIndirectDataContent (what messageDigest covers).
     pub spc_content: &'a [u8],
@@ -912,30 +914,60 @@ impl<'a> ParsedSignature<'a> {
                 sd.version
             ));
         }
-        if sd.content_type != SPC_INDIRECT_DATA {
+        // A catalog's signature encapsulates its CTL instead of an SpcIndirectDataContent;
+        // its "image digest" is then the hash of the CTL's content octets (see `spc`).
+        let catalog = sd.content_type == MS_CTL;
+        if sd.content_type != SPC_INDIRECT_DATA && !catalog {
             return Err(malformed(format!(
-                "content type {} is not SpcIndirectDataContent",
+                "content type {} is not SpcIndirectDataContent (nor a catalog's CTL)",
                 sd.content_type
             )));
         }
-        let econtent = sd
-            .content
-            .ok_or_else(|| malformed("no SpcIndirectDataContent"))?;
-        asn1::check_sets(econtent.raw, asn1::SetRule::Bounded)?;
-        let spc = SpcIndirectDataContent::from_der(econtent.raw)
-            .map_err(|e| malformed(format!("SpcIndirectDataContent: {e}")))?;
-        let alg_oid = spc.message_digest.digest_algorithm.oid;
-        let digest_algorithm = DigestAlgorithm::from_oid(&alg_oid)
-            .ok_or_else(|| malformed(format!("unsupported digest algorithm {alg_oid}")))?;
-        let image_digest_len = spc.message_digest.digest.as_bytes().len();
-        if image_digest_len != digest_algorithm.output_len()
-            && !is_appx_blob(&spc, digest_algorithm)
-        {
-            return Err(malformed(format!(
-                "the image digest is {image_digest_len} bytes; {digest_algorithm} gives {}",
-                digest_algorithm.output_len()
-            )));
-        }
+        let econtent = sd.content.ok_or_else(|| {
+            malformed(if catalog {
+                "no CTL"
+            } else {
+                "no SpcIndirectDataContent"
+            })
+        })?;
+        let (spc, alg_oid, digest_algorithm) = if catalog {
+            let first = sd
+                .signer_infos
+                .first()
+                .ok_or_else(|| malformed("0 SignerInfos; Authenticode has exactly one"))?;
+            let alg_oid = first.info.digest_alg.oid;
+            let digest_algorithm = DigestAlgorithm::from_oid(&alg_oid)
+                .ok_or_else(|| malformed(format!("unsupported digest algorithm {alg_oid}")))?;
+            let spc = SpcIndirectDataContent {
+                data: SpcAttributeTypeAndOptionalValue {
+                    value_type: MS_CTL,
+                    value: None,
+                },
+                message_digest: DigestInfo {
+                    digest_algorithm: digest_algorithm.algorithm_identifier(),
+                    digest: OctetString::new(digest_algorithm.digest(econtent.value))
+                        .map_err(malformed)?,
+                },
+            };
+            (spc, alg_oid, digest_algorithm)
+        } else {
+            asn1::check_sets(econtent.raw, asn1::SetRule::Bounded)?;
+            let spc = SpcIndirectDataContent::from_der(econtent.raw)
+                .map_err(|e| malformed(format!("SpcIndirectDataContent: {e}")))?;
+            let alg_oid = spc.message_digest.digest_algorithm.oid;
+            let digest_algorithm = DigestAlgorithm::from_oid(&alg_oid)
+                .ok_or_else(|| malformed(format!("unsupported digest algorithm {alg_oid}")))?;
+            let image_digest_len = spc.message_digest.digest.as_bytes().len();
+            if image_digest_len != digest_algorithm.output_len()
+                && !is_appx_blob(&spc, digest_algorithm)
+            {
+                return Err(malformed(format!(
+                    "the image digest is {image_digest_len} bytes; {digest_algorithm} gives {}",
+                    digest_algorithm.output_len()
+                )));
+            }
+            (spc, alg_oid, digest_algorithm)
+        };
         let count = sd.signer_infos.len();
         let mut infos = sd.signer_infos.into_iter();
         let (Some(signer), None) = (infos.next(), infos.next()) else {
@@ -992,9 +1024,14 @@ impl<'a> ParsedSignature<'a> {
         let ct = single_attr(attrs, PKCS9_CONTENT_TYPE)?
             .ok_or_else(|| malformed("no contentType signed attribute"))?;
         let ct: ObjectIdentifier = ct.decode_as().map_err(malformed)?;
-        if ct != SPC_INDIRECT_DATA {
+        if ct != sd.content_type {
             return Err(malformed(format!(
-                "contentType attribute is {ct}, not SpcIndirectData"
+                "contentType attribute is {ct}, not {}",
+                if catalog {
+                    "szOID_CTL"
+                } else {
+                    "SpcIndirectData"
+                }
             )));
         }
         single_attr(attrs, PKCS9_MESSAGE_DIGEST)?

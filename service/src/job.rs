@@ -169,6 +169,9 @@ pub enum FailureReason {
     MalformedMsi,
     /// The upload is an APPX / MSIX package that is malformed or does not match its block map.
     MalformedAppx,
+    /// The upload is a catalog (.cat) whose DER, SignedData or certificate trust list is
+    /// malformed.
+    MalformedCatalog,
     /// The package's manifest Publisher is not the service certificate's subject.
     PublisherMismatch,
     /// The PE file is shorter than its headers say.
@@ -221,13 +224,14 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, in the order of the documentation's table.
-    pub const ALL: [Self; 29] = [
+    pub const ALL: [Self; 30] = [
         Self::NotPe,
         Self::UnsupportedType,
         Self::MalformedScript,
         Self::MalformedCab,
         Self::MalformedMsi,
         Self::MalformedAppx,
+        Self::MalformedCatalog,
         Self::PublisherMismatch,
         Self::Truncated,
         Self::MalformedPe,
@@ -262,6 +266,7 @@ impl FailureReason {
             Self::MalformedCab => "malformed_cab",
             Self::MalformedMsi => "malformed_msi",
             Self::MalformedAppx => "malformed_appx",
+            Self::MalformedCatalog => "malformed_catalog",
             Self::PublisherMismatch => "publisher_mismatch",
             Self::Truncated => "truncated",
             Self::MalformedPe => "malformed_pe",
@@ -301,13 +306,16 @@ impl FailureReason {
         match self {
             Self::NotPe => "the upload is not a valid PE file",
             Self::UnsupportedType => {
-                "the upload is not a file type the service signs (PE files by their MZ header; cabinets by their MSCF header; installers by their compound-file header and .msi .msp .msm .mst; APPX / MSIX packages and bundles by their ZIP header and .appx .msix .appxbundle .msixbundle; scripts by extension: .ps1 .psm1 .psd1 .ps1xml .psc1 .cdxml .mof .js .vbs .wsf)"
+                "the upload is not a file type the service signs (PE files by their MZ header; cabinets by their MSCF header; installers by their compound-file header and .msi .msp .msm .mst; APPX / MSIX packages and bundles by their ZIP header and .appx .msix .appxbundle .msixbundle; catalogs by .cat and a DER start; scripts by extension: .ps1 .psm1 .psd1 .ps1xml .psc1 .cdxml .mof .js .vbs .wsf)"
             }
             Self::MalformedScript => "the script's text or signature block is malformed",
             Self::MalformedCab => {
                 "the cabinet's header is malformed, or the cabinet is part of a multi-cabinet set or carries reserve data"
             }
             Self::MalformedMsi => "the installer's compound file is malformed",
+            Self::MalformedCatalog => {
+                "the catalog is malformed (its DER, SignedData or certificate trust list)"
+            }
             Self::MalformedAppx => {
                 "the package is malformed or does not match its block map (Windows would refuse it)"
             }

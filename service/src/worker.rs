@@ -170,6 +170,22 @@ fn classify_pkcs11(rv: cryptoki::error::RvError) -> (FailureReason, bool) {
     }
 }
 
+/// [`classify_sign`] for the errors of reading the upload: a catalog's format errors are
+/// `malformed_catalog` (its errors are DER and CMS ones, which for other files mean a broken
+/// signature).
+fn classify_input(e: AcError, input: &std::path::Path) -> StepError {
+    let catalog = input
+        .extension()
+        .is_some_and(|x| x.eq_ignore_ascii_case(codeseal_authenticode::format::CATALOG_EXTENSION));
+    match e {
+        AcError::Format(f) if catalog && !matches!(f, FormatError::Io { .. }) => StepError::input(
+            FailureReason::MalformedCatalog,
+            AcError::Format(f).to_string(),
+        ),
+        e => classify_sign(e),
+    }
+}
+
 fn classify_sign(e: AcError) -> StepError {
     let msg = e.to_string();
     match e {
@@ -469,7 +485,7 @@ impl Claim {
                     blocking(FailureReason::Signing, move || {
                         let identity = &ctx.signer.identity;
                         let prepared = PreparedSigning::prepare(identity, &input, &output, &opts)
-                            .map_err(classify_sign)?;
+                            .map_err(|e| classify_input(e, &input))?;
                         let (digest, alg) = prepared.digest_to_sign();
                         let delay = ctx.settings.key_delay;
                         if !delay.is_zero() {

@@ -202,6 +202,60 @@ fn embedded_signs_cabinets() {
     assert_eq!(std::fs::read(&kept).expect("upload kept"), set);
 }
 
+/// Catalogs (`.cat`) sign like any other upload: an unsigned catalog made by the library's
+/// `build_catalog` comes back with one signer over the same CTL, valid in the job's report
+/// and in osslsigncode; the signed one verifies its members; a truncated catalog fails
+/// as malformed and is kept.
+#[test]
+fn embedded_signs_catalogs() {
+    use codeseal_authenticode::{
+        catalog::{build_catalog, find_file_member, verify_catalog},
+        formats::catalog::parse_catalog,
+    };
+    let svc = start(&[]);
+    let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pe = tmp.path().join("app.exe");
+    std::fs::copy(test_env().join("fixtures/pe64.exe"), &pe).expect("copy");
+    let txt = tmp.path().join("notes.txt");
+    std::fs::write(&txt, "catalog member\n").expect("write");
+    let data = build_catalog(
+        &[pe.clone(), txt.clone()],
+        codeseal_signer::DigestAlgorithm::Sha256,
+    )
+    .expect("catalog");
+    let id = client.upload("drivers.cat", &data);
+    let job = client.wait(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "done", "{job}\n{}", svc.proc.log_text());
+    assert_eq!(job["verify"]["valid"], true, "{job}");
+    let bytes = client.download(job["download_url"].as_str().expect("url"));
+    let signed = parse_catalog(&bytes).expect("a catalog");
+    assert_eq!(signed.content_info.signed_data.signer_infos.len(), 1);
+    assert_eq!(
+        signed.ctl_der,
+        parse_catalog(&data).expect("input").ctl_der,
+        "the CTL is kept byte for byte"
+    );
+    let file = tmp.path().join("drivers.cat");
+    std::fs::write(&file, &bytes).expect("write");
+    let (ok, t) = osslsigncode_ok(&file, &test_env().join("pki/root.pem"));
+    assert!(ok, "{t}");
+    let anchors = codeseal_keys::load_certificates(&test_env().join("pki/root.pem")).expect("root");
+    let report = verify_catalog(&bytes, Some(&anchors)).expect("verify");
+    assert_eq!(report.trusted, Some(true), "{:?}", report.chain_errors);
+    for f in [&pe, &txt] {
+        assert!(find_file_member(&report, f).expect("lookup").is_some());
+    }
+    // A truncated catalog fails as malformed input, and the upload is kept.
+    let cut = &data[..data.len() / 2];
+    let id = client.upload("cut.cat", cut);
+    let job = client.wait(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_reason"], "malformed_catalog", "{job}");
+    let kept = svc.data.join("objects/uploads").join(&id).join("cut.cat");
+    assert_eq!(std::fs::read(&kept).expect("upload kept"), cut);
+}
+
 /// MSI installers (wixl's) sign like any other upload; the result passes osslsigncode and
 /// keeps the MSI header; a truncated compound file fails with `malformed_msi` and is kept.
 #[test]

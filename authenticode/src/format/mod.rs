@@ -37,6 +37,7 @@ use crate::{
 
 pub(crate) mod appx;
 pub(crate) mod cab;
+pub(crate) mod catalog;
 pub(crate) mod msi;
 pub(crate) mod output;
 pub use output::{parent_of, sync_directory};
@@ -61,7 +62,14 @@ pub enum FileKind {
     Appx,
     /// An APPX / MSIX bundle (`.appxbundle`, `.msixbundle`).
     AppxBundle,
+    /// A catalog (`.cat`): a DER ContentInfo whose SignedData encapsulates a certificate
+    /// trust list, recognised by its extension and a DER SEQUENCE start. The file is its
+    /// signature.
+    Catalog,
 }
+
+/// The extension of catalogs.
+pub const CATALOG_EXTENSION: &str = "cat";
 
 /// The extensions of APPX / MSIX packages.
 pub const APPX_EXTENSIONS: [&str; 2] = ["appx", "msix"];
@@ -123,10 +131,24 @@ impl FileKind {
                 name.display()
             )));
         }
+        let ext = name
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        if ext == CATALOG_EXTENSION {
+            if catalog::looks_like_catalog(head) {
+                return Ok(Self::Catalog);
+            }
+            return Err(Error::Unsupported(format!(
+                "{}: named as a catalog (.cat) but not DER (a catalog starts with a SEQUENCE)",
+                name.display()
+            )));
+        }
         match ScriptKind::from_path(name) {
             Ok(k) => Ok(Self::Script(k)),
             Err(_) => Err(Error::Unsupported(format!(
-                "{}: not a PE file (no MZ header), not a cabinet (no MSCF header), not an installer (no compound-file header), not an APPX package (no ZIP header) and not a script extension codeseal signs ({})",
+                "{}: not a PE file (no MZ header), not a cabinet (no MSCF header), not an installer (no compound-file header), not an APPX package (no ZIP header), not a catalog (.cat) and not a script extension codeseal signs ({})",
                 name.display(),
                 Self::script_extensions().join(" ")
             ))),
@@ -158,6 +180,7 @@ impl FileKind {
             Self::Msi => "MSI",
             Self::Appx => "APPX",
             Self::AppxBundle => "APPX bundle",
+            Self::Catalog => "catalog",
         }
     }
 
@@ -166,7 +189,7 @@ impl FileKind {
     pub(crate) fn sip(self) -> Option<(u32, [u8; 16])> {
         use codeseal_formats::appx;
         match self {
-            Self::Pe | Self::Cab => None,
+            Self::Pe | Self::Cab | Self::Catalog => None,
             Self::Script(k) => Some((k.sip_version(), k.sip_guid())),
             Self::Msi => Some((1, crate::msi::SIP_MSI)),
             Self::Appx => Some((appx::SIP_VERSION, appx::SIP_APPX)),
@@ -192,6 +215,8 @@ impl FileKind {
             Self::Script(_) => SPC_SIPINFO,
             Self::Cab => crate::oid::SPC_CAB_DATA,
             Self::Msi | Self::Appx | Self::AppxBundle => SPC_SIPINFO,
+            // Not an SpcIndirectDataContent: the signature encapsulates the CTL itself.
+            Self::Catalog => crate::oid::MS_CTL,
         }
     }
 }
@@ -234,6 +259,11 @@ pub(crate) fn indirect_data(
         FileKind::Cab => Any::encode_from(&SpcLink::File(SpcString::Unicode(
             BmpString::from_utf8(OBSOLETE_LINK)?,
         )))?,
+        FileKind::Catalog => {
+            return Err(Error::Unsupported(
+                "a catalog's signature encapsulates its CTL, not SpcIndirectDataContent".into(),
+            ))
+        }
         _ => {
             let (version, guid) = kind.sip().ok_or_else(|| {
                 Error::Unsupported(format!("no indirect data for {} files", kind.name()))
@@ -323,6 +353,11 @@ pub(crate) trait Staged: fmt::Debug + Send {
     fn was_signed(&self) -> bool;
     /// Where the result goes.
     fn output(&self) -> &Path;
+    /// The content a new signature encapsulates instead of an SpcIndirectDataContent
+    /// (catalogs: their CTL); `None` for the other formats.
+    fn content(&self) -> Option<Result<der::Any>> {
+        None
+    }
     /// Writes the content with `signature` (a DER ContentInfo; `None`: unsigned), checks the
     /// written result, fsyncs and renames it over the output. Returns the output length.
     fn commit(self: Box<Self>, signature: Option<&[u8]>) -> Result<u64>;
@@ -353,6 +388,9 @@ pub(crate) fn stage(
         FileKind::Msi => Ok(Box::new(msi::StagedMsi::stage(input, output, opts)?)),
         FileKind::Appx | FileKind::AppxBundle => Ok(Box::new(appx::StagedAppx::stage(
             kind, input, output, opts,
+        )?)),
+        FileKind::Catalog => Ok(Box::new(catalog::StagedCatalog::stage(
+            input, output, opts,
         )?)),
     }
 }

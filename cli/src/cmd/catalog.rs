@@ -1,4 +1,4 @@
-//! `codeseal catalog create`, and the catalog paths of `sign` and `verify` (`.cat` files).
+//! `codeseal catalog create`, and `codeseal verify --catalog X.cat FILE`.
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
@@ -7,10 +7,11 @@ use std::{
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use codeseal_authenticode::{
-    catalog::{build_catalog, find_file_member, sign_catalog, write_catalog},
+    catalog::{build_catalog_with, find_file_member, sign_catalog, write_catalog},
+    formats::catalog::CatalogAttribute,
     OpusInfo, SignOptions,
 };
-use codeseal_signer::{DigestAlgorithm, SigningIdentity};
+use codeseal_signer::DigestAlgorithm;
 
 use super::{sign::identity, verify::VerifyArgs};
 
@@ -54,6 +55,11 @@ pub(crate) struct CreateArgs {
     /// "More info" URL.
     #[arg(long, short = 'i')]
     pub(crate) url: Option<String>,
+    /// A catalog-level attribute NAME=VALUE (repeatable), written as a CAT_NAMEVALUE entry
+    /// of the CTL's extensions as makecat writes its CATATTR lines (e.g. OSAttr=2:6.1,2:10.0
+    /// for drivers).
+    #[arg(long = "attr", value_name = "NAME=VALUE")]
+    pub(crate) attrs: Vec<String>,
     /// Overwrite an existing output file.
     #[arg(long)]
     pub(crate) force: bool,
@@ -78,7 +84,16 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
             bail!("{} is not a file", f.display());
         }
     }
-    let mut data = build_catalog(&a.files, hash).context("creating the catalog")?;
+    let mut attrs = Vec::with_capacity(a.attrs.len());
+    for t in &a.attrs {
+        match t.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                attrs.push(CatalogAttribute::text(name.trim(), value));
+            }
+            _ => bail!("--attr {t:?}: expected NAME=VALUE"),
+        }
+    }
+    let mut data = build_catalog_with(&a.files, hash, &attrs).context("creating the catalog")?;
     if let Some(key) = &a.key {
         let id = identity(key, a.cert.as_deref())?;
         let opts = SignOptions::default()
@@ -104,27 +119,7 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether `path` names a catalog (by its `.cat` extension).
-pub(crate) fn is_catalog(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("cat"))
-}
-
-/// `codeseal sign X.cat`: one catalog, signed (with `--replace` when it already is).
-pub(crate) fn sign_one(
-    id: &SigningIdentity,
-    input: &Path,
-    output: &Path,
-    opts: &SignOptions,
-) -> anyhow::Result<()> {
-    let data = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-    let signed = sign_catalog(id, &data, opts).with_context(|| format!("{}", input.display()))?;
-    write_catalog(output, &signed, opts.force || output == input)?;
-    println!("Signed {} -> {}", input.display(), output.display());
-    Ok(())
-}
-
-/// `codeseal verify X.cat` and `codeseal verify --catalog X.cat FILE`.
+/// `codeseal verify --catalog X.cat FILE` (`verify X.cat` is the format-generic path).
 pub(crate) fn verify(
     a: &VerifyArgs,
     catalog: &Path,
@@ -144,6 +139,9 @@ pub(crate) fn verify(
     println!("  Signer:            {}", report.signer);
     println!("  Digest:            {}", report.digest_algorithm);
     println!("  Members:           {}", report.ctl.subjects().len());
+    for at in report.ctl.catalog_attributes().unwrap_or_default() {
+        println!("  Attribute:         {} = {}", at.name, at.value);
+    }
     let mut valid = true;
     match report.trusted {
         None => {
@@ -157,6 +155,19 @@ pub(crate) fn verify(
                 report.chain_errors.join("; ")
             );
         }
+    }
+    for t in &report.timestamps {
+        println!(
+            "  Timestamp:         {:?} {} by {}{}",
+            t.protocol,
+            t.time.as_deref().unwrap_or("?"),
+            t.tsa.as_deref().unwrap_or("?"),
+            match (&t.error, t.valid) {
+                (_, true) => String::new(),
+                (Some(e), false) => format!(" (INVALID: {e})"),
+                (None, false) => " (INVALID)".into(),
+            }
+        );
     }
     for r in &report.revocation {
         println!("  Revocation:        {}: {}", r.subject, r.verdict);

@@ -10,7 +10,7 @@ use super::verify::print_report;
 /// The arguments of `codeseal info`.
 #[derive(Args)]
 pub(crate) struct InfoArgs {
-    /// The file (PE or script).
+    /// The file (PE, script, CAB, MSI or catalog).
     pub(crate) file: PathBuf,
     /// Print JSON.
     #[arg(long)]
@@ -25,6 +25,7 @@ pub(crate) fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
         FileKind::Script(kind) => return info_script(&file, kind, json),
         FileKind::Cab => return info_cab(&file, json),
         FileKind::Msi => return info_msi(&file, json),
+        FileKind::Catalog => return info_catalog(&file, json),
         other => anyhow::bail!("{}: info does not support {other} files", file.display()),
     }
     let mut f = std::io::BufReader::new(
@@ -75,6 +76,83 @@ pub(crate) fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
                 print_report(&r);
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info_catalog(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    use codeseal_authenticode::formats::catalog::parse_catalog;
+    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let cat = parse_catalog(&data).map_err(codeseal_authenticode::Error::from)?;
+    let signers = cat.content_info.signed_data.signer_infos.len();
+    let ctl = &cat.ctl;
+    let members = ctl.members().map_err(codeseal_authenticode::Error::from)?;
+    let attributes = ctl
+        .catalog_attributes()
+        .map_err(codeseal_authenticode::Error::from)?;
+    let report = if signers > 0 {
+        Verifier::integrity_only().verify_file(file).ok()
+    } else {
+        None
+    };
+    let version =
+        if ctl.subject_algorithm.oid == codeseal_authenticode::formats::oid::CATALOG_LIST_MEMBER2 {
+            2
+        } else {
+            1
+        };
+    let this_update = ctl.this_update.to_string();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "catalog": {
+                    "size": data.len(),
+                    "version": version,
+                    "this_update": this_update,
+                    "list_identifier": ctl.list_identifier.as_ref().map(|i| hex::encode(i.as_bytes())),
+                    "subjects": ctl.subjects().len(),
+                    "members": members.iter().map(|m| serde_json::json!({
+                        "file": m.file_name,
+                        "tag": m.tag,
+                        "digest_algorithm": m.digest_algorithm.to_string(),
+                        "digest": hex::encode(&m.digest),
+                        "kind": format!("{:?}", m.kind),
+                    })).collect::<Vec<_>>(),
+                    "attributes": attributes.iter().map(|a| serde_json::json!({
+                        "name": a.name, "flags": a.flags, "value": a.value,
+                    })).collect::<Vec<_>>(),
+                    "signers": signers,
+                },
+                "verification": report,
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("File:            {}", file.display());
+    println!("Size:            {} bytes", data.len());
+    println!("Format:          catalog (version {version})");
+    println!("Created:         {this_update}");
+    for a in &attributes {
+        println!(
+            "Attribute:       {} = {} (flags {:#010x})",
+            a.name, a.value, a.flags
+        );
+    }
+    println!("Members:         {}", members.len());
+    for m in &members {
+        println!(
+            "  {} {} ({}, {:?})",
+            m.file_name.as_deref().unwrap_or(&m.tag),
+            hex::encode(&m.digest),
+            m.digest_algorithm,
+            m.kind
+        );
+    }
+    match report {
+        None if signers == 0 => println!("Signatures:      none"),
+        None => println!("Signatures:      {signers} (unreadable)"),
+        Some(r) => print_report(&r),
     }
     Ok(ExitCode::SUCCESS)
 }

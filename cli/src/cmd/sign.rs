@@ -94,29 +94,6 @@ pub(crate) fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
     if a.output.is_some() && (files.len() != 1 || a.inputs.len() != 1) {
         bail!("-o/--output takes one input file; use --out-dir for several");
     }
-    // Catalogs are signed here (their signature is over the CTL, not a file digest).
-    let (catalogs, files): (Vec<PathBuf>, Vec<PathBuf>) = files
-        .into_iter()
-        .partition(|f| super::catalog::is_catalog(f));
-    let mut failed = 0usize;
-    for input in &catalogs {
-        let output = match (&a.output, &a.out_dir) {
-            (Some(o), _) => o.clone(),
-            (None, Some(d)) => d.join(input.file_name().unwrap_or_default()),
-            (None, None) => input.clone(),
-        };
-        if let Err(e) = super::catalog::sign_one(&id, input, &output, &opts) {
-            eprintln!("codeseal: error: {e:#}");
-            failed += 1;
-        }
-    }
-    if files.is_empty() {
-        return Ok(if failed == 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        });
-    }
     let jobs: Vec<batch::Job> = files
         .into_iter()
         .map(|input| {
@@ -133,7 +110,7 @@ pub(crate) fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
     let summary = batch::sign_all(&id, jobs, &opts, a.jobs);
-    Ok(if summary.failed + failed == 0 {
+    Ok(if summary.failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

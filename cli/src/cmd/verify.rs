@@ -298,9 +298,6 @@ pub(crate) fn cmd_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     if let Some(cat) = &a.catalog {
         return super::catalog::verify(&a, cat, Some(&a.file));
     }
-    if super::catalog::is_catalog(&a.file) {
-        return super::catalog::verify(&a, &a.file, None);
-    }
     let verifier = a.verifier()?;
     let report = match verifier.verify_file(&a.file) {
         Ok(r) => r,
