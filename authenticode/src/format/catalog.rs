@@ -147,7 +147,7 @@ impl StagedCatalog {
     pub(crate) fn stage(input: &Path, output: &Path, opts: StageOptions<'_>) -> Result<Self> {
         let file =
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
-        let out = OutputFile::create(input, &file, output, opts.force)?;
+        let out = OutputFile::create(input, &file, output, opts.force, opts.sync_dir)?;
         let data = read_all(&file)?;
         let parts = Parts::read(&data)?;
         let mut algs = opts.algs.to_vec();
