@@ -106,6 +106,8 @@ pub(crate) struct StagedCab {
     inherited: Vec<Vec<u8>>,
     /// The signed layout's length without the signature (its `cbCabinet`).
     cabinet_len: u64,
+    /// The temp file's header bytes after the hashing pass (signature length 0).
+    staged_header: Vec<u8>,
     out: OutputFile,
 }
 
@@ -136,9 +138,13 @@ impl StagedCab {
                 "{written} bytes written for a {cabinet_len}-byte cabinet"
             )));
         }
+        // The header as the pass wrote it: the output check compares the final header with
+        // it instead of hashing the whole output a second time.
+        let staged_header = read_head(out.file_mut(), crate::cab::SIGNED_HEADER)?;
         Ok(Self {
             input: r.into_inner(),
             header,
+            staged_header,
             digests,
             existing: kept.der,
             inherited: kept.inherited,
@@ -207,13 +213,37 @@ impl StagedCab {
             .map_err(|e| Error::io("rewinding the temp file", e))?;
         let mut r = BufReader::with_capacity(64 << 10, &mut *f);
         let back = CabHeader::read(&mut r, total).map_err(|e| fail(e.to_string()))?;
-        let algs: Vec<DigestAlgorithm> = self.digests.algorithms().collect();
-        let (written, _) = stream_digests(&back, &mut r, &algs, None)
-            .map_err(|e| fail(format!("reading the output back: {e}")))?;
-        if written != self.digests {
-            return Err(fail(
-                "the written cabinet does not hash as the input".into(),
-            ));
+        match signature {
+            // Signing changed only the reserve's signature length and appended the
+            // signature after the bytes the pass hashed as it wrote them: the header read
+            // back must be the staged one with that length, nothing else.
+            Some(der) => {
+                let padded = u32::try_from(padded_len(der.len()))
+                    .map_err(|_| fail("signature too large".into()))?;
+                let mut want = self.staged_header.clone();
+                let at = CabHeader::SIG_LEN_OFFSET as usize;
+                want.get_mut(at..at + 4)
+                    .ok_or_else(|| fail("the staged header is too short".into()))?
+                    .copy_from_slice(&padded.to_le_bytes());
+                let head = read_head(r.get_mut(), crate::cab::SIGNED_HEADER)?;
+                if head != want || back.signature() != Some((self.cabinet_len, padded)) {
+                    return Err(fail(
+                        "the written header is not the staged one with the signature's place"
+                            .into(),
+                    ));
+                }
+            }
+            // Removing rewrote the whole cabinet in another layout: hash it again.
+            None => {
+                let algs: Vec<DigestAlgorithm> = self.digests.algorithms().collect();
+                let (written, _) = stream_digests(&back, &mut r, &algs, None)
+                    .map_err(|e| fail(format!("reading the output back: {e}")))?;
+                if written != self.digests {
+                    return Err(fail(
+                        "the written cabinet does not hash as the input".into(),
+                    ));
+                }
+            }
         }
         match (signature, back.signature()) {
             (None, None) => {
@@ -280,6 +310,15 @@ impl Staged for StagedCab {
         self.out.persist()?;
         Ok(total)
     }
+}
+
+/// The first `n` bytes of the temp file `f`.
+fn read_head(f: &mut File, n: u64) -> Result<Vec<u8>> {
+    let io = |e| Error::io("reading the temp file's header", e);
+    f.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut head = Vec::with_capacity(n as usize);
+    f.take(n).read_to_end(&mut head).map_err(io)?;
+    Ok(head)
 }
 
 /// The cabinet's primary signature (DER, no padding).
