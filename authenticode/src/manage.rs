@@ -108,6 +108,9 @@ pub fn attach_signature(
         Existing::Refuse
     };
     let kind = FileKind::detect(input)?;
+    if matches!(kind, FileKind::Appx | FileKind::AppxBundle) {
+        format::appx::refuse_nesting(opts.append)?;
+    }
     format::check_indirect_data(kind, &parsed.spc.data).map_err(Error::Usage)?;
     let pages = page_hashes_of(&parsed.spc)?.map(|(alg, _)| alg);
     let staged = stage(

@@ -196,6 +196,9 @@ impl PreparedSigning {
             Existing::Refuse
         };
         let kind = FileKind::detect(input)?;
+        if matches!(kind, FileKind::Appx | FileKind::AppxBundle) {
+            crate::format::appx::refuse_nesting(opts.append)?;
+        }
         let pages = opts.page_hashes.then(|| page_hash_algorithm(opts.digest));
         let staged = stage(
             kind,

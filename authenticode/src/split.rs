@@ -116,9 +116,19 @@ fn file_digest(
             let image_digest = crate::format::msi::file_digest(r, digest)?;
             Ok((kind, image_digest, data))
         }
-        FileKind::Appx | FileKind::AppxBundle => Err(Error::Unsupported(
-            "split signing of APPX packages is not supported yet".into(),
-        )),
+        FileKind::Appx | FileKind::AppxBundle => {
+            // The blob of the package as signing stages it (unsigned, with the signature's
+            // Override); attaching (with --replace for a signed package) computes it again.
+            drop(file);
+            let data = indirect_data(kind, None)?;
+            let image_digest = crate::format::appx::file_digest(
+                kind,
+                input,
+                crate::stage::Existing::Replace,
+                digest,
+            )?;
+            Ok((kind, image_digest, data))
+        }
     }
 }
 

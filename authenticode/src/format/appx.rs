@@ -67,6 +67,9 @@ struct Prepared {
     blob: Vec<u8>,
     was_signed: bool,
     bundle: bool,
+    /// The signature kept with `Existing::Keep` (DER, without `PKCX`): a time stamp is
+    /// added to it. Nesting is refused before staging (one signature per package).
+    existing: Option<Vec<u8>>,
 }
 
 impl Prepared {
@@ -95,15 +98,14 @@ impl Prepared {
             )));
         }
         let was_signed = zip.signature().is_some();
-        match (was_signed, existing) {
-            (true, Existing::Refuse) => return Err(Error::AlreadySigned),
-            (true, Existing::Keep) => {
-                return Err(Error::Unsupported(
-                    "an APPX package carries one signature: nesting is not supported (replace it instead)".into(),
-                ))
-            }
-            _ => {}
+        if was_signed && existing == Existing::Refuse {
+            return Err(Error::AlreadySigned);
         }
+        let kept = if existing == Existing::Keep {
+            signature_der(&data, &zip)?
+        } else {
+            None
+        };
         let problems = appx::check_block_map(&data, &zip)?;
         if !problems.is_empty() {
             return Err(Error::Appx(AppxRefusal::BlockMap(problems)));
@@ -133,6 +135,7 @@ impl Prepared {
             alg,
             blob,
             was_signed,
+            existing: kept,
         })
     }
 
@@ -176,6 +179,40 @@ impl Prepared {
     }
 }
 
+/// A package carries one signature (Windows reads no nested ones): `--append` is refused.
+pub(crate) fn refuse_nesting(append: bool) -> Result<()> {
+    if append {
+        return Err(Error::Unsupported(
+            "an APPX package carries one signature: nesting is not supported (replace it instead)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The APPX digest blob of the package at `input` as signing would compute it (the
+/// package unsigned, with the signature's Override), and its hash algorithm: what split
+/// signing signs. `existing` is what signing would do with a signature already there.
+pub(crate) fn file_digest(
+    kind: FileKind,
+    input: &Path,
+    existing: Existing,
+    digest: DigestAlgorithm,
+) -> Result<Vec<u8>> {
+    let mut file =
+        File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
+    let data = read_all(&mut file)?;
+    let p = Prepared::new(
+        kind,
+        &input.display().to_string(),
+        data,
+        existing,
+        &[digest],
+        None,
+    )?;
+    Ok(p.blob)
+}
+
 /// A package staged for signing to a file.
 #[derive(Debug)]
 pub(crate) struct StagedAppx {
@@ -216,6 +253,7 @@ pub(crate) fn sign_stream<R: Read + Seek, W: Write>(
     opts: &crate::sign::SignOptions,
 ) -> Result<crate::stream::StreamOutcome> {
     use crate::stream::{existing_mode, signature_table};
+    refuse_nesting(opts.append)?;
     input
         .seek(SeekFrom::Start(0))
         .map_err(|e| Error::io("rewinding the input", e))?;
@@ -262,7 +300,7 @@ impl Staged for StagedAppx {
     }
 
     fn existing_signature(&self) -> Option<&[u8]> {
-        None
+        self.p.existing.as_deref()
     }
 
     fn was_signed(&self) -> bool {
