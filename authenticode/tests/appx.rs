@@ -1053,3 +1053,52 @@ fn packages_are_split_signed() {
         assert!(e.to_string().contains("another file"), "{e}");
     }
 }
+
+/// A bundle whose inner package's block map lies about one block (the bundle's own block
+/// map is honest): osslsigncode signs it and accepts it; codeseal refuses to sign it and
+/// reports it invalid, naming the inner package and the block.
+#[test]
+fn a_bundle_whose_inner_package_lies_is_invalid() {
+    let d = work("bundle-lie");
+    let input = d.join("lie.appxbundle");
+    make_appx(&input, 1, &["--bundle", "--lie"]);
+    let data = fs::read(&input).expect("read");
+    let zip = Zip::parse(&data).expect("parse");
+    assert!(
+        appx::check_block_map(&data, &zip)
+            .expect("check")
+            .is_empty(),
+        "the bundle's own block map is honest"
+    );
+    let e = sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &d.join("out.appxbundle"),
+        &SignOptions::default(),
+    )
+    .expect_err("lying inner block map");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("inner package \"Codeseal.Test_1.0.0.0_x64.appx\"")
+            && msg.contains("block 1 of \"Assets/big.bin\""),
+        "{msg}"
+    );
+    let theirs = d.join("theirs.appxbundle");
+    osslsigncode_sign_with(
+        Path::new("osslsigncode"),
+        &input,
+        &theirs,
+        "leaf-rsa2048",
+        "sha256",
+    );
+    both_osslsigncodes_accept(&theirs);
+    let r = trusting().verify_file(&theirs).expect("verify");
+    assert!(!r.valid && r.signatures[0].image_digest_ok, "{r:?}");
+    assert!(
+        r.errors
+            .iter()
+            .any(|f| f.code == FindingCode::BlockMapMismatch && f.message.contains("x64.appx")),
+        "{:?}",
+        r.errors
+    );
+}

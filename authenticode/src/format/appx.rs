@@ -33,6 +33,33 @@ pub(crate) fn is_bundle(zip: &Zip) -> bool {
     zip.entry(appx::BUNDLE_MANIFEST_NAME).is_some()
 }
 
+/// The block-map problems of a package, and for a bundle those of every inner package
+/// (an `.appx` / `.msix` entry at the top level, checked against its own block map), each
+/// named with its package. An inner package that is not a readable package is a problem.
+fn block_map_problems(data: &[u8], zip: &Zip) -> Result<Vec<String>> {
+    let mut problems = appx::check_block_map(data, zip)?;
+    if !is_bundle(zip) {
+        return Ok(problems);
+    }
+    for e in &zip.entries {
+        let lower = e.name.to_ascii_lowercase();
+        if e.name.contains('/') || !(lower.ends_with(".appx") || lower.ends_with(".msix")) {
+            continue;
+        }
+        let checked = zip
+            .read(data, e, MAX_PACKAGE)
+            .and_then(|inner| {
+                let z = Zip::parse(&inner)?;
+                appx::check_block_map(&inner, &z)
+            })
+            .map_err(|err| vec![err.to_string()]);
+        for p in checked.unwrap_or_else(|p| p) {
+            problems.push(format!("inner package {:?}: {p}", e.name));
+        }
+    }
+    Ok(problems)
+}
+
 /// Reads the whole package from `r`, at most [`MAX_PACKAGE`] bytes.
 fn read_all<R: Read + ?Sized>(r: &mut R) -> Result<Vec<u8>> {
     let mut data = Vec::new();
@@ -106,7 +133,7 @@ impl Prepared {
         } else {
             None
         };
-        let problems = appx::check_block_map(&data, &zip)?;
+        let problems = block_map_problems(&data, &zip)?;
         if !problems.is_empty() {
             return Err(Error::Appx(AppxRefusal::BlockMap(problems)));
         }
@@ -343,7 +370,7 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
     let zip = Zip::parse(&data)?;
     let der = signature_der(&data, &zip)?.ok_or(Error::NotSigned)?;
     let mut errors = Vec::new();
-    for p in appx::check_block_map(&data, &zip)? {
+    for p in block_map_problems(&data, &zip)? {
         errors.push(Finding::file(FindingCode::BlockMapMismatch, p));
     }
     let parsed = collect_signatures(vec![("0".to_string(), der.as_slice())], &mut errors);
