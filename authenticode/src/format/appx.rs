@@ -370,7 +370,16 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
     let zip = Zip::parse(&data)?;
     let der = signature_der(&data, &zip)?.ok_or(Error::NotSigned)?;
     let mut errors = Vec::new();
-    for p in block_map_problems(&data, &zip)? {
+    // The block-map check and the digest blob on two threads (each reads every byte).
+    let (problems, digest) = std::thread::scope(|s| {
+        let check = s.spawn(|| block_map_problems(&data, &zip));
+        let digest = appx::digest_blob(&data, &zip);
+        let problems = check
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (problems, digest)
+    });
+    for p in problems? {
         errors.push(Finding::file(FindingCode::BlockMapMismatch, p));
     }
     let parsed = collect_signatures(vec![("0".to_string(), der.as_slice())], &mut errors);
@@ -389,7 +398,7 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
             _ => {}
         }
     }
-    let (alg, blob) = appx::digest_blob(&data, &zip)?;
+    let (alg, blob) = digest?;
     let kind = if is_bundle(&zip) {
         FileKind::AppxBundle
     } else {
