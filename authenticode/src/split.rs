@@ -61,6 +61,7 @@ fn file_digest(
     input: &Path,
     digest: DigestAlgorithm,
     page_hashes: bool,
+    appx_signer: Option<&Certificate>,
 ) -> Result<(
     FileKind,
     Vec<u8>,
@@ -126,6 +127,7 @@ fn file_digest(
                 input,
                 crate::stage::Existing::Replace,
                 digest,
+                appx_signer,
             )?;
             Ok((kind, image_digest, data))
         }
@@ -133,6 +135,8 @@ fn file_digest(
 }
 
 /// Step 1: hashes `input` and makes the request for a key whose leaf certificate is `leaf`.
+/// An APPX package's manifest Publisher must name `leaf`'s subject, as when signing
+/// ([`make_request_with`] can allow a mismatch).
 pub fn make_request(
     input: &Path,
     leaf: &Certificate,
@@ -140,9 +144,24 @@ pub fn make_request(
     opus: &OpusInfo,
     page_hashes: bool,
 ) -> Result<DigestRequest> {
+    make_request_with(input, leaf, digest, opus, page_hashes, false)
+}
+
+/// [`make_request`], with `allow_publisher_mismatch`: for an APPX package, make the request
+/// even when the manifest's Publisher is not `leaf`'s subject (test packages; Windows will
+/// not install the result).
+pub fn make_request_with(
+    input: &Path,
+    leaf: &Certificate,
+    digest: DigestAlgorithm,
+    opus: &OpusInfo,
+    page_hashes: bool,
+    allow_publisher_mismatch: bool,
+) -> Result<DigestRequest> {
     let kind = key_kind_of(&leaf.tbs_certificate.subject_public_key_info)?;
     let algorithm = kind.with_digest(digest);
-    let (kind, image_digest, data) = file_digest(input, digest, page_hashes)?;
+    let appx_signer = (!allow_publisher_mismatch).then_some(leaf);
+    let (kind, image_digest, data) = file_digest(input, digest, page_hashes, appx_signer)?;
     let req = SignatureRequest::new(algorithm, data, &image_digest, opus)?;
     Ok(DigestRequest {
         version: 1,

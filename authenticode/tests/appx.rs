@@ -1038,6 +1038,26 @@ fn packages_are_split_signed() {
         )
         .expect("attach --replace");
         assert!(trusting().verify_file(&replaced).expect("verify").valid);
+        // Another certificate than the Publisher: refused at `digest` time, unless allowed.
+        let other_leaf = identity("leaf-p256");
+        let e = make_request(
+            &input,
+            other_leaf.leaf(),
+            DigestAlgorithm::Sha256,
+            &OpusInfo::default(),
+            false,
+        )
+        .expect_err("publisher mismatch");
+        assert!(e.to_string().contains("Publisher"), "{e}");
+        codeseal_authenticode::split::make_request_with(
+            &input,
+            other_leaf.leaf(),
+            DigestAlgorithm::Sha256,
+            &OpusInfo::default(),
+            false,
+            true,
+        )
+        .expect("allowed");
         // A request for another package is refused at attach.
         let other = d.join(format!("other-{name}"));
         make_appx(&other, 0, flags);

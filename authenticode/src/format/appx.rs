@@ -219,12 +219,14 @@ pub(crate) fn refuse_nesting(append: bool) -> Result<()> {
 
 /// The APPX digest blob of the package at `input` as signing would compute it (the
 /// package unsigned, with the signature's Override), and its hash algorithm: what split
-/// signing signs. `existing` is what signing would do with a signature already there.
+/// signing signs. `existing` is what signing would do with a signature already there;
+/// `signer`, when given, must be the manifest's Publisher.
 pub(crate) fn file_digest(
     kind: FileKind,
     input: &Path,
     existing: Existing,
     digest: DigestAlgorithm,
+    signer: Option<&x509_cert::Certificate>,
 ) -> Result<Vec<u8>> {
     let mut file =
         File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
@@ -235,7 +237,7 @@ pub(crate) fn file_digest(
         data,
         existing,
         &[digest],
-        None,
+        signer,
     )?;
     Ok(p.blob)
 }
