@@ -8,6 +8,10 @@
 #                               in a cabinet made by Debian's gcab); "" skips cabinets
 #          MSI_SIZES="16 64"    installer sizes in MiB (one file of pseudo-random bytes in an
 #                               MSI made by Debian's wixl, its cabinet embedded); "" skips them
+#          APPX_SIZES="32"      APPX package sizes in MiB (scripts/make-appx.py: one file of
+#                               pseudo-random bytes deflated block by block, an exact block
+#                               map); "" skips them. codeseal holds a package in memory
+#                               (docs/appx.md), so its RSS is not checked for flatness there
 #          RUNS=5               timed runs per command; the best wall time is kept
 #          GEN=section          how big PEs are made: "section" (default) or "overlay"
 #          DIRECT=1             also time codeseal sign with CODESEAL_DIRECT_IO=1 (the copy's
@@ -83,6 +87,7 @@ fi
 SIZES="${SIZES-16 256 1024}"
 CAB_SIZES="${CAB_SIZES-16 64}"
 MSI_SIZES="${MSI_SIZES-16 64}"
+APPX_SIZES="${APPX_SIZES-32}"
 RUNS="${RUNS:-5}"
 GEN="${GEN:-section}"
 DIRECT="${DIRECT:-1}"
@@ -98,11 +103,12 @@ warn() { echo "WARNING: $*"; }
 read -r -a SIZE_LIST <<<"$SIZES"
 read -r -a CAB_LIST <<<"$CAB_SIZES"
 read -r -a MSI_LIST <<<"$MSI_SIZES"
+read -r -a APPX_LIST <<<"$APPX_SIZES"
 [[ "$BATCH_FILES" =~ ^[0-9]+$ ]] || die "BATCH_FILES must be a whole number: $BATCH_FILES"
 [[ "$BATCH_RUNS" =~ ^[1-9][0-9]*$ ]] || die "BATCH_RUNS must be a positive number: $BATCH_RUNS"
 ((BATCH_FILES <= 100000)) || die "BATCH_FILES is at most 100000: $BATCH_FILES"
-[[ ${#SIZE_LIST[@]} -gt 0 || ${#CAB_LIST[@]} -gt 0 || ${#MSI_LIST[@]} -gt 0 || BATCH_FILES -gt 0 ]] || die "no sizes given"
-for s in "${SIZE_LIST[@]}" "${CAB_LIST[@]}" "${MSI_LIST[@]}"; do
+[[ ${#SIZE_LIST[@]} -gt 0 || ${#CAB_LIST[@]} -gt 0 || ${#MSI_LIST[@]} -gt 0 || ${#APPX_LIST[@]} -gt 0 || BATCH_FILES -gt 0 ]] || die "no sizes given"
+for s in "${SIZE_LIST[@]}" "${CAB_LIST[@]}" "${MSI_LIST[@]}" "${APPX_LIST[@]}"; do
   [[ "$s" =~ ^[1-9][0-9]*$ ]] || die "size must be a positive whole number of MiB: $s"
   ((s < 2048)) || die "size must be below 2048 MiB (PE certificate tables and cabinets use 32-bit offsets): $s"
 done
@@ -111,6 +117,7 @@ JOBS=()
 for s in "${SIZE_LIST[@]}"; do JOBS+=("pe $s"); done
 for s in "${CAB_LIST[@]}"; do JOBS+=("cab $s"); done
 for s in "${MSI_LIST[@]}"; do JOBS+=("msi $s"); done
+for s in "${APPX_LIST[@]}"; do JOBS+=("appx $s"); done
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number: $RUNS"
 [[ "$GEN" == section || "$GEN" == overlay ]] || die "GEN must be section or overlay: $GEN"
 [[ -n "${EPOCHREALTIME:-}" ]] || die "bash 5 or later is needed (EPOCHREALTIME)"
@@ -131,6 +138,7 @@ tools=(openssl osslsigncode dd cargo)
 [[ ${#CAB_LIST[@]} -gt 0 ]] && tools+=(gcab)
 [[ ${#MSI_LIST[@]} -gt 0 ]] && tools+=(wixl)
 ((BATCH_FILES > 0)) && tools+=(xxd)
+[[ ${#APPX_LIST[@]} -gt 0 ]] && tools+=(python3)
 for t in "${tools[@]}"; do
   command -v "$t" >/dev/null 2>&1 || die "$t not found (run scripts/setup.sh)"
 done
@@ -200,6 +208,13 @@ gen_cab() {
   head -c "$((mib << 20))" /dev/urandom >"$dir/payload.bin"
   (cd "$dir" && gcab -c "$out" payload.bin)
   rm -f "$dir/payload.bin"
+}
+
+# gen_appx SIZE_MIB OUT: a package whose Publisher is the bench signer's subject, with one
+# SIZE_MIB file of pseudo-random bytes (scripts/make-appx.py).
+gen_appx() {
+  python3 "$ROOT/scripts/make-appx.py" "$2" \
+    "CN=codeseal test signer (leaf-rsa2048), O=codeseal test PKI (throwaway)" "$1"
 }
 
 # gen_msi SIZE_MIB OUT: an installer with one component holding one file of pseudo-random
@@ -295,6 +310,7 @@ for job in "${JOBS[@]}"; do
   ext="exe"
   [[ "$fmt" == cab ]] && ext="cab"
   [[ "$fmt" == msi ]] && ext="msi"
+  [[ "$fmt" == appx ]] && ext="msix"
   # The size column and the result keys: "16" for PE files, "cab 16" for cabinets.
   size="$mib"
   [[ "$fmt" == pe ]] || size="$fmt $mib"
@@ -317,6 +333,9 @@ for job in "${JOBS[@]}"; do
   elif [[ "$fmt" == msi ]]; then
     echo "== ${size} MiB: generating (wixl)"
     gen_msi "$mib" "$in"
+  elif [[ "$fmt" == appx ]]; then
+    echo "== ${size} MiB: generating (make-appx.py)"
+    gen_appx "$mib" "$in"
   else
     echo "== ${size} MiB: generating ($GEN)"
     gen_pe "$mib" "$in"
@@ -435,7 +454,7 @@ fi
 # --- report ---------------------------------------------------------------------------
 
 echo
-echo "codeseal vs peers on generated PE files (GEN=$GEN), cabinets and MSIs (best of $RUNS, $(nproc) CPUs," \
+echo "codeseal vs peers on generated PE files (GEN=$GEN), cabinets, MSIs and APPX packages (best of $RUNS, $(nproc) CPUs," \
   "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%9s  %-24s %9s %10s %14s\n' "size" "tool verb" "wall s" "MiB/s" "peak RSS KiB"
 for row in "${ROWS[@]}"; do

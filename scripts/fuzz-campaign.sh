@@ -35,8 +35,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FUZZ="$ROOT/fuzz"
-ALL=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token key_decoding sign_roundtrip script_parse cab_header msi_walk catalog_parse revocation_answers)
-PARSERS=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token script_parse cab_header msi_walk catalog_parse revocation_answers)
+ALL=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token key_decoding sign_roundtrip script_parse cab_header msi_walk catalog_parse revocation_answers appx_parse)
+PARSERS=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token script_parse cab_header msi_walk catalog_parse revocation_answers appx_parse)
 MAX_LEN=1048576
 TIMEOUT=2
 SLOW=1

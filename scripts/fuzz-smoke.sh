@@ -25,7 +25,7 @@ SECS="${1:-20}"
 [[ "$SECS" =~ ^[0-9]+$ && "$SECS" -gt 0 ]] || { echo "usage: $0 [SECONDS]" >&2; exit 2; }
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FUZZ="$ROOT/fuzz"
-ALL=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token key_decoding sign_roundtrip script_parse cab_header msi_walk catalog_parse revocation_answers)
+ALL=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token key_decoding sign_roundtrip script_parse cab_header msi_walk catalog_parse revocation_answers appx_parse)
 read -r -a TARGETS <<<"${FUZZ_TARGETS:-${ALL[*]}}"
 JOBS="${FUZZ_JOBS:-1}"
 RUNS="${FUZZ_RUNS:-}"

@@ -2,6 +2,7 @@
 """Writes a minimal, valid, unsigned APPX package for the tests (no makeappx needed).
 
 usage: make-appx.py OUT PUBLISHER [BIG_MIB] [--lie] [--stored-parts] [--sha384] [--zip64] [--descriptors] [--extra]
+                   [--code-integrity CAT] [--bundle]
 
 Entries: AppxManifest.xml (stored), Assets/readme.txt (deflated), Assets/big.bin
 (BIG_MIB MiB of pseudo-random bytes, deflated block by block as makeappx does: each 64 KiB
@@ -10,15 +11,104 @@ Assets/zeros.bin (stored), AppxBlockMap.xml and [Content_Types].xml (deflated, l
 makeappx writes them). --lie writes a wrong hash for the second block of big.bin;
 --stored-parts stores the block map and the content types; --sha384 hashes the block
 map with SHA-384 (SHA-256 otherwise); --zip64 ends the archive with ZIP64 end records (the\nend record's fields all 0xFFFF...); --descriptors writes every entry with a data\ndescriptor; --extra adds a file the block map does not list.
+--code-integrity CAT adds the catalog file CAT as AppxMetadata/CodeIntegrity.cat (listed in
+the block map, deflated). --bundle writes an .appxbundle instead: two such packages (x64 and
+x86, stored, as makeappx bundle stores them), AppxMetadata/AppxBundleManifest.xml naming
+each with its Offset (of its data in the bundle) and Size, the bundle's block map and
+content types; the other flags apply to the inner packages and the bundle alike.
 """
 import base64, hashlib, random, struct, sys, zlib
 
 BLOCK = 65536
 
 
+def flag_value(name):
+    if name in sys.argv:
+        i = sys.argv.index(name)
+        if i + 1 >= len(sys.argv):
+            sys.exit(f"{name} needs a value")
+        return sys.argv[i + 1]
+    return None
+
+
 def main():
     out, publisher = sys.argv[1], sys.argv[2]
     big_mib = int(sys.argv[3]) if len(sys.argv) > 3 and not sys.argv[3].startswith("-") else 2
+    cat = flag_value("--code-integrity")
+    cat_data = open(cat, "rb").read() if cat else None
+    if "--bundle" in sys.argv:
+        pkgs = [(f"Codeseal.Test_1.0.0.0_{arch}.appx", arch,
+                 package(publisher, big_mib if arch == "x64" else 0, arch, cat_data))
+                for arch in ("x64", "x86")]
+        data = bundle(publisher, pkgs)
+    else:
+        data = package(publisher, big_mib, "x64", cat_data)
+    with open(out, "wb") as f:
+        f.write(data)
+
+
+def package(publisher, big_mib, arch, cat_data):
+    files = [
+        ("AppxManifest.xml", package_manifest(publisher, arch), False),
+        ("Assets/readme.txt", b"codeseal appx test\n" * 5000, True),
+        ("Assets/big.bin", random.Random(17).randbytes(big_mib * 1024 * 1024 + 12345), True),
+        ("Assets/zeros.bin", bytes(70000), False),
+    ]
+    if cat_data is not None:
+        files.append(("AppxMetadata/CodeIntegrity.cat", cat_data, True))
+    ct = ('<Default Extension="xml" ContentType="application/vnd.ms-appx.manifest+xml"/>'
+          '<Default Extension="txt" ContentType="text/plain"/>'
+          '<Default Extension="bin" ContentType="application/octet-stream"/>'
+          + ('<Default Extension="cat" ContentType="application/vnd.ms-pki.seccat"/>'
+             if cat_data is not None else ''))
+    return write_zip(files, ct)
+
+
+def bundle(publisher, pkgs):
+    """pkgs: (file name, architecture, package bytes); the manifest follows them."""
+    layout = zip_layout([(name, data, False) for name, _, data in pkgs])
+    entries = []
+    for (name, arch, data), off in zip(pkgs, layout):
+        entries.append(
+            f'<Package Type="application" Version="1.0.0.0" Architecture="{arch}" '
+            f'FileName="{name}" Offset="{off}" Size="{len(data)}">'
+            '<Resources><Resource Language="en-us"/></Resources></Package>')
+    manifest = ('<?xml version="1.0" encoding="UTF-8"?>\r\n'
+                '<Bundle xmlns="http://schemas.microsoft.com/appx/2013/bundle" SchemaVersion="3.0">'
+                f'<Identity Name="Codeseal.Test" Publisher="{publisher}" Version="1.0.0.0"/>'
+                '<Packages>' + "".join(entries) + '</Packages></Bundle>').encode()
+    files = [(name, data, False) for name, _, data in pkgs]
+    files.append(("AppxMetadata/AppxBundleManifest.xml", manifest, True))
+    ct = ('<Default Extension="appx" ContentType="application/vnd.ms-appx"/>'
+          '<Override PartName="/AppxMetadata/AppxBundleManifest.xml" '
+          'ContentType="application/vnd.ms-appx.bundlemanifest+xml"/>')
+    return write_zip(files, ct)
+
+
+def zip_layout(files):
+    """The data offsets the files get when written first, stored, without descriptors."""
+    offs, at = [], 0
+    descriptors = "--descriptors" in sys.argv
+    for name, data, _ in files:
+        at += 30 + len(name.encode())
+        offs.append(at)
+        at += len(data) + (16 if descriptors else 0)
+    return offs
+
+
+def package_manifest(publisher, arch):
+    return f"""<?xml version="1.0" encoding="utf-8"?>
+<Package xmlns="http://schemas.microsoft.com/appx/manifest/foundation/windows10">
+  <Identity Name="Codeseal.Test" Publisher="{publisher}" Version="1.0.0.0" ProcessorArchitecture="{arch}"/>
+  <Properties><DisplayName>codeseal test</DisplayName><PublisherDisplayName>codeseal</PublisherDisplayName><Logo>Assets\\readme.txt</Logo></Properties>
+  <Dependencies><TargetDeviceFamily Name="Windows.Desktop" MinVersion="10.0.17763.0" MaxVersionTested="10.0.19041.0"/></Dependencies>
+  <Resources><Resource Language="en-us"/></Resources>
+  <Applications><Application Id="App" Executable="app.exe" EntryPoint="Windows.FullTrustApplication"><VisualElements DisplayName="t" Description="t" BackgroundColor="transparent" Square150x150Logo="Assets\\readme.txt" Square44x44Logo="Assets\\readme.txt"/></Application></Applications>
+</Package>
+""".encode()
+
+
+def write_zip(files, ct_types):
     lie = "--lie" in sys.argv
     stored_parts = "--stored-parts" in sys.argv
     zip64 = "--zip64" in sys.argv
@@ -26,22 +116,6 @@ def main():
     extra_file = "--extra" in sys.argv
     h_name, h_uri = ("sha384", "http://www.w3.org/2001/04/xmldsig-more#sha384") \
         if "--sha384" in sys.argv else ("sha256", "http://www.w3.org/2001/04/xmlenc#sha256")
-    rng = random.Random(17)
-    manifest = f"""<?xml version="1.0" encoding="utf-8"?>
-<Package xmlns="http://schemas.microsoft.com/appx/manifest/foundation/windows10">
-  <Identity Name="Codeseal.Test" Publisher="{publisher}" Version="1.0.0.0" ProcessorArchitecture="x64"/>
-  <Properties><DisplayName>codeseal test</DisplayName><PublisherDisplayName>codeseal</PublisherDisplayName><Logo>Assets\\readme.txt</Logo></Properties>
-  <Dependencies><TargetDeviceFamily Name="Windows.Desktop" MinVersion="10.0.17763.0" MaxVersionTested="10.0.19041.0"/></Dependencies>
-  <Resources><Resource Language="en-us"/></Resources>
-  <Applications><Application Id="App" Executable="app.exe" EntryPoint="Windows.FullTrustApplication"><VisualElements DisplayName="t" Description="t" BackgroundColor="transparent" Square150x150Logo="Assets\\readme.txt" Square44x44Logo="Assets\\readme.txt"/></Application></Applications>
-</Package>
-""".encode()
-    files = [
-        ("AppxManifest.xml", manifest, False),
-        ("Assets/readme.txt", b"codeseal appx test\n" * 5000, True),
-        ("Assets/big.bin", rng.randbytes(big_mib * 1024 * 1024 + 12345), True),
-        ("Assets/zeros.bin", bytes(70000), False),
-    ]
     body = bytearray()
     central = bytearray()
     bm = ['<?xml version="1.0" encoding="UTF-8" standalone="no"?>\r\n'
@@ -98,9 +172,7 @@ def main():
     add("AppxBlockMap.xml", "".join(bm).encode(), not stored_parts)
     ct = ('<?xml version="1.0" encoding="UTF-8"?>'
           '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-          '<Default Extension="xml" ContentType="application/vnd.ms-appx.manifest+xml"/>'
-          '<Default Extension="txt" ContentType="text/plain"/>'
-          '<Default Extension="bin" ContentType="application/octet-stream"/>'
+          + ct_types +
           '<Override PartName="/AppxBlockMap.xml" ContentType="application/vnd.ms-appx.blockmap+xml"/>'
           '</Types>').encode()
     add("[Content_Types].xml", ct, not stored_parts)
@@ -113,8 +185,7 @@ def main():
                                      0xFFFFFFFF, 0xFFFFFFFF, 0)
     else:
         eocd = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, len(central), len(body), 0)
-    with open(out, "wb") as f:
-        f.write(bytes(body) + bytes(central) + eocd)
+    return bytes(body) + bytes(central) + eocd
 
 
 main()

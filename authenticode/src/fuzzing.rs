@@ -1072,3 +1072,61 @@ pub fn revocation_answers(data: &[u8]) {
     ));
     let _ = black_box(crate::trust::TrustStore::default().deny_stl(data));
 }
+
+/// `appx::Zip::parse` on the input as a package, and for every archive it accepts: the
+/// entries' local records lie inside the file, before the central directory; the digest
+/// blob, the block-map check, the Publisher and the signature entry give typed results.
+/// When the unsigned form can be prepared it parses back without a signature and with the
+/// Override, and adding a signature to it keeps its digest blob and reads back as exactly
+/// that signature (what signing relies on).
+pub fn appx_parse(data: &[u8]) {
+    use codeseal_formats::appx::{self, Zip};
+    let zip = match Zip::parse(data) {
+        Ok(z) => z,
+        Err(e) => {
+            black_box(e.to_string());
+            return;
+        }
+    };
+    for e in &zip.entries {
+        assert!(e.local.start <= e.local.end && e.local.end <= zip.central_dir.start);
+        assert!(e.data_offset >= e.local.start && e.data_offset <= e.local.end);
+    }
+    assert!(zip.central_dir.end <= data.len() as u64);
+    let blob = appx::digest_blob(data, &zip);
+    if let Ok((alg, b)) = &blob {
+        assert!(
+            appx::is_digest_blob(b, *alg),
+            "a blob codeseal makes is one"
+        );
+    }
+    let _ = black_box(appx::check_block_map(data, &zip).map(|p| p.len()));
+    let _ = black_box(appx::manifest_publisher(data, &zip).map(|p| appx::parse_publisher(&p)));
+    if let Some(sig) = zip.signature() {
+        if let Ok(p7x) = zip.read(data, sig, appx::MAX_PART) {
+            let _ = black_box(appx::p7x_der(&p7x).map(<[u8]>::len));
+        }
+    }
+    let Ok(unsigned) = zip.prepare_unsigned(data) else {
+        return;
+    };
+    let u = Zip::parse(&unsigned).expect("the unsigned form parses");
+    assert!(
+        u.signature().is_none(),
+        "the unsigned form has no signature"
+    );
+    let Ok((alg, ublob)) = appx::digest_blob(&unsigned, &u) else {
+        return;
+    };
+    let der = [0x30, 0x03, 0x02, 0x01, 0x01];
+    let signed = u
+        .with_signature(&unsigned, &der)
+        .expect("a signature is added");
+    let s = Zip::parse(&signed).expect("the signed form parses");
+    let p7x = s
+        .read(&signed, s.signature().expect("signature entry"), 1 << 10)
+        .expect("the signature entry reads");
+    assert_eq!(appx::p7x_der(&p7x).expect("PKCX"), &der[..]);
+    let (alg2, sblob) = appx::digest_blob(&signed, &s).expect("the signed form hashes");
+    assert_eq!((alg, ublob), (alg2, sblob), "signing keeps the digest blob");
+}

@@ -111,6 +111,9 @@ pub fn attach_signature(
     };
     let kind = FileKind::detect(input)?;
     format::catalog::refuse_append(kind, opts.append)?;
+    if matches!(kind, FileKind::Appx | FileKind::AppxBundle) {
+        format::appx::refuse_nesting(opts.append)?;
+    }
     format::check_indirect_data(kind, &parsed.spc.data).map_err(Error::Usage)?;
     let pages = page_hashes_of(&parsed.spc)?.map(|(alg, _)| alg);
     let staged = stage(

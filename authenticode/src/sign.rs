@@ -210,6 +210,9 @@ impl PreparedSigning {
         };
         let kind = FileKind::detect(input)?;
         crate::format::catalog::refuse_append(kind, opts.append)?;
+        if matches!(kind, FileKind::Appx | FileKind::AppxBundle) {
+            crate::format::appx::refuse_nesting(opts.append)?;
+        }
         let pages = opts.page_hashes.then(|| page_hash_algorithm(opts.digest));
         let staged = stage(
             kind,

@@ -61,6 +61,7 @@ fn file_digest(
     input: &Path,
     digest: DigestAlgorithm,
     page_hashes: bool,
+    appx_signer: Option<&Certificate>,
 ) -> Result<(
     FileKind,
     Vec<u8>,
@@ -116,9 +117,20 @@ fn file_digest(
             let image_digest = crate::format::msi::file_digest(r, digest)?;
             Ok((kind, image_digest, data))
         }
-        FileKind::Appx | FileKind::AppxBundle => Err(Error::Unsupported(
-            "split signing of APPX packages is not supported yet".into(),
-        )),
+        FileKind::Appx | FileKind::AppxBundle => {
+            // The blob of the package as signing stages it (unsigned, with the signature's
+            // Override); attaching (with --replace for a signed package) computes it again.
+            drop(file);
+            let data = indirect_data(kind, None)?;
+            let image_digest = crate::format::appx::file_digest(
+                kind,
+                input,
+                crate::stage::Existing::Replace,
+                digest,
+                appx_signer,
+            )?;
+            Ok((kind, image_digest, data))
+        }
         FileKind::Catalog => Err(Error::Unsupported(
             "a catalog's signature has no SpcIndirectDataContent".into(),
         )),
@@ -126,6 +138,8 @@ fn file_digest(
 }
 
 /// Step 1: hashes `input` and makes the request for a key whose leaf certificate is `leaf`.
+/// An APPX package's manifest Publisher must name `leaf`'s subject, as when signing
+/// ([`make_request_with`] can allow a mismatch).
 pub fn make_request(
     input: &Path,
     leaf: &Certificate,
@@ -133,8 +147,23 @@ pub fn make_request(
     opus: &OpusInfo,
     page_hashes: bool,
 ) -> Result<DigestRequest> {
+    make_request_with(input, leaf, digest, opus, page_hashes, false)
+}
+
+/// [`make_request`], with `allow_publisher_mismatch`: for an APPX package, make the request
+/// even when the manifest's Publisher is not `leaf`'s subject (test packages; Windows will
+/// not install the result).
+pub fn make_request_with(
+    input: &Path,
+    leaf: &Certificate,
+    digest: DigestAlgorithm,
+    opus: &OpusInfo,
+    page_hashes: bool,
+    allow_publisher_mismatch: bool,
+) -> Result<DigestRequest> {
     let kind = key_kind_of(&leaf.tbs_certificate.subject_public_key_info)?;
     let algorithm = kind.with_digest(digest);
+    let appx_signer = (!allow_publisher_mismatch).then_some(leaf);
     let (kind, image_digest, req) = if FileKind::detect(input)? == FileKind::Catalog {
         // A catalog: the signature encapsulates its CTL; the digest covers its content
         // octets.
@@ -145,7 +174,7 @@ pub fn make_request(
         let req = SignatureRequest::for_content(algorithm, crate::oid::MS_CTL, content, opus)?;
         (FileKind::Catalog, image_digest, req)
     } else {
-        let (kind, image_digest, data) = file_digest(input, digest, page_hashes)?;
+        let (kind, image_digest, data) = file_digest(input, digest, page_hashes, appx_signer)?;
         let req = SignatureRequest::new(algorithm, data, &image_digest, opus)?;
         (kind, image_digest, req)
     };

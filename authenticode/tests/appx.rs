@@ -668,3 +668,457 @@ fn packages_sign_from_bytes_to_bytes() {
         Err(Error::Unsupported(_))
     ));
 }
+
+/// A bundle of two packages (`make-appx.py --bundle`: stored inner packages, the bundle
+/// manifest with their offsets and sizes, the bundle's block map): codeseal signs it with
+/// the bundle SIP, both osslsigncodes accept it, codeseal verifies it and rejects a flipped
+/// byte in an inner package; bundles signed by both osslsigncodes carry the same digest
+/// blob and verify in codeseal.
+#[test]
+fn bundles_sign_and_verify_everywhere() {
+    let d = work("bundle");
+    let input = d.join("in.appxbundle");
+    make_appx(&input, 1, &["--bundle"]);
+    assert_eq!(
+        FileKind::detect(&input).expect("kind"),
+        FileKind::AppxBundle
+    );
+    let data = fs::read(&input).expect("read");
+    let zip = Zip::parse(&data).expect("parse");
+    assert!(appx::check_block_map(&data, &zip)
+        .expect("check")
+        .is_empty());
+    // The bundle manifest's offsets and sizes point at the stored inner packages.
+    let manifest = zip
+        .read(
+            &data,
+            zip.entry(appx::BUNDLE_MANIFEST_NAME)
+                .expect("bundle manifest"),
+            1 << 20,
+        )
+        .expect("manifest");
+    let manifest = String::from_utf8(manifest).expect("utf-8");
+    let mut inner = 0;
+    for e in zip.entries.iter().filter(|e| e.name.ends_with(".appx")) {
+        assert_eq!(e.method, appx::Method::Stored);
+        assert!(
+            manifest.contains(&format!(
+                "FileName=\"{}\" Offset=\"{}\" Size=\"{}\"",
+                e.name, e.data_offset, e.size
+            )),
+            "{manifest}"
+        );
+        let pkg = zip.read(&data, e, 64 << 20).expect("inner");
+        let z = Zip::parse(&pkg).expect("inner package");
+        assert!(appx::check_block_map(&pkg, &z).expect("inner").is_empty());
+        inner += 1;
+    }
+    assert_eq!(inner, 2);
+    let (_, blob) = appx::digest_blob(&data, &zip).expect("blob");
+    let signed = d.join("signed.appxbundle");
+    let out = sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &signed,
+        &SignOptions::default(),
+    )
+    .expect("sign");
+    assert_eq!(out.kind, FileKind::AppxBundle);
+    entries_kept(&input, &signed);
+    both_osslsigncodes_accept(&signed);
+    let r = trusting().verify_file(&signed).expect("verify");
+    assert!(r.valid, "{r:?}");
+    assert_eq!(r.kind, FileKind::AppxBundle);
+    let der = extract_signature(&signed).expect("extract");
+    let parsed = ParsedSignature::parse(&der).expect("parse");
+    let guid = parsed
+        .spc
+        .data
+        .value
+        .as_ref()
+        .and_then(sip_guid)
+        .expect("SpcSipInfo");
+    assert_eq!(guid, appx::SIP_APPX_BUNDLE);
+    // A flipped byte in the first inner package.
+    let mut bad = fs::read(&signed).expect("read");
+    let z = Zip::parse(&bad).expect("parse");
+    let first = z.entries.first().expect("entries");
+    bad[first.data_offset as usize + 300_000] ^= 1;
+    let flipped = d.join("flipped.appxbundle");
+    fs::write(&flipped, &bad).expect("write");
+    let r = trusting().verify_file(&flipped).expect("verify");
+    assert!(!r.valid && !r.signatures[0].image_digest_ok, "{r:?}");
+    osslsigncode_rejects(&flipped);
+    // Signed by osslsigncode: the same blob (over the package with the Override), and
+    // codeseal verifies it.
+    for (label, bin) in [
+        ("2.9", Path::new("osslsigncode")),
+        ("2.14", osslsigncode_new()),
+    ] {
+        let s = d.join(format!("theirs-{label}.appxbundle"));
+        osslsigncode_sign_with(bin, &input, &s, "leaf-rsa2048", "sha256");
+        let r = trusting().verify_file(&s).expect("verify");
+        assert!(r.valid, "osslsigncode {label}: {r:?}");
+        let theirs = ParsedSignature::parse(&extract_signature(&s).expect("extract"))
+            .expect("parse")
+            .spc
+            .data
+            .value
+            .as_ref()
+            .and_then(sip_guid)
+            .expect("SpcSipInfo");
+        assert_eq!(theirs, appx::SIP_APPX_BUNDLE, "osslsigncode {label}");
+    }
+    assert_eq!(blob.len(), 4 + 4 * 36, "no AXCI in this bundle");
+}
+
+/// `AppxMetadata/CodeIntegrity.cat` (a catalog built by `catalog::build_catalog`) is hashed
+/// as AXCI: osslsigncode's blob for the same package has the same AXCI, and
+/// codeseal's signature is accepted by both osslsigncodes.
+#[test]
+fn a_code_integrity_catalog_is_hashed_as_axci() {
+    let d = work("axci");
+    let cat = d.join("CodeIntegrity.cat");
+    let catalog = codeseal_authenticode::catalog::build_catalog(
+        &[fixture("pe64.exe"), fixture("pe32.exe")],
+        DigestAlgorithm::Sha256,
+    )
+    .expect("catalog");
+    fs::write(&cat, &catalog).expect("write");
+    let input = d.join("in.appx");
+    make_appx(
+        &input,
+        1,
+        &["--code-integrity", cat.to_str().expect("utf-8")],
+    );
+    let data = fs::read(&input).expect("read");
+    let zip = Zip::parse(&data).expect("parse");
+    let entry = zip.entry(appx::CODE_INTEGRITY_NAME).expect("catalog entry");
+    assert_eq!(zip.read(&data, entry, 1 << 20).expect("cat"), catalog);
+    assert!(appx::check_block_map(&data, &zip)
+        .expect("check")
+        .is_empty());
+    let signed = d.join("signed.appx");
+    sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &signed,
+        &SignOptions::default(),
+    )
+    .expect("sign");
+    let der = extract_signature(&signed).expect("extract");
+    let blob = ParsedSignature::parse(&der)
+        .expect("parse")
+        .image_digest()
+        .to_vec();
+    assert_eq!(blob.len(), 4 + 5 * 36);
+    assert_eq!(&blob[4 + 4 * 36..4 + 4 * 36 + 4], b"AXCI");
+    assert_eq!(
+        &blob[4 + 4 * 36 + 4..],
+        &DigestAlgorithm::Sha256.digest(&catalog)[..]
+    );
+    both_osslsigncodes_accept(&signed);
+    assert!(trusting().verify_file(&signed).expect("verify").valid);
+    for (label, bin) in [
+        ("2.9", Path::new("osslsigncode")),
+        ("2.14", osslsigncode_new()),
+    ] {
+        let s = d.join(format!("theirs-{label}.appx"));
+        osslsigncode_sign_with(bin, &input, &s, "leaf-rsa2048", "sha256");
+        let theirs = ParsedSignature::parse(&extract_signature(&s).expect("extract"))
+            .expect("parse")
+            .image_digest()
+            .to_vec();
+        // Their blob is over their package (the content types deflated their way, so AXPC
+        // differs from codeseal's); its AXCI is codeseal's.
+        let td = fs::read(&s).expect("read");
+        let (_, computed) = appx::digest_blob(&td, &Zip::parse(&td).expect("parse")).expect("blob");
+        assert_eq!(
+            theirs, computed,
+            "osslsigncode {label}: the digest blob differs"
+        );
+        assert_eq!(
+            &theirs[4 + 4 * 36..],
+            &blob[4 + 4 * 36..],
+            "osslsigncode {label}: AXCI differs"
+        );
+        both_osslsigncodes_accept(&s);
+        assert!(trusting().verify_file(&s).expect("verify").valid);
+    }
+    // A changed catalog byte changes AXCI only.
+    let mut bad = fs::read(&signed).expect("read");
+    let z = Zip::parse(&bad).expect("parse");
+    let e = z.entry(appx::CODE_INTEGRITY_NAME).expect("cat");
+    assert_eq!(e.method, appx::Method::Deflated);
+    let r = trusting().verify_file(&signed).expect("verify");
+    assert!(r.valid);
+    bad[e.data_offset as usize + 10] ^= 0x20;
+    let flipped = d.join("flipped.appx");
+    fs::write(&flipped, &bad).expect("write");
+    assert!(!trusting()
+        .verify_file(&flipped)
+        .map(|r| r.valid)
+        .unwrap_or(false));
+}
+
+/// `timestamp` on a package's existing signature rewrites AppxSignature.p7x with the token
+/// (local TSA); `sign --ts` stamps while signing; both are accepted by osslsigncode with
+/// the time stamp checked, and by codeseal. `--append` is refused.
+#[test]
+fn packages_are_time_stamped() {
+    use codeseal_authenticode::{
+        manage::timestamp_file,
+        timestamp::{Protocol, TimestampOptions},
+    };
+    let ts = || {
+        TimestampOptions::default()
+            .with_urls(vec![format!("{}/rfc3161", tsa())])
+            .with_protocol(Protocol::Rfc3161)
+            .with_attempts(3)
+            .with_retry_wait(std::time::Duration::from_millis(50))
+            .with_timeout(std::time::Duration::from_secs(3))
+            .with_budget(std::time::Duration::from_secs(30))
+    };
+    let d = work("timestamp");
+    let input = d.join("in.appx");
+    make_appx(&input, 1, &[]);
+    let signed = d.join("signed.appx");
+    sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &signed,
+        &SignOptions::default(),
+    )
+    .expect("sign");
+    let stamped = d.join("stamped.appx");
+    timestamp_file(&signed, &stamped, false, &ts()).expect("timestamp");
+    entries_kept(&signed, &stamped);
+    let check = |f: &Path| {
+        let (ok, text) = osslsigncode_verify_ts(f);
+        assert!(ok, "osslsigncode 2.9: {text}");
+        let (ok, text) = osslsigncode_verify_with(osslsigncode_new(), f, &root());
+        assert!(ok, "osslsigncode 2.14: {text}");
+        let r = ours_trusting_test_roots(f);
+        assert!(r.valid, "{r:?}");
+        let t = &r.signatures[0].timestamps;
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert!(t[0].valid && t[0].time.is_some(), "{t:?}");
+    };
+    check(&stamped);
+    // The signature is the same one, with the token added.
+    let (before, after) = (
+        extract_signature(&signed).expect("x"),
+        extract_signature(&stamped).expect("x"),
+    );
+    let before = ParsedSignature::parse(&before).expect("p");
+    let after = ParsedSignature::parse(&after).expect("p");
+    assert_eq!(
+        before.signer_info.signature.as_bytes(),
+        after.signer_info.signature.as_bytes()
+    );
+    let e = timestamp_file(&stamped, &stamped, false, &ts()).expect_err("twice");
+    assert!(e.to_string().contains("already"), "{e}");
+    assert!(matches!(
+        timestamp_file(&input, &d.join("x.appx"), false, &ts()),
+        Err(Error::NotSigned)
+    ));
+    // sign --ts.
+    let with_ts = d.join("with-ts.appx");
+    sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &with_ts,
+        &SignOptions::default().with_timestamp(Some(ts())),
+    )
+    .expect("sign --ts");
+    check(&with_ts);
+    // A flipped byte still fails with the time stamp.
+    let mut bad = fs::read(&stamped).expect("read");
+    let z = Zip::parse(&bad).expect("parse");
+    let big = z.entry("Assets/big.bin").expect("big");
+    bad[big.data_offset as usize + 5] ^= 1;
+    let flipped = d.join("flipped.appx");
+    fs::write(&flipped, &bad).expect("write");
+    assert!(!trusting().verify_file(&flipped).expect("verify").valid);
+    // Nesting is refused.
+    let e = sign_file(
+        &identity("leaf-rsa2048"),
+        &signed,
+        &d.join("nested.appx"),
+        &SignOptions::default().with_append(true),
+    )
+    .expect_err("append");
+    assert!(matches!(e, Error::Unsupported(_)), "{e}");
+}
+
+/// Split signing: the request's digest is the APPX digest blob of the package as signing
+/// stages it; the attached package is the one `sign` writes apart from the signature
+/// (removing both gives the same bytes), and it is accepted by both osslsigncodes and by
+/// codeseal. A signed package needs --replace; a bundle works too.
+#[test]
+fn packages_are_split_signed() {
+    use codeseal_authenticode::{
+        split::{attach_request_signature, make_request, sign_request},
+        AttachOptions, OpusInfo,
+    };
+    let d = work("split");
+    for (name, flags) in [("in.appx", &[][..]), ("in.appxbundle", &["--bundle"][..])] {
+        let input = d.join(name);
+        make_appx(&input, 1, flags);
+        let id = identity("leaf-rsa2048");
+        let req = make_request(
+            &input,
+            id.leaf(),
+            DigestAlgorithm::Sha256,
+            &OpusInfo::default(),
+            false,
+        )
+        .expect("request");
+        let data = fs::read(&input).expect("read");
+        let unsigned = Zip::parse(&data)
+            .expect("parse")
+            .prepare_unsigned(&data)
+            .expect("unsigned");
+        let (_, blob) =
+            appx::digest_blob(&unsigned, &Zip::parse(&unsigned).expect("parse")).expect("blob");
+        assert_eq!(req.image_digest, hex::encode(&blob));
+        let sig = sign_request(id.key().as_ref(), &req).expect("sign digest");
+        let attached = d.join(format!("attached-{name}"));
+        attach_request_signature(
+            &input,
+            &req,
+            &sig,
+            id.chain(),
+            &attached,
+            AttachOptions::default(),
+        )
+        .expect("attach");
+        both_osslsigncodes_accept(&attached);
+        let r = trusting().verify_file(&attached).expect("verify");
+        assert!(r.valid, "{r:?}");
+        let signed = d.join(format!("signed-{name}"));
+        sign_file(&id, &input, &signed, &SignOptions::default()).expect("sign");
+        let (ra, rs) = (d.join("ra"), d.join("rs"));
+        remove_signature(&attached, &ra, true).expect("remove");
+        remove_signature(&signed, &rs, true).expect("remove");
+        assert_eq!(
+            fs::read(&ra).expect("read"),
+            fs::read(&rs).expect("read"),
+            "attach and sign write the same package"
+        );
+        // The request of a signed package is the same; attaching to it needs --replace.
+        let again = make_request(
+            &signed,
+            id.leaf(),
+            DigestAlgorithm::Sha256,
+            &OpusInfo::default(),
+            false,
+        )
+        .expect("request");
+        assert_eq!(again.image_digest, req.image_digest);
+        assert!(matches!(
+            attach_request_signature(
+                &signed,
+                &req,
+                &sig,
+                id.chain(),
+                &d.join("x"),
+                AttachOptions::default()
+            ),
+            Err(Error::AlreadySigned)
+        ));
+        let replaced = d.join(format!("replaced-{name}"));
+        attach_request_signature(
+            &signed,
+            &req,
+            &sig,
+            id.chain(),
+            &replaced,
+            AttachOptions::default().with_replace(true),
+        )
+        .expect("attach --replace");
+        assert!(trusting().verify_file(&replaced).expect("verify").valid);
+        // Another certificate than the Publisher: refused at `digest` time, unless allowed.
+        let other_leaf = identity("leaf-p256");
+        let e = make_request(
+            &input,
+            other_leaf.leaf(),
+            DigestAlgorithm::Sha256,
+            &OpusInfo::default(),
+            false,
+        )
+        .expect_err("publisher mismatch");
+        assert!(e.to_string().contains("Publisher"), "{e}");
+        codeseal_authenticode::split::make_request_with(
+            &input,
+            other_leaf.leaf(),
+            DigestAlgorithm::Sha256,
+            &OpusInfo::default(),
+            false,
+            true,
+        )
+        .expect("allowed");
+        // A request for another package is refused at attach.
+        let other = d.join(format!("other-{name}"));
+        make_appx(&other, 0, flags);
+        let e = attach_request_signature(
+            &other,
+            &req,
+            &sig,
+            id.chain(),
+            &d.join("y"),
+            AttachOptions::default(),
+        )
+        .expect_err("another package");
+        assert!(e.to_string().contains("another file"), "{e}");
+    }
+}
+
+/// A bundle whose inner package's block map lies about one block (the bundle's own block
+/// map is honest): osslsigncode signs it and accepts it; codeseal refuses to sign it and
+/// reports it invalid, naming the inner package and the block.
+#[test]
+fn a_bundle_whose_inner_package_lies_is_invalid() {
+    let d = work("bundle-lie");
+    let input = d.join("lie.appxbundle");
+    make_appx(&input, 1, &["--bundle", "--lie"]);
+    let data = fs::read(&input).expect("read");
+    let zip = Zip::parse(&data).expect("parse");
+    assert!(
+        appx::check_block_map(&data, &zip)
+            .expect("check")
+            .is_empty(),
+        "the bundle's own block map is honest"
+    );
+    let e = sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &d.join("out.appxbundle"),
+        &SignOptions::default(),
+    )
+    .expect_err("lying inner block map");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("inner package \"Codeseal.Test_1.0.0.0_x64.appx\"")
+            && msg.contains("block 1 of \"Assets/big.bin\""),
+        "{msg}"
+    );
+    let theirs = d.join("theirs.appxbundle");
+    osslsigncode_sign_with(
+        Path::new("osslsigncode"),
+        &input,
+        &theirs,
+        "leaf-rsa2048",
+        "sha256",
+    );
+    both_osslsigncodes_accept(&theirs);
+    let r = trusting().verify_file(&theirs).expect("verify");
+    assert!(!r.valid && r.signatures[0].image_digest_ok, "{r:?}");
+    assert!(
+        r.errors
+            .iter()
+            .any(|f| f.code == FindingCode::BlockMapMismatch && f.message.contains("x64.appx")),
+        "{:?}",
+        r.errors
+    );
+}

@@ -129,6 +129,11 @@ fn cab_header() {
 }
 
 #[test]
+fn appx_parse() {
+    replay("appx_parse", fuzzing::appx_parse);
+}
+
+#[test]
 fn catalog_parse() {
     replay("catalog_parse", fuzzing::catalog_parse);
 }
@@ -317,4 +322,23 @@ fn deep_seeds_still_pass() {
             .unwrap();
         assert!(report.valid, "{name}: {report:#?}");
     }
+}
+
+/// The package seeds reach the deep checks: they parse, hash (digest blob), pass the
+/// block-map check and prepare their unsigned form.
+#[test]
+fn appx_parse_seeds_are_packages() {
+    use codeseal_authenticode::formats::appx::{self, Zip};
+    let mut deep = 0;
+    for e in fs::read_dir(regressions_dir().join("appx_parse")).unwrap() {
+        let data = fs::read(e.unwrap().path()).unwrap();
+        let Ok(zip) = Zip::parse(&data) else { continue };
+        if appx::digest_blob(&data, &zip).is_ok()
+            && appx::check_block_map(&data, &zip).is_ok_and(|p| p.is_empty())
+            && zip.prepare_unsigned(&data).is_ok()
+        {
+            deep += 1;
+        }
+    }
+    assert!(deep >= 2, "{deep} seeds reach the deep checks");
 }

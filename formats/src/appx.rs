@@ -484,6 +484,98 @@ impl Zip {
         Ok(out)
     }
 
+    /// An entry's uncompressed data in blocks of [`BLOCK_SIZE`] bytes (the last may be
+    /// shorter), handed to `f` one at a time: memory stays at one block however large the
+    /// entry, and inflating stops at the declared size. The size and the CRC-32 are checked
+    /// after the last block (`f` may have seen data that then fails them).
+    pub fn read_blocks(&self, data: &[u8], entry: &Entry, mut f: impl FnMut(&[u8])) -> Result<()> {
+        use miniz_oxide::inflate::stream::{inflate, InflateState};
+        use miniz_oxide::{DataFormat, MZFlush, MZStatus};
+        let raw = slice(data, entry.data_offset, entry.compressed_size, "entry data")?;
+        let block = BLOCK_SIZE as usize;
+        let mut crc = !0u32;
+        let mut total = 0u64;
+        match entry.method {
+            Method::Stored => {
+                if entry.compressed_size != entry.size {
+                    return Err(bad(
+                        format!("stored entry {:?} has two sizes", entry.name),
+                        entry.local.start,
+                    ));
+                }
+                for b in raw.chunks(block) {
+                    crc = crc32_update(crc, b);
+                    total += b.len() as u64;
+                    f(b);
+                }
+            }
+            Method::Deflated => {
+                let mut state = InflateState::new_boxed(DataFormat::Raw);
+                let mut buf = vec![0u8; block];
+                let (mut filled, mut input) = (0usize, raw);
+                let inflate_err = |what: String| bad(what, entry.data_offset);
+                loop {
+                    let out = buf.get_mut(filled..).unwrap_or_default();
+                    let r = inflate(&mut state, input, out, MZFlush::None);
+                    input = input.get(r.bytes_consumed..).unwrap_or_default();
+                    filled += r.bytes_written;
+                    total += r.bytes_written as u64;
+                    if total > entry.size {
+                        return Err(inflate_err(format!(
+                            "{:?} inflates to more than {} bytes",
+                            entry.name, entry.size
+                        )));
+                    }
+                    let done = match r.status {
+                        Ok(MZStatus::StreamEnd) => true,
+                        Ok(_) => false,
+                        Err(e) => {
+                            // Out of input with room left, or a data error.
+                            return Err(inflate_err(format!("inflating {:?}: {e:?}", entry.name)));
+                        }
+                    };
+                    if filled == block || (done && filled > 0) {
+                        let b = buf.get(..filled).unwrap_or_default();
+                        crc = crc32_update(crc, b);
+                        f(b);
+                        filled = 0;
+                    }
+                    if done {
+                        break;
+                    }
+                    if r.bytes_consumed == 0 && r.bytes_written == 0 && filled < block {
+                        return Err(inflate_err(format!(
+                            "inflating {:?}: the data ends early",
+                            entry.name
+                        )));
+                    }
+                }
+            }
+            Method::Other(m) => {
+                return Err(bad(
+                    format!("{:?} uses compression method {m}", entry.name),
+                    entry.local.start,
+                ))
+            }
+        }
+        if total != entry.size {
+            return Err(bad(
+                format!(
+                    "{:?} inflates to {total} bytes, not {}",
+                    entry.name, entry.size
+                ),
+                entry.data_offset,
+            ));
+        }
+        if !crc != entry.crc32 {
+            return Err(bad(
+                format!("CRC-32 of {:?} is wrong", entry.name),
+                entry.data_offset,
+            ));
+        }
+        Ok(())
+    }
+
     /// The central directory and end records as they were before the signature entry was
     /// added (or as they are, unsigned): the signature's central record dropped, counts,
     /// sizes and offsets in the end records lowered to match. The signature must be the
@@ -855,33 +947,39 @@ fn find_extra(extra: &[u8], id: u16) -> Option<&[u8]> {
 }
 
 /// CRC-32 (IEEE, as ZIP uses it).
-// The table index is masked to 0..=255.
-#[allow(clippy::indexing_slicing)]
 pub fn crc32(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut t = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[i] = c;
-            i += 1;
+    !crc32_update(!0, data)
+}
+
+/// The CRC-32 table (polynomial 0xEDB88320).
+#[allow(clippy::indexing_slicing)] // i < 256 = the table's length
+const CRC_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
         }
-        t
-    };
-    let mut c = !0u32;
-    for &b in data {
-        c = TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+        t[i] = c;
+        i += 1;
     }
-    !c
+    t
+};
+
+/// One step of an incremental CRC-32: start from `!0`, finish with `!`.
+#[allow(clippy::indexing_slicing)] // the index is masked to 0..=255
+fn crc32_update(mut c: u32, data: &[u8]) -> u32 {
+    for &b in data {
+        c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+    }
+    c
 }
 
 /// The digest algorithm a block map names in its `HashMethod` attribute.
@@ -991,6 +1089,66 @@ mod tests {
     #[test]
     fn crc32_of_known_text() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    /// `read_blocks` gives the same bytes as `read` in 64 KiB blocks (a file of exactly
+    /// two blocks, one of two and a bit, an empty one), and stops a deflate bomb at the
+    /// declared size instead of inflating it: a typed error, memory at one block.
+    #[test]
+    fn read_blocks_streams_and_stops_at_the_declared_size() {
+        let zip = Zip {
+            entries: Vec::new(),
+            central_dir: 0..0,
+            zip64_eocd: None,
+            zip64_locator: None,
+            eocd: 0..0,
+        };
+        let entry = |data: &[u8], plain: &[u8], method: Method| Entry {
+            name: "f".into(),
+            flags: 0,
+            method,
+            crc32: crc32(plain),
+            compressed_size: data.len() as u64,
+            size: plain.len() as u64,
+            local: 0..data.len() as u64,
+            data_offset: 0,
+            central: 0..0,
+        };
+        for len in [0usize, 2 << 16, (2 << 16) + 7] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let deflated = miniz_oxide::deflate::compress_to_vec(&plain, 6);
+            for (data, method) in [(&deflated, Method::Deflated), (&plain, Method::Stored)] {
+                let e = entry(data, &plain, method);
+                let mut blocks = Vec::new();
+                zip.read_blocks(data, &e, |b| blocks.push(b.to_vec()))
+                    .expect("read_blocks");
+                assert!(blocks.iter().all(|b| b.len() <= BLOCK_SIZE as usize));
+                assert_eq!(blocks.len(), plain.len().div_ceil(BLOCK_SIZE as usize));
+                assert_eq!(blocks.concat(), zip.read(data, &e, u64::MAX).expect("read"));
+            }
+        }
+        // 64 MiB of zeros deflated (~64 KiB), declared as 1 MiB: refused at 1 MiB.
+        let zeros = vec![0u8; 64 << 20];
+        let bomb = miniz_oxide::deflate::compress_to_vec(&zeros, 9);
+        let mut e = entry(&bomb, &zeros[..1 << 20], Method::Deflated);
+        let mut seen = 0u64;
+        let err = zip
+            .read_blocks(&bomb, &e, |b| seen += b.len() as u64)
+            .expect_err("bomb");
+        assert!(err.to_string().contains("more than"), "{err}");
+        assert!(seen <= 1 << 20);
+        // Declared larger than it inflates to, or with a wrong CRC: typed errors.
+        e.size = (64 << 20) + 1;
+        assert!(zip.read_blocks(&bomb, &e, |_| {}).is_err());
+        e.size = 64 << 20;
+        e.crc32 ^= 1;
+        let err = zip.read_blocks(&bomb, &e, |_| {}).expect_err("crc");
+        assert!(err.to_string().contains("CRC"), "{err}");
+        // Truncated deflate data.
+        e.crc32 ^= 1;
+        assert!(zip
+            .read_blocks(&bomb[..bomb.len() / 2], &e, |_| {})
+            .is_err());
     }
 
     #[test]
@@ -1241,27 +1399,24 @@ pub fn check_block_map(data: &[u8], zip: &Zip) -> Result<Vec<String>> {
             ));
             continue;
         }
-        let content = match zip.read(data, e, u64::MAX) {
-            Ok(c) => c,
-            Err(err) => {
-                problems.push(err.to_string());
-                continue;
-            }
-        };
-        for (k, (block, want)) in content
-            .chunks(BLOCK_SIZE as usize)
-            .zip(&f.blocks)
-            .enumerate()
-        {
+        // Block by block: memory stays at one block however large the file.
+        let mut k = 0usize;
+        let mut found = Vec::new();
+        let read = zip.read_blocks(data, e, |block| {
             let mut h = Hasher::new(alg);
             h.update(block);
-            if h.finalize() != *want {
-                problems.push(format!(
+            if f.blocks.get(k).is_some_and(|want| h.finalize() != *want) {
+                found.push(format!(
                     "block {k} of {:?} (bytes {:#x}..) does not match the block map",
                     f.name,
                     k as u64 * BLOCK_SIZE
                 ));
             }
+            k += 1;
+        });
+        match read {
+            Ok(()) => problems.extend(found),
+            Err(err) => problems.push(err.to_string()),
         }
     }
     for e in &zip.entries {

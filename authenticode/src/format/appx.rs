@@ -33,6 +33,33 @@ pub(crate) fn is_bundle(zip: &Zip) -> bool {
     zip.entry(appx::BUNDLE_MANIFEST_NAME).is_some()
 }
 
+/// The block-map problems of a package, and for a bundle those of every inner package
+/// (an `.appx` / `.msix` entry at the top level, checked against its own block map), each
+/// named with its package. An inner package that is not a readable package is a problem.
+fn block_map_problems(data: &[u8], zip: &Zip) -> Result<Vec<String>> {
+    let mut problems = appx::check_block_map(data, zip)?;
+    if !is_bundle(zip) {
+        return Ok(problems);
+    }
+    for e in &zip.entries {
+        let lower = e.name.to_ascii_lowercase();
+        if e.name.contains('/') || !(lower.ends_with(".appx") || lower.ends_with(".msix")) {
+            continue;
+        }
+        let checked = zip
+            .read(data, e, MAX_PACKAGE)
+            .and_then(|inner| {
+                let z = Zip::parse(&inner)?;
+                appx::check_block_map(&inner, &z)
+            })
+            .map_err(|err| vec![err.to_string()]);
+        for p in checked.unwrap_or_else(|p| p) {
+            problems.push(format!("inner package {:?}: {p}", e.name));
+        }
+    }
+    Ok(problems)
+}
+
 /// Reads the whole package from `r`, at most [`MAX_PACKAGE`] bytes.
 fn read_all<R: Read + ?Sized>(r: &mut R) -> Result<Vec<u8>> {
     let mut data = Vec::new();
@@ -67,6 +94,9 @@ struct Prepared {
     blob: Vec<u8>,
     was_signed: bool,
     bundle: bool,
+    /// The signature kept with `Existing::Keep` (DER, without `PKCX`): a time stamp is
+    /// added to it. Nesting is refused before staging (one signature per package).
+    existing: Option<Vec<u8>>,
 }
 
 impl Prepared {
@@ -95,16 +125,15 @@ impl Prepared {
             )));
         }
         let was_signed = zip.signature().is_some();
-        match (was_signed, existing) {
-            (true, Existing::Refuse) => return Err(Error::AlreadySigned),
-            (true, Existing::Keep) => {
-                return Err(Error::Unsupported(
-                    "an APPX package carries one signature: nesting is not supported (replace it instead)".into(),
-                ))
-            }
-            _ => {}
+        if was_signed && existing == Existing::Refuse {
+            return Err(Error::AlreadySigned);
         }
-        let problems = appx::check_block_map(&data, &zip)?;
+        let kept = if existing == Existing::Keep {
+            signature_der(&data, &zip)?
+        } else {
+            None
+        };
+        let problems = block_map_problems(&data, &zip)?;
         if !problems.is_empty() {
             return Err(Error::Appx(AppxRefusal::BlockMap(problems)));
         }
@@ -133,6 +162,7 @@ impl Prepared {
             alg,
             blob,
             was_signed,
+            existing: kept,
         })
     }
 
@@ -176,6 +206,42 @@ impl Prepared {
     }
 }
 
+/// A package carries one signature (Windows reads no nested ones): `--append` is refused.
+pub(crate) fn refuse_nesting(append: bool) -> Result<()> {
+    if append {
+        return Err(Error::Unsupported(
+            "an APPX package carries one signature: nesting is not supported (replace it instead)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The APPX digest blob of the package at `input` as signing would compute it (the
+/// package unsigned, with the signature's Override), and its hash algorithm: what split
+/// signing signs. `existing` is what signing would do with a signature already there;
+/// `signer`, when given, must be the manifest's Publisher.
+pub(crate) fn file_digest(
+    kind: FileKind,
+    input: &Path,
+    existing: Existing,
+    digest: DigestAlgorithm,
+    signer: Option<&x509_cert::Certificate>,
+) -> Result<Vec<u8>> {
+    let mut file =
+        File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
+    let data = read_all(&mut file)?;
+    let p = Prepared::new(
+        kind,
+        &input.display().to_string(),
+        data,
+        existing,
+        &[digest],
+        signer,
+    )?;
+    Ok(p.blob)
+}
+
 /// A package staged for signing to a file.
 #[derive(Debug)]
 pub(crate) struct StagedAppx {
@@ -216,6 +282,7 @@ pub(crate) fn sign_stream<R: Read + Seek, W: Write>(
     opts: &crate::sign::SignOptions,
 ) -> Result<crate::stream::StreamOutcome> {
     use crate::stream::{existing_mode, signature_table};
+    refuse_nesting(opts.append)?;
     input
         .seek(SeekFrom::Start(0))
         .map_err(|e| Error::io("rewinding the input", e))?;
@@ -262,7 +329,7 @@ impl Staged for StagedAppx {
     }
 
     fn existing_signature(&self) -> Option<&[u8]> {
-        None
+        self.p.existing.as_deref()
     }
 
     fn was_signed(&self) -> bool {
@@ -305,7 +372,16 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
     let zip = Zip::parse(&data)?;
     let der = signature_der(&data, &zip)?.ok_or(Error::NotSigned)?;
     let mut errors = Vec::new();
-    for p in appx::check_block_map(&data, &zip)? {
+    // The block-map check and the digest blob on two threads (each reads every byte).
+    let (problems, digest) = std::thread::scope(|s| {
+        let check = s.spawn(|| block_map_problems(&data, &zip));
+        let digest = appx::digest_blob(&data, &zip);
+        let problems = check
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (problems, digest)
+    });
+    for p in problems? {
         errors.push(Finding::file(FindingCode::BlockMapMismatch, p));
     }
     let parsed = collect_signatures(vec![("0".to_string(), der.as_slice())], &mut errors);
@@ -324,7 +400,7 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
             _ => {}
         }
     }
-    let (alg, blob) = appx::digest_blob(&data, &zip)?;
+    let (alg, blob) = digest?;
     let kind = if is_bundle(&zip) {
         FileKind::AppxBundle
     } else {

@@ -10,7 +10,7 @@ use super::verify::print_report;
 /// The arguments of `codeseal info`.
 #[derive(Args)]
 pub(crate) struct InfoArgs {
-    /// The file (PE, script, CAB, MSI or catalog).
+    /// The file (PE, script, CAB, MSI, catalog, APPX / MSIX package or bundle).
     pub(crate) file: PathBuf,
     /// Print JSON.
     #[arg(long)]
@@ -26,6 +26,7 @@ pub(crate) fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
         FileKind::Cab => return info_cab(&file, json),
         FileKind::Msi => return info_msi(&file, json),
         FileKind::Catalog => return info_catalog(&file, json),
+        FileKind::Appx | FileKind::AppxBundle => return info_appx(&file, json),
         other => anyhow::bail!("{}: info does not support {other} files", file.display()),
     }
     let mut f = std::io::BufReader::new(
@@ -196,6 +197,93 @@ fn info_cab(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
         None => println!("Signatures:      none"),
         Some((o, l)) => {
             println!("Signature:       {l} bytes at {o:#x}");
+            if let Some(r) = report {
+                print_report(&r);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info_appx(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    use codeseal_authenticode::formats::appx::{self, Zip};
+    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let size = data.len();
+    let zip = Zip::parse(&data).map_err(codeseal_authenticode::Error::from)?;
+    let bundle = zip.entry(appx::BUNDLE_MANIFEST_NAME).is_some();
+    let format = if bundle {
+        "APPX / MSIX bundle"
+    } else {
+        "APPX / MSIX package"
+    };
+    let block_map = zip
+        .entry(appx::BLOCK_MAP_NAME)
+        .map(|e| zip.read(&data, e, appx::MAX_PART))
+        .transpose()
+        .map_err(codeseal_authenticode::Error::from)?;
+    let hash = block_map
+        .as_deref()
+        .map(appx::block_map_hash_method)
+        .transpose()
+        .map_err(codeseal_authenticode::Error::from)?;
+    let publisher = appx::manifest_publisher(&data, &zip).ok();
+    let code_integrity = zip.entry(appx::CODE_INTEGRITY_NAME).is_some();
+    let signature = zip.signature().map(|e| e.compressed_size);
+    drop(data);
+    let report = if signature.is_some() {
+        Verifier::integrity_only().verify_file(file).ok()
+    } else {
+        None
+    };
+    let entries: Vec<&str> = zip.entries.iter().map(|e| e.name.as_str()).collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "appx": {
+                    "bundle": bundle,
+                    "size": size,
+                    "entries": entries,
+                    "zip64": zip.zip64_eocd.is_some(),
+                    "block_map_hash": hash.map(|h| h.to_string()),
+                    "publisher": publisher,
+                    "code_integrity_catalog": code_integrity,
+                    "signature": signature,
+                },
+                "verification": report,
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("File:            {}", file.display());
+    println!("Size:            {size} bytes");
+    println!(
+        "Format:          {format}{}",
+        if zip.zip64_eocd.is_some() {
+            " (ZIP64)"
+        } else {
+            ""
+        }
+    );
+    println!("Entries:         {}", entries.len());
+    for e in &entries {
+        println!("                 {e}");
+    }
+    match hash {
+        Some(h) => println!("Block map:       {} ({h})", appx::BLOCK_MAP_NAME),
+        None => println!("Block map:       none"),
+    }
+    println!(
+        "Publisher:       {}",
+        publisher.as_deref().unwrap_or("(no manifest Identity)")
+    );
+    if code_integrity {
+        println!("Code integrity:  {}", appx::CODE_INTEGRITY_NAME);
+    }
+    match signature {
+        None => println!("Signatures:      none"),
+        Some(l) => {
+            println!("Signature:       {} ({l} bytes)", appx::SIGNATURE_NAME);
             if let Some(r) = report {
                 print_report(&r);
             }

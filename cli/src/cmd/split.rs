@@ -32,6 +32,10 @@ pub(crate) struct DigestArgs {
     /// Include page hashes.
     #[arg(long)]
     pub(crate) page_hashes: bool,
+    /// APPX / MSIX: make the request even though the certificate's subject is not the
+    /// manifest's Publisher (Windows will not install such a package; for test packages).
+    #[arg(long)]
+    pub(crate) allow_publisher_mismatch: bool,
     /// The request file to write (JSON).
     #[arg(short, long)]
     pub(crate) output: PathBuf,
@@ -81,6 +85,7 @@ pub(crate) fn cmd_digest(a: DigestArgs) -> anyhow::Result<ExitCode> {
         name,
         url,
         page_hashes,
+        allow_publisher_mismatch,
         output,
     } = a;
     let chain = codeseal_keys::load_certificates(&cert)?;
@@ -90,7 +95,7 @@ pub(crate) fn cmd_digest(a: DigestArgs) -> anyhow::Result<ExitCode> {
     if digest.is_weak() && !allow_sha1 {
         bail!("SHA-1 is weak; pass --allow-sha1 to use it (legacy dual signing)");
     }
-    let req = codeseal_authenticode::split::make_request(
+    let req = codeseal_authenticode::split::make_request_with(
         &input,
         leaf,
         digest,
@@ -99,6 +104,7 @@ pub(crate) fn cmd_digest(a: DigestArgs) -> anyhow::Result<ExitCode> {
             url,
         },
         page_hashes,
+        allow_publisher_mismatch,
     )?;
     std::fs::write(&output, serde_json::to_vec_pretty(&req)?)
         .with_context(|| format!("writing {}", output.display()))?;
