@@ -494,7 +494,15 @@ async fn complete_upload(
     }
     .await;
     let job = match queued {
-        Ok(j) => j,
+        Ok((j, true)) => j,
+        // A concurrent completion of the same upload queued it first and counted it: this
+        // call's count is not the job's.
+        Ok((j, false)) => {
+            if limited {
+                let _ = ctx.jobs.release_in_flight(&job.caller).await;
+            }
+            j
+        }
         Err(e) => {
             if limited {
                 let _ = ctx.jobs.release_in_flight(&job.caller).await;

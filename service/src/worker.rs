@@ -838,7 +838,7 @@ async fn job_for_object_status(ctx: &Ctx, key: &str) -> Result<Option<ObjectJob>
         }
         if job.status == JobStatus::Uploading {
             // The API stopped between assembling the upload and queueing the job.
-            let j = ctx.jobs.mark_queued(id_part, now_ms()).await?;
+            let (j, _) = ctx.jobs.mark_queued(id_part, now_ms()).await?;
             return found(j.job_id, j.status, false);
         }
         return found(job.job_id, job.status, true);

@@ -254,7 +254,7 @@ impl JobStore for DynamoJobs {
         r.item.as_ref().map(from_item).transpose()
     }
 
-    async fn mark_queued(&self, id: &str, now_ms: u64) -> Result<Job, StoreError> {
+    async fn mark_queued(&self, id: &str, now_ms: u64) -> Result<(Job, bool), StoreError> {
         let r = self
             .update(
                 id,
@@ -269,10 +269,11 @@ impl JobStore for DynamoJobs {
             )
             .await?;
         match r {
-            Some(item) => from_item(&item),
+            Some(item) => Ok((from_item(&item)?, true)),
             None => self
                 .get(id)
                 .await?
+                .map(|j| (j, false))
                 .ok_or_else(|| StoreError::NotFound(format!("job {id}"))),
         }
     }

@@ -141,8 +141,10 @@ pub trait JobStore: Send + Sync {
     async fn create(&self, job: &Job) -> Result<bool, StoreError>;
     /// The job `id`.
     async fn get(&self, id: &str) -> Result<Option<Job>, StoreError>;
-    /// `uploading` → `queued` (idempotent when already past `uploading`).
-    async fn mark_queued(&self, id: &str, now_ms: u64) -> Result<Job, StoreError>;
+    /// `uploading` → `queued` (idempotent when already past `uploading`): the job, and
+    /// whether this call queued it (`false`: it was already past `uploading`, e.g. queued by
+    /// a concurrent completion of the same upload).
+    async fn mark_queued(&self, id: &str, now_ms: u64) -> Result<(Job, bool), StoreError>;
     /// Claims the job for `token` until `lease_until_ms` if it is claimable at `now_ms`;
     /// `None` when someone else has it or it is finished.
     async fn claim(

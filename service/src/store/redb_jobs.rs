@@ -134,7 +134,7 @@ impl JobStore for RedbJobs {
         .await
     }
 
-    async fn mark_queued(&self, id: &str, now_ms: u64) -> Result<Job, StoreError> {
+    async fn mark_queued(&self, id: &str, now_ms: u64) -> Result<(Job, bool), StoreError> {
         let r = self
             .modify(id, move |job| {
                 if job.status == JobStatus::Uploading {
@@ -148,10 +148,11 @@ impl JobStore for RedbJobs {
             })
             .await?;
         match r {
-            Some(j) => Ok(j),
+            Some(j) => Ok((j, true)),
             None => self
                 .get(id)
                 .await?
+                .map(|j| (j, false))
                 .ok_or_else(|| StoreError::NotFound(format!("job {id}"))),
         }
     }
@@ -408,6 +409,32 @@ mod tests {
             format!("uploads/{id}/a.exe"),
             created_ms,
         )
+    }
+
+    /// Two completions of the same upload racing: each counts the caller's job in flight
+    /// (as the API does before queueing), only one of them queues the job, and the other
+    /// gives its count back, so the caller has one job in flight, not two.
+    #[tokio::test]
+    async fn racing_completions_queue_once_and_count_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = RedbJobs::open(&dir.path().join("j.redb")).unwrap();
+        t.create(&job("j1", JobStatus::Uploading, 10))
+            .await
+            .unwrap();
+        let complete = || async {
+            assert!(t.start_in_flight("t", 10).await.unwrap());
+            let (j, queued_now) = t.mark_queued("j1", 20).await.unwrap();
+            if !queued_now {
+                t.release_in_flight("t").await.unwrap();
+            }
+            (j.status, queued_now)
+        };
+        let (a, b) = tokio::join!(complete(), complete());
+        assert_eq!((a.0, b.0), (JobStatus::Queued, JobStatus::Queued));
+        assert!(a.1 ^ b.1, "exactly one call queues the job: {a:?} {b:?}");
+        assert_eq!(t.caller_in_flight("t").await.unwrap(), 1);
+        // Later completions change nothing.
+        assert!(!t.mark_queued("j1", 30).await.unwrap().1);
     }
 
     #[tokio::test]
