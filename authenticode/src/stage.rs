@@ -519,6 +519,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(copy.direct_bytes(), 0);
+        // About 11 MiB: one early flush, at 4 MiB (the rest is the caller's fsync).
+        assert_eq!(copy.flushes_asked(), 1);
         let total = pass.image_len + pass.padding;
         if cfg!(any(target_os = "linux", target_os = "android")) {
             let started = copy.writeback_started();
