@@ -103,6 +103,10 @@ pub fn check_distinct_outputs(work: &[Job]) -> anyhow::Result<()> {
 /// which a worker waits without using its CPU), and 4 for a remote key, whose service or
 /// token sets the pace.
 pub fn worker_count(identity: &SigningIdentity, jobs: Option<usize>, files: usize) -> usize {
+    if files <= 1 {
+        // One file: no need to ask the system for its CPUs (cgroup files on Linux).
+        return 1;
+    }
     let n = jobs.unwrap_or_else(|| {
         if identity.key().signs_locally() {
             2 * std::thread::available_parallelism().map_or(2, |n| n.get())
