@@ -136,6 +136,8 @@ pub(crate) struct FileCopy<'a> {
     writeback_started: u64,
     /// Early flushes asked for (the multi-thread pass).
     flushes_asked: u64,
+    /// The early flushes' thread, once the multi-thread pass started it.
+    flusher: Option<EarlyFlush>,
 }
 
 impl<'a> FileCopy<'a> {
@@ -149,6 +151,7 @@ impl<'a> FileCopy<'a> {
             early_writeback: false,
             writeback_started: 0,
             flushes_asked: 0,
+            flusher: None,
         }
     }
 
@@ -179,6 +182,12 @@ impl<'a> FileCopy<'a> {
     #[cfg(test)]
     pub fn direct_bytes(&self) -> u64 {
         self.direct_bytes
+    }
+
+    /// The early flushes' thread, if the pass started one: it must be
+    /// [finished](EarlyFlush::finish) before the copy's final fsync.
+    pub fn take_flusher(&mut self) -> Option<EarlyFlush> {
+        self.flusher.take()
     }
 
     /// Early flushes asked for so far (requests made while one ran are merged into it).
@@ -406,25 +415,23 @@ fn pipelined<R: Read>(
             Some(c) => {
                 let (hashed_tx, hashed_rx) = sync_channel::<Chunk>(PIPELINE_BUFFERS);
                 let free_tx = free_tx.clone();
-                let flusher = c
-                    .early_writeback
-                    .then(|| EarlyFlush::start(scope, c.file, end));
+                if c.early_writeback && c.flusher.is_none() {
+                    c.flusher = EarlyFlush::start(c.file, end);
+                }
                 let writer = scope.spawn(move || -> Result<()> {
-                    let mut flusher = flusher;
                     for chunk in hashed_rx {
                         c.write_at(chunk.data(), chunk.pos)
                             .map_err(|e| Error::io("writing the output", e))?;
-                        if let Some(f) = &mut flusher {
+                        if let Some(f) = &mut c.flusher {
                             if f.written(chunk.pos + chunk.len as u64) {
                                 c.flushes_asked += 1;
                             }
                         }
                         let _ = free_tx.send(chunk.buf);
                     }
-                    match flusher {
-                        Some(f) => f.finish(),
-                        None => Ok(()),
-                    }
+                    // The flusher goes on with its last flush while the caller signs: the
+                    // caller finishes it before its fsync (FileCopy::take_flusher).
+                    Ok(())
                 });
                 (Some(hashed_tx), Some(writer))
             }
@@ -489,12 +496,16 @@ fn pipelined<R: Read>(
 }
 
 /// The early flushes of a large copy ([`FileCopy::with_early_writeback`]): a thread that
-/// `fdatasync`s the copy when asked, one flush at a time.
-struct EarlyFlush<'scope> {
+/// `fdatasync`s the copy when asked, one flush at a time. It outlives the pass, so that its
+/// last flush runs while the key signs; whoever commits the copy must
+/// [finish](Self::finish) it before the final fsync. Dropped unfinished (signing failed),
+/// the thread ends after the flush it is running, if any.
+#[derive(Debug)]
+pub(crate) struct EarlyFlush {
     /// Asks for a flush; room for one request, so requests made during a flush merge.
     ask: std::sync::mpsc::SyncSender<()>,
     /// The flushing thread (`None` in unit tests of the plan).
-    thread: Option<std::thread::ScopedJoinHandle<'scope, std::io::Result<()>>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     /// Asking stops once the copy has reached this offset (the last stretch).
     until: u64,
     step: u64,
@@ -502,33 +513,37 @@ struct EarlyFlush<'scope> {
     next: u64,
 }
 
-impl<'scope> EarlyFlush<'scope> {
-    /// Starts the flushing thread in `scope` for a copy of `end` bytes to `file`. The thread
-    /// stops when this value is dropped or [finished](Self::finish), after the flush it is
-    /// running, if any.
-    fn start(scope: &'scope std::thread::Scope<'scope, '_>, file: &'scope File, end: u64) -> Self {
+impl EarlyFlush {
+    /// Starts the flushing thread for a copy of `end` bytes to `file` (through a handle of
+    /// its own on the same open file). `None` if the handle or the thread cannot be had:
+    /// the final fsync then does all the work, as without early flushes.
+    fn start(file: &File, end: u64) -> Option<Self> {
+        let file = file.try_clone().ok()?;
         let (ask, asked) = std::sync::mpsc::sync_channel::<()>(1);
-        let thread = scope.spawn(move || {
-            for () in asked {
-                let _flush = crate::timing::span(crate::timing::Phase::EarlyFlush);
-                file.sync_data()?;
-            }
-            Ok(())
-        });
+        let thread = std::thread::Builder::new()
+            .name("codeseal-flush".into())
+            .spawn(move || {
+                for () in asked {
+                    let _flush = crate::timing::span(crate::timing::Phase::EarlyFlush);
+                    file.sync_data()?;
+                }
+                Ok(())
+            })
+            .ok()?;
         let (step, until) = Self::plan(end);
-        Self {
+        Some(Self {
             ask,
             thread: Some(thread),
             until,
             step,
             next: step,
-        }
+        })
     }
 
-    /// Stops the thread and reports a failed flush. It must not be left to the caller's
-    /// fsync: Linux reports a write-back error once per open file, so the fsync on the same
-    /// handle would no longer see it.
-    fn finish(self) -> Result<()> {
+    /// Waits for the flush running, if any, stops the thread and reports a failed flush. A
+    /// failure must not be left to the caller's fsync: Linux reports a write-back error
+    /// once per open file (the two handles share one), so that fsync would not see it.
+    pub(crate) fn finish(self) -> Result<()> {
         let Self { ask, thread, .. } = self;
         drop(ask);
         match thread.map(|t| t.join()) {

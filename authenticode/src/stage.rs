@@ -18,7 +18,7 @@ use codeseal_signer::DigestAlgorithm;
 use tempfile::NamedTempFile;
 
 use crate::{
-    digest::{stream_image_to_file, FileCopy, ImagePass, PIPELINE_MIN},
+    digest::{stream_image_to_file, EarlyFlush, FileCopy, ImagePass, PIPELINE_MIN},
     error::{Error, Result},
     format::{check_written, output::OutputFile, FileKind, Staged},
     pagehash::PageHasher,
@@ -52,6 +52,8 @@ pub struct StagedImage {
     inherited: Vec<Vec<u8>>,
     /// Whether the input had a certificate table.
     was_signed: bool,
+    /// The copy's early flushes, still running its last one while the key signs.
+    flusher: Option<EarlyFlush>,
 }
 
 /// Whether the copy should bypass the page cache: only with `CODESEAL_DIRECT_IO=1`.
@@ -277,14 +279,11 @@ impl StagedImage {
             None
         };
         let _t = crate::timing::span(crate::timing::Phase::HashCopy);
-        let pass = stream_image_to_file(
-            &mut r,
-            &pe,
-            &algs,
-            &mut FileCopy::new(out.tmp().as_file(), direct).with_early_writeback(),
-            page_hasher.as_mut_slice(),
-        )?;
+        let mut copy = FileCopy::new(out.tmp().as_file(), direct).with_early_writeback();
+        let pass = stream_image_to_file(&mut r, &pe, &algs, &mut copy, page_hasher.as_mut_slice())?;
+        let flusher = copy.take_flusher();
         Ok(Self {
+            flusher,
             out,
             was_signed: pe.cert_table.is_some(),
             pe,
@@ -346,6 +345,10 @@ impl StagedImage {
         {
             let _t = crate::timing::span(crate::timing::Phase::Check);
             self.check_output(total, signature)?;
+        }
+        if let Some(f) = self.flusher.take() {
+            let _t = crate::timing::span(crate::timing::Phase::Fsync);
+            f.finish()?;
         }
         self.out.persist()?;
         Ok(total)
@@ -519,8 +522,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(copy.direct_bytes(), 0);
-        // About 11 MiB: one early flush, at 4 MiB (the rest is the caller's fsync).
+        // About 11 MiB: one early flush, at 4 MiB (the rest is the caller's fsync), whose
+        // thread is handed over to the caller.
         assert_eq!(copy.flushes_asked(), 1);
+        copy.take_flusher().expect("a flusher").finish().unwrap();
+        assert!(copy.take_flusher().is_none());
         let total = pass.image_len + pass.padding;
         if cfg!(any(target_os = "linux", target_os = "android")) {
             let started = copy.writeback_started();
