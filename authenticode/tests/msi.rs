@@ -19,10 +19,7 @@ use codeseal_authenticode::{
     attach_signature, extract_signature,
     formats::msi::{self, CompoundFile},
     manage::timestamp_file,
-    remove_signature, sign_bytes, sign_file, sign_stream,
-    split::{attach_request_signature, make_request, sign_request},
-    timestamp::{Protocol, TimestampOptions},
-    AttachOptions, Error, FileKind, OpusInfo, SignOptions, Verifier,
+    remove_signature, sign_bytes, sign_file, AttachOptions, Error, FileKind, SignOptions, Verifier,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;
@@ -37,30 +34,6 @@ fn msi_path(name: &str) -> PathBuf {
         .expect("test env")
         .join("msis")
         .join(name)
-}
-
-fn trusting() -> Verifier {
-    Verifier::new(codeseal_keys::load_certificates(&root()).expect("root")).expect("anchors")
-}
-
-/// osslsigncode 2.9 and 2.14 both accept `file`, with `n` signatures.
-fn both_osslsigncodes_accept(file: &Path, n: usize) {
-    for bin in [Path::new("osslsigncode"), osslsigncode_new()] {
-        let (ok, log) = osslsigncode_verify_with(bin, file, &root());
-        assert!(ok, "{} rejects {}: {log}", bin.display(), file.display());
-        assert!(
-            log.contains(&format!("Number of verified signatures: {n}")),
-            "{}: {log}",
-            bin.display()
-        );
-    }
-}
-
-fn osslsigncode_rejects(file: &Path) {
-    for bin in [Path::new("osslsigncode"), osslsigncode_new()] {
-        let (ok, log) = osslsigncode_verify_with(bin, file, &root());
-        assert!(!ok, "{} accepts {}: {log}", bin.display(), file.display());
-    }
 }
 
 /// Every entry of a compound file but the signature streams: streams by path with their
@@ -313,72 +286,31 @@ fn msi_digital_signature_ex_covers_the_metadata() {
 #[test]
 fn sign_replace_append_remove_each_accepted_by_osslsigncode() {
     let dir = tempfile::tempdir().expect("tmp");
-    let p = |n: &str| dir.path().join(n);
     for name in SMALL {
         for dse in [false, true] {
             let input = msi_path(name);
-            let tag = format!("{dse}-{name}");
-            let s1 = p(&format!("1-{tag}"));
-            sign(
-                "leaf-rsa2048",
-                &input,
-                &s1,
-                SignOptions::default().with_add_msi_dse(dse),
-            );
-            both_osslsigncodes_accept(&s1, 1);
-            let e = sign_file(
-                &identity("leaf-rsa2048"),
-                &s1,
-                &p("x.msi"),
-                &SignOptions::default(),
-            )
-            .expect_err("already signed");
-            assert!(matches!(e, Error::AlreadySigned), "{e}");
-
             // Replace (signed twice), with the Ex stream toggled.
-            let s2 = p(&format!("2-{tag}"));
-            sign(
-                "leaf-p256",
-                &s1,
-                &s2,
-                SignOptions::default()
-                    .with_replace(true)
-                    .with_add_msi_dse(!dse),
+            let f = sign_replace_append_remove(
+                &input,
+                dir.path(),
+                &format!("{dse}-{name}"),
+                SignOptions::default().with_add_msi_dse(dse),
+                SignOptions::default().with_add_msi_dse(!dse),
             );
-            both_osslsigncodes_accept(&s2, 1);
             assert_eq!(
-                streams_of(&s2)
+                streams_of(&f.replaced)
                     .iter()
                     .any(|n| n == msi::SIGNATURE_EX_STREAM),
                 !dse
             );
-
-            let s3 = p(&format!("3-{tag}"));
-            sign(
-                "leaf-rsa4096",
-                &s2,
-                &s3,
-                SignOptions::default()
-                    .with_append(true)
-                    .with_digest(DigestAlgorithm::Sha512),
-            );
-            both_osslsigncodes_accept(&s3, 2);
-            let r = trusting().verify_file(&s3).expect("verify");
-            assert!(r.valid && r.signatures.len() == 2, "{r:?}");
-            assert!(r.signatures[1].nested);
-
-            let removed = p(&format!("r-{tag}"));
-            remove_signature(&s3, &removed, false).expect("remove");
-            assert!(streams_of(&removed)
+            assert!(streams_of(&f.removed)
                 .iter()
                 .all(|n| !n.starts_with("\u{5}Digital") && !n.starts_with("\u{5}MsiDigital")));
-            assert_eq!(contents(&removed), contents(&input));
-            msiinfo_reads(&removed);
-            let e = remove_signature(&removed, &p("rr.msi"), false).expect_err("not signed");
-            assert!(matches!(e, Error::NotSigned), "{e}");
+            assert_eq!(contents(&f.removed), contents(&input));
+            msiinfo_reads(&f.removed);
             // And signed again after all that.
-            let s4 = p(&format!("4-{tag}"));
-            sign("leaf-rsa2048", &removed, &s4, SignOptions::default());
+            let s4 = dir.path().join(format!("4-{dse}-{name}"));
+            sign("leaf-rsa2048", &f.removed, &s4, SignOptions::default());
             both_osslsigncodes_accept(&s4, 1);
             assert_eq!(contents(&s4), contents(&input));
         }
@@ -440,66 +372,15 @@ fn extract_attach_and_split_signing() {
     let input = msi_path("several.msi");
     sign("leaf-rsa2048", &input, &p("s.msi"), SignOptions::default());
     let der = extract_signature(&p("s.msi")).expect("extract");
-    let o = Command::new("osslsigncode")
-        .arg("extract-signature")
-        .arg("-in")
-        .arg(p("s.msi"))
-        .arg("-out")
-        .arg(p("theirs.p7"))
-        .output()
-        .expect("osslsigncode");
-    assert!(o.status.success(), "{o:?}");
-    assert_eq!(fs::read(p("theirs.p7")).expect("read"), der);
+    osslsigncode_extracts(&p("s.msi"), &der, dir.path());
     attach_signature(&input, &der, &p("att.msi"), AttachOptions::default()).expect("attach");
     both_osslsigncodes_accept(&p("att.msi"), 1);
     assert_eq!(extract_signature(&p("att.msi")).expect("extract"), der);
-    let e = attach_signature(
-        &msi_path("one.msi"),
-        &der,
-        &p("o.msi"),
-        AttachOptions::default(),
-    )
-    .expect_err("another installer");
-    assert!(e.to_string().contains("another file"), "{e}");
-    let e = attach_signature(
-        &fixture("pe64.exe"),
-        &der,
-        &p("o.exe"),
-        AttachOptions::default(),
-    )
-    .expect_err("an MSI signature on a PE file");
+    let e = attach_elsewhere_refused(&der, &msi_path("one.msi"), dir.path());
     assert!(matches!(e, Error::Usage(_)), "{e}");
 
-    let chain = codeseal_keys::load_certificates(&pki("leaf-p256-chain.pem")).expect("chain");
-    let req = make_request(
-        &input,
-        &chain[0],
-        DigestAlgorithm::Sha256,
-        &OpusInfo::default(),
-        false,
-    )
-    .expect("request");
-    assert_eq!(req.kind.as_deref(), Some("MSI"));
-    let id = identity("leaf-p256");
-    let sig = sign_request(id.key().as_ref(), &req).expect("sign digest");
-    attach_request_signature(
-        &input,
-        &req,
-        &sig,
-        &chain,
-        &p("split.msi"),
-        AttachOptions::default(),
-    )
-    .expect("attach");
+    split_sign(&input, "leaf-p256", "MSI", &p("split.msi"));
     both_osslsigncodes_accept(&p("split.msi"), 1);
-    assert!(make_request(
-        &input,
-        &chain[0],
-        DigestAlgorithm::Sha256,
-        &OpusInfo::default(),
-        true
-    )
-    .is_err());
 }
 
 #[test]
@@ -523,62 +404,22 @@ fn sign_stream_and_sign_bytes() {
     both_osslsigncodes_accept(&f, 1);
     assert_eq!(contents(&f), contents(&msi_path("several.msi")));
 
-    let mut out = Vec::new();
-    let o = sign_stream(
-        &identity("leaf-p256"),
-        FileKind::Msi,
-        &mut Cursor::new(&signed),
-        &mut out,
-        &SignOptions::default().with_append(true),
-    )
-    .expect("append");
-    assert!(o.appended && o.output_len == out.len() as u64);
-    let f2 = dir.path().join("appended.msi");
-    fs::write(&f2, &out).expect("write");
-    both_osslsigncodes_accept(&f2, 2);
-    let e = sign_bytes(&id, FileKind::Msi, &signed, &SignOptions::default()).expect_err("signed");
-    assert!(matches!(e, Error::AlreadySigned), "{e}");
-    let e = sign_bytes(
-        &id,
-        FileKind::Msi,
-        &input,
-        &SignOptions::default().with_append(true),
-    )
-    .expect_err("nothing to append to");
-    assert!(matches!(e, Error::NotSigned), "{e}");
-    let e = sign_bytes(
-        &id,
-        FileKind::Msi,
-        &input,
-        &SignOptions::default().with_page_hashes(true),
-    )
-    .expect_err("page hashes");
-    assert!(e.to_string().contains("only for PE"), "{e}");
+    stream_append_and_refusals(FileKind::Msi, &input, &signed, dir.path());
 }
 
 #[test]
 fn time_stamps_on_msis() {
     let dir = tempfile::tempdir().expect("tmp");
-    let ts = || {
-        TimestampOptions::default()
-            .with_urls(vec![format!("{}/rfc3161", tsa())])
-            .with_protocol(Protocol::Rfc3161)
-            .with_attempts(3)
-            .with_retry_wait(Duration::from_millis(50))
-    };
     let signed = dir.path().join("ts.msi");
     sign(
         "leaf-rsa2048",
         &msi_path("one.msi"),
         &signed,
         SignOptions::default()
-            .with_timestamp(Some(ts()))
+            .with_timestamp(Some(ts_options()))
             .with_add_msi_dse(true),
     );
-    let (ok, log) = osslsigncode_verify_ts(&signed);
-    assert!(ok, "{log}");
-    let r = ours_trusting_test_roots(&signed);
-    assert!(r.valid && r.signatures[0].timestamps[0].valid, "{r:?}");
+    assert_time_stamped(&signed);
 
     let plain = dir.path().join("plain.msi");
     sign(
@@ -588,11 +429,8 @@ fn time_stamps_on_msis() {
         SignOptions::default(),
     );
     let stamped = dir.path().join("stamped.msi");
-    timestamp_file(&plain, &stamped, false, &ts()).expect("timestamp");
-    let (ok, log) = osslsigncode_verify_ts(&stamped);
-    assert!(ok, "{log}");
-    let r = ours_trusting_test_roots(&stamped);
-    assert!(r.valid && r.signatures[0].timestamps.len() == 1, "{r:?}");
+    timestamp_file(&plain, &stamped, false, &ts_options()).expect("timestamp");
+    assert_time_stamped(&stamped);
     assert_eq!(contents(&stamped), contents(&msi_path("several.msi")));
 }
 
