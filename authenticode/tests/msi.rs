@@ -119,6 +119,32 @@ fn flip_stream_byte(file: &Path, out: &Path) {
     cf.flush().expect("flush");
 }
 
+/// osslsigncode `bin` signs `input` with the test PKI's `leaf` into `out`, with
+/// MsiDigitalSignatureEx when `dse`.
+fn osslsigncode_sign_msi(
+    bin: &Path,
+    leaf: &str,
+    input: &Path,
+    out: &Path,
+    dse: bool,
+) -> std::process::Output {
+    let mut c = Command::new(bin);
+    c.arg("sign")
+        .arg("-certs")
+        .arg(pki(&format!("{leaf}-chain.pem")))
+        .arg("-key")
+        .arg(pki(&format!("{leaf}.key")));
+    if dse {
+        c.arg("-add-msi-dse");
+    }
+    c.arg("-in")
+        .arg(input)
+        .arg("-out")
+        .arg(out)
+        .output()
+        .expect("osslsigncode")
+}
+
 fn sign(leaf: &str, input: &Path, output: &Path, opts: SignOptions) {
     sign_file(&identity(leaf), input, output, &opts)
         .unwrap_or_else(|e| panic!("{}: {e}", input.display()));
@@ -189,22 +215,7 @@ fn osslsigncode_signed_msis_verify_in_codeseal_with_the_same_digest() {
                 let what = format!("{tag} {name} dse={dse}");
                 let theirs = dir.path().join(format!("{tag}-{dse}-{name}"));
                 let _ = fs::remove_file(&theirs);
-                let mut c = Command::new(bin);
-                c.arg("sign")
-                    .arg("-certs")
-                    .arg(pki("leaf-rsa2048-chain.pem"))
-                    .arg("-key")
-                    .arg(pki("leaf-rsa2048.key"));
-                if dse {
-                    c.arg("-add-msi-dse");
-                }
-                let o = c
-                    .arg("-in")
-                    .arg(msi_path(name))
-                    .arg("-out")
-                    .arg(&theirs)
-                    .output()
-                    .expect("osslsigncode");
+                let o = osslsigncode_sign_msi(bin, "leaf-rsa2048", &msi_path(name), &theirs, dse);
                 assert!(o.status.success(), "{what}: {o:?}");
                 assert_eq!(
                     streams_of(&theirs).len(),
@@ -322,22 +333,13 @@ fn appending_to_osslsigncode_signed_msis() {
     let dir = tempfile::tempdir().expect("tmp");
     for dse in [false, true] {
         let theirs = dir.path().join(format!("theirs-{dse}.msi"));
-        let mut c = Command::new(osslsigncode_new());
-        c.arg("sign")
-            .arg("-certs")
-            .arg(pki("leaf-rsa4096-chain.pem"))
-            .arg("-key")
-            .arg(pki("leaf-rsa4096.key"));
-        if dse {
-            c.arg("-add-msi-dse");
-        }
-        let o = c
-            .arg("-in")
-            .arg(msi_path("several.msi"))
-            .arg("-out")
-            .arg(&theirs)
-            .output()
-            .expect("osslsigncode");
+        let o = osslsigncode_sign_msi(
+            osslsigncode_new(),
+            "leaf-rsa4096",
+            &msi_path("several.msi"),
+            &theirs,
+            dse,
+        );
         assert!(o.status.success(), "{o:?}");
         let both = dir.path().join(format!("both-{dse}.msi"));
         sign(

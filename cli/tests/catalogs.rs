@@ -105,7 +105,7 @@ fn catalog_create_sign_verify_members() {
 fn every_verb_on_a_catalog() {
     let env = test_env();
     let pki = Pki::new(&env);
-    let (root_pem, key, chain) = (&pki.root_pem, &pki.key, &pki.chain);
+    let root_pem = &pki.root_pem;
     let dir = tempfile::tempdir().expect("tmp");
     let p = |n: &str| dir.path().join(n);
     std::fs::copy(env.join("fixtures/pe64.exe"), p("app.exe")).expect("copy");
@@ -197,33 +197,13 @@ fn every_verb_on_a_catalog() {
     );
 
     // Verbs that do not apply.
-    let o = codeseal(&[
-        "sign",
-        "--append",
-        "--key",
-        key,
-        "--cert",
-        s(chain),
-        s(&p("signed.cat")),
-        "-o",
-        s(&p("a.cat")),
-    ]);
+    let o = codeseal(&pki.sign_args(&["--append"], &p("signed.cat"), &p("a.cat")));
     assert!(
         !o.status.success() && text(&o).contains("one signature"),
         "{}",
         text(&o)
     );
-    let o = codeseal(&[
-        "sign",
-        "--page-hashes",
-        "--key",
-        key,
-        "--cert",
-        s(chain),
-        s(&p("u.cat")),
-        "-o",
-        s(&p("ph.cat")),
-    ]);
+    let o = codeseal(&pki.sign_args(&["--page-hashes"], &p("u.cat"), &p("ph.cat")));
     assert!(
         !o.status.success() && text(&o).contains("page hashes"),
         "{}",

@@ -231,19 +231,7 @@ fn sigkilled_worker_job_is_taken_up_after_its_lease_and_done_once() {
         true,
     );
     let client = Client::new(&api.base(), API_KEY);
-    let slow_args = s.args(
-        "worker",
-        &s.key_uri(),
-        &s.results,
-        &[
-            "--step-delay-ms",
-            "4000",
-            "--lease-seconds",
-            "3",
-            "--workers",
-            "1",
-        ],
-    );
+    let slow_args = s.args("worker", &s.key_uri(), &s.results, SLOW_WORKER);
     let mut slow = s.start("slow-worker.log", slow_args, false);
     let input = std::fs::read(test_env().join("fixtures/pe64.dll")).expect("fixture");
     let id = client.upload("lib.dll", &input);

@@ -110,11 +110,10 @@ fn embedded_upload_sign_verify_download() {
     );
 
     // Metrics saw it.
-    let (st, m) = client.api("GET", "/metrics", None);
-    assert_eq!(st, 200);
-    let m = m.as_str().expect("text").to_string();
-    assert!(m.contains("codeseal_jobs_succeeded_total 1"), "{m}");
-    assert!(m.contains("codeseal_sign_duration_seconds_count 1"), "{m}");
+    client.assert_metrics(&[
+        "codeseal_jobs_succeeded_total 1",
+        "codeseal_sign_duration_seconds_count 1",
+    ]);
 
     // A repeated complete is idempotent; the job stays done.
     let (st, v) = client.api(
@@ -277,13 +276,7 @@ fn embedded_rejects_bad_uploads_and_keeps_them() {
         assert_kept(&svc, &id, name, &data);
         assert!(!svc.data.join("objects/signed").join(&id).exists());
     }
-    let (_, m) = client.api("GET", "/metrics", None);
-    assert!(
-        m.as_str()
-            .expect("text")
-            .contains("codeseal_jobs_failed_total{reason=\"unsupported_type\"}"),
-        "{m}"
-    );
+    client.assert_metrics(&["codeseal_jobs_failed_total{reason=\"unsupported_type\"}"]);
 }
 
 #[test]
@@ -671,13 +664,7 @@ fn dropped_uploads_with_control_or_bidi_names_fail_with_bad_file_name() {
             .join(name)
             .is_file());
     }
-    let (_, m) = client.api("GET", "/metrics", None);
-    assert!(
-        m.as_str()
-            .expect("text")
-            .contains("codeseal_jobs_failed_total{reason=\"bad_file_name\"} 2"),
-        "{m}"
-    );
+    client.assert_metrics(&["codeseal_jobs_failed_total{reason=\"bad_file_name\"} 2"]);
 }
 
 #[test]
@@ -780,13 +767,7 @@ fn abandoned_uploads_expire_after_the_upload_ttl() {
     let ok = client.upload("kept.dll", &pe);
     let done = client.wait(&ok, Duration::from_secs(60));
     assert_eq!(done["status"], "done", "{done}");
-    let (_, m) = client.api("GET", "/metrics", None);
-    assert!(
-        m.as_str()
-            .expect("text")
-            .contains("codeseal_jobs_failed_total{reason=\"expired\"} 1"),
-        "{m}"
-    );
+    client.assert_metrics(&["codeseal_jobs_failed_total{reason=\"expired\"} 1"]);
 }
 
 #[test]

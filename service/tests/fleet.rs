@@ -421,18 +421,7 @@ fn sigkilled_worker_message_returns_after_the_visibility_timeout_and_the_job_is_
     // A slow worker (each step sleeps 4 s) with a 3 s lease = visibility timeout.
     let mut slow = f.start(
         "slow.log",
-        f.args(
-            "worker",
-            &f.key_uri(),
-            &[
-                "--step-delay-ms",
-                "4000",
-                "--lease-seconds",
-                "3",
-                "--workers",
-                "1",
-            ],
-        ),
+        f.args("worker", &f.key_uri(), SLOW_WORKER),
         false,
     );
     let input = std::fs::read(test_env().join("fixtures/pe64.dll")).expect("fixture");

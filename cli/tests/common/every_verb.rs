@@ -50,6 +50,22 @@ impl Pki {
     pub fn tsa_root(&self) -> PathBuf {
         self.dir.join("tsa-root.pem")
     }
+
+    /// The arguments of `codeseal sign --key KEY --cert CHAIN EXTRA INPUT -o OUT` with the
+    /// RSA-2048 leaf.
+    pub fn sign_args<'a>(
+        &'a self,
+        extra: &[&'a str],
+        input: &'a Path,
+        out: &'a Path,
+    ) -> Vec<&'a str> {
+        [
+            &["sign", "--key", &self.key, "--cert", s(&self.chain)][..],
+            extra,
+            &[s(input), "-o", s(out)][..],
+        ]
+        .concat()
+    }
 }
 
 /// A signed `file` is accepted by osslsigncode and `codeseal verify --trust`; a copy
@@ -128,14 +144,7 @@ pub fn every_verb(f: &Format, pki: &Pki, input: &Path, dir: &Path) {
 
     // sign + verify + info
     let signed = p("signed");
-    let o = codeseal(
-        &[
-            &["sign", "--key", key, "--cert", s(chain)][..],
-            f.sign_args,
-            &[s(input), "-o", s(&signed)][..],
-        ]
-        .concat(),
-    );
+    let o = codeseal(&pki.sign_args(f.sign_args, input, &signed));
     assert!(o.status.success(), "{}", text(&o));
     (f.accepted)(&signed, root_pem);
     let o = codeseal(&["verify", "--json", "--trust", s(root_pem), s(&signed)]);
@@ -165,16 +174,7 @@ pub fn every_verb(f: &Format, pki: &Pki, input: &Path, dir: &Path) {
         RoundTrip::SameBytes => signed.clone(),
         RoundTrip::ViaPlainSignature => {
             let plain = p("plain");
-            let o = codeseal(&[
-                "sign",
-                "--key",
-                key,
-                "--cert",
-                s(chain),
-                s(input),
-                "-o",
-                s(&plain),
-            ]);
+            let o = codeseal(&pki.sign_args(&[], input, &plain));
             assert!(o.status.success(), "{}", text(&o));
             (f.accepted)(&plain, root_pem);
             plain
@@ -236,17 +236,7 @@ pub fn every_verb(f: &Format, pki: &Pki, input: &Path, dir: &Path) {
         assert_eq!(v["signatures"].as_array().map(Vec::len), Some(2), "{v}");
         if f.replace {
             let replaced = p("replaced");
-            let o = codeseal(&[
-                "sign",
-                "--key",
-                key,
-                "--cert",
-                s(chain),
-                "--replace",
-                s(&dual),
-                "-o",
-                s(&replaced),
-            ]);
+            let o = codeseal(&pki.sign_args(&["--replace"], &dual, &replaced));
             assert!(o.status.success(), "{}", text(&o));
             (f.accepted)(&replaced, root_pem);
         }
@@ -257,16 +247,7 @@ pub fn every_verb(f: &Format, pki: &Pki, input: &Path, dir: &Path) {
 
 /// Signing `input` fails with an error that says `message`, and writes nothing at `out`.
 pub fn sign_fails_clearly(pki: &Pki, input: &Path, out: &Path, message: &str) {
-    let o = codeseal(&[
-        "sign",
-        "--key",
-        &pki.key,
-        "--cert",
-        s(&pki.chain),
-        s(input),
-        "-o",
-        s(out),
-    ]);
+    let o = codeseal(&pki.sign_args(&[], input, out));
     assert_ne!(o.status.code(), Some(0));
     assert!(text(&o).contains(message), "{}", text(&o));
     assert!(!out.exists());
@@ -334,14 +315,7 @@ pub fn sign_verify_remove_rss(
     removed: &Path,
 ) -> u64 {
     let name = input.display();
-    let (o, sign_rss) = codeseal_rss(
-        &[
-            &["sign", "--key", &pki.key, "--cert", s(&pki.chain)][..],
-            sign_args,
-            &[s(input), "-o", s(signed)][..],
-        ]
-        .concat(),
-    );
+    let (o, sign_rss) = codeseal_rss(&pki.sign_args(sign_args, input, signed));
     assert!(o.status.success(), "{name} sign: {}", text(&o));
     let (o, verify_rss) = codeseal_rss(&["verify", "--trust", s(&pki.root_pem), s(signed)]);
     assert!(o.status.success(), "{name} verify: {}", text(&o));
@@ -351,4 +325,33 @@ pub fn sign_verify_remove_rss(
         "{name}: peak RSS sign {sign_rss} KiB, verify {verify_rss} KiB, remove {remove_rss} KiB"
     );
     sign_rss.max(verify_rss).max(remove_rss)
+}
+
+/// Signs, verifies and removes the signature of the small and the large `inputs` (files
+/// `signed-NAME` and `removed-NAME` in `dir`) under `/usr/bin/time`; `check(input, signed,
+/// removed)` runs on each. The peak RSS on the large one must stay within 8 MiB of the peak
+/// on the small one (`what` names them in the message).
+pub fn flat_memory(
+    pki: &Pki,
+    dir: &Path,
+    inputs: [&Path; 2],
+    sign_args: &[&str],
+    check: impl Fn(&Path, &Path, &Path),
+    what: &str,
+) {
+    let mut rss = Vec::new();
+    for input in inputs {
+        let name = input.file_name().and_then(|n| n.to_str()).expect("name");
+        let signed = dir.join(format!("signed-{name}"));
+        let removed = dir.join(format!("removed-{name}"));
+        rss.push(sign_verify_remove_rss(
+            pki, sign_args, input, &signed, &removed,
+        ));
+        check(input, &signed, &removed);
+    }
+    let (small, big) = (rss[0], rss[1]);
+    assert!(
+        big < small + (8 << 10),
+        "peak RSS grows with the {what}: {small} KiB, {big} KiB"
+    );
 }

@@ -505,6 +505,29 @@ impl Client {
     }
 }
 
+impl Client {
+    /// GET /metrics (200) has every line of `lines` in its text.
+    pub fn assert_metrics(&self, lines: &[&str]) {
+        let (st, m) = self.api("GET", "/metrics", None);
+        assert_eq!(st, 200, "{m}");
+        let m = m.as_str().expect("text");
+        for l in lines {
+            assert!(m.contains(l), "{l} not in: {m}");
+        }
+    }
+}
+
+/// Worker arguments of the SIGKILL tests: one worker, each step slowed by 4 s, a 3 s lease
+/// (so that it is killed mid-job and its lease or message expires before it would finish).
+pub const SLOW_WORKER: &[&str] = &[
+    "--step-delay-ms",
+    "4000",
+    "--lease-seconds",
+    "3",
+    "--workers",
+    "1",
+];
+
 /// `bytes`, written to `dir/name`, pass osslsigncode trusting only the test root.
 pub fn assert_osslsigncode_accepts(bytes: &[u8], dir: &Path, name: &str) {
     let f = dir.join(name);
