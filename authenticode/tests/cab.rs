@@ -332,26 +332,7 @@ fn patched(name: &str, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
 }
 
 fn cab_error(dir: &Path, bytes: &[u8]) -> Error {
-    let f = dir.join("bad.cab");
-    fs::write(&f, bytes).expect("write");
-    let e = sign_file(
-        &identity("leaf-rsa2048"),
-        &f,
-        &dir.join("out.cab"),
-        &SignOptions::default(),
-    )
-    .expect_err("a bad cabinet signs");
-    assert!(!dir.join("out.cab").exists());
-    // The verifier, the stream path and the reader agree it is bad.
-    assert!(Verifier::integrity_only().verify_file(&f).is_err());
-    assert!(sign_bytes(
-        &identity("leaf-rsa2048"),
-        FileKind::Cab,
-        bytes,
-        &SignOptions::default()
-    )
-    .is_err());
-    e
+    refused_everywhere(FileKind::Cab, dir, "a bad cabinet", bytes)
 }
 
 #[test]

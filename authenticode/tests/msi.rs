@@ -542,26 +542,7 @@ fn large_msi_signs_and_verifies() {
 }
 
 fn msi_error(dir: &Path, what: &str, bytes: &[u8]) -> Error {
-    let f = dir.join("bad.msi");
-    fs::write(&f, bytes).expect("write");
-    let e = sign_file(
-        &identity("leaf-rsa2048"),
-        &f,
-        &dir.join("out.msi"),
-        &SignOptions::default(),
-    )
-    .map(|_| what)
-    .expect_err("a bad installer signs");
-    assert!(!dir.join("out.msi").exists());
-    assert!(Verifier::integrity_only().verify_file(&f).is_err());
-    assert!(sign_bytes(
-        &identity("leaf-rsa2048"),
-        FileKind::Msi,
-        bytes,
-        &SignOptions::default()
-    )
-    .is_err());
-    e
+    refused_everywhere(FileKind::Msi, dir, what, bytes)
 }
 
 /// Truncated files, FAT and directory sectors pointing outside the file, sector chains that

@@ -217,6 +217,36 @@ pub fn stream_append_and_refusals(kind: FileKind, input: &[u8], signed: &[u8], d
     assert!(e.to_string().contains("only for PE"), "{e}");
 }
 
+/// `bytes` of `kind` that are bad (`what`): written to `dir/bad.EXT`, sign_file refuses
+/// them and writes nothing, the verifier and sign_bytes refuse them too. Returns
+/// sign_file's error for the suite to check.
+pub fn refused_everywhere(kind: FileKind, dir: &Path, what: &str, bytes: &[u8]) -> Error {
+    let ext = kind_ext(kind);
+    let f = dir.join(format!("bad.{ext}"));
+    let out = dir.join(format!("out.{ext}"));
+    fs::write(&f, bytes).expect("write");
+    let e = sign_file(&identity("leaf-rsa2048"), &f, &out, &SignOptions::default())
+        .map(|_| what)
+        .expect_err("a bad input signs");
+    assert!(!out.exists(), "{what}");
+    // The verifier, the stream path and the reader agree it is bad.
+    assert!(
+        Verifier::integrity_only().verify_file(&f).is_err(),
+        "{what}"
+    );
+    assert!(
+        sign_bytes(
+            &identity("leaf-rsa2048"),
+            kind,
+            bytes,
+            &SignOptions::default()
+        )
+        .is_err(),
+        "{what}"
+    );
+    e
+}
+
 fn kind_ext(kind: FileKind) -> &'static str {
     match kind {
         FileKind::Cab => "cab",
