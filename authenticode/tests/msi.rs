@@ -89,18 +89,23 @@ fn msiinfo_reads(file: &Path) {
     }
 }
 
+/// The compound file `path`, opened for reading and writing.
+fn open_rw(path: &Path) -> CompoundFile<fs::File> {
+    CompoundFile::open(
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .expect("open"),
+    )
+    .expect("cfb")
+}
+
 /// A copy of `file` with one byte of its largest stream flipped (through cfb, so that the
 /// compound file stays well formed).
 fn flip_stream_byte(file: &Path, out: &Path) {
     fs::copy(file, out).expect("copy");
-    let mut cf = CompoundFile::open(
-        fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(out)
-            .expect("open"),
-    )
-    .expect("cfb");
+    let mut cf = open_rw(out);
     let big = cf
         .walk()
         .filter(|e| e.is_stream() && !e.name().starts_with('\u{5}'))
@@ -440,14 +445,7 @@ fn time_stamps_on_msis() {
 /// transforms are); `nested`: a storage inside a storage too.
 fn with_storages(out: &Path, nested: bool) {
     fs::copy(msi_path("one.msi"), out).expect("copy");
-    let mut cf = CompoundFile::open(
-        fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(out)
-            .expect("open"),
-    )
-    .expect("cfb");
+    let mut cf = open_rw(out);
     let clsid = |n: u8| uuid::Uuid::from_bytes_le([n; 16]);
     cf.create_storage("/Sub").expect("storage");
     cf.create_storage("/Another").expect("storage");
