@@ -10,17 +10,11 @@ use std::{
     io::Cursor,
     path::{Path, PathBuf},
     process::Command,
-    time::Duration,
 };
 
 use codeseal_authenticode::{
-    attach_signature, extract_signature,
-    formats::cab::CabError,
-    manage::timestamp_file,
-    remove_signature, sign_bytes, sign_file, sign_stream,
-    split::{attach_request_signature, make_request, sign_request},
-    timestamp::{Protocol, TimestampOptions},
-    AttachOptions, Error, FileKind, OpusInfo, SignOptions, Verifier,
+    attach_signature, extract_signature, formats::cab::CabError, manage::timestamp_file,
+    remove_signature, sign_bytes, sign_file, AttachOptions, Error, FileKind, SignOptions, Verifier,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;
@@ -35,30 +29,6 @@ fn cab(name: &str) -> PathBuf {
         .expect("test env")
         .join("cabs")
         .join(name)
-}
-
-fn trusting() -> Verifier {
-    Verifier::new(codeseal_keys::load_certificates(&root()).expect("root")).expect("anchors")
-}
-
-/// osslsigncode 2.9 and 2.14 both accept `file`, with `n` signatures.
-fn both_osslsigncodes_accept(file: &Path, n: usize) {
-    for bin in [Path::new("osslsigncode"), osslsigncode_new()] {
-        let (ok, log) = osslsigncode_verify_with(bin, file, &root());
-        assert!(ok, "{} rejects {}: {log}", bin.display(), file.display());
-        assert!(
-            log.contains(&format!("Number of verified signatures: {n}")),
-            "{}: {log}",
-            bin.display()
-        );
-    }
-}
-
-fn osslsigncode_rejects(file: &Path) {
-    for bin in [Path::new("osslsigncode"), osslsigncode_new()] {
-        let (ok, log) = osslsigncode_verify_with(bin, file, &root());
-        assert!(!ok, "{} accepts {}: {log}", bin.display(), file.display());
-    }
 }
 
 fn gcab(args: &[&str], file: &Path, dir: Option<&Path>) -> String {
@@ -191,64 +161,25 @@ fn osslsigncode_signed_cabinets_verify_in_codeseal_with_the_same_digest() {
 #[test]
 fn sign_replace_append_remove_each_accepted_by_osslsigncode() {
     let dir = tempfile::tempdir().expect("tmp");
-    let p = |n: &str| dir.path().join(n);
     for name in SMALL {
         let input = cab(name);
-        let s1 = p(&format!("1-{name}"));
-        sign_file(
-            &identity("leaf-rsa2048"),
+        let f = sign_replace_append_remove(
             &input,
-            &s1,
-            &SignOptions::default(),
-        )
-        .expect("sign");
-        both_osslsigncodes_accept(&s1, 1);
-        let e = sign_file(
-            &identity("leaf-rsa2048"),
-            &s1,
-            &p("x.cab"),
-            &SignOptions::default(),
-        )
-        .expect_err("already signed");
-        assert!(matches!(e, Error::AlreadySigned), "{e}");
-
-        let s2 = p(&format!("2-{name}"));
-        sign_file(
-            &identity("leaf-p256"),
-            &s1,
-            &s2,
-            &SignOptions::default().with_replace(true),
-        )
-        .expect("replace");
-        both_osslsigncodes_accept(&s2, 1);
-
-        let s3 = p(&format!("3-{name}"));
-        sign_file(
-            &identity("leaf-rsa4096"),
-            &s2,
-            &s3,
-            &SignOptions::default()
-                .with_append(true)
-                .with_digest(DigestAlgorithm::Sha512),
-        )
-        .expect("append");
-        both_osslsigncodes_accept(&s3, 2);
-        let r = trusting().verify_file(&s3).expect("verify");
-        assert!(r.valid && r.signatures.len() == 2, "{r:?}");
-        assert!(r.signatures[1].nested);
-
+            dir.path(),
+            name,
+            SignOptions::default(),
+            SignOptions::default(),
+        );
         // Removing gives back the original bytes, as osslsigncode's remove-signature does.
-        let removed = p(&format!("r-{name}"));
-        remove_signature(&s3, &removed, false).expect("remove");
         assert_eq!(
-            fs::read(&removed).expect("read"),
+            fs::read(&f.removed).expect("read"),
             fs::read(&input).expect("read")
         );
-        let theirs = p(&format!("ossl-r-{name}"));
+        let theirs = dir.path().join(format!("ossl-r-{name}"));
         let o = Command::new("osslsigncode")
             .arg("remove-signature")
             .arg("-in")
-            .arg(&s3)
+            .arg(&f.appended)
             .arg("-out")
             .arg(&theirs)
             .output()
@@ -258,9 +189,7 @@ fn sign_replace_append_remove_each_accepted_by_osslsigncode() {
             fs::read(&theirs).expect("read"),
             fs::read(&input).expect("read")
         );
-        let e = remove_signature(&removed, &p("rr.cab"), false).expect_err("not signed");
-        assert!(matches!(e, Error::NotSigned), "{e}");
-        same_contents(&input, &s3, dir.path());
+        same_contents(&input, &f.appended, dir.path());
     }
 }
 
@@ -303,67 +232,16 @@ fn extract_attach_and_split_signing() {
     let signed = fs::read(p("s.cab")).expect("read");
     // Extract, then attach to the unsigned cabinet: the signed file byte for byte.
     let der = extract_signature(&p("s.cab")).expect("extract");
-    let o = Command::new("osslsigncode")
-        .arg("extract-signature")
-        .arg("-in")
-        .arg(p("s.cab"))
-        .arg("-out")
-        .arg(p("theirs.p7"))
-        .output()
-        .expect("osslsigncode");
-    assert!(o.status.success(), "{o:?}");
-    assert_eq!(fs::read(p("theirs.p7")).expect("read"), der);
+    osslsigncode_extracts(&p("s.cab"), &der, dir.path());
     attach_signature(&input, &der, &p("att.cab"), AttachOptions::default()).expect("attach");
     assert!(fs::read(p("att.cab")).expect("read") == signed);
     // Not onto another cabinet, nor onto a PE file.
-    let e = attach_signature(
-        &cab("stored.cab"),
-        &der,
-        &p("o.cab"),
-        AttachOptions::default(),
-    )
-    .expect_err("another cabinet");
-    assert!(e.to_string().contains("another file"), "{e}");
-    let e = attach_signature(
-        &fixture("pe64.exe"),
-        &der,
-        &p("o.exe"),
-        AttachOptions::default(),
-    )
-    .expect_err("a CAB signature on a PE file");
+    let e = attach_elsewhere_refused(&der, &cab("stored.cab"), dir.path());
     assert!(matches!(e, Error::Usage(_)), "{e}");
 
     // Split signing: request, sign the digest elsewhere, attach.
-    let chain = codeseal_keys::load_certificates(&pki("leaf-p256-chain.pem")).expect("chain");
-    let req = make_request(
-        &input,
-        &chain[0],
-        DigestAlgorithm::Sha256,
-        &OpusInfo::default(),
-        false,
-    )
-    .expect("request");
-    assert_eq!(req.kind.as_deref(), Some("CAB"));
-    let id = identity("leaf-p256");
-    let sig = sign_request(id.key().as_ref(), &req).expect("sign digest");
-    attach_request_signature(
-        &input,
-        &req,
-        &sig,
-        &chain,
-        &p("split.cab"),
-        AttachOptions::default(),
-    )
-    .expect("attach");
+    split_sign(&input, "leaf-p256", "CAB", &p("split.cab"));
     both_osslsigncodes_accept(&p("split.cab"), 1);
-    assert!(make_request(
-        &input,
-        &chain[0],
-        DigestAlgorithm::Sha256,
-        &OpusInfo::default(),
-        true
-    )
-    .is_err());
 }
 
 #[test]
@@ -387,61 +265,21 @@ fn sign_stream_and_sign_bytes() {
     assert_eq!(signed[52..cb], fs::read(&via_file).expect("read")[52..cb]);
 
     // Append through the stream, and refusals.
-    let mut out = Vec::new();
-    let o = sign_stream(
-        &identity("leaf-p256"),
-        FileKind::Cab,
-        &mut Cursor::new(&signed),
-        &mut out,
-        &SignOptions::default().with_append(true),
-    )
-    .expect("append");
-    assert!(o.appended && o.output_len == out.len() as u64);
-    let f2 = dir.path().join("appended.cab");
-    fs::write(&f2, &out).expect("write");
-    both_osslsigncodes_accept(&f2, 2);
-    let e = sign_bytes(&id, FileKind::Cab, &signed, &SignOptions::default()).expect_err("signed");
-    assert!(matches!(e, Error::AlreadySigned), "{e}");
-    let e = sign_bytes(
-        &id,
-        FileKind::Cab,
-        &input,
-        &SignOptions::default().with_append(true),
-    )
-    .expect_err("nothing to append to");
-    assert!(matches!(e, Error::NotSigned), "{e}");
-    let e = sign_bytes(
-        &id,
-        FileKind::Cab,
-        &input,
-        &SignOptions::default().with_page_hashes(true),
-    )
-    .expect_err("page hashes");
-    assert!(e.to_string().contains("only for PE"), "{e}");
+    stream_append_and_refusals(FileKind::Cab, &input, &signed, dir.path());
 }
 
 #[test]
 fn time_stamps_on_cabinets() {
     let dir = tempfile::tempdir().expect("tmp");
-    let ts = || {
-        TimestampOptions::default()
-            .with_urls(vec![format!("{}/rfc3161", tsa())])
-            .with_protocol(Protocol::Rfc3161)
-            .with_attempts(3)
-            .with_retry_wait(Duration::from_millis(50))
-    };
     let signed = dir.path().join("ts.cab");
     sign_file(
         &identity("leaf-rsa2048"),
         &cab("stored.cab"),
         &signed,
-        &SignOptions::default().with_timestamp(Some(ts())),
+        &SignOptions::default().with_timestamp(Some(ts_options())),
     )
     .expect("sign");
-    let (ok, log) = osslsigncode_verify_ts(&signed);
-    assert!(ok, "{log}");
-    let r = ours_trusting_test_roots(&signed);
-    assert!(r.valid && r.signatures[0].timestamps[0].valid, "{r:?}");
+    assert_time_stamped(&signed);
 
     // Time-stamping afterwards.
     let plain = dir.path().join("plain.cab");
@@ -453,13 +291,15 @@ fn time_stamps_on_cabinets() {
     )
     .expect("sign");
     let stamped = dir.path().join("stamped.cab");
-    timestamp_file(&plain, &stamped, false, &ts()).expect("timestamp");
-    let (ok, log) = osslsigncode_verify_ts(&stamped);
-    assert!(ok, "{log}");
-    let r = ours_trusting_test_roots(&stamped);
-    assert!(r.valid && r.signatures[0].timestamps.len() == 1, "{r:?}");
-    let e = timestamp_file(&stamped, &dir.path().join("again.cab"), false, &ts())
-        .expect_err("already stamped");
+    timestamp_file(&plain, &stamped, false, &ts_options()).expect("timestamp");
+    assert_time_stamped(&stamped);
+    let e = timestamp_file(
+        &stamped,
+        &dir.path().join("again.cab"),
+        false,
+        &ts_options(),
+    )
+    .expect_err("already stamped");
     assert!(e.to_string().contains("already has a time stamp"), "{e}");
 }
 
@@ -492,26 +332,7 @@ fn patched(name: &str, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
 }
 
 fn cab_error(dir: &Path, bytes: &[u8]) -> Error {
-    let f = dir.join("bad.cab");
-    fs::write(&f, bytes).expect("write");
-    let e = sign_file(
-        &identity("leaf-rsa2048"),
-        &f,
-        &dir.join("out.cab"),
-        &SignOptions::default(),
-    )
-    .expect_err("a bad cabinet signs");
-    assert!(!dir.join("out.cab").exists());
-    // The verifier, the stream path and the reader agree it is bad.
-    assert!(Verifier::integrity_only().verify_file(&f).is_err());
-    assert!(sign_bytes(
-        &identity("leaf-rsa2048"),
-        FileKind::Cab,
-        bytes,
-        &SignOptions::default()
-    )
-    .is_err());
-    e
+    refused_everywhere(FileKind::Cab, dir, "a bad cabinet", bytes)
 }
 
 #[test]

@@ -18,7 +18,7 @@ use codeseal_authenticode::{
     formats::catalog::parse_catalog,
     manage::timestamp_file,
     remove_signature, sign_bytes, sign_file,
-    split::{attach_request_signature, make_request, sign_request},
+    split::attach_request_signature,
     timestamp::{Protocol, TimestampOptions},
     AttachOptions, Error, FileKind, OpusInfo, SignOptions, Verifier,
 };
@@ -46,10 +46,6 @@ fn unsigned_catalog(dir: &Path, name: &str) -> PathBuf {
 
 fn anchors(name: &str) -> Vec<x509_cert::Certificate> {
     codeseal_keys::load_certificates(&pki(name)).expect("certs")
-}
-
-fn trusting() -> Verifier {
-    Verifier::new(anchors("root.pem")).expect("anchors")
 }
 
 /// osslsigncode 2.9 and 2.14 and signify accept `cat`.
@@ -221,14 +217,9 @@ fn catalog_sign_verify_remove_extract_attach() {
         .expect("build"),
     )
     .expect("write");
-    let e = attach_signature(
-        &other,
-        &sig,
-        &dir.path().join("y.cat"),
-        AttachOptions::default(),
-    )
-    .expect_err("another CTL");
-    assert!(e.to_string().contains("another file"), "{e}");
+    // (and a catalog signature is not a PE's).
+    let e = attach_elsewhere_refused(&sig, &other, dir.path());
+    assert!(e.to_string().contains("not for a PE"), "{e}");
     let pe_signed = dir.path().join("pe.exe");
     sign_file(
         &identity("leaf-rsa2048"),
@@ -246,15 +237,6 @@ fn catalog_sign_verify_remove_extract_attach() {
     )
     .expect_err("PE signature");
     assert!(e.to_string().contains("not for a catalog"), "{e}");
-    // And a catalog signature is not a PE's.
-    let e = attach_signature(
-        &fixture("pe64.exe"),
-        &sig,
-        &dir.path().join("z.exe"),
-        AttachOptions::default(),
-    )
-    .expect_err("catalog signature on a PE");
-    assert!(e.to_string().contains("not for a PE"), "{e}");
     let e = attach_signature(
         &removed,
         &sig,
@@ -337,15 +319,8 @@ fn catalog_split_signing() {
     let dir = tempfile::tempdir().expect("tmp");
     let unsigned = unsigned_catalog(dir.path(), "u.cat");
     let id = identity("leaf-rsa2048");
-    let req = make_request(
-        &unsigned,
-        id.leaf(),
-        DigestAlgorithm::Sha256,
-        &OpusInfo::default(),
-        false,
-    )
-    .expect("request");
-    assert_eq!(req.kind.as_deref(), Some("catalog"));
+    let out = dir.path().join("split.cat");
+    let (req, sig) = split_sign(&unsigned, "leaf-rsa2048", "catalog", &out);
     // The image digest is the hash of the CTL's content octets.
     let ctl = ctl_of(&unsigned);
     let any: der::Any = der::Decode::from_der(&ctl).expect("ctl");
@@ -353,25 +328,6 @@ fn catalog_split_signing() {
         req.image_digest,
         hex::encode(DigestAlgorithm::Sha256.digest(any.value()))
     );
-    assert!(make_request(
-        &unsigned,
-        id.leaf(),
-        DigestAlgorithm::Sha256,
-        &OpusInfo::default(),
-        true
-    )
-    .is_err());
-    let sig = sign_request(id.key().as_ref(), &req).expect("sign");
-    let out = dir.path().join("split.cat");
-    attach_request_signature(
-        &unsigned,
-        &req,
-        &sig,
-        id.chain(),
-        &out,
-        AttachOptions::default(),
-    )
-    .expect("attach");
     assert!(trusting().verify_file(&out).expect("v").valid);
     peers_accept(&out);
     // A request whose kind was changed does not assemble into a catalog signature.
@@ -389,11 +345,7 @@ fn catalog_split_signing() {
 }
 
 fn ts() -> TimestampOptions {
-    TimestampOptions::default()
-        .with_urls(vec![format!("{}/rfc3161", tsa())])
-        .with_protocol(Protocol::Rfc3161)
-        .with_attempts(3)
-        .with_retry_wait(Duration::from_millis(50))
+    ts_options()
         .with_timeout(Duration::from_secs(3))
         .with_budget(Duration::from_secs(30))
 }

@@ -19,10 +19,7 @@ use codeseal_authenticode::{
     attach_signature, extract_signature,
     formats::msi::{self, CompoundFile},
     manage::timestamp_file,
-    remove_signature, sign_bytes, sign_file, sign_stream,
-    split::{attach_request_signature, make_request, sign_request},
-    timestamp::{Protocol, TimestampOptions},
-    AttachOptions, Error, FileKind, OpusInfo, SignOptions, Verifier,
+    remove_signature, sign_bytes, sign_file, AttachOptions, Error, FileKind, SignOptions, Verifier,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;
@@ -37,30 +34,6 @@ fn msi_path(name: &str) -> PathBuf {
         .expect("test env")
         .join("msis")
         .join(name)
-}
-
-fn trusting() -> Verifier {
-    Verifier::new(codeseal_keys::load_certificates(&root()).expect("root")).expect("anchors")
-}
-
-/// osslsigncode 2.9 and 2.14 both accept `file`, with `n` signatures.
-fn both_osslsigncodes_accept(file: &Path, n: usize) {
-    for bin in [Path::new("osslsigncode"), osslsigncode_new()] {
-        let (ok, log) = osslsigncode_verify_with(bin, file, &root());
-        assert!(ok, "{} rejects {}: {log}", bin.display(), file.display());
-        assert!(
-            log.contains(&format!("Number of verified signatures: {n}")),
-            "{}: {log}",
-            bin.display()
-        );
-    }
-}
-
-fn osslsigncode_rejects(file: &Path) {
-    for bin in [Path::new("osslsigncode"), osslsigncode_new()] {
-        let (ok, log) = osslsigncode_verify_with(bin, file, &root());
-        assert!(!ok, "{} accepts {}: {log}", bin.display(), file.display());
-    }
 }
 
 /// Every entry of a compound file but the signature streams: streams by path with their
@@ -116,18 +89,23 @@ fn msiinfo_reads(file: &Path) {
     }
 }
 
+/// The compound file `path`, opened for reading and writing.
+fn open_rw(path: &Path) -> CompoundFile<fs::File> {
+    CompoundFile::open(
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .expect("open"),
+    )
+    .expect("cfb")
+}
+
 /// A copy of `file` with one byte of its largest stream flipped (through cfb, so that the
 /// compound file stays well formed).
 fn flip_stream_byte(file: &Path, out: &Path) {
     fs::copy(file, out).expect("copy");
-    let mut cf = CompoundFile::open(
-        fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(out)
-            .expect("open"),
-    )
-    .expect("cfb");
+    let mut cf = open_rw(out);
     let big = cf
         .walk()
         .filter(|e| e.is_stream() && !e.name().starts_with('\u{5}'))
@@ -144,6 +122,32 @@ fn flip_stream_byte(file: &Path, out: &Path) {
     s.write_all(&data).expect("write");
     drop(s);
     cf.flush().expect("flush");
+}
+
+/// osslsigncode `bin` signs `input` with the test PKI's `leaf` into `out`, with
+/// MsiDigitalSignatureEx when `dse`.
+fn osslsigncode_sign_msi(
+    bin: &Path,
+    leaf: &str,
+    input: &Path,
+    out: &Path,
+    dse: bool,
+) -> std::process::Output {
+    let mut c = Command::new(bin);
+    c.arg("sign")
+        .arg("-certs")
+        .arg(pki(&format!("{leaf}-chain.pem")))
+        .arg("-key")
+        .arg(pki(&format!("{leaf}.key")));
+    if dse {
+        c.arg("-add-msi-dse");
+    }
+    c.arg("-in")
+        .arg(input)
+        .arg("-out")
+        .arg(out)
+        .output()
+        .expect("osslsigncode")
 }
 
 fn sign(leaf: &str, input: &Path, output: &Path, opts: SignOptions) {
@@ -216,22 +220,7 @@ fn osslsigncode_signed_msis_verify_in_codeseal_with_the_same_digest() {
                 let what = format!("{tag} {name} dse={dse}");
                 let theirs = dir.path().join(format!("{tag}-{dse}-{name}"));
                 let _ = fs::remove_file(&theirs);
-                let mut c = Command::new(bin);
-                c.arg("sign")
-                    .arg("-certs")
-                    .arg(pki("leaf-rsa2048-chain.pem"))
-                    .arg("-key")
-                    .arg(pki("leaf-rsa2048.key"));
-                if dse {
-                    c.arg("-add-msi-dse");
-                }
-                let o = c
-                    .arg("-in")
-                    .arg(msi_path(name))
-                    .arg("-out")
-                    .arg(&theirs)
-                    .output()
-                    .expect("osslsigncode");
+                let o = osslsigncode_sign_msi(bin, "leaf-rsa2048", &msi_path(name), &theirs, dse);
                 assert!(o.status.success(), "{what}: {o:?}");
                 assert_eq!(
                     streams_of(&theirs).len(),
@@ -313,72 +302,31 @@ fn msi_digital_signature_ex_covers_the_metadata() {
 #[test]
 fn sign_replace_append_remove_each_accepted_by_osslsigncode() {
     let dir = tempfile::tempdir().expect("tmp");
-    let p = |n: &str| dir.path().join(n);
     for name in SMALL {
         for dse in [false, true] {
             let input = msi_path(name);
-            let tag = format!("{dse}-{name}");
-            let s1 = p(&format!("1-{tag}"));
-            sign(
-                "leaf-rsa2048",
-                &input,
-                &s1,
-                SignOptions::default().with_add_msi_dse(dse),
-            );
-            both_osslsigncodes_accept(&s1, 1);
-            let e = sign_file(
-                &identity("leaf-rsa2048"),
-                &s1,
-                &p("x.msi"),
-                &SignOptions::default(),
-            )
-            .expect_err("already signed");
-            assert!(matches!(e, Error::AlreadySigned), "{e}");
-
             // Replace (signed twice), with the Ex stream toggled.
-            let s2 = p(&format!("2-{tag}"));
-            sign(
-                "leaf-p256",
-                &s1,
-                &s2,
-                SignOptions::default()
-                    .with_replace(true)
-                    .with_add_msi_dse(!dse),
+            let f = sign_replace_append_remove(
+                &input,
+                dir.path(),
+                &format!("{dse}-{name}"),
+                SignOptions::default().with_add_msi_dse(dse),
+                SignOptions::default().with_add_msi_dse(!dse),
             );
-            both_osslsigncodes_accept(&s2, 1);
             assert_eq!(
-                streams_of(&s2)
+                streams_of(&f.replaced)
                     .iter()
                     .any(|n| n == msi::SIGNATURE_EX_STREAM),
                 !dse
             );
-
-            let s3 = p(&format!("3-{tag}"));
-            sign(
-                "leaf-rsa4096",
-                &s2,
-                &s3,
-                SignOptions::default()
-                    .with_append(true)
-                    .with_digest(DigestAlgorithm::Sha512),
-            );
-            both_osslsigncodes_accept(&s3, 2);
-            let r = trusting().verify_file(&s3).expect("verify");
-            assert!(r.valid && r.signatures.len() == 2, "{r:?}");
-            assert!(r.signatures[1].nested);
-
-            let removed = p(&format!("r-{tag}"));
-            remove_signature(&s3, &removed, false).expect("remove");
-            assert!(streams_of(&removed)
+            assert!(streams_of(&f.removed)
                 .iter()
                 .all(|n| !n.starts_with("\u{5}Digital") && !n.starts_with("\u{5}MsiDigital")));
-            assert_eq!(contents(&removed), contents(&input));
-            msiinfo_reads(&removed);
-            let e = remove_signature(&removed, &p("rr.msi"), false).expect_err("not signed");
-            assert!(matches!(e, Error::NotSigned), "{e}");
+            assert_eq!(contents(&f.removed), contents(&input));
+            msiinfo_reads(&f.removed);
             // And signed again after all that.
-            let s4 = p(&format!("4-{tag}"));
-            sign("leaf-rsa2048", &removed, &s4, SignOptions::default());
+            let s4 = dir.path().join(format!("4-{dse}-{name}"));
+            sign("leaf-rsa2048", &f.removed, &s4, SignOptions::default());
             both_osslsigncodes_accept(&s4, 1);
             assert_eq!(contents(&s4), contents(&input));
         }
@@ -390,22 +338,13 @@ fn appending_to_osslsigncode_signed_msis() {
     let dir = tempfile::tempdir().expect("tmp");
     for dse in [false, true] {
         let theirs = dir.path().join(format!("theirs-{dse}.msi"));
-        let mut c = Command::new(osslsigncode_new());
-        c.arg("sign")
-            .arg("-certs")
-            .arg(pki("leaf-rsa4096-chain.pem"))
-            .arg("-key")
-            .arg(pki("leaf-rsa4096.key"));
-        if dse {
-            c.arg("-add-msi-dse");
-        }
-        let o = c
-            .arg("-in")
-            .arg(msi_path("several.msi"))
-            .arg("-out")
-            .arg(&theirs)
-            .output()
-            .expect("osslsigncode");
+        let o = osslsigncode_sign_msi(
+            osslsigncode_new(),
+            "leaf-rsa4096",
+            &msi_path("several.msi"),
+            &theirs,
+            dse,
+        );
         assert!(o.status.success(), "{o:?}");
         let both = dir.path().join(format!("both-{dse}.msi"));
         sign(
@@ -440,66 +379,15 @@ fn extract_attach_and_split_signing() {
     let input = msi_path("several.msi");
     sign("leaf-rsa2048", &input, &p("s.msi"), SignOptions::default());
     let der = extract_signature(&p("s.msi")).expect("extract");
-    let o = Command::new("osslsigncode")
-        .arg("extract-signature")
-        .arg("-in")
-        .arg(p("s.msi"))
-        .arg("-out")
-        .arg(p("theirs.p7"))
-        .output()
-        .expect("osslsigncode");
-    assert!(o.status.success(), "{o:?}");
-    assert_eq!(fs::read(p("theirs.p7")).expect("read"), der);
+    osslsigncode_extracts(&p("s.msi"), &der, dir.path());
     attach_signature(&input, &der, &p("att.msi"), AttachOptions::default()).expect("attach");
     both_osslsigncodes_accept(&p("att.msi"), 1);
     assert_eq!(extract_signature(&p("att.msi")).expect("extract"), der);
-    let e = attach_signature(
-        &msi_path("one.msi"),
-        &der,
-        &p("o.msi"),
-        AttachOptions::default(),
-    )
-    .expect_err("another installer");
-    assert!(e.to_string().contains("another file"), "{e}");
-    let e = attach_signature(
-        &fixture("pe64.exe"),
-        &der,
-        &p("o.exe"),
-        AttachOptions::default(),
-    )
-    .expect_err("an MSI signature on a PE file");
+    let e = attach_elsewhere_refused(&der, &msi_path("one.msi"), dir.path());
     assert!(matches!(e, Error::Usage(_)), "{e}");
 
-    let chain = codeseal_keys::load_certificates(&pki("leaf-p256-chain.pem")).expect("chain");
-    let req = make_request(
-        &input,
-        &chain[0],
-        DigestAlgorithm::Sha256,
-        &OpusInfo::default(),
-        false,
-    )
-    .expect("request");
-    assert_eq!(req.kind.as_deref(), Some("MSI"));
-    let id = identity("leaf-p256");
-    let sig = sign_request(id.key().as_ref(), &req).expect("sign digest");
-    attach_request_signature(
-        &input,
-        &req,
-        &sig,
-        &chain,
-        &p("split.msi"),
-        AttachOptions::default(),
-    )
-    .expect("attach");
+    split_sign(&input, "leaf-p256", "MSI", &p("split.msi"));
     both_osslsigncodes_accept(&p("split.msi"), 1);
-    assert!(make_request(
-        &input,
-        &chain[0],
-        DigestAlgorithm::Sha256,
-        &OpusInfo::default(),
-        true
-    )
-    .is_err());
 }
 
 #[test]
@@ -523,62 +411,22 @@ fn sign_stream_and_sign_bytes() {
     both_osslsigncodes_accept(&f, 1);
     assert_eq!(contents(&f), contents(&msi_path("several.msi")));
 
-    let mut out = Vec::new();
-    let o = sign_stream(
-        &identity("leaf-p256"),
-        FileKind::Msi,
-        &mut Cursor::new(&signed),
-        &mut out,
-        &SignOptions::default().with_append(true),
-    )
-    .expect("append");
-    assert!(o.appended && o.output_len == out.len() as u64);
-    let f2 = dir.path().join("appended.msi");
-    fs::write(&f2, &out).expect("write");
-    both_osslsigncodes_accept(&f2, 2);
-    let e = sign_bytes(&id, FileKind::Msi, &signed, &SignOptions::default()).expect_err("signed");
-    assert!(matches!(e, Error::AlreadySigned), "{e}");
-    let e = sign_bytes(
-        &id,
-        FileKind::Msi,
-        &input,
-        &SignOptions::default().with_append(true),
-    )
-    .expect_err("nothing to append to");
-    assert!(matches!(e, Error::NotSigned), "{e}");
-    let e = sign_bytes(
-        &id,
-        FileKind::Msi,
-        &input,
-        &SignOptions::default().with_page_hashes(true),
-    )
-    .expect_err("page hashes");
-    assert!(e.to_string().contains("only for PE"), "{e}");
+    stream_append_and_refusals(FileKind::Msi, &input, &signed, dir.path());
 }
 
 #[test]
 fn time_stamps_on_msis() {
     let dir = tempfile::tempdir().expect("tmp");
-    let ts = || {
-        TimestampOptions::default()
-            .with_urls(vec![format!("{}/rfc3161", tsa())])
-            .with_protocol(Protocol::Rfc3161)
-            .with_attempts(3)
-            .with_retry_wait(Duration::from_millis(50))
-    };
     let signed = dir.path().join("ts.msi");
     sign(
         "leaf-rsa2048",
         &msi_path("one.msi"),
         &signed,
         SignOptions::default()
-            .with_timestamp(Some(ts()))
+            .with_timestamp(Some(ts_options()))
             .with_add_msi_dse(true),
     );
-    let (ok, log) = osslsigncode_verify_ts(&signed);
-    assert!(ok, "{log}");
-    let r = ours_trusting_test_roots(&signed);
-    assert!(r.valid && r.signatures[0].timestamps[0].valid, "{r:?}");
+    assert_time_stamped(&signed);
 
     let plain = dir.path().join("plain.msi");
     sign(
@@ -588,11 +436,8 @@ fn time_stamps_on_msis() {
         SignOptions::default(),
     );
     let stamped = dir.path().join("stamped.msi");
-    timestamp_file(&plain, &stamped, false, &ts()).expect("timestamp");
-    let (ok, log) = osslsigncode_verify_ts(&stamped);
-    assert!(ok, "{log}");
-    let r = ours_trusting_test_roots(&stamped);
-    assert!(r.valid && r.signatures[0].timestamps.len() == 1, "{r:?}");
+    timestamp_file(&plain, &stamped, false, &ts_options()).expect("timestamp");
+    assert_time_stamped(&stamped);
     assert_eq!(contents(&stamped), contents(&msi_path("several.msi")));
 }
 
@@ -600,14 +445,7 @@ fn time_stamps_on_msis() {
 /// transforms are); `nested`: a storage inside a storage too.
 fn with_storages(out: &Path, nested: bool) {
     fs::copy(msi_path("one.msi"), out).expect("copy");
-    let mut cf = CompoundFile::open(
-        fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(out)
-            .expect("open"),
-    )
-    .expect("cfb");
+    let mut cf = open_rw(out);
     let clsid = |n: u8| uuid::Uuid::from_bytes_le([n; 16]);
     cf.create_storage("/Sub").expect("storage");
     cf.create_storage("/Another").expect("storage");
@@ -702,26 +540,7 @@ fn large_msi_signs_and_verifies() {
 }
 
 fn msi_error(dir: &Path, what: &str, bytes: &[u8]) -> Error {
-    let f = dir.join("bad.msi");
-    fs::write(&f, bytes).expect("write");
-    let e = sign_file(
-        &identity("leaf-rsa2048"),
-        &f,
-        &dir.join("out.msi"),
-        &SignOptions::default(),
-    )
-    .map(|_| what)
-    .expect_err("a bad installer signs");
-    assert!(!dir.join("out.msi").exists());
-    assert!(Verifier::integrity_only().verify_file(&f).is_err());
-    assert!(sign_bytes(
-        &identity("leaf-rsa2048"),
-        FileKind::Msi,
-        bytes,
-        &SignOptions::default()
-    )
-    .is_err());
-    e
+    refused_everywhere(FileKind::Msi, dir, what, bytes)
 }
 
 /// Truncated files, FAT and directory sectors pointing outside the file, sector chains that

@@ -4,17 +4,6 @@
 mod common;
 
 use common::*;
-use std::process::{Command, Output};
-
-fn codeseal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_codeseal"))
-        .args(args)
-        .env_remove("CODESEAL_KEY_PASSWORD")
-        .env_remove("CODESEAL_KEY")
-        .env_remove("CODESEAL_CERT")
-        .output()
-        .expect("run codeseal")
-}
 
 #[test]
 fn catalog_create_sign_verify_members() {
@@ -115,12 +104,10 @@ fn catalog_create_sign_verify_members() {
 #[test]
 fn every_verb_on_a_catalog() {
     let env = test_env();
-    let pki = env.join("pki");
-    let root_pem = pki.join("root.pem");
+    let pki = Pki::new(&env);
+    let root_pem = &pki.root_pem;
     let dir = tempfile::tempdir().expect("tmp");
     let p = |n: &str| dir.path().join(n);
-    let key = format!("file:{}", pki.join("leaf-rsa2048.key").display());
-    let chain = pki.join("leaf-rsa2048-chain.pem");
     std::fs::copy(env.join("fixtures/pe64.exe"), p("app.exe")).expect("copy");
     std::fs::write(p("notes.txt"), "hello\n").expect("write");
     let o = codeseal(&[
@@ -152,54 +139,53 @@ fn every_verb_on_a_catalog() {
         text(&o)
     );
 
-    // sign + verify + info
-    let o = codeseal(&[
-        "sign",
-        "--key",
-        &key,
-        "--cert",
-        s(&chain),
-        s(&p("u.cat")),
-        "-o",
-        s(&p("signed.cat")),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let (ok, t) = osslsigncode_ok(&p("signed.cat"), &root_pem);
-    assert!(ok, "osslsigncode: {t}");
-    let o = codeseal(&[
-        "verify",
-        "--json",
-        "--trust",
-        s(&root_pem),
-        s(&p("signed.cat")),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    assert_eq!(v["kind"], "catalog", "{v}");
-    assert_eq!(v["valid"], true, "{v}");
-    let o = codeseal(&["info", s(&p("signed.cat"))]);
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
-    assert!(
-        t.contains("catalog (version 2)") && t.contains("Members:         2"),
-        "{t}"
+    every_verb(
+        &Format {
+            ext: "cat",
+            sign_args: &[],
+            kind: "catalog",
+            verify_json: &[],
+            info: &[
+                "catalog (version 2)",
+                "Members:         2",
+                "Attribute:       OSAttr = 2:6.1,2:10.0",
+                "app.exe",
+            ],
+            info_json: &|v| {
+                assert_eq!(v["catalog"]["signers"], 0, "{v}");
+                assert_eq!(v["catalog"]["attributes"][1]["name"], "HWID1", "{v}");
+                assert_eq!(
+                    v["catalog"]["attributes"][1]["value"], "pci\\ven_1234&dev_5678",
+                    "{v}"
+                );
+                assert_eq!(v["catalog"]["members"][1]["file"], "notes.txt", "{v}");
+            },
+            // a flipped byte in the middle of the CTL.
+            accepted: &|file, root_pem| {
+                accepted_and_tamper_rejected(codeseal, file, root_pem, |bytes| {
+                    let i = bytes.len() / 4;
+                    bytes[i] ^= 0x01;
+                })
+            },
+            round_trip: RoundTrip::SameBytes,
+            nested: false,
+            replace: false,
+        },
+        &pki,
+        &p("u.cat"),
+        dir.path(),
     );
-    assert!(t.contains("Attribute:       OSAttr = 2:6.1,2:10.0"), "{t}");
-    assert!(t.contains("app.exe") && t.contains("Succeeded"), "{t}");
-    let o = codeseal(&["info", "--json", s(&p("u.cat"))]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    assert_eq!(v["catalog"]["signers"], 0, "{v}");
-    assert_eq!(v["catalog"]["attributes"][1]["name"], "HWID1", "{v}");
+    // The detached signature is the whole catalog.
     assert_eq!(
-        v["catalog"]["attributes"][1]["value"], "pci\\ven_1234&dev_5678",
-        "{v}"
+        std::fs::read(p("sig.p7")).expect("read"),
+        std::fs::read(p("signed.cat")).expect("read")
     );
-    assert_eq!(v["catalog"]["members"][1]["file"], "notes.txt", "{v}");
+    assert_eq!(std::fs::read(p("removed.cat")).expect("read"), unsigned);
     // --catalog still finds members (and prints the attributes).
     let o = codeseal(&[
         "verify",
         "--trust",
-        s(&root_pem),
+        s(root_pem),
         "--catalog",
         s(&p("signed.cat")),
         s(&p("app.exe")),
@@ -211,81 +197,28 @@ fn every_verb_on_a_catalog() {
     );
 
     // Verbs that do not apply.
-    let o = codeseal(&[
-        "sign",
-        "--append",
-        "--key",
-        &key,
-        "--cert",
-        s(&chain),
-        s(&p("signed.cat")),
-        "-o",
-        s(&p("a.cat")),
-    ]);
+    let o = codeseal(&pki.sign_args(&["--append"], &p("signed.cat"), &p("a.cat")));
     assert!(
         !o.status.success() && text(&o).contains("one signature"),
         "{}",
         text(&o)
     );
-    let o = codeseal(&[
-        "sign",
-        "--page-hashes",
-        "--key",
-        &key,
-        "--cert",
-        s(&chain),
-        s(&p("u.cat")),
-        "-o",
-        s(&p("ph.cat")),
-    ]);
+    let o = codeseal(&pki.sign_args(&["--page-hashes"], &p("u.cat"), &p("ph.cat")));
     assert!(
         !o.status.success() && text(&o).contains("page hashes"),
         "{}",
         text(&o)
     );
 
-    // extract, remove, attach: back to the same bytes.
-    let o = codeseal(&["extract", s(&p("signed.cat")), "-o", s(&p("sig.p7"))]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(
-        std::fs::read(p("sig.p7")).expect("read"),
-        std::fs::read(p("signed.cat")).expect("read")
-    );
-    let o = codeseal(&["remove", s(&p("signed.cat")), "-o", s(&p("removed.cat"))]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(std::fs::read(p("removed.cat")).expect("read"), unsigned);
-    let o = codeseal(&[
-        "attach",
-        s(&p("removed.cat")),
-        s(&p("sig.p7")),
-        "-o",
-        s(&p("att.cat")),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(
-        std::fs::read(p("att.cat")).expect("read"),
-        std::fs::read(p("signed.cat")).expect("read")
-    );
-
-    // timestamp the signed catalog in place.
-    let tsa = local_tsa(&pki);
-    let o = codeseal(&[
-        "timestamp",
-        s(&p("att.cat")),
-        "--ts",
-        &format!("{tsa}/rfc3161"),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let (ok, t) = osslsigncode_ts_ok(&p("att.cat"), &root_pem, &pki.join("tsa-root.pem"));
-    assert!(ok, "{t}");
+    // The time-stamped one (timestamp, in place) passes --require-timestamp.
     let o = codeseal(&[
         "verify",
         "--json",
         "--require-timestamp",
         "--trust",
-        s(&root_pem),
+        s(root_pem),
         "--tsa-trust",
-        s(&pki.join("tsa-root.pem")),
+        s(&pki.tsa_root()),
         s(&p("att.cat")),
     ]);
     assert!(o.status.success(), "{}", text(&o));
@@ -296,42 +229,24 @@ fn every_verb_on_a_catalog() {
         "verify",
         "--require-timestamp",
         "--trust",
-        s(&root_pem),
+        s(root_pem),
         s(&p("signed.cat")),
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 
-    // Split signing (digest over the CTL content octets).
-    split_sign_and_check(
-        codeseal,
-        &key,
-        &p("u.cat"),
-        &chain,
-        dir.path(),
-        "cat",
-        &root_pem,
-    );
-
     // A --recursive batch picks up .cat files beside the others.
-    let tree = p("tree");
-    std::fs::create_dir_all(tree.join("drivers")).expect("mkdir");
-    std::fs::copy(p("u.cat"), tree.join("drivers/one.cat")).expect("copy");
-    std::fs::copy(p("app.exe"), tree.join("app.exe")).expect("copy");
-    let out = p("out");
-    let o = codeseal(&[
-        "sign",
-        "--recursive",
-        "--key",
-        &key,
-        "--cert",
-        s(&chain),
-        "--out-dir",
-        s(&out),
-        s(&tree),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let (ok, t) = osslsigncode_ok(&out.join("one.cat"), &root_pem);
+    let out = recursive_batch(
+        &pki,
+        dir.path(),
+        |tree| {
+            std::fs::create_dir_all(tree.join("drivers")).expect("mkdir");
+            std::fs::copy(p("u.cat"), tree.join("drivers/one.cat")).expect("copy");
+            std::fs::copy(p("app.exe"), tree.join("app.exe")).expect("copy");
+        },
+        &["app.exe", "one.cat"],
+    );
+    let (ok, t) = osslsigncode_ok(&out.join("one.cat"), root_pem);
     assert!(ok, "osslsigncode (batch): {t}");
-    let (ok, t) = osslsigncode_ok(&out.join("app.exe"), &root_pem);
+    let (ok, t) = osslsigncode_ok(&out.join("app.exe"), root_pem);
     assert!(ok, "osslsigncode (batch): {t}");
 }

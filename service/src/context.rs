@@ -87,8 +87,6 @@ impl Default for Settings {
 pub struct Signer {
     /// Key + chain (checked to match at construction).
     pub identity: Arc<SigningIdentity>,
-    /// Anchors for verifying signed output (empty: integrity only).
-    pub trust: Vec<Certificate>,
     /// The verify step's verifier (anchors, trust-store rules, deny lists, revocation).
     pub verifier: Arc<codeseal_authenticode::Verifier>,
     /// The key as shown in logs and audit records (secrets masked).
@@ -107,35 +105,34 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
-    /// Builds it; `key_label` must not contain secrets (use `codeseal_keys::redact_uri`).
+    /// Builds it, verifying signed output against the anchors `trust` (empty: integrity
+    /// only); `key_label` must not contain secrets (use `codeseal_keys::redact_uri`).
     pub fn new(
         identity: SigningIdentity,
         trust: Vec<Certificate>,
         key_label: String,
     ) -> Result<Self, der::Error> {
+        // `Verifier::new` fails only on an empty list: no anchors, integrity only.
+        let verifier = codeseal_authenticode::Verifier::new(trust)
+            .unwrap_or_else(|_| codeseal_authenticode::Verifier::integrity_only());
+        Self::with_verifier(identity, verifier, key_label)
+    }
+
+    /// Builds it, verifying signed output with `verifier` (trust stores, deny lists,
+    /// revocation); `key_label` must not contain secrets.
+    pub fn with_verifier(
+        identity: SigningIdentity,
+        verifier: codeseal_authenticode::Verifier,
+        key_label: String,
+    ) -> Result<Self, der::Error> {
         use der::Encode;
         let cert_sha256 = hex::encode(Sha256::digest(identity.leaf().to_der()?));
-        // Anchors given to `new` are always valid (the error is for an empty list).
-        let verifier = match codeseal_authenticode::Verifier::new(trust.clone()) {
-            Ok(v) => v,
-            Err(_) => codeseal_authenticode::Verifier::integrity_only(),
-        };
         Ok(Self {
             identity: Arc::new(identity),
             verifier: Arc::new(verifier),
-            trust,
             key_label,
             cert_sha256,
         })
-    }
-}
-
-impl Signer {
-    /// Verifies signed output with `verifier` (trust stores, deny lists, revocation)
-    /// instead of the plain anchors given to [`Signer::new`].
-    pub fn with_verifier(mut self, verifier: codeseal_authenticode::Verifier) -> Self {
-        self.verifier = Arc::new(verifier);
-        self
     }
 }
 

@@ -367,7 +367,7 @@ pub async fn build(c: &Common, listen_url: &str, serves_api: bool) -> anyhow::Re
         objects,
         local,
         jobs,
-        signer: Signer::new(identity, trust.clone(), label)?.with_verifier(verifier(c, trust)?),
+        signer: Signer::with_verifier(identity, verifier(c, trust)?, label)?,
         api_keys,
         settings,
         metrics: Metrics::default(),

@@ -12,100 +12,30 @@ use std::{
 use base64::Engine;
 use common::*;
 
-/// Names unique to this test run.
-fn unique(name: &str) -> String {
-    let ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .subsec_nanos();
-    format!("{name}-{}-{ns}", std::process::id())
-}
-
-struct Setup {
-    moto: Moto,
-    dir: tempfile::TempDir,
-    uploads: String,
-    results: String,
-    table: String,
-    chain: PathBuf,
-    keys_file: PathBuf,
-    alias: String,
-}
+/// moto with the buckets, a KMS key and the API key of these tests.
+type Setup = AwsWorld;
 
 const API_KEY: &str = "moto-test-key";
 
 fn setup(name: &str) -> Setup {
-    let moto = Moto::start(name);
-    let dir = tempfile::tempdir().expect("tmp");
-    let (uploads, results, table) = (unique("up"), unique("res"), unique("jobs"));
-    moto.create_buckets(&[&uploads, &results]);
-    let alias = unique("svc");
-    let chain = moto.kms_key_with_cert(&alias, dir.path());
-    let keys_file = dir.path().join("api-keys");
-    std::fs::write(
-        &keys_file,
-        format!("{}\n", codeseal_service::auth::hash_line("tester", API_KEY)),
-    )
-    .expect("write");
-    Setup {
-        moto,
-        dir,
-        uploads,
-        results,
-        table,
-        chain,
-        keys_file,
-        alias,
-    }
+    AwsWorld::new(name, "svc", &[("tester", API_KEY)])
 }
 
-impl Setup {
+/// The arguments of this file's runs: [`AwsWorld::base_args`], the API keys (not for
+/// workers: they serve no HTTP), a 200 ms poll interval, and `extra`.
+trait Args {
+    fn args(&self, cmd: &str, key_uri: &str, results: &str, extra: &[&str]) -> Vec<String>;
+}
+
+impl Args for Setup {
     fn args(&self, cmd: &str, key_uri: &str, results: &str, extra: &[&str]) -> Vec<String> {
-        let root = test_env().join("pki/root.pem");
-        let mut a: Vec<String> = vec![
-            cmd.into(),
-            "--uploads-bucket".into(),
-            self.uploads.clone(),
-            "--results-bucket".into(),
-            results.into(),
-            "--jobs-table".into(),
-            self.table.clone(),
-            "--create-table".into(),
-            "--key".into(),
-            key_uri.into(),
-            "--cert".into(),
-            self.chain.display().to_string(),
-            "--trust".into(),
-            root.display().to_string(),
-            "--api-keys".into(),
-            self.keys_file.display().to_string(),
-            "--part-size".into(),
-            (5u64 << 20).to_string(),
-            "--poll-interval-ms".into(),
-            "200".into(),
-        ];
-        if cmd == "serve" {
-            a.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        let mut a = self.base_args(cmd, key_uri, results);
+        if !cmd.ends_with("worker") {
+            a.extend(["--api-keys".into(), self.keys_file.display().to_string()]);
         }
-        if cmd.ends_with("worker") {
-            // Workers serve no HTTP: they start without API keys.
-            let i = a
-                .iter()
-                .position(|x| x == "--api-keys")
-                .expect("--api-keys");
-            a.drain(i..i + 2);
-        }
+        a.extend(["--poll-interval-ms".into(), "200".into()]);
         a.extend(extra.iter().map(|s| s.to_string()));
         a
-    }
-
-    fn key_uri(&self) -> String {
-        format!("awskms:///alias/{}", self.alias)
-    }
-
-    fn start(&self, log: &str, args: Vec<String>, serve: bool) -> Proc {
-        let cmd = self.moto.command(env!("CARGO_BIN_EXE_codeseal-service"));
-        Proc::start(cmd, &args, &self.dir.path().join(log), serve)
     }
 }
 
@@ -301,35 +231,11 @@ fn sigkilled_worker_job_is_taken_up_after_its_lease_and_done_once() {
         true,
     );
     let client = Client::new(&api.base(), API_KEY);
-    let slow_args = s.args(
-        "worker",
-        &s.key_uri(),
-        &s.results,
-        &[
-            "--step-delay-ms",
-            "4000",
-            "--lease-seconds",
-            "3",
-            "--workers",
-            "1",
-        ],
-    );
+    let slow_args = s.args("worker", &s.key_uri(), &s.results, SLOW_WORKER);
     let mut slow = s.start("slow-worker.log", slow_args, false);
     let input = std::fs::read(test_env().join("fixtures/pe64.dll")).expect("fixture");
     let id = client.upload("lib.dll", &input);
-    let t0 = Instant::now();
-    loop {
-        let (_, v) = client.api("GET", &format!("/jobs/{id}"), None);
-        if v["status"] == "signing" {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "never claimed: {v}\n{}",
-            slow.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_status(&client, &id, "signing", &slow);
     slow.kill(); // SIGKILL
     assert_eq!(
         ddb_status(&s, &id),
@@ -372,11 +278,6 @@ fn sigkilled_worker_job_is_taken_up_after_its_lease_and_done_once() {
 
 /// (job id, file name, seconds from upload start to done, final job view).
 type Finished = (String, String, f64, serde_json::Value);
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 #[test]
 fn load_200_uploads_16_clients_server_and_two_workers() {

@@ -59,6 +59,12 @@ fn api_key(data: &Path) -> String {
         .to_string()
 }
 
+/// The failed upload `name` of job `id` is kept, byte for byte.
+fn assert_kept(svc: &Embedded, id: &str, name: &str, data: &[u8]) {
+    let kept = svc.data.join("objects/uploads").join(id).join(name);
+    assert_eq!(std::fs::read(&kept).expect("upload kept"), data);
+}
+
 #[test]
 fn embedded_upload_sign_verify_download() {
     let svc = start(&[]);
@@ -104,11 +110,10 @@ fn embedded_upload_sign_verify_download() {
     );
 
     // Metrics saw it.
-    let (st, m) = client.api("GET", "/metrics", None);
-    assert_eq!(st, 200);
-    let m = m.as_str().expect("text").to_string();
-    assert!(m.contains("codeseal_jobs_succeeded_total 1"), "{m}");
-    assert!(m.contains("codeseal_sign_duration_seconds_count 1"), "{m}");
+    client.assert_metrics(&[
+        "codeseal_jobs_succeeded_total 1",
+        "codeseal_sign_duration_seconds_count 1",
+    ]);
 
     // A repeated complete is idempotent; the job stays done.
     let (st, v) = client.api(
@@ -133,23 +138,11 @@ fn embedded_signs_scripts() {
         ("Module (1).psm1", text.as_bytes().to_vec()),
         ("setup.vbs", b"WScript.Echo \"Hello\"\r\n".to_vec()),
     ] {
-        let id = client.upload(name, &data);
-        let job = client.wait(&id, Duration::from_secs(60));
-        assert_eq!(
-            job["status"],
-            "done",
-            "{name}: {job}\n{}",
-            svc.proc.log_text()
-        );
-        assert_eq!(job["verify"]["valid"], true, "{name}: {job}");
-        let bytes = client.download(job["download_url"].as_str().expect("url"));
+        let (_, bytes) = client.signed(name, &data, &svc.proc);
         assert!(bytes.starts_with(&data), "{name}: the text changed");
-        let file = tmp.path().join(name);
-        std::fs::write(&file, &bytes).expect("write");
         if !name.ends_with(".vbs") {
             // osslsigncode 2.9 reads the PowerShell family, not VBScript.
-            let (ok, t) = osslsigncode_ok(&file, &test_env().join("pki/root.pem"));
-            assert!(ok, "{name}: {t}");
+            assert_osslsigncode_accepts(&bytes, tmp.path(), name);
         }
     }
 }
@@ -164,33 +157,18 @@ fn embedded_signs_cabinets() {
     let cabs = test_env().join("cabs");
     for name in ["stored.cab", "several.cab"] {
         let data = std::fs::read(cabs.join(name)).expect("fixture");
-        let id = client.upload(name, &data);
-        let job = client.wait(&id, Duration::from_secs(60));
-        assert_eq!(
-            job["status"],
-            "done",
-            "{name}: {job}\n{}",
-            svc.proc.log_text()
-        );
-        assert_eq!(job["verify"]["valid"], true, "{name}: {job}");
-        let bytes = client.download(job["download_url"].as_str().expect("url"));
+        let (_, bytes) = client.signed(name, &data, &svc.proc);
         assert_eq!(&bytes[..4], b"MSCF", "{name}");
         assert_eq!(
             bytes.len() % 8,
             data.len() % 8,
             "{name}: 24 + a padded signature"
         );
-        let file = tmp.path().join(name);
-        std::fs::write(&file, &bytes).expect("write");
-        let (ok, t) = osslsigncode_ok(&file, &test_env().join("pki/root.pem"));
-        assert!(ok, "{name}: {t}");
+        assert_osslsigncode_accepts(&bytes, tmp.path(), name);
     }
     let mut set = std::fs::read(cabs.join("stored.cab")).expect("fixture");
     set[30] |= 2;
-    let id = client.upload("part1.cab", &set);
-    let job = client.wait(&id, Duration::from_secs(60));
-    assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(job["error_reason"], "malformed_cab", "{job}");
+    let (id, job) = client.failed("part1.cab", &set, "malformed_cab");
     assert!(
         job["error"]
             .as_str()
@@ -198,8 +176,7 @@ fn embedded_signs_cabinets() {
             .contains("multi-cabinet"),
         "{job}"
     );
-    let kept = svc.data.join("objects/uploads").join(&id).join("part1.cab");
-    assert_eq!(std::fs::read(&kept).expect("upload kept"), set);
+    assert_kept(&svc, &id, "part1.cab", &set);
 }
 
 /// Catalogs (`.cat`) sign like any other upload: an unsigned catalog made by the library's
@@ -224,11 +201,7 @@ fn embedded_signs_catalogs() {
         codeseal_signer::DigestAlgorithm::Sha256,
     )
     .expect("catalog");
-    let id = client.upload("drivers.cat", &data);
-    let job = client.wait(&id, Duration::from_secs(60));
-    assert_eq!(job["status"], "done", "{job}\n{}", svc.proc.log_text());
-    assert_eq!(job["verify"]["valid"], true, "{job}");
-    let bytes = client.download(job["download_url"].as_str().expect("url"));
+    let (_, bytes) = client.signed("drivers.cat", &data, &svc.proc);
     let signed = parse_catalog(&bytes).expect("a catalog");
     assert_eq!(signed.content_info.signed_data.signer_infos.len(), 1);
     assert_eq!(
@@ -236,10 +209,7 @@ fn embedded_signs_catalogs() {
         parse_catalog(&data).expect("input").ctl_der,
         "the CTL is kept byte for byte"
     );
-    let file = tmp.path().join("drivers.cat");
-    std::fs::write(&file, &bytes).expect("write");
-    let (ok, t) = osslsigncode_ok(&file, &test_env().join("pki/root.pem"));
-    assert!(ok, "{t}");
+    assert_osslsigncode_accepts(&bytes, tmp.path(), "drivers.cat");
     let anchors = codeseal_keys::load_certificates(&test_env().join("pki/root.pem")).expect("root");
     let report = verify_catalog(&bytes, Some(&anchors)).expect("verify");
     assert_eq!(report.trusted, Some(true), "{:?}", report.chain_errors);
@@ -248,12 +218,8 @@ fn embedded_signs_catalogs() {
     }
     // A truncated catalog fails as malformed input, and the upload is kept.
     let cut = &data[..data.len() / 2];
-    let id = client.upload("cut.cat", cut);
-    let job = client.wait(&id, Duration::from_secs(60));
-    assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(job["error_reason"], "malformed_catalog", "{job}");
-    let kept = svc.data.join("objects/uploads").join(&id).join("cut.cat");
-    assert_eq!(std::fs::read(&kept).expect("upload kept"), cut);
+    let (id, _) = client.failed("cut.cat", cut, "malformed_catalog");
+    assert_kept(&svc, &id, "cut.cat", cut);
 }
 
 /// MSI installers (wixl's) sign like any other upload; the result passes osslsigncode and
@@ -266,30 +232,14 @@ fn embedded_signs_installers() {
     let msis = test_env().join("msis");
     for name in ["one.msi", "several.msi"] {
         let data = std::fs::read(msis.join(name)).expect("fixture");
-        let id = client.upload(name, &data);
-        let job = client.wait(&id, Duration::from_secs(60));
-        assert_eq!(
-            job["status"],
-            "done",
-            "{name}: {job}\n{}",
-            svc.proc.log_text()
-        );
-        assert_eq!(job["verify"]["valid"], true, "{name}: {job}");
-        let bytes = client.download(job["download_url"].as_str().expect("url"));
+        let (_, bytes) = client.signed(name, &data, &svc.proc);
         assert_eq!(&bytes[..8], &data[..8], "{name}");
-        let file = tmp.path().join(name);
-        std::fs::write(&file, &bytes).expect("write");
-        let (ok, t) = osslsigncode_ok(&file, &test_env().join("pki/root.pem"));
-        assert!(ok, "{name}: {t}");
+        assert_osslsigncode_accepts(&bytes, tmp.path(), name);
     }
     let whole = std::fs::read(msis.join("several.msi")).expect("fixture");
     let cut = whole[..whole.len() / 3].to_vec();
-    let id = client.upload("cut.msi", &cut);
-    let job = client.wait(&id, Duration::from_secs(60));
-    assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(job["error_reason"], "malformed_msi", "{job}");
-    let kept = svc.data.join("objects/uploads").join(&id).join("cut.msi");
-    assert_eq!(std::fs::read(&kept).expect("upload kept"), cut);
+    let (id, _) = client.failed("cut.msi", &cut, "malformed_msi");
+    assert_kept(&svc, &id, "cut.msi", &cut);
 }
 
 #[test]
@@ -323,17 +273,10 @@ fn embedded_rejects_bad_uploads_and_keeps_them() {
         assert!(!job["error"].as_str().expect("error").is_empty());
         assert!(job["download_url"].is_null());
         // The upload is kept, nothing is in the results.
-        let kept = svc.data.join("objects/uploads").join(&id).join(name);
-        assert_eq!(std::fs::read(&kept).expect("upload kept"), data);
+        assert_kept(&svc, &id, name, &data);
         assert!(!svc.data.join("objects/signed").join(&id).exists());
     }
-    let (_, m) = client.api("GET", "/metrics", None);
-    assert!(
-        m.as_str()
-            .expect("text")
-            .contains("codeseal_jobs_failed_total{reason=\"unsupported_type\"}"),
-        "{m}"
-    );
+    client.assert_metrics(&["codeseal_jobs_failed_total{reason=\"unsupported_type\"}"]);
 }
 
 #[test]
@@ -721,13 +664,7 @@ fn dropped_uploads_with_control_or_bidi_names_fail_with_bad_file_name() {
             .join(name)
             .is_file());
     }
-    let (_, m) = client.api("GET", "/metrics", None);
-    assert!(
-        m.as_str()
-            .expect("text")
-            .contains("codeseal_jobs_failed_total{reason=\"bad_file_name\"} 2"),
-        "{m}"
-    );
+    client.assert_metrics(&["codeseal_jobs_failed_total{reason=\"bad_file_name\"} 2"]);
 }
 
 #[test]
@@ -830,13 +767,7 @@ fn abandoned_uploads_expire_after_the_upload_ttl() {
     let ok = client.upload("kept.dll", &pe);
     let done = client.wait(&ok, Duration::from_secs(60));
     assert_eq!(done["status"], "done", "{done}");
-    let (_, m) = client.api("GET", "/metrics", None);
-    assert!(
-        m.as_str()
-            .expect("text")
-            .contains("codeseal_jobs_failed_total{reason=\"expired\"} 1"),
-        "{m}"
-    );
+    client.assert_metrics(&["codeseal_jobs_failed_total{reason=\"expired\"} 1"]);
 }
 
 #[test]
@@ -958,21 +889,11 @@ fn embedded_signs_appx_packages() {
     };
     let ours = "CN=codeseal test signer (leaf-p256), O=codeseal test PKI (throwaway)";
     let data = make("app.msix", ours);
-    let id = client.upload("app.msix", &data);
-    let job = client.wait(&id, Duration::from_secs(60));
-    assert_eq!(job["status"], "done", "{job}\n{}", svc.proc.log_text());
-    assert_eq!(job["verify"]["valid"], true, "{job}");
-    let bytes = client.download(job["download_url"].as_str().expect("url"));
-    let file = tmp.path().join("signed.msix");
-    std::fs::write(&file, &bytes).expect("write");
-    let (ok, t) = osslsigncode_ok(&file, &test_env().join("pki/root.pem"));
-    assert!(ok, "{t}");
+    let (_, bytes) = client.signed("app.msix", &data, &svc.proc);
+    assert_osslsigncode_accepts(&bytes, tmp.path(), "signed.msix");
 
     let theirs = make("other.appx", "CN=Someone Else");
-    let id = client.upload("other.appx", &theirs);
-    let job = client.wait(&id, Duration::from_secs(60));
-    assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(job["error_reason"], "publisher_mismatch", "{job}");
+    let (_, job) = client.failed("other.appx", &theirs, "publisher_mismatch");
     assert!(
         job["error"]
             .as_str()
@@ -988,10 +909,7 @@ fn embedded_signs_appx_packages() {
         .expect("an entry name")
         + 400;
     lying[at] ^= 0x55;
-    let id = client.upload("lying.appx", &lying);
-    let job = client.wait(&id, Duration::from_secs(60));
-    assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(job["error_reason"], "malformed_appx", "{job}");
+    client.failed("lying.appx", &lying, "malformed_appx");
 }
 
 /// The verify step takes the trust and revocation options: a signing certificate on the
@@ -1004,10 +922,7 @@ fn the_verify_step_checks_deny_lists_and_revocation() {
     let leaf = pki.join("leaf-p256.pem").display().to_string();
     let svc = start(&["--deny", &leaf]);
     let client = Client::new(&svc.proc.base(), &api_key(&svc.data));
-    let id = client.upload("app.exe", &pe);
-    let job = client.wait(&id, Duration::from_secs(60));
-    assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(job["error_reason"], "verify", "{job}");
+    let (_, job) = client.failed("app.exe", &pe, "verify");
     assert!(job["download_url"].is_null(), "{job}");
     drop(svc);
 

@@ -8,7 +8,6 @@
 mod common;
 
 use std::{
-    path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -27,37 +26,25 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 const OTHER_KEY: &str = "fleet-other-key";
 
-fn unique(name: &str) -> String {
-    let ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .subsec_nanos();
-    format!("{name}-{}-{ns}", std::process::id())
-}
-
+/// The moto world of [`AwsWorld`] plus the work queue and its dead-letter queue.
 struct Fleet {
-    moto: Moto,
-    dir: tempfile::TempDir,
-    uploads: String,
-    results: String,
-    table: String,
+    world: AwsWorld,
     queue_url: String,
     dlq_url: String,
-    chain: PathBuf,
-    keys_file: PathBuf,
-    alias: String,
+}
+
+impl std::ops::Deref for Fleet {
+    type Target = AwsWorld;
+    fn deref(&self) -> &AwsWorld {
+        &self.world
+    }
 }
 
 fn fleet(name: &str) -> Fleet {
-    let moto = Moto::start(name);
-    let dir = tempfile::tempdir().expect("tmp");
-    let (uploads, results, table) = (unique("up"), unique("res"), unique("jobs"));
-    moto.create_buckets(&[&uploads, &results]);
-    let alias = unique("fleet");
-    let chain = moto.kms_key_with_cert(&alias, dir.path());
+    let world = AwsWorld::new(name, "fleet", &[("tester", API_KEY), ("other", OTHER_KEY)]);
     // The work queue, its dead-letter queue (a redrive policy with a higher count is the
     // backstop), and the uploads bucket's notifications for objects under uploads/.
-    let v = moto.boto(
+    let v = world.moto.boto(
         "dlq = sqs.create_queue(QueueName=args[1] + '-dlq')['QueueUrl']\n\
          dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=['QueueArn'])['Attributes']['QueueArn']\n\
          q = sqs.create_queue(QueueName=args[1], Attributes={'VisibilityTimeout': '30',\n\
@@ -67,76 +54,31 @@ fn fleet(name: &str) -> Fleet {
              {'QueueArn': arn, 'Events': ['s3:ObjectCreated:*'],\n\
               'Filter': {'Key': {'FilterRules': [{'Name': 'prefix', 'Value': 'uploads/'}]}}}]})\n\
          print(json.dumps([q, dlq]))",
-        json!([uploads, unique("work")]),
+        json!([world.uploads, unique("work")]),
     );
-    let keys_file = dir.path().join("api-keys");
-    std::fs::write(
-        &keys_file,
-        format!(
-            "{}\n{}\n",
-            codeseal_service::auth::hash_line("tester", API_KEY),
-            codeseal_service::auth::hash_line("other", OTHER_KEY)
-        ),
-    )
-    .expect("write");
     Fleet {
         queue_url: v[0].as_str().expect("queue").to_string(),
         dlq_url: v[1].as_str().expect("dlq").to_string(),
-        moto,
-        dir,
-        uploads,
-        results,
-        table,
-        chain,
-        keys_file,
-        alias,
+        world,
     }
 }
 
 impl Fleet {
-    fn key_uri(&self) -> String {
-        format!("awskms:///alias/{}", self.alias)
-    }
-
+    /// [`AwsWorld::base_args`] with the queues (and, for `serve`, the API keys), then
+    /// `extra`.
     fn args(&self, cmd: &str, key_uri: &str, extra: &[&str]) -> Vec<String> {
-        let root = test_env().join("pki/root.pem");
-        let mut a: Vec<String> = vec![
-            cmd.into(),
-            "--uploads-bucket".into(),
-            self.uploads.clone(),
-            "--results-bucket".into(),
-            self.results.clone(),
-            "--jobs-table".into(),
-            self.table.clone(),
-            "--create-table".into(),
+        let mut a = self.base_args(cmd, key_uri, &self.results);
+        a.extend([
             "--queue-url".into(),
             self.queue_url.clone(),
             "--dead-letter-queue-url".into(),
             self.dlq_url.clone(),
-            "--key".into(),
-            key_uri.into(),
-            "--cert".into(),
-            self.chain.display().to_string(),
-            "--trust".into(),
-            root.display().to_string(),
-            "--part-size".into(),
-            (5u64 << 20).to_string(),
-        ];
+        ]);
         if cmd == "serve" {
-            a.extend([
-                "--listen".into(),
-                "127.0.0.1:0".into(),
-                "--api-keys".into(),
-                self.keys_file.display().to_string(),
-            ]);
+            a.extend(["--api-keys".into(), self.keys_file.display().to_string()]);
         }
         a.extend(extra.iter().map(|s| s.to_string()));
         a
-    }
-
-    fn start(&self, log: &str, args: Vec<String>, serve: bool) -> Proc {
-        let cmd = self.moto.command(env!("CARGO_BIN_EXE_codeseal-service"));
-        Proc::start(cmd, &args, &self.dir.path().join(log), serve)
     }
 
     /// The API alone (no in-process workers).
@@ -292,17 +234,6 @@ fn fixtures() -> Vec<(String, Vec<u8>)> {
             )
         })
         .collect()
-}
-
-fn audits(logs: &str, id: &str) -> usize {
-    logs.lines()
-        .filter(|l| l.contains("codeseal::audit") && l.contains(id))
-        .count()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 /// Every result in the results bucket: one per job, each verified by osslsigncode.
@@ -490,35 +421,12 @@ fn sigkilled_worker_message_returns_after_the_visibility_timeout_and_the_job_is_
     // A slow worker (each step sleeps 4 s) with a 3 s lease = visibility timeout.
     let mut slow = f.start(
         "slow.log",
-        f.args(
-            "worker",
-            &f.key_uri(),
-            &[
-                "--step-delay-ms",
-                "4000",
-                "--lease-seconds",
-                "3",
-                "--workers",
-                "1",
-            ],
-        ),
+        f.args("worker", &f.key_uri(), SLOW_WORKER),
         false,
     );
     let input = std::fs::read(test_env().join("fixtures/pe64.dll")).expect("fixture");
     let id = client.upload("lib.dll", &input);
-    let t0 = Instant::now();
-    loop {
-        let (_, v) = client.api("GET", &format!("/jobs/{id}"), None);
-        if v["status"] == "signing" {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "never claimed: {v}\n{}",
-            slow.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_status(&client, &id, "signing", &slow);
     slow.kill(); // SIGKILL
     let killed = Instant::now();
     // The message is invisible (held by the dead worker) until its visibility timeout.

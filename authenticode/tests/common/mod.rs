@@ -11,6 +11,10 @@ use std::{
 use codeseal_local::LocalKey;
 use codeseal_signer::SigningIdentity;
 
+mod pipeline;
+#[allow(unused_imports)] // not every suite uses the pipeline scenarios
+pub use pipeline::*;
+
 pub struct TestEnv {
     pub fixtures: PathBuf,
     pub pki: PathBuf,

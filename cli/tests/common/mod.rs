@@ -7,6 +7,9 @@ use std::{
     process::{Command, Output},
 };
 
+mod every_verb;
+pub use every_verb::*;
+
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -172,20 +175,10 @@ pub fn write_ps1(dir: &Path, name: &str) -> std::path::PathBuf {
 /// A signed script accepted by osslsigncode (trusting `root_pem`) and by `codeseal verify
 /// --trust`, and a copy with one character changed rejected by both.
 pub fn script_accepted(codeseal: impl Fn(&[&str]) -> Output, file: &Path, root_pem: &Path) {
-    let (ok, t) = osslsigncode_ok(file, root_pem);
-    assert!(ok, "osslsigncode ({}): {t}", file.display());
-    let o = codeseal(&["verify", "--trust", s(root_pem), s(file)]);
-    assert!(o.status.success(), "codeseal verify: {}", text(&o));
-    let mut bytes = std::fs::read(file).expect("read");
-    let i = bytes.iter().position(|&b| b == b'H').expect("an H");
-    bytes[i] = b'J';
-    let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("ps1");
-    let bad = file.with_extension(format!("bad.{ext}"));
-    std::fs::write(&bad, bytes).expect("write");
-    let (ok, _) = osslsigncode_ok(&bad, root_pem);
-    assert!(!ok, "osslsigncode accepts a changed script");
-    let o = codeseal(&["verify", s(&bad)]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    accepted_and_tamper_rejected(codeseal, file, root_pem, |bytes| {
+        let i = bytes.iter().position(|&b| b == b'H').expect("an H");
+        bytes[i] = b'J';
+    });
 }
 
 /// signify, strict, trusting only the given roots (signers and TSAs alike).

@@ -482,6 +482,180 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Uploads `data` as `name` and waits (60 s at most) for the job: it must be done with a
+    /// valid verify report (`log` is shown when not). Returns the job and the signed file.
+    pub fn signed(&self, name: &str, data: &[u8], log: &Proc) -> (Value, Vec<u8>) {
+        let id = self.upload(name, data);
+        let job = self.wait(&id, Duration::from_secs(60));
+        assert_eq!(job["status"], "done", "{name}: {job}\n{}", log.log_text());
+        assert_eq!(job["verify"]["valid"], true, "{name}: {job}");
+        let bytes = self.download(job["download_url"].as_str().expect("url"));
+        (job, bytes)
+    }
+
+    /// Uploads `data` as `name` and waits (60 s at most) for the job: it must fail with
+    /// `reason`. Returns the job id and the job.
+    pub fn failed(&self, name: &str, data: &[u8], reason: &str) -> (String, Value) {
+        let id = self.upload(name, data);
+        let job = self.wait(&id, Duration::from_secs(60));
+        assert_eq!(job["status"], "failed", "{name}: {job}");
+        assert_eq!(job["error_reason"], reason, "{name}: {job}");
+        (id, job)
+    }
+}
+
+impl Client {
+    /// GET /metrics (200) has every line of `lines` in its text.
+    pub fn assert_metrics(&self, lines: &[&str]) {
+        let (st, m) = self.api("GET", "/metrics", None);
+        assert_eq!(st, 200, "{m}");
+        let m = m.as_str().expect("text");
+        for l in lines {
+            assert!(m.contains(l), "{l} not in: {m}");
+        }
+    }
+}
+
+/// Worker arguments of the SIGKILL tests: one worker, each step slowed by 4 s, a 3 s lease
+/// (so that it is killed mid-job and its lease or message expires before it would finish).
+pub const SLOW_WORKER: &[&str] = &[
+    "--step-delay-ms",
+    "4000",
+    "--lease-seconds",
+    "3",
+    "--workers",
+    "1",
+];
+
+/// `bytes`, written to `dir/name`, pass osslsigncode trusting only the test root.
+pub fn assert_osslsigncode_accepts(bytes: &[u8], dir: &Path, name: &str) {
+    let f = dir.join(name);
+    std::fs::write(&f, bytes).expect("write");
+    let (ok, t) = osslsigncode_ok(&f, &test_env().join("pki/root.pem"));
+    assert!(ok, "osslsigncode rejected {name}: {t}");
+}
+
+/// Names unique to this test run.
+pub fn unique(name: &str) -> String {
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .subsec_nanos();
+    format!("{name}-{}-{ns}", std::process::id())
+}
+
+/// The `p` quantile (0..=1) of sorted samples, nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Audit records in `logs` that name job `id`.
+pub fn audits(logs: &str, id: &str) -> usize {
+    logs.lines()
+        .filter(|l| l.contains("codeseal::audit") && l.contains(id))
+        .count()
+}
+
+/// Polls GET /jobs/ID until its status is `status` (60 s at most; `log` is shown when not).
+pub fn wait_for_status(client: &Client, id: &str, status: &str, log: &Proc) {
+    let t0 = Instant::now();
+    loop {
+        let (_, v) = client.api("GET", &format!("/jobs/{id}"), None);
+        if v["status"] == status {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "never {status}: {v}\n{}",
+            log.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The AWS side of a service run against moto: an uploads and a results bucket, a job
+/// table name, a KMS P-256 key (alias) with a certificate from the test intermediate, and
+/// an API keys file; the service binary started with moto's environment.
+pub struct AwsWorld {
+    pub moto: Moto,
+    pub dir: tempfile::TempDir,
+    pub uploads: String,
+    pub results: String,
+    pub table: String,
+    pub chain: PathBuf,
+    pub keys_file: PathBuf,
+    pub alias: String,
+}
+
+impl AwsWorld {
+    /// Starts moto (`name`), makes the buckets and the key (alias `alias_prefix-...`), and
+    /// writes `api_keys` (caller, key) hashed into the keys file.
+    pub fn new(name: &str, alias_prefix: &str, api_keys: &[(&str, &str)]) -> AwsWorld {
+        let moto = Moto::start(name);
+        let dir = tempfile::tempdir().expect("tmp");
+        let (uploads, results, table) = (unique("up"), unique("res"), unique("jobs"));
+        moto.create_buckets(&[&uploads, &results]);
+        let alias = unique(alias_prefix);
+        let chain = moto.kms_key_with_cert(&alias, dir.path());
+        let keys_file = dir.path().join("api-keys");
+        let lines: String = api_keys
+            .iter()
+            .map(|(caller, key)| format!("{}\n", codeseal_service::auth::hash_line(caller, key)))
+            .collect();
+        std::fs::write(&keys_file, lines).expect("write");
+        AwsWorld {
+            moto,
+            dir,
+            uploads,
+            results,
+            table,
+            chain,
+            keys_file,
+            alias,
+        }
+    }
+
+    pub fn key_uri(&self) -> String {
+        format!("awskms:///alias/{}", self.alias)
+    }
+
+    /// `cmd` with the stores (results in `results`), the table (created), the key, the
+    /// certificate, the test root as trust and 5 MiB parts; `serve` listens on 127.0.0.1.
+    pub fn base_args(&self, cmd: &str, key_uri: &str, results: &str) -> Vec<String> {
+        let root = test_env().join("pki/root.pem");
+        let mut a: Vec<String> = vec![
+            cmd.into(),
+            "--uploads-bucket".into(),
+            self.uploads.clone(),
+            "--results-bucket".into(),
+            results.into(),
+            "--jobs-table".into(),
+            self.table.clone(),
+            "--create-table".into(),
+            "--key".into(),
+            key_uri.into(),
+            "--cert".into(),
+            self.chain.display().to_string(),
+            "--trust".into(),
+            root.display().to_string(),
+            "--part-size".into(),
+            (5u64 << 20).to_string(),
+        ];
+        if cmd == "serve" {
+            a.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        }
+        a
+    }
+
+    /// Starts `codeseal-service ARGS` with moto's environment, logging to `dir/log`.
+    pub fn start(&self, log: &str, args: Vec<String>, serve: bool) -> Proc {
+        let cmd = self.moto.command(env!("CARGO_BIN_EXE_codeseal-service"));
+        Proc::start(cmd, &args, &self.dir.path().join(log), serve)
+    }
+}
+
 /// The downloaded file passes osslsigncode and signify trusting only the test root.
 pub fn assert_independently_verified(bytes: &[u8], dir: &Path, name: &str) {
     let f = dir.join(name);
