@@ -517,7 +517,7 @@ impl EarlyFlush {
     /// Starts the flushing thread for a copy of `end` bytes to `file` (through a handle of
     /// its own on the same open file). `None` if the handle or the thread cannot be had:
     /// the final fsync then does all the work, as without early flushes.
-    fn start(file: &File, end: u64) -> Option<Self> {
+    pub(crate) fn start(file: &File, end: u64) -> Option<Self> {
         let file = file.try_clone().ok()?;
         let (ask, asked) = std::sync::mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
@@ -562,7 +562,7 @@ impl EarlyFlush {
 
     /// The copy is written up to `offset`: asks for a flush if a step was crossed, and
     /// says whether it did.
-    fn written(&mut self, offset: u64) -> bool {
+    pub(crate) fn written(&mut self, offset: u64) -> bool {
         if offset < self.next || offset > self.until {
             return false;
         }

@@ -18,7 +18,7 @@ use codeseal_signer::DigestAlgorithm;
 use tempfile::NamedTempFile;
 
 use crate::{
-    digest::{stream_image_to_file, EarlyFlush, FileCopy, ImagePass, PIPELINE_MIN},
+    digest::{stream_image_to_file, FileCopy, ImagePass, PIPELINE_MIN},
     error::{Error, Result},
     format::{check_written, output::OutputFile, FileKind, Staged},
     pagehash::PageHasher,
@@ -52,8 +52,6 @@ pub struct StagedImage {
     inherited: Vec<Vec<u8>>,
     /// Whether the input had a certificate table.
     was_signed: bool,
-    /// The copy's early flushes, still running its last one while the key signs.
-    flusher: Option<EarlyFlush>,
 }
 
 /// Whether the copy should bypass the page cache: only with `CODESEAL_DIRECT_IO=1`.
@@ -258,7 +256,7 @@ impl StagedImage {
     ) -> Result<Self> {
         let file =
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
-        let out = OutputFile::create(input, &file, output, force, sync_dir)?;
+        let mut out = OutputFile::create(input, &file, output, force, sync_dir)?;
         let mut r = BufReader::with_capacity(64 << 10, file);
         let parse = crate::timing::span(crate::timing::Phase::Parse);
         let PeInput {
@@ -281,9 +279,8 @@ impl StagedImage {
         let _t = crate::timing::span(crate::timing::Phase::HashCopy);
         let mut copy = FileCopy::new(out.tmp().as_file(), direct).with_early_writeback();
         let pass = stream_image_to_file(&mut r, &pe, &algs, &mut copy, page_hasher.as_mut_slice())?;
-        let flusher = copy.take_flusher();
+        out.set_flusher(copy.take_flusher());
         Ok(Self {
-            flusher,
             out,
             was_signed: pe.cert_table.is_some(),
             pe,
@@ -345,10 +342,6 @@ impl StagedImage {
         {
             let _t = crate::timing::span(crate::timing::Phase::Check);
             self.check_output(total, signature)?;
-        }
-        if let Some(f) = self.flusher.take() {
-            let _t = crate::timing::span(crate::timing::Phase::Fsync);
-            f.finish()?;
         }
         self.out.persist()?;
         Ok(total)

@@ -123,7 +123,7 @@ impl StagedCab {
         let kept = existing(&header, &mut r, opts.existing, opts.algs)?;
         r.seek(SeekFrom::Start(header.folders_start()))
             .map_err(|e| Error::io("seeking in the input", e))?;
-        let mut w = BufWriter::with_capacity(64 << 10, out.file_mut());
+        let mut w = BufWriter::with_capacity(64 << 10, out.early_flushing(cabinet_len));
         let (digests, written) = stream_digests(
             &header,
             &mut r,

@@ -242,7 +242,11 @@ impl StagedMsi {
         )?;
         file.seek(SeekFrom::Start(0))
             .map_err(|e| Error::io("rewinding the input", e))?;
-        std::io::copy(&mut file, out.file_mut())
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("reading the installer's length", e))?
+            .len();
+        std::io::copy(&mut file, &mut out.early_flushing(len))
             .map_err(|e| Error::io("copying the installer to the temp file", e))?;
         Ok(Self {
             digests: i.digests,

@@ -3,12 +3,16 @@
 //! The input is never modified in place.
 use std::{
     fs::File,
+    io::Write,
     path::{Path, PathBuf},
 };
 
 use tempfile::NamedTempFile;
 
-use crate::error::{Error, Result};
+use crate::{
+    digest::{EarlyFlush, PIPELINE_MIN},
+    error::{Error, Result},
+};
 
 /// A temp file waiting to replace `output`.
 #[derive(Debug)]
@@ -18,6 +22,8 @@ pub(crate) struct OutputFile {
     overwrite: bool,
     sync_dir: bool,
     permissions: Option<std::fs::Permissions>,
+    /// Early flushes of what was written so far, finished before the final fsync.
+    flusher: Option<EarlyFlush>,
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -61,6 +67,7 @@ impl OutputFile {
             overwrite: in_place || force,
             sync_dir,
             permissions: input_file.metadata().ok().map(|m| m.permissions()),
+            flusher: None,
         })
     }
 
@@ -79,6 +86,30 @@ impl OutputFile {
         &self.output
     }
 
+    /// Hands over the early flushes of a copy written into the temp file
+    /// ([`crate::digest::FileCopy::take_flusher`]): [`persist`](Self::persist) finishes
+    /// them before its fsync.
+    pub(crate) fn set_flusher(&mut self, flusher: Option<EarlyFlush>) {
+        self.flusher = flusher;
+    }
+
+    /// A writer filling the temp file in order from its start, for a result of about
+    /// `expected` bytes. From [`PIPELINE_MIN`] bytes on, what it has written is flushed to
+    /// the disk while the caller goes on (see `FileCopy::with_early_writeback` and
+    /// docs/performance.md), and [`persist`](Self::persist) finishes those flushes before
+    /// its fsync. Writes through it must be sequential from offset 0; the caller may seek
+    /// and patch the file afterwards.
+    pub(crate) fn early_flushing(&mut self, expected: u64) -> EarlyFlushing<'_> {
+        if expected >= PIPELINE_MIN && self.flusher.is_none() {
+            self.flusher = EarlyFlush::start(self.tmp.as_file(), expected);
+        }
+        EarlyFlushing {
+            file: self.tmp.as_file_mut(),
+            flusher: &mut self.flusher,
+            written: 0,
+        }
+    }
+
     /// Syncs the temp file, gives it the input's permissions and renames it over the output
     /// (refusing to clobber one that appeared meanwhile unless overwriting was allowed), then
     /// syncs the directory so that the rename is durable (unless the caller does that).
@@ -87,6 +118,9 @@ impl OutputFile {
         let io = |what: &'static str| move |e| Error::io(what, e);
         {
             let _t = span(Phase::Fsync);
+            if let Some(f) = self.flusher.take() {
+                f.finish()?;
+            }
             self.tmp
                 .as_file()
                 .sync_all()
@@ -114,6 +148,28 @@ impl OutputFile {
     }
 }
 
+/// [`OutputFile::early_flushing`]'s writer.
+pub(crate) struct EarlyFlushing<'a> {
+    file: &'a mut File,
+    flusher: &'a mut Option<EarlyFlush>,
+    written: u64,
+}
+
+impl Write for EarlyFlushing<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if let Some(f) = self.flusher {
+            f.written(self.written);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// The directory holding `output` (a bare file name: the current directory).
 pub fn parent_of(output: &Path) -> &Path {
     match output.parent() {
@@ -126,4 +182,37 @@ pub fn parent_of(output: &Path) -> &Path {
 pub fn sync_directory(dir: &Path) -> std::io::Result<()> {
     let _t = crate::timing::span(crate::timing::Phase::DirSync);
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The early-flushing writer writes exactly what it is given, starts its flushes only
+    /// for large results, and `persist` finishes them before renaming.
+    #[test]
+    fn early_flushing_writer_copies_exactly_and_persist_finishes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.bin");
+        let data: Vec<u8> = (0..(PIPELINE_MIN as usize + (3 << 20) + 77))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&input, &data).unwrap();
+        for (len, flushes) in [(data.len(), true), (1 << 20, false)] {
+            let output = dir.path().join(format!("out-{len}.bin"));
+            let f = File::open(&input).unwrap();
+            let mut out = OutputFile::create(&input, &f, &output, false, true).unwrap();
+            {
+                let mut w = out.early_flushing(len as u64);
+                for piece in data[..len].chunks(100_000) {
+                    w.write_all(piece).unwrap();
+                }
+                w.flush().unwrap();
+            }
+            assert_eq!(out.flusher.is_some(), flushes, "{len}");
+            out.persist().unwrap();
+            assert_eq!(std::fs::read(&output).unwrap(), &data[..len]);
+        }
+    }
 }
