@@ -234,20 +234,22 @@ impl StagedMsi {
         let mut file =
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
         let mut out = OutputFile::create(input, &file, output, opts.force, opts.sync_dir)?;
-        let i = inspect(
-            BufReader::with_capacity(64 << 10, &mut file),
-            opts.existing,
-            opts.algs,
-            opts.msi_dse,
-        )?;
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io("rewinding the input", e))?;
+        // The copy first, so that its early flushes run while the streams are hashed (a
+        // refused installer only costs the copy, which is then deleted).
         let len = file
             .metadata()
             .map_err(|e| Error::io("reading the installer's length", e))?
             .len();
         std::io::copy(&mut file, &mut out.early_flushing(len))
             .map_err(|e| Error::io("copying the installer to the temp file", e))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("rewinding the input", e))?;
+        let i = inspect(
+            BufReader::with_capacity(64 << 10, &mut file),
+            opts.existing,
+            opts.algs,
+            opts.msi_dse,
+        )?;
         Ok(Self {
             digests: i.digests,
             existing: i.existing,
