@@ -305,7 +305,8 @@ fn run_pass<R: Read + Seek>(
             // A few synchronous direct writes would cost more than the page cache saves.
             c.direct = None;
         }
-        let mut buf = vec![0u8; CHUNK];
+        // No bigger than the image: a batch of small files allocates (and zeroes) little.
+        let mut buf = vec![0u8; usize::try_from(end.min(CHUNK as u64)).unwrap_or(CHUNK)];
         let mut pos = 0u64;
         while pos < end {
             let want = usize::try_from((end - pos).min(CHUNK as u64)).unwrap_or(CHUNK);
