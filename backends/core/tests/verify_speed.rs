@@ -1,5 +1,8 @@
+#![cfg(feature = "aws-lc")]
 //! Verification speed, RustCrypto (`rsa`, `p256`, `p384`) against aws-lc-rs, for a signature
-//! over a precomputed SHA-256/384 digest. Not a criterion bench: an ignored test that prints.
+//! over a precomputed SHA-256/384 digest, through codeseal's `Verifier` (its checks and the
+//! key decoding included) and each library alone. Not a criterion bench: an ignored test
+//! that prints. Needs the default feature `aws-lc`.
 //!
 //! ```text
 //! cargo test --workspace --test verify_speed -- --ignored --nocapture
@@ -16,7 +19,7 @@ use aws_lc_rs::{
         self as lc, EcdsaKeyPair, KeyPair, ParsedPublicKey, RsaKeyPair, UnparsedPublicKey,
     },
 };
-use codeseal_signer::{verify_prehash, DigestAlgorithm};
+use codeseal_signer::{DigestAlgorithm, Verifier};
 use der::{Decode, Encode};
 use rsa::{pkcs8::DecodePublicKey, Pkcs1v15Sign, RsaPublicKey};
 use signature::hazmat::PrehashVerifier;
@@ -116,15 +119,18 @@ fn verify_speed() {
         ),
     ];
     println!(
-        "| key | codeseal verify_prehash (RustCrypto, parses the SPKI) | RustCrypto, key parsed once | aws-lc-rs UnparsedPublicKey::verify_digest | aws-lc-rs ParsedPublicKey (parsed once) |"
+        "| key | codeseal, RustCrypto | codeseal, aws-lc-rs | RustCrypto alone, key parsed once | aws-lc-rs UnparsedPublicKey::verify_digest | aws-lc-rs ParsedPublicKey (parsed once) |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for c in &cases {
         let spki_der = c.spki.to_der().expect("der");
         let raw = c.spki.subject_public_key.raw_bytes().to_vec();
         let d = digest::Digest::import_less_safe(&c.digest, c.lc_digest).expect("digest");
         // Every variant must accept the signature, or the numbers mean nothing.
-        verify_prehash(&c.spki, c.alg, &c.digest, &c.sig).expect("codeseal verifies");
+        for v in Verifier::ALL {
+            v.verify_prehash(&c.spki, c.alg, &c.digest, &c.sig)
+                .expect("codeseal verifies");
+        }
         UnparsedPublicKey::new(c.lc_alg, &raw)
             .verify_digest(&d, &c.sig)
             .expect("aws-lc verifies");
@@ -134,7 +140,14 @@ fn verify_speed() {
             .expect("aws-lc verifies");
 
         let codeseal = rate(budget, || {
-            verify_prehash(&c.spki, c.alg, &c.digest, &c.sig).expect("verify");
+            Verifier::RustCrypto
+                .verify_prehash(&c.spki, c.alg, &c.digest, &c.sig)
+                .expect("verify");
+        });
+        let codeseal_lc = rate(budget, || {
+            Verifier::AwsLc
+                .verify_prehash(&c.spki, c.alg, &c.digest, &c.sig)
+                .expect("verify");
         });
         let rc_once: f64 = if c.name.starts_with("RSA") {
             let k = RsaPublicKey::from_public_key_der(&spki_der).expect("key");
@@ -164,7 +177,7 @@ fn verify_speed() {
             parsed.verify_digest_sig(&d, &c.sig).expect("verify");
         });
         println!(
-            "| {} | {codeseal:.0}/s | {rc_once:.0}/s | {lc_unparsed:.0}/s | {lc_parsed:.0}/s |",
+            "| {} | {codeseal:.0}/s | {codeseal_lc:.0}/s | {rc_once:.0}/s | {lc_unparsed:.0}/s | {lc_parsed:.0}/s |",
             c.name
         );
     }
