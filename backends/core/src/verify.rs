@@ -22,8 +22,9 @@ pub const MAX_RSA_BITS: usize = 16384;
 /// `rsa` crate accepts (odd, 3 to 2^33 − 1, below the modulus) and NULL parameters; EC keys
 /// on the named curves P-256 and P-384 only (never explicit parameters: CVE-2020-0601), on
 /// the curve, compressed or not; RSA signatures exactly as long as the modulus; ECDSA
-/// signatures in strict DER with `r` and `s` in 1..n−1 (a high `s` is accepted, as Windows,
-/// OpenSSL and RFC 5480 do: ECDSA as FIPS 186 defines it has no low-S rule); ECDSA on P-384
+/// signatures in strict DER with `r` and `s` in 1..n−1 (a high `s` is accepted: ECDSA as
+/// FIPS 186-5 and RFC 5480 define it has no low-S rule, OpenSSL accepts one, and Windows
+/// documents none; Windows itself is not tested here); ECDSA on P-384
 /// not with SHA-1 (its digest is shorter than half the order, [`KeyKind::can_sign`]).
 ///
 /// [`verify_prehash`] uses [`Verifier::default()`].

@@ -441,8 +441,8 @@ fn ecdsa_verdicts_agree() {
         );
         let (r, s_) = split(&sig);
 
-        // High S and low S: n - s verifies as well as s (ECDSA as FIPS 186 and RFC 5480
-        // define it; Windows and OpenSSL accept both).
+        // High S and low S: n - s verifies as well as s (ECDSA as FIPS 186-5 and RFC 5480
+        // define it has no low-S rule; OpenSSL accepts both, checked below).
         let s_neg = sub(&n, &left_pad(&s_, len));
         let other_s = ecdsa_der(&der_uint(&r), &der_uint(&s_neg));
         accepted(
@@ -662,4 +662,57 @@ fn hex_decode(h: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
         .collect()
+}
+
+/// RSA keys of 8192 bits (aws-lc-rs's largest) and 10240 bits (above it: the RustCrypto code
+/// verifies for both implementations). The keys take minutes to make, so their public keys
+/// and a signature are in tests/data, made by:
+///
+/// ```text
+/// openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:BITS -out rsaBITS.pem
+/// openssl pkey -in rsaBITS.pem -pubout -outform DER -out rsaBITS.pub.der
+/// printf 'codeseal large RSA key' | openssl dgst -sha256 -binary > digest.bin
+/// openssl pkeyutl -sign -inkey rsaBITS.pem -in digest.bin -pkeyopt digest:sha256 \
+///   -out rsaBITS.sha256.sig
+/// ```
+#[test]
+fn large_rsa_keys_verify_alike() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let alg = DigestAlgorithm::Sha256;
+    let digest = alg.digest(b"codeseal large RSA key");
+    for bits in [8192u32, 10240] {
+        let read = |ext: &str| std::fs::read(data.join(format!("rsa{bits}.{ext}"))).expect("read");
+        let spki = SubjectPublicKeyInfoOwned::from_der(&read("pub.der")).expect("spki");
+        let sig = read("sha256.sig");
+        assert_eq!(
+            codeseal_signer::key_kind_of(&spki).expect("kind"),
+            codeseal_signer::KeyKind::Rsa { bits }
+        );
+        let what = format!("rsa{bits}");
+        accepted(&spki, alg, &digest, &sig, &what);
+        refused(
+            &spki,
+            alg,
+            &flipped(&digest, 9),
+            &sig,
+            &format!("{what}: other digest"),
+        );
+        for at in [0, sig.len() / 3, sig.len() - 1] {
+            refused(
+                &spki,
+                alg,
+                &digest,
+                &flipped(&sig, at),
+                &format!("{what}: signature bit {at}"),
+            );
+        }
+        refused(
+            &spki,
+            alg,
+            &digest,
+            &vec![0xff; sig.len()],
+            &format!("{what}: above n"),
+        );
+        refused(&spki, alg, &digest, &sig[1..], &format!("{what}: short"));
+    }
 }
