@@ -716,3 +716,72 @@ fn large_rsa_keys_verify_alike() {
         refused(&spki, alg, &digest, &sig[1..], &format!("{what}: short"));
     }
 }
+
+/// Random mutations of OpenSSL's signatures (bytes changed, set to 0x00 / 0x80 / 0xff,
+/// inserted, removed, the end cut), a deterministic sequence: both implementations must
+/// agree on every one, and the unchanged signature must verify. A small in-test version of
+/// the `key_decoding` fuzz target's differential check.
+#[test]
+fn mutated_signatures_get_the_same_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let keys = [
+        Key::new(
+            d,
+            "rsa2048",
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        ),
+        Key::new(
+            d,
+            "p256",
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        ),
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state % bound as u64).expect("fits")
+    };
+    let (mut accepted_n, mut refused_n) = (0, 0);
+    for key in &keys {
+        for alg in [DigestAlgorithm::Sha256, DigestAlgorithm::Sha1] {
+            let digest = digest_for(alg, 11);
+            let sig = key.sign(d, alg, &digest);
+            accepted(
+                &key.spki,
+                alg,
+                &digest,
+                &sig,
+                &format!("{} {alg}", key.name),
+            );
+            for round in 0..400 {
+                let mut m = sig.clone();
+                for _ in 0..1 + next(3) {
+                    let at = next(m.len().max(1));
+                    match next(6) {
+                        0 if !m.is_empty() => m[at] ^= 1 << next(8),
+                        1 if !m.is_empty() => m[at] = [0x00, 0x80, 0xff][next(3)],
+                        2 => m.insert(at, [0x00, 0x02, 0x30][next(3)]),
+                        3 if !m.is_empty() => {
+                            m.remove(at);
+                        }
+                        4 => m.truncate(at),
+                        _ => {}
+                    }
+                }
+                let what = format!("{} {alg} mutation {round}", key.name);
+                match verdict(&key.spki, alg, &digest, &m, &what) {
+                    Ok(()) => accepted_n += 1,
+                    Err(_) => refused_n += 1,
+                }
+            }
+        }
+    }
+    // Most mutations break the signature; the few no-ops leave it valid.
+    assert!(
+        refused_n > 1000,
+        "{refused_n} refused, {accepted_n} accepted"
+    );
+}
