@@ -488,7 +488,8 @@ pub fn timestamp_token(data: &[u8]) {
 
 /// Key material decoding in `codeseal-signer`: `key_kind_of` on the input as an SPKI (and a
 /// signature check with it), `verify_prehash` of the input as a signature under fixed P-256,
-/// P-384 and RSA-2048 keys, and the digest OID table. `more` gets the input too: the fuzz
+/// P-384 and RSA-2048 keys (each check through every verification implementation built:
+/// aws-lc-rs and RustCrypto must give the same verdict), and the digest OID table. `more` gets the input too: the fuzz
 /// target passes the parsers of the other crates there (KMS key references, PKCS#11 URIs,
 /// local key files), which this crate does not depend on.
 pub fn key_decoding(data: &[u8], more: &dyn Fn(&[u8])) {
@@ -496,7 +497,7 @@ pub fn key_decoding(data: &[u8], more: &dyn Fn(&[u8])) {
         if let Ok(kind) = key_kind_of(&spki) {
             black_box(kind.to_string());
             let sig = [0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01];
-            black_box(verify_prehash(&spki, DigestAlgorithm::Sha256, &[0u8; 32], &sig).is_ok());
+            black_box(same_verdict(&spki, DigestAlgorithm::Sha256, &[0u8; 32], &sig).is_ok());
         }
     }
     // The signature: the input; the digest: taken from its head (so that the fuzzer can aim
@@ -513,10 +514,10 @@ pub fn key_decoding(data: &[u8], more: &dyn Fn(&[u8])) {
     };
     let digest = vec![0x5au8; digest_len];
     for key in fixed_keys() {
-        match verify_prehash(key, alg, &digest, data) {
+        match same_verdict(key, alg, &digest, data) {
             Ok(()) => black_box(()),
             Err(e) => {
-                black_box(e.to_string());
+                black_box(e);
             }
         }
     }
@@ -527,6 +528,28 @@ pub fn key_decoding(data: &[u8], more: &dyn Fn(&[u8])) {
         black_box(n);
     }
     more(data);
+}
+
+/// `verify_prehash` through every verification implementation built (aws-lc-rs and
+/// RustCrypto): panics if their verdicts differ (even the error text, as the same checks
+/// run before either), else returns the verdict.
+fn same_verdict(
+    spki: &SubjectPublicKeyInfoOwned,
+    alg: DigestAlgorithm,
+    digest: &[u8],
+    signature: &[u8],
+) -> std::result::Result<(), String> {
+    let mut first: Option<std::result::Result<(), String>> = None;
+    for v in codeseal_signer::Verifier::ALL {
+        let r = v
+            .verify_prehash(spki, alg, digest, signature)
+            .map_err(|e| e.to_string());
+        match &first {
+            None => first = Some(r),
+            Some(f) => assert_eq!(f, &r, "{} disagrees with the first verifier", v.name()),
+        }
+    }
+    first.unwrap_or(Ok(()))
 }
 
 /// Checks what a URI redaction (`codeseal_keys::redact_uri`) returned: every secret-bearing

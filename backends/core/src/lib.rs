@@ -15,7 +15,8 @@
 //!   `x509-cert`'s builders and `cms` take any codeseal key.
 //! - [`csr`]: PKCS#10 requests made with any key (to buy a certificate for a KMS/HSM key).
 //! - [`verify_prehash`]: checks a signature over a digest with a public key; backends use it
-//!   to check every signature a remote key returns before it is used.
+//!   to check every signature a remote key returns before it is used. [`Verifier`] names
+//!   the implementation (aws-lc-rs with the default feature `aws-lc`, or RustCrypto).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -35,7 +36,7 @@ pub use identity::SigningIdentity;
 pub use redact::redact_uri;
 pub use rustcrypto::{PublicKey, RustCryptoSigner, Signature};
 pub use signer::{run_blocking, BoxFuture, KeySigner};
-pub use verify::{key_kind_of, verify_prehash};
+pub use verify::{key_kind_of, verify_prehash, Verifier, MAX_RSA_BITS, MIN_RSA_BITS};
 
 /// Re-exports of the format crates whose types appear in this crate's API, so that users
 /// get exactly the versions codeseal was built with.
