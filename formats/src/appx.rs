@@ -1419,6 +1419,16 @@ pub fn subject_pairs(cert: &x509_cert::Certificate) -> Vec<(String, String)> {
     out
 }
 
+/// Whether two Publishers name the same subject (the same attributes with the same
+/// values, in any order): a bundle's and its inner packages'.
+pub fn publishers_match(a: &str, b: &str) -> bool {
+    let mut a = parse_publisher(a);
+    let mut b = parse_publisher(b);
+    a.sort();
+    b.sort();
+    a == b
+}
+
 /// Whether the manifest `publisher` names `cert`'s subject, as Windows requires at
 /// install: the same attributes with the same values. The order of the RDNs is not
 /// compared (names are written most-specific-first by convention, whatever their encoded

@@ -119,11 +119,10 @@ impl Prepared {
         }
         let u = appx::write_unsigned(src, &zip, out, Some(&mut check))?;
         let result = check.finish();
-        let mut problems = result.problems;
-        problems.extend(inner_problems(&result.inner, publisher.as_deref()));
-        if !problems.is_empty() {
-            return Err(Error::Appx(AppxRefusal::BlockMap(problems)));
+        if !result.problems.is_empty() {
+            return Err(Error::Appx(AppxRefusal::BlockMap(result.problems)));
         }
+        refuse_inner(&result.inner, publisher.as_deref())?;
         Ok(Self {
             bundle,
             alg: u.alg,
@@ -182,12 +181,107 @@ impl Prepared {
     }
 }
 
-/// The problems of a bundle's inner packages that are not block-map problems (those are
-/// in the bundle's): a Publisher other than the bundle's (`publisher`, when known), an
-/// inner signature that is not for its package.
-fn inner_problems(inner: &[appx::InnerPackage], publisher: Option<&str>) -> Vec<String> {
-    let _ = (inner, publisher);
-    Vec::new()
+/// Why a bundle's inner package is refused at signing: a Publisher other than the
+/// bundle's (`bundle_publisher`, given unless the Publisher check is overridden), or its
+/// own signature not verifying against it (digest, signature; the chain is not judged
+/// here).
+fn refuse_inner(inner: &[appx::InnerPackage], bundle_publisher: Option<&str>) -> Result<()> {
+    if let Some(bundle) = bundle_publisher {
+        for i in inner {
+            let ok = i
+                .publisher
+                .as_deref()
+                .is_ok_and(|p| appx::publishers_match(p, bundle));
+            if !ok {
+                return Err(Error::Appx(AppxRefusal::InnerPublisher {
+                    package: i.name.clone(),
+                    publisher: i
+                        .publisher
+                        .clone()
+                        .unwrap_or_else(|e| format!("(none: {e})")),
+                    bundle: bundle.to_string(),
+                }));
+            }
+        }
+    }
+    let mut bad = Vec::new();
+    for i in inner {
+        if let Some(why) = inner_signature_problem(i, None) {
+            bad.push(format!("{:?}: {why}", i.name));
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Appx(AppxRefusal::InnerSignature(bad)))
+    }
+}
+
+/// What is wrong with the signature an inner package carries (`None`: it has none, or it
+/// verifies). With `opts`, the whole verification (chain and policy included); without,
+/// the integrity (indirect data, digest, signature).
+fn inner_signature_problem(i: &appx::InnerPackage, opts: Option<&VerifyOptions>) -> Option<String> {
+    let der = i.signature.as_deref()?;
+    let parsed = match ParsedSignature::parse(der) {
+        Ok(p) => p,
+        Err(e) => return Some(e.to_string()),
+    };
+    let digest = i
+        .digest
+        .as_ref()
+        .filter(|(alg, _)| *alg == parsed.digest_algorithm)
+        .map(|(_, d)| d.as_slice())
+        .unwrap_or_default();
+    let report = match opts {
+        Some(opts) => crate::verify::check_one(FileKind::Appx, "0", &parsed, digest, opts),
+        None => {
+            if let Err(e) = super::check_indirect_data(FileKind::Appx, &parsed.spc.data) {
+                return Some(e);
+            }
+            crate::verify::check_signature(0, &parsed, digest)
+        }
+    };
+    if report.is_valid() {
+        return None;
+    }
+    let why: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+    Some(why.join("; "))
+}
+
+/// Findings on a bundle's inner packages beyond their block maps (which are in the
+/// bundle's): a Publisher other than the bundle's, a signature that does not verify.
+fn inner_findings(
+    inner: &[appx::InnerPackage],
+    bundle_publisher: &str,
+    opts: &VerifyOptions,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for i in inner {
+        match &i.publisher {
+            Ok(p) if appx::publishers_match(p, bundle_publisher) => {}
+            Ok(p) => out.push(Finding::file(
+                FindingCode::PublisherMismatch,
+                format!(
+                    "inner package {:?}: its Publisher {p:?} is not the bundle's {bundle_publisher:?}",
+                    i.name
+                ),
+            )),
+            Err(e) => out.push(Finding::file(
+                FindingCode::PublisherMismatch,
+                format!("inner package {:?}: no Publisher ({e})", i.name),
+            )),
+        }
+        if let Some(why) = inner_signature_problem(i, Some(opts)) {
+            out.push(Finding::file(
+                FindingCode::InnerPackageSignature,
+                format!(
+                    "inner package {:?}: its signature does not verify: {why}",
+                    i.name
+                ),
+            ));
+        }
+    }
+    out
 }
 
 /// A package carries one signature (Windows reads no nested ones): `--append` is refused.
@@ -375,9 +469,7 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
     for p in result.problems {
         errors.push(Finding::file(FindingCode::BlockMapMismatch, p));
     }
-    for p in inner_problems(&result.inner, Some(&publisher)) {
-        errors.push(Finding::file(FindingCode::BlockMapMismatch, p));
-    }
+    errors.extend(inner_findings(&result.inner, &publisher, opts));
     let parsed = collect_signatures(vec![("0".to_string(), der.as_slice())], &mut errors);
     for (_, p) in parsed.iter().filter(|(i, _)| i == "0") {
         match p.signer_certificate() {
