@@ -923,35 +923,12 @@ pub fn crc32(data: &[u8]) -> u32 {
     !crc32_update(!0, data)
 }
 
-/// The CRC-32 table (polynomial 0xEDB88320).
-#[allow(clippy::indexing_slicing)] // i < 256 = the table's length
-const CRC_TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-};
-
-/// One step of an incremental CRC-32: start from `!0`, finish with `!`.
-#[allow(clippy::indexing_slicing)] // the index is masked to 0..=255
-fn crc32_update(mut c: u32, data: &[u8]) -> u32 {
-    for &b in data {
-        c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-    }
-    c
+/// One step of an incremental CRC-32: start from `!0`, finish with `!` (crc32fast's
+/// SIMD implementation, which keeps the state un-inverted).
+fn crc32_update(c: u32, data: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new_with_initial(!c);
+    h.update(data);
+    !h.finalize()
 }
 
 /// The digest algorithm a block map names in its `HashMethod` attribute.
