@@ -168,28 +168,103 @@ pub(super) fn read_vec<S: Source + ?Sized>(
 /// The size of the chunks the linear pass reads.
 pub const CHUNK: usize = 1 << 20;
 
-/// Reads `from..to` of `src` in chunks of [`CHUNK`] bytes into `buf`, handing each to `f`
-/// with its offset.
-pub(super) fn for_each_chunk<S: Source + ?Sized>(
-    src: &mut S,
-    from: u64,
-    to: u64,
-    buf: &mut Vec<u8>,
-    mut f: impl FnMut(u64, &[u8]) -> Result<()>,
-) -> Result<()> {
-    check_range(src, from, to.saturating_sub(from), "local records")?;
-    if buf.len() < CHUNK {
-        buf.resize(CHUNK, 0);
+/// Chunks in flight between the reader and the check's thread (memory: this many
+/// [`CHUNK`]s).
+const DEPTH: usize = 4;
+
+/// The linear read of a pass: chunks of [`CHUNK`] bytes, each handed to the caller and
+/// then, when a [`PackageCheck`] runs beside it, sent to the check's thread (which hands
+/// the buffer back). The two SHA passes of a pass (AXPC over the stored bytes, the block
+/// hashes over the inflated ones) thus run on two cores.
+struct Reader {
+    to_check: Option<std::sync::mpsc::SyncSender<(u64, Vec<u8>, usize)>>,
+    free: Option<std::sync::mpsc::Receiver<Vec<u8>>>,
+    made: usize,
+    own: Vec<u8>,
+}
+
+impl Reader {
+    fn buffer(&mut self) -> Result<Vec<u8>> {
+        match &self.free {
+            None => Ok(std::mem::take(&mut self.own)),
+            Some(_) if self.made < DEPTH => {
+                self.made += 1;
+                Ok(Vec::new())
+            }
+            Some(free) => free
+                .recv()
+                .map_err(|_| Error::InvalidValue("the block-map check stopped".into())),
+        }
     }
-    let mut at = from;
-    while at < to {
-        let n = usize::try_from(to - at).unwrap_or(CHUNK).min(CHUNK);
-        let b = buf.get_mut(..n).unwrap_or_default();
-        src.read_at(at, b)?;
-        f(at, b)?;
-        at += n as u64;
+
+    /// Reads `from..to` of `src`, handing each chunk to `f` with its offset.
+    fn read<S: Source + ?Sized>(
+        &mut self,
+        src: &mut S,
+        from: u64,
+        to: u64,
+        mut f: impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        check_range(src, from, to.saturating_sub(from), "local records")?;
+        let mut at = from;
+        while at < to {
+            let mut buf = self.buffer()?;
+            if buf.len() < CHUNK {
+                buf.resize(CHUNK, 0);
+            }
+            let n = usize::try_from(to - at).unwrap_or(CHUNK).min(CHUNK);
+            let b = buf.get_mut(..n).unwrap_or_default();
+            src.read_at(at, b)?;
+            f(at, b)?;
+            match &self.to_check {
+                Some(tx) => tx
+                    .send((at, buf, n))
+                    .map_err(|_| Error::InvalidValue("the block-map check stopped".into()))?,
+                None => self.own = buf,
+            }
+            at += n as u64;
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Runs `body` with a [`Reader`] whose chunks also go to `check` on a second thread (none:
+/// the reader keeps one buffer).
+fn with_reader<T>(
+    check: Option<&mut PackageCheck>,
+    body: impl FnOnce(&mut Reader) -> Result<T>,
+) -> Result<T> {
+    let Some(check) = check else {
+        return body(&mut Reader {
+            to_check: None,
+            free: None,
+            made: 0,
+            own: Vec::new(),
+        });
+    };
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>, usize)>(DEPTH);
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let worker = scope.spawn(move || {
+            for (at, buf, n) in rx {
+                check.feed(at, buf.get(..n).unwrap_or_default());
+                // The reader may be gone (an error): the buffer is then dropped.
+                let _ = free_tx.send(buf);
+            }
+        });
+        let mut reader = Reader {
+            to_check: Some(tx),
+            free: Some(free_rx),
+            made: 0,
+            own: Vec::new(),
+        };
+        let out = body(&mut reader);
+        drop(reader);
+        worker
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        out
+    })
 }
 
 /// The block map's files checked against one entry's data.
@@ -730,18 +805,27 @@ impl PackageCheck {
 }
 
 /// Runs a check over the local records of `zip` read from `src` (one linear read of the
-/// bytes before the signature, in chunks of [`CHUNK`] bytes).
+/// bytes before the signature, in chunks of [`CHUNK`] bytes; the check on a second thread,
+/// the package's AXPC on this one).
 pub fn run_check<S: Source + ?Sized>(
     src: &mut S,
     zip: &Zip,
     mut check: PackageCheck,
 ) -> Result<CheckResult> {
     let end = zip.signed_local_end()?;
-    let mut buf = Vec::new();
-    for_each_chunk(src, 0, end, &mut buf, |at, b| {
-        check.feed(at, b);
-        Ok(())
+    let mut blob = check.blob.take();
+    with_reader(Some(&mut check), |reader| {
+        reader.read(src, 0, end, |at, b| {
+            if let Some(bs) = &mut blob {
+                if at < bs.end {
+                    let n = usize::try_from(bs.end - at).unwrap_or(usize::MAX);
+                    bs.axpc.update(b.get(..n).unwrap_or(b));
+                }
+            }
+            Ok(())
+        })
     })?;
+    check.blob = blob;
     Ok(check.finish())
 }
 
@@ -858,7 +942,7 @@ pub fn write_unsigned<S: Source + ?Sized, W: Write + ?Sized>(
     src: &mut S,
     zip: &Zip,
     out: &mut W,
-    mut check: Option<&mut PackageCheck>,
+    check: Option<&mut PackageCheck>,
 ) -> Result<Unsigned> {
     use super::{put, u16_at, u32_at};
     let sig_start = zip.signed_local_end()?;
@@ -887,59 +971,53 @@ pub fn write_unsigned<S: Source + ?Sized, W: Write + ?Sized>(
         h: Hasher::new(alg),
         written: 0,
     };
-    let mut buf = Vec::new();
     // Old local start -> new local start (a map: linear time in the entry count).
     let mut moved: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
     let mut ct_fields = None;
     let mut pos = 0u64;
-    let mut copy = |src: &mut S, w: &mut HashingWriter<'_, W>, from: u64, to: u64, keep: bool| {
-        for_each_chunk(src, from, to, &mut buf, |at, b| {
-            if let Some(c) = check.as_deref_mut() {
-                c.feed(at, b);
+    with_reader(check, |reader| {
+        let mut copy =
+            |src: &mut S, w: &mut HashingWriter<'_, W>, from: u64, to: u64, keep: bool| {
+                reader.read(src, from, to, |_, b| if keep { w.put(b) } else { Ok(()) })
+            };
+        for e in &order {
+            // Bytes between records are kept too.
+            copy(src, &mut w, pos, e.local.start, true)?;
+            moved.insert(e.local.start, w.written);
+            match (&new_ct, e.name == CONTENT_TYPES_NAME) {
+                (Some(text), true) => {
+                    let body = match e.method {
+                        Method::Deflated => miniz_oxide::deflate::compress_to_vec(text, 9),
+                        _ => text.clone(),
+                    };
+                    let crc = crc32(text);
+                    let (csize, usize_) = (
+                        u32::try_from(body.len())
+                            .map_err(|_| bad("content types too large", e.local.start))?,
+                        u32::try_from(text.len())
+                            .map_err(|_| bad("content types too large", e.local.start))?,
+                    );
+                    let mut h = [0u8; LOCAL_LEN];
+                    read_into(src, e.local.start, &mut h, "local header")?;
+                    let flags = u16_at(&h, 6) & !0x0008;
+                    put(&mut h, 6, &flags.to_le_bytes());
+                    put(&mut h, 14, &crc.to_le_bytes());
+                    put(&mut h, 18, &csize.to_le_bytes());
+                    put(&mut h, 22, &usize_.to_le_bytes());
+                    put(&mut h, 28, &0u16.to_le_bytes());
+                    w.put(&h)?;
+                    w.put(CONTENT_TYPES_NAME.as_bytes())?;
+                    w.put(&body)?;
+                    ct_fields = Some((flags, crc, csize, usize_));
+                    // The old record still passes through the block-map check.
+                    copy(src, &mut w, e.local.start, e.local.end, false)?;
+                }
+                _ => copy(src, &mut w, e.local.start, e.local.end, true)?,
             }
-            if keep {
-                w.put(b)?;
-            }
-            Ok(())
-        })
-    };
-    for e in &order {
-        // Bytes between records are kept too.
-        copy(src, &mut w, pos, e.local.start, true)?;
-        moved.insert(e.local.start, w.written);
-        match (&new_ct, e.name == CONTENT_TYPES_NAME) {
-            (Some(text), true) => {
-                let body = match e.method {
-                    Method::Deflated => miniz_oxide::deflate::compress_to_vec(text, 9),
-                    _ => text.clone(),
-                };
-                let crc = crc32(text);
-                let (csize, usize_) = (
-                    u32::try_from(body.len())
-                        .map_err(|_| bad("content types too large", e.local.start))?,
-                    u32::try_from(text.len())
-                        .map_err(|_| bad("content types too large", e.local.start))?,
-                );
-                let mut h = [0u8; LOCAL_LEN];
-                read_into(src, e.local.start, &mut h, "local header")?;
-                let flags = u16_at(&h, 6) & !0x0008;
-                put(&mut h, 6, &flags.to_le_bytes());
-                put(&mut h, 14, &crc.to_le_bytes());
-                put(&mut h, 18, &csize.to_le_bytes());
-                put(&mut h, 22, &usize_.to_le_bytes());
-                put(&mut h, 28, &0u16.to_le_bytes());
-                w.put(&h)?;
-                w.put(CONTENT_TYPES_NAME.as_bytes())?;
-                w.put(&body)?;
-                ct_fields = Some((flags, crc, csize, usize_));
-                // The old record still passes through the block-map check.
-                copy(src, &mut w, e.local.start, e.local.end, false)?;
-            }
-            _ => copy(src, &mut w, e.local.start, e.local.end, true)?,
+            pos = e.local.end;
         }
-        pos = e.local.end;
-    }
-    copy(src, &mut w, pos, sig_start.max(pos), true)?;
+        copy(src, &mut w, pos, sig_start.max(pos), true)
+    })?;
     let cd_off = w.written;
     let axpc = std::mem::replace(&mut w.h, Hasher::new(alg)).finalize();
     let old_cd = read_vec(
