@@ -1247,3 +1247,42 @@ fn a_bundle_checks_the_signature_its_inner_package_carries() {
         r.errors
     );
 }
+
+/// The streamed block-map check does not depend on how the bytes are cut: fed in chunks of
+/// 1, 7, 4096 and 65,537 bytes, an honest package (deflated, stored, data descriptors) has
+/// no problem and the digest blob computed in the pass is `digest_blob`'s; a lying one gives
+/// the same problems as the in-memory check.
+#[test]
+fn the_streamed_check_does_not_depend_on_chunk_boundaries() {
+    let d = work("chunks");
+    for (name, flags) in [
+        ("honest.appx", &["--descriptors"][..]),
+        ("lie.appx", &["--lie"][..]),
+    ] {
+        let input = d.join(name);
+        make_appx(&input, 1, flags);
+        let data = fs::read(&input).expect("read");
+        let zip = Zip::parse(&data).expect("parse");
+        let want = appx::check_block_map(&data, &zip).expect("check");
+        assert_eq!(want.is_empty(), name == "honest.appx", "{want:?}");
+        let (_, blob) = appx::digest_blob(&data, &zip).expect("blob");
+        let end = usize::try_from(zip.central_dir.start).expect("size");
+        for step in [1usize, 7, 4096, 65_537] {
+            if step == 1 && name == "lie.appx" {
+                continue; // one byte at a time once is enough
+            }
+            let mut src = appx::SliceSource(&data);
+            let mut check = appx::PackageCheck::new(&mut src, &zip, true, false).expect("new");
+            for (i, c) in data[..end].chunks(step).enumerate() {
+                check.feed((i * step) as u64, c);
+            }
+            let r = check.finish();
+            assert_eq!(r.problems, want, "{name}, chunks of {step}");
+            assert_eq!(
+                r.digest.as_ref().map(|d| &d.1),
+                Some(&blob),
+                "{name}, chunks of {step}"
+            );
+        }
+    }
+}
