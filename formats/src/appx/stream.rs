@@ -604,6 +604,23 @@ impl PackageCheck {
                 ));
                 continue;
             }
+            // A size the entry's data cannot hold (stored: its length; deflated: at most
+            // 1032 bytes out per byte in) is refused before its block hashes are kept, so
+            // what the check holds stays proportional to the file.
+            let most = match e.method {
+                Method::Stored => e.compressed_size,
+                _ => e.compressed_size.saturating_mul(1032).saturating_add(1024),
+            };
+            if e.size > most {
+                problems.push((
+                    key,
+                    format!(
+                        "{:?} declares {} bytes, more than its {} stored bytes can hold",
+                        f.name, e.size, e.compressed_size
+                    ),
+                ));
+                continue;
+            }
             let lfh = e.data_offset - e.local.start;
             if let Some(l) = f.lfh_size.filter(|&l| l != lfh) {
                 problems.push((
