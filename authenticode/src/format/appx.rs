@@ -337,7 +337,10 @@ impl StagedAppx {
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
         let mut out = OutputFile::create(input, &file, output, opts.force, opts.sync_dir)?;
         let mut src = SeekSource::new(file)?;
-        let mut w = std::io::BufWriter::with_capacity(appx::CHUNK, out.file_mut());
+        // Written in order with early write-back (as a PE's copy), so that the fsync before
+        // the rename finds little left to write.
+        let copy = crate::digest::FileCopy::new(out.file_mut(), None).with_early_writeback();
+        let mut w = std::io::BufWriter::with_capacity(appx::CHUNK, InOrder { copy, pos: 0 });
         let p = Prepared::new(
             kind,
             &input.display().to_string(),
@@ -351,6 +354,23 @@ impl StagedAppx {
             .map_err(|e| Error::io("writing the temp file", e))?;
         drop(w);
         Ok(Self { p, out })
+    }
+}
+
+/// A [`crate::digest::FileCopy`] written in order, as a `Write`.
+struct InOrder<'a> {
+    copy: crate::digest::FileCopy<'a>,
+    pos: u64,
+}
+
+impl Write for InOrder<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.copy.write_at(buf, self.pos)?;
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
