@@ -271,9 +271,10 @@ impl Zip {
                 eocd_at,
             ));
         }
-        let mut entries = Vec::new();
+        // Central records first (with where each name lies in the directory); the local
+        // headers are read afterwards in file order, so a buffered reader reads forward.
+        let mut pending: Vec<(Entry, Range<usize>, bool)> = Vec::new();
         let mut pos = 0usize;
-        let mut head = [0u8; LOCAL_LEN];
         for _ in 0..count {
             let at = cd_off + pos as u64;
             let r = cd
@@ -334,6 +335,46 @@ impl Zip {
                 return Err(bad("entry on another disk", at));
             }
             let name = String::from_utf8_lossy(name_bytes).into_owned();
+            let name_at = pos + CENTRAL_LEN..pos + CENTRAL_LEN + nlen;
+            pending.push((
+                Entry {
+                    name,
+                    flags,
+                    method,
+                    crc32,
+                    compressed_size: csize,
+                    size: usize_,
+                    local: local_off..local_off,
+                    data_offset: local_off,
+                    central: at..at + rec_len as u64,
+                },
+                name_at,
+                zip64_sizes,
+            ));
+            pos += rec_len;
+        }
+        if pos != cd.len() {
+            return Err(bad(
+                "bytes after the last central record",
+                cd_off + pos as u64,
+            ));
+        }
+        let mut order: Vec<usize> = (0..pending.len()).collect();
+        order.sort_by_key(|&i| pending.get(i).map_or(0, |p| p.0.local.start));
+        let mut head = [0u8; LOCAL_LEN];
+        for i in order {
+            let Some((entry, name_at, zip64_sizes)) = pending.get_mut(i) else {
+                continue;
+            };
+            let (local_off, csize, crc32, flags) = (
+                entry.local.start,
+                entry.compressed_size,
+                entry.crc32,
+                entry.flags,
+            );
+            let (name, at) = (&entry.name, entry.central.start);
+            let name_bytes = cd.get(name_at.clone()).unwrap_or_default();
+            let mut zip64_sizes = *zip64_sizes;
             // The local header.
             read_into(src, local_off, &mut head, "local header")?;
             let lh = &head[..];
@@ -393,25 +434,10 @@ impl Zip {
                     local_off,
                 ));
             }
-            entries.push(Entry {
-                name,
-                flags,
-                method,
-                crc32,
-                compressed_size: csize,
-                size: usize_,
-                local: local_off..end,
-                data_offset,
-                central: at..at + rec_len as u64,
-            });
-            pos += rec_len;
+            entry.local = local_off..end;
+            entry.data_offset = data_offset;
         }
-        if pos != cd.len() {
-            return Err(bad(
-                "bytes after the last central record",
-                cd_off + pos as u64,
-            ));
-        }
+        let entries: Vec<Entry> = pending.into_iter().map(|p| p.0).collect();
         // Names are unique (a reader could take either of two entries of one name).
         let mut names = std::collections::HashSet::new();
         for e in &entries {
@@ -1098,6 +1124,81 @@ mod tests {
         assert!(zip
             .read_blocks(&bomb[..bomb.len() / 2], &e, |_| {})
             .is_err());
+    }
+
+    /// A reader that counts the bytes it hands out.
+    struct Counting<R> {
+        inner: R,
+        read: std::rc::Rc<std::cell::Cell<u64>>,
+    }
+
+    impl<R: std::io::Read> std::io::Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read.set(self.read.get() + n as u64);
+            Ok(n)
+        }
+    }
+
+    impl<R: std::io::Seek> std::io::Seek for Counting<R> {
+        fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+            self.inner.seek(pos)
+        }
+    }
+
+    /// 20,000 empty entries whose central records run in the reverse order of their local
+    /// records: through a 64 KiB `BufReader`, parsing reads the file about once (the local
+    /// headers in file order), not a buffer per entry.
+    #[test]
+    fn parsing_reads_local_headers_in_file_order() {
+        let n = 20_000u32;
+        let mut data = Vec::new();
+        let mut offsets = Vec::new();
+        for i in 0..n {
+            let name = format!("f{i:05}");
+            offsets.push(data.len() as u32);
+            data.extend_from_slice(&SIG_LOCAL.to_le_bytes());
+            data.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]);
+            data.extend_from_slice(&[0; 12]); // CRC and sizes of an empty file
+            data.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            data.extend_from_slice(&[0, 0]);
+            data.extend_from_slice(name.as_bytes());
+        }
+        let cd_off = data.len() as u32;
+        for i in (0..n).rev() {
+            let name = format!("f{i:05}");
+            data.extend_from_slice(&SIG_CENTRAL.to_le_bytes());
+            data.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]);
+            data.extend_from_slice(&[0; 12]);
+            data.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            data.extend_from_slice(&[0; 12]);
+            data.extend_from_slice(&offsets[i as usize].to_le_bytes());
+            data.extend_from_slice(name.as_bytes());
+        }
+        let cd_size = data.len() as u32 - cd_off;
+        data.extend_from_slice(&SIG_EOCD.to_le_bytes());
+        data.extend_from_slice(&[0, 0, 0, 0]);
+        data.extend_from_slice(&(n as u16).to_le_bytes());
+        data.extend_from_slice(&(n as u16).to_le_bytes());
+        data.extend_from_slice(&cd_size.to_le_bytes());
+        data.extend_from_slice(&cd_off.to_le_bytes());
+        data.extend_from_slice(&[0, 0]);
+        let read = std::rc::Rc::new(std::cell::Cell::new(0));
+        let reader = Counting {
+            inner: std::io::Cursor::new(&data),
+            read: read.clone(),
+        };
+        let mut src =
+            SeekSource::new(std::io::BufReader::with_capacity(64 << 10, reader)).expect("source");
+        let zip = Zip::parse_from(&mut src).expect("parse");
+        assert_eq!(zip.entries.len(), n as usize);
+        assert_eq!(zip.entries[0].name, "f19999");
+        assert!(
+            read.get() <= 3 * data.len() as u64,
+            "{} bytes read for a file of {}",
+            read.get(),
+            data.len()
+        );
     }
 
     #[test]

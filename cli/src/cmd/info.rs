@@ -208,7 +208,8 @@ fn info_cab(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
 fn info_appx(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     use codeseal_authenticode::formats::appx::{self, Zip};
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let mut src = appx::SeekSource::new(f).map_err(codeseal_authenticode::Error::from)?;
+    let mut src = appx::SeekSource::new(std::io::BufReader::with_capacity(64 << 10, f))
+        .map_err(codeseal_authenticode::Error::from)?;
     let size = appx::Source::size(&src);
     let zip = Zip::parse_from(&mut src).map_err(codeseal_authenticode::Error::from)?;
     let bundle = zip.entry(appx::BUNDLE_MANIFEST_NAME).is_some();

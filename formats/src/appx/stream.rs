@@ -41,8 +41,9 @@ impl Source for SliceSource<'_> {
     }
 }
 
-/// A package read through `Read + Seek` (a file): seeks only when a read does not continue
-/// the previous one. Its length is taken once, when it is made.
+/// A package read through `Read + Seek` (a file, best behind a `BufReader`): seeks only
+/// when a read does not continue the previous one, relatively (a `BufReader` keeps its
+/// buffer). Its length is taken once, when it is made.
 #[derive(Debug)]
 pub struct SeekSource<R> {
     inner: R,
@@ -79,9 +80,18 @@ impl<R: Read + Seek> Source for SeekSource<R> {
         self.len
     }
     fn read_at(&mut self, at: u64, buf: &mut [u8]) -> Result<()> {
-        if self.pos != Some(at) {
-            self.pos = None;
-            self.inner.seek(SeekFrom::Start(at)).map_err(io_err)?;
+        match self.pos {
+            Some(p) if p == at => {}
+            // Relative: a buffered reader keeps its buffer when the target lies in it.
+            Some(p) if i64::try_from(at).is_ok() && i64::try_from(p).is_ok() => {
+                self.pos = None;
+                let delta = at as i64 - p as i64;
+                self.inner.seek_relative(delta).map_err(io_err)?;
+            }
+            _ => {
+                self.pos = None;
+                self.inner.seek(SeekFrom::Start(at)).map_err(io_err)?;
+            }
         }
         self.inner.read_exact(buf).map_err(|e| {
             self.pos = None;
