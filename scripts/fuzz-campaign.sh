@@ -27,6 +27,7 @@
 #                             wall-clock time: a fuzzer starved of CPU by other work at a
 #                             lower niceness reports fast inputs as timeouts. On a busy
 #                             machine use 0, so the fuzzers get their share.
+#          FUZZ_MAX_LEN=N     -max_len (default 1048576; 4194304 with seeds of 1-4 MiB)
 #          FUZZ_ARTIFACTS=DIR where findings go (default fuzz/artifacts/campaign-DATE)
 #          FUZZ_LOGS=DIR      per-target logs (default ARTIFACTS/logs)
 #
@@ -37,7 +38,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FUZZ="$ROOT/fuzz"
 ALL=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token key_decoding sign_roundtrip script_parse cab_header msi_walk catalog_parse revocation_answers appx_parse)
 PARSERS=(pe_headers wincert_table pkcs7_signature verify_file timestamp_token script_parse cab_header msi_walk catalog_parse revocation_answers appx_parse)
-MAX_LEN=1048576
+MAX_LEN="${FUZZ_MAX_LEN:-1048576}"
 TIMEOUT=2
 SLOW=1
 RSS_MB=2048
@@ -55,6 +56,7 @@ done
 RUNS="${FUZZ_RUNS:-10000000}"; num FUZZ_RUNS "$RUNS"
 SECS="${FUZZ_SECONDS:-3600}"; num FUZZ_SECONDS "$SECS"
 PAR="${FUZZ_PARALLEL:-1}"; num FUZZ_PARALLEL "$PAR"
+num FUZZ_MAX_LEN "$MAX_LEN"
 NICE="${FUZZ_NICE:-19}"; [[ "$NICE" =~ ^[0-9]+$ && "$NICE" -le 19 ]] || { echo "fuzz-campaign: FUZZ_NICE must be 0..19" >&2; exit 2; }
 ART="${FUZZ_ARTIFACTS:-$FUZZ/artifacts/campaign-$(date +%Y%m%d-%H%M%S)}"
 LOGS="${FUZZ_LOGS:-$ART/logs}"

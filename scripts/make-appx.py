@@ -2,7 +2,7 @@
 """Writes a minimal, valid, unsigned APPX package for the tests (no makeappx needed).
 
 usage: make-appx.py OUT PUBLISHER [BIG_MIB] [--lie] [--stored-parts] [--sha384] [--zip64] [--descriptors] [--extra]
-                   [--code-integrity CAT] [--bundle]
+                   [--code-integrity CAT] [--bundle [--inner-publisher PUB] [--inner PKG]]
 
 Entries: AppxManifest.xml (stored), Assets/readme.txt (deflated), Assets/big.bin
 (BIG_MIB MiB of pseudo-random bytes, deflated block by block as makeappx does: each 64 KiB
@@ -16,6 +16,9 @@ the block map, deflated). --bundle writes an .appxbundle instead: two such packa
 x86, stored, as makeappx bundle stores them), AppxMetadata/AppxBundleManifest.xml naming
 each with its Offset (of its data in the bundle) and Size, the bundle's block map and
 content types; the other flags apply to the inner packages and the bundle alike.
+--inner-publisher PUB gives the x86 inner package that Publisher instead of the bundle's;
+--inner PKG puts the package file PKG (e.g. one signed beforehand) in the bundle as the x64
+package instead of a generated one.
 """
 import base64, hashlib, random, struct, sys, zlib
 
@@ -37,8 +40,12 @@ def main():
     cat = flag_value("--code-integrity")
     cat_data = open(cat, "rb").read() if cat else None
     if "--bundle" in sys.argv:
+        inner_publisher = flag_value("--inner-publisher") or publisher
+        inner_file = flag_value("--inner")
         pkgs = [(f"Codeseal.Test_1.0.0.0_{arch}.appx", arch,
-                 package(publisher, big_mib if arch == "x64" else 0, arch, cat_data))
+                 open(inner_file, "rb").read() if inner_file and arch == "x64" else
+                 package(publisher if arch == "x64" else inner_publisher,
+                         big_mib if arch == "x64" else 0, arch, cat_data))
                 for arch in ("x64", "x86")]
         data = bundle(publisher, pkgs)
     else:
@@ -47,11 +54,20 @@ def main():
         f.write(data)
 
 
+def pseudo_random(n):
+    """n pseudo-random bytes, the same every run (randbytes takes at most 2^31 bits at once:
+    larger files are made of 64 MiB runs)."""
+    rng = random.Random(17)
+    if n < 1 << 28:
+        return rng.randbytes(n)
+    return b"".join(rng.randbytes(min(1 << 26, n - i)) for i in range(0, n, 1 << 26))
+
+
 def package(publisher, big_mib, arch, cat_data):
     files = [
         ("AppxManifest.xml", package_manifest(publisher, arch), False),
         ("Assets/readme.txt", b"codeseal appx test\n" * 5000, True),
-        ("Assets/big.bin", random.Random(17).randbytes(big_mib * 1024 * 1024 + 12345), True),
+        ("Assets/big.bin", pseudo_random(big_mib * 1024 * 1024 + 12345), True),
         ("Assets/zeros.bin", bytes(70000), False),
     ]
     if cat_data is not None:

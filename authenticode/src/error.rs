@@ -72,6 +72,19 @@ pub enum AppxRefusal {
     /// The package does not match its block map: what differs.
     #[error("the package does not match its block map (Windows would refuse it): {}", .0.join("; "))]
     BlockMap(Vec<String>),
+    /// A bundle's inner package names another Publisher than the bundle's manifest.
+    #[error("the inner package {package:?} has the Publisher {publisher:?}, not the bundle's {bundle:?} (Windows would refuse the bundle; --allow-publisher-mismatch signs anyway)")]
+    InnerPublisher {
+        /// The inner package's entry name.
+        package: String,
+        /// Its manifest's Publisher (or why it could not be read).
+        publisher: String,
+        /// The bundle manifest's Publisher.
+        bundle: String,
+    },
+    /// A bundle's inner package carries a signature that does not verify against it.
+    #[error("an inner package's own signature does not verify (Windows would refuse the bundle): {}", .0.join("; "))]
+    InnerSignature(Vec<String>),
 }
 
 impl From<crate::script::ScriptError> for Error {

@@ -16,6 +16,9 @@ pub enum FindingCode {
     /// APPX: the manifest's Publisher is not the signer certificate's subject (Windows
     /// refuses to install it).
     PublisherMismatch,
+    /// APPX bundle: an inner package carries its own signature, which does not verify
+    /// (its digest, its signature or, under the policy, its chain).
+    InnerPackageSignature,
     /// The messageDigest attribute does not cover the SpcIndirectDataContent.
     MessageDigestMismatch,
     /// The signature's indirect data is for another kind of file (e.g. a PE signature in a

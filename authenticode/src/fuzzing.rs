@@ -1124,6 +1124,21 @@ pub fn appx_parse(data: &[u8]) {
         );
     }
     let _ = black_box(appx::check_block_map(data, &zip).map(|p| p.len()));
+    // The streamed path (what sign and verify use): the same structure through a reader,
+    // the digest blob computed in the one pass equal to the in-memory one, a bundle's
+    // inner packages checked (their own signatures' digests too).
+    let mut src = appx::SeekSource::new(std::io::Cursor::new(data)).expect("a cursor seeks");
+    let streamed = Zip::parse_from(&mut src).expect("the same archive through a reader");
+    assert_eq!(streamed.entries.len(), zip.entries.len());
+    let bundle = zip.entry(appx::BUNDLE_MANIFEST_NAME).is_some();
+    if let Ok(check) = appx::PackageCheck::new(&mut src, &zip, true, bundle) {
+        if let Ok(r) = appx::run_check(&mut src, &zip, check) {
+            if let (Ok(b), Some(d)) = (&blob, &r.digest) {
+                assert_eq!(b, d, "the streamed blob is the in-memory one");
+            }
+            black_box(r.inner.len());
+        }
+    }
     let _ = black_box(appx::manifest_publisher(data, &zip).map(|p| appx::parse_publisher(&p)));
     if let Some(sig) = zip.signature() {
         if let Ok(p7x) = zip.read(data, sig, appx::MAX_PART) {

@@ -68,7 +68,10 @@ pub(crate) fn signature_table(
 
 /// Signs the `kind` file read from `input` and writes the signed file to `output`. Blocks on
 /// the key. Nothing is written when anything fails before the signature is ready and
-/// checked; a failing `output` may hold a partial file (the caller owns it).
+/// checked, except for APPX / MSIX packages, whose local records are written in the one
+/// read that hashes and checks them (a package failing its block-map or inner-package
+/// checks leaves part of it in `output`); a failing `output` may hold a partial file (the
+/// caller owns it).
 pub fn sign_stream<R: Read + Seek, W: Write>(
     identity: &SigningIdentity,
     kind: FileKind,

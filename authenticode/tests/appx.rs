@@ -19,7 +19,8 @@ use codeseal_authenticode::{
         pkcs7::ParsedSignature,
         spc::sip_guid,
     },
-    remove_signature, sign_bytes, sign_file, Error, FileKind, FindingCode, SignOptions, Verifier,
+    remove_signature, sign_bytes, sign_file, AppxRefusal, Error, FileKind, FindingCode,
+    SignOptions, Verifier,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;
@@ -1121,4 +1122,167 @@ fn a_bundle_whose_inner_package_lies_is_invalid() {
         "{:?}",
         r.errors
     );
+}
+
+/// A bundle whose x86 inner package names another Publisher than the bundle (makeappx
+/// refuses to bundle packages of different package families, and the Publisher is part of
+/// the family name): signing refuses it, naming the inner package, unless the Publisher
+/// check is overridden; verify reports it and the bundle is invalid, its own signature
+/// being fine.
+#[test]
+fn a_bundle_whose_inner_package_has_another_publisher() {
+    let d = work("bundle-inner-publisher");
+    let input = d.join("other.appxbundle");
+    make_appx(
+        &input,
+        0,
+        &["--bundle", "--inner-publisher", &publisher("leaf-p256")],
+    );
+    let out = d.join("out.appxbundle");
+    let e = sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &out,
+        &SignOptions::default(),
+    )
+    .expect_err("inner Publisher");
+    assert!(
+        matches!(&e, Error::Appx(AppxRefusal::InnerPublisher { package, .. })
+            if package == "Codeseal.Test_1.0.0.0_x86.appx"),
+        "{e}"
+    );
+    assert!(!out.exists());
+    sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &out,
+        &SignOptions::default().with_allow_publisher_mismatch(true),
+    )
+    .expect("the override signs");
+    let r = trusting().verify_file(&out).expect("verify");
+    assert!(
+        !r.valid && r.signatures[0].image_digest_ok && r.signatures[0].signature_ok,
+        "{r:?}"
+    );
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert!(
+        r.errors[0].code == FindingCode::PublisherMismatch
+            && r.errors[0].message.contains("x86.appx"),
+        "{:?}",
+        r.errors
+    );
+}
+
+/// A bundle holding a package signed by codeseal: the inner signature is verified with
+/// the bundle (valid, and both osslsigncodes accept the signed bundle). The same inner
+/// package with one byte of a local header changed (its modification time: covered by the
+/// inner signature's AXPC, by no block map): signing the bundle is refused, and the bundle
+/// signed by osslsigncode (which does not look inside) is invalid in codeseal, with one
+/// finding naming the inner package.
+#[test]
+fn a_bundle_checks_the_signature_its_inner_package_carries() {
+    let d = work("bundle-inner-signed");
+    let inner = d.join("inner.appx");
+    make_appx(&inner, 1, &[]);
+    let signed_inner = d.join("inner-signed.appx");
+    sign_file(
+        &identity("leaf-rsa2048"),
+        &inner,
+        &signed_inner,
+        &SignOptions::default(),
+    )
+    .expect("sign the inner package");
+    let bundle_with = |inner: &Path, out: &Path| {
+        let arg = inner.to_str().expect("utf-8 path");
+        make_appx(out, 0, &["--bundle", "--inner", arg]);
+    };
+    let input = d.join("b.appxbundle");
+    bundle_with(&signed_inner, &input);
+    let out = d.join("out.appxbundle");
+    sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &out,
+        &SignOptions::default(),
+    )
+    .expect("sign the bundle");
+    let r = trusting().verify_file(&out).expect("verify");
+    assert!(r.valid, "{r:?}");
+    both_osslsigncodes_accept(&out);
+
+    let mut bytes = fs::read(&signed_inner).expect("read");
+    assert_eq!(&bytes[..4], b"PK\x03\x04");
+    bytes[10] ^= 0x01; // the first local header's modification time
+    let tampered = d.join("inner-tampered.appx");
+    fs::write(&tampered, &bytes).expect("write");
+    let input = d.join("t.appxbundle");
+    bundle_with(&tampered, &input);
+    let e = sign_file(
+        &identity("leaf-rsa2048"),
+        &input,
+        &d.join("t-out.appxbundle"),
+        &SignOptions::default(),
+    )
+    .expect_err("tampered inner package");
+    assert!(
+        matches!(&e, Error::Appx(AppxRefusal::InnerSignature(p))
+            if p.len() == 1 && p[0].contains("x64.appx")),
+        "{e}"
+    );
+    let theirs = d.join("theirs.appxbundle");
+    osslsigncode_sign_with(
+        Path::new("osslsigncode"),
+        &input,
+        &theirs,
+        "leaf-rsa2048",
+        "sha256",
+    );
+    let r = trusting().verify_file(&theirs).expect("verify");
+    assert!(!r.valid && r.signatures[0].image_digest_ok, "{r:?}");
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert!(
+        r.errors[0].code == FindingCode::InnerPackageSignature
+            && r.errors[0].message.contains("x64.appx"),
+        "{:?}",
+        r.errors
+    );
+}
+
+/// The streamed block-map check does not depend on how the bytes are cut: fed in chunks of
+/// 1, 7, 4096 and 65,537 bytes, an honest package (deflated, stored, data descriptors) has
+/// no problem and the digest blob computed in the pass is `digest_blob`'s; a lying one gives
+/// the same problems as the in-memory check.
+#[test]
+fn the_streamed_check_does_not_depend_on_chunk_boundaries() {
+    let d = work("chunks");
+    for (name, flags) in [
+        ("honest.appx", &["--descriptors"][..]),
+        ("lie.appx", &["--lie"][..]),
+    ] {
+        let input = d.join(name);
+        make_appx(&input, 1, flags);
+        let data = fs::read(&input).expect("read");
+        let zip = Zip::parse(&data).expect("parse");
+        let want = appx::check_block_map(&data, &zip).expect("check");
+        assert_eq!(want.is_empty(), name == "honest.appx", "{want:?}");
+        let (_, blob) = appx::digest_blob(&data, &zip).expect("blob");
+        let end = usize::try_from(zip.central_dir.start).expect("size");
+        for step in [1usize, 7, 4096, 65_537] {
+            if step == 1 && name == "lie.appx" {
+                continue; // one byte at a time once is enough
+            }
+            let mut src = appx::SliceSource(&data);
+            let mut check = appx::PackageCheck::new(&mut src, &zip, true, false).expect("new");
+            for (i, c) in data[..end].chunks(step).enumerate() {
+                check.feed((i * step) as u64, c);
+            }
+            let r = check.finish();
+            assert_eq!(r.problems, want, "{name}, chunks of {step}");
+            assert_eq!(
+                r.digest.as_ref().map(|d| &d.1),
+                Some(&blob),
+                "{name}, chunks of {step}"
+            );
+        }
+    }
 }

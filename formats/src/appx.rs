@@ -24,6 +24,13 @@ use codeseal_signer::DigestAlgorithm;
 use crate::digest::Hasher;
 use crate::{Error, Result};
 
+mod stream;
+pub use stream::{
+    blob_after_axpc, run_check, write_unsigned, CheckResult, EndRecords, InnerPackage,
+    PackageCheck, SeekSource, SliceSource, Source, SubSource, Tail, Unsigned, CHUNK,
+};
+use stream::{read_into, read_vec};
+
 /// The SpcSipInfo GUID of the APPX package SIP, `4BDFC50A-07CE-E24D-B76E-23C839A09FD1`,
 /// as the bytes the signature carries.
 pub const SIP_APPX: [u8; 16] = [
@@ -164,19 +171,30 @@ impl Zip {
     /// Reads the archive's structure from the whole file: the end records, every central
     /// record and every local header (checked against its central record).
     pub fn parse(data: &[u8]) -> Result<Self> {
-        let len = data.len() as u64;
-        if data.len() < EOCD_LEN {
+        Self::parse_from(&mut SliceSource(data))
+    }
+
+    /// [`Zip::parse`] from any [`Source`] (a file through [`SeekSource`]): the end records
+    /// and the central directory are read once (memory bounded by the bytes the file holds,
+    /// never by a length field), then each local header.
+    pub fn parse_from<S: Source + ?Sized>(src: &mut S) -> Result<Self> {
+        let len = src.size();
+        if len < EOCD_LEN as u64 {
             return Err(bad("too short for a ZIP end record", 0));
         }
+        // The last bytes: the end record with the longest comment, and a ZIP64 locator.
+        let tail_len = len.min((EOCD_LEN + 0xFFFF + LOCATOR_LEN) as u64);
+        let tail_start = len - tail_len;
+        let tail = read_vec(src, tail_start, tail_len, "end records")?;
         // The end record: the last signature whose comment reaches the end exactly.
-        let lowest = data.len().saturating_sub(EOCD_LEN + 0xFFFF);
-        let mut eocd_at = None;
-        let mut i = data.len() - EOCD_LEN;
+        let lowest = tail.len().saturating_sub(EOCD_LEN + 0xFFFF);
+        let mut found = None;
+        let mut i = tail.len() - EOCD_LEN;
         loop {
-            if u32_at(data, i) == SIG_EOCD
-                && i + EOCD_LEN + usize::from(u16_at(data, i + 20)) == data.len()
+            if u32_at(&tail, i) == SIG_EOCD
+                && i + EOCD_LEN + usize::from(u16_at(&tail, i + 20)) == tail.len()
             {
-                eocd_at = Some(i);
+                found = Some(i);
                 break;
             }
             if i == lowest {
@@ -184,51 +202,54 @@ impl Zip {
             }
             i -= 1;
         }
-        let eocd_at = eocd_at.ok_or_else(|| bad("no end-of-central-directory record", len))?;
-        let e = data.get(eocd_at..).unwrap_or_default();
+        let t_at = found.ok_or_else(|| bad("no end-of-central-directory record", len))?;
+        let eocd_at = tail_start + t_at as u64;
+        let e = tail.get(t_at..).unwrap_or_default();
         let (disk, cd_disk) = (u16_at(e, 4), u16_at(e, 6));
         let (n_disk, n_total) = (u16_at(e, 8), u16_at(e, 10));
         let (mut cd_size, mut cd_off) = (u64::from(u32_at(e, 12)), u64::from(u32_at(e, 16)));
         let mut count = u64::from(n_total);
-        let eocd = eocd_at as u64..len;
+        let eocd = eocd_at..len;
         let mut zip64_eocd = None;
         let mut zip64_locator = None;
+        // The tail holds LOCATOR_LEN bytes more than the longest end record: a locator
+        // before the end record is in it whenever the file has room for one.
         let has_locator =
-            eocd_at >= LOCATOR_LEN && u32_at(data, eocd_at - LOCATOR_LEN) == SIG_ZIP64_LOCATOR;
+            t_at >= LOCATOR_LEN && u32_at(&tail, t_at - LOCATOR_LEN) == SIG_ZIP64_LOCATOR;
         if has_locator {
-            let loc_at = eocd_at - LOCATOR_LEN;
-            let l = data.get(loc_at..eocd_at).unwrap_or_default();
+            let loc_at = eocd_at - LOCATOR_LEN as u64;
+            let l = tail.get(t_at - LOCATOR_LEN..t_at).unwrap_or_default();
             if u32_at(l, 4) != 0 || u32_at(l, 16) > 1 {
-                return Err(bad("multi-disk ZIP64 archive", loc_at as u64));
+                return Err(bad("multi-disk ZIP64 archive", loc_at));
             }
             let z_at = u64_at(l, 8);
-            let head = slice(data, z_at, ZIP64_EOCD_LEN as u64, "ZIP64 end record")?;
-            if u32_at(head, 0) != SIG_ZIP64_EOCD {
+            let head = read_vec(src, z_at, ZIP64_EOCD_LEN as u64, "ZIP64 end record")?;
+            if u32_at(&head, 0) != SIG_ZIP64_EOCD {
                 return Err(bad("ZIP64 locator points at no ZIP64 end record", z_at));
             }
-            let z_len = u64_at(head, 4)
+            let z_len = u64_at(&head, 4)
                 .checked_add(12)
                 .filter(|&l| l >= ZIP64_EOCD_LEN as u64)
                 .ok_or_else(|| bad("ZIP64 end record size", z_at))?;
-            if z_at.checked_add(z_len) != Some(loc_at as u64) {
+            if z_at.checked_add(z_len) != Some(loc_at) {
                 return Err(bad(
                     "the ZIP64 end record does not end where its locator starts",
                     z_at,
                 ));
             }
-            if u32_at(head, 16) != 0 || u32_at(head, 20) != 0 {
+            if u32_at(&head, 16) != 0 || u32_at(&head, 20) != 0 {
                 return Err(bad("multi-disk ZIP64 archive", z_at));
             }
-            count = u64_at(head, 32);
-            if u64_at(head, 24) != count {
+            count = u64_at(&head, 32);
+            if u64_at(&head, 24) != count {
                 return Err(bad("ZIP64 entry counts differ", z_at));
             }
-            cd_size = u64_at(head, 40);
-            cd_off = u64_at(head, 48);
+            cd_size = u64_at(&head, 40);
+            cd_off = u64_at(&head, 48);
             zip64_eocd = Some(z_at..z_at + z_len);
-            zip64_locator = Some(loc_at as u64..eocd_at as u64);
+            zip64_locator = Some(loc_at..eocd_at);
         } else if disk != 0 || cd_disk != 0 || n_disk != n_total {
-            return Err(bad("multi-disk ZIP archive", eocd_at as u64));
+            return Err(bad("multi-disk ZIP archive", eocd_at));
         }
         let cd_end_expected = zip64_eocd.as_ref().map_or(eocd.start, |z| z.start);
         if cd_off.checked_add(cd_size) != Some(cd_end_expected) {
@@ -239,16 +260,20 @@ impl Zip {
                 cd_off,
             ));
         }
-        let cd = slice(data, cd_off, cd_size, "central directory")?;
+        // Checked to lie inside the file before it is read: bounded by the file's size.
+        let cd_buf = read_vec(src, cd_off, cd_size, "central directory")?;
+        let cd = cd_buf.as_slice();
         if count > (cd.len() / CENTRAL_LEN) as u64 || count > MAX_ENTRIES as u64 {
             return Err(bad(
                 format!(
                     "{count} entries do not fit the central directory (or exceed {MAX_ENTRIES})"
                 ),
-                eocd_at as u64,
+                eocd_at,
             ));
         }
-        let mut entries = Vec::new();
+        // Central records first (with where each name lies in the directory); the local
+        // headers are read afterwards in file order, so a buffered reader reads forward.
+        let mut pending: Vec<(Entry, Range<usize>, bool)> = Vec::new();
         let mut pos = 0usize;
         for _ in 0..count {
             let at = cd_off + pos as u64;
@@ -310,25 +335,67 @@ impl Zip {
                 return Err(bad("entry on another disk", at));
             }
             let name = String::from_utf8_lossy(name_bytes).into_owned();
+            let name_at = pos + CENTRAL_LEN..pos + CENTRAL_LEN + nlen;
+            pending.push((
+                Entry {
+                    name,
+                    flags,
+                    method,
+                    crc32,
+                    compressed_size: csize,
+                    size: usize_,
+                    local: local_off..local_off,
+                    data_offset: local_off,
+                    central: at..at + rec_len as u64,
+                },
+                name_at,
+                zip64_sizes,
+            ));
+            pos += rec_len;
+        }
+        if pos != cd.len() {
+            return Err(bad(
+                "bytes after the last central record",
+                cd_off + pos as u64,
+            ));
+        }
+        let mut order: Vec<usize> = (0..pending.len()).collect();
+        order.sort_by_key(|&i| pending.get(i).map_or(0, |p| p.0.local.start));
+        let mut head = [0u8; LOCAL_LEN];
+        for i in order {
+            let Some((entry, name_at, zip64_sizes)) = pending.get_mut(i) else {
+                continue;
+            };
+            let (local_off, csize, crc32, flags) = (
+                entry.local.start,
+                entry.compressed_size,
+                entry.crc32,
+                entry.flags,
+            );
+            let (name, at) = (&entry.name, entry.central.start);
+            let name_bytes = cd.get(name_at.clone()).unwrap_or_default();
+            let mut zip64_sizes = *zip64_sizes;
             // The local header.
-            let lh = slice(data, local_off, LOCAL_LEN as u64, "local header")?;
+            read_into(src, local_off, &mut head, "local header")?;
+            let lh = &head[..];
             if u32_at(lh, 0) != SIG_LOCAL {
                 return Err(bad(format!("no local header for {name:?}"), local_off));
             }
             let (lnlen, lxlen) = (u64::from(u16_at(lh, 26)), u64::from(u16_at(lh, 28)));
-            let lname = slice(data, local_off + LOCAL_LEN as u64, lnlen, "local name")?;
+            // At most 128 KiB (two 16-bit lengths), and checked to lie in the file.
+            let lvar = read_vec(
+                src,
+                local_off + LOCAL_LEN as u64,
+                lnlen + lxlen,
+                "local name",
+            )?;
+            let (lname, lextra) = lvar.split_at(usize::try_from(lnlen).unwrap_or(0));
             if lname != name_bytes {
                 return Err(bad(
                     format!("local header name differs from the central record's ({name:?})"),
                     local_off,
                 ));
             }
-            let lextra = slice(
-                data,
-                local_off + LOCAL_LEN as u64 + lnlen,
-                lxlen,
-                "local extra field",
-            )?;
             if find_extra(lextra, 0x0001).is_some() {
                 zip64_sizes = true;
             }
@@ -337,11 +404,13 @@ impl Zip {
                 .checked_add(csize)
                 .ok_or_else(|| bad("entry size overflows", at))?;
             if flags & 0x0008 != 0 {
-                let sig = slice(data, end, 4, "data descriptor")?;
+                let mut d = [0u8; 24];
+                read_into(src, end, &mut d[..4], "data descriptor")?;
                 let words = if zip64_sizes { 20 } else { 12 };
-                let has_sig = u32_at(sig, 0) == SIG_DESCRIPTOR;
+                let has_sig = u32_at(&d, 0) == SIG_DESCRIPTOR;
                 let d_len = words + if has_sig { 4 } else { 0 };
-                let d = slice(data, end, d_len, "data descriptor")?;
+                let d = d.get_mut(..d_len).unwrap_or_default();
+                read_into(src, end, d, "data descriptor")?;
                 let base = if has_sig { 4 } else { 0 };
                 let (dcrc, dcs) = (
                     u32_at(d, base),
@@ -357,7 +426,7 @@ impl Zip {
                         end,
                     ));
                 }
-                end += d_len;
+                end += d_len as u64;
             }
             if end > cd_off {
                 return Err(bad(
@@ -365,25 +434,10 @@ impl Zip {
                     local_off,
                 ));
             }
-            entries.push(Entry {
-                name,
-                flags,
-                method,
-                crc32,
-                compressed_size: csize,
-                size: usize_,
-                local: local_off..end,
-                data_offset,
-                central: at..at + rec_len as u64,
-            });
-            pos += rec_len;
+            entry.local = local_off..end;
+            entry.data_offset = data_offset;
         }
-        if pos != cd.len() {
-            return Err(bad(
-                "bytes after the last central record",
-                cd_off + pos as u64,
-            ));
-        }
+        let entries: Vec<Entry> = pending.into_iter().map(|p| p.0).collect();
         // Names are unique (a reader could take either of two entries of one name).
         let mut names = std::collections::HashSet::new();
         for e in &entries {
@@ -428,6 +482,17 @@ impl Zip {
 
     /// An entry's uncompressed data, CRC-checked, at most `limit` bytes.
     pub fn read(&self, data: &[u8], entry: &Entry, limit: u64) -> Result<Vec<u8>> {
+        self.read_from(&mut SliceSource(data), entry, limit)
+    }
+
+    /// [`Zip::read`] from any [`Source`]: the compressed data (checked to lie in the file)
+    /// is read, then inflated up to the declared size.
+    pub fn read_from<S: Source + ?Sized>(
+        &self,
+        src: &mut S,
+        entry: &Entry,
+        limit: u64,
+    ) -> Result<Vec<u8>> {
         if entry.size > limit {
             return Err(bad(
                 format!(
@@ -437,20 +502,24 @@ impl Zip {
                 entry.local.start,
             ));
         }
-        let raw = slice(data, entry.data_offset, entry.compressed_size, "entry data")?;
+        if entry.method == Method::Stored && entry.compressed_size != entry.size {
+            return Err(bad(
+                format!("stored entry {:?} has two sizes", entry.name),
+                entry.local.start,
+            ));
+        }
+        if let Method::Other(m) = entry.method {
+            return Err(bad(
+                format!("{:?} uses compression method {m}", entry.name),
+                entry.local.start,
+            ));
+        }
+        let raw = read_vec(src, entry.data_offset, entry.compressed_size, "entry data")?;
         let out = match entry.method {
-            Method::Stored => {
-                if entry.compressed_size != entry.size {
-                    return Err(bad(
-                        format!("stored entry {:?} has two sizes", entry.name),
-                        entry.local.start,
-                    ));
-                }
-                raw.to_vec()
-            }
+            Method::Stored => raw,
             Method::Deflated => {
                 let cap = usize::try_from(entry.size).unwrap_or(usize::MAX);
-                miniz_oxide::inflate::decompress_to_vec_with_limit(raw, cap).map_err(|e| {
+                miniz_oxide::inflate::decompress_to_vec_with_limit(&raw, cap).map_err(|e| {
                     bad(
                         format!("inflating {:?}: {:?}", entry.name, e.status),
                         entry.data_offset,
@@ -581,29 +650,27 @@ impl Zip {
     /// sizes and offsets in the end records lowered to match. The signature must be the
     /// last local record and its central record the last one.
     pub fn unsigned_directory(&self, data: &[u8]) -> Result<Vec<u8>> {
-        let cd = slice(
-            data,
-            self.central_dir.start,
-            self.central_dir.end - self.central_dir.start,
-            "central directory",
-        )?;
+        self.unsigned_directory_from(&mut SliceSource(data))
+    }
+
+    /// [`Zip::unsigned_directory`] from any [`Source`].
+    pub fn unsigned_directory_from<S: Source + ?Sized>(&self, src: &mut S) -> Result<Vec<u8>> {
         let Some(sig) = self.signature() else {
-            let tail = slice(
-                data,
-                self.central_dir.start,
-                data.len() as u64 - self.central_dir.start,
-                "end records",
-            )?;
-            return Ok(tail.to_vec());
+            let len = src.size().saturating_sub(self.central_dir.start);
+            return read_vec(src, self.central_dir.start, len, "end records");
         };
         self.check_signature_last(sig)?;
         let sig_central_len = sig.central.end - sig.central.start;
-        let keep = usize::try_from(sig.central.start - self.central_dir.start).unwrap_or(0);
-        let mut out = cd.get(..keep).unwrap_or_default().to_vec();
+        let keep = sig.central.start - self.central_dir.start;
+        let mut out = read_vec(src, self.central_dir.start, keep, "central directory")?;
         let new_cd_off = sig.local.start;
         let new_cd_size = (self.central_dir.end - self.central_dir.start) - sig_central_len;
         let new_count = self.entries.len() as u64 - 1;
-        out.extend_from_slice(&self.end_records(data, new_cd_off, new_cd_size, new_count)?);
+        out.extend_from_slice(&EndRecords::read(src, self)?.build(
+            new_cd_off,
+            new_cd_size,
+            new_count,
+        )?);
         Ok(out)
     }
 
@@ -617,55 +684,7 @@ impl Zip {
         cd_size: u64,
         count: u64,
     ) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        let new_end = cd_off + cd_size;
-        if let (Some(z), Some(l)) = (&self.zip64_eocd, &self.zip64_locator) {
-            let mut zr = slice(data, z.start, z.end - z.start, "ZIP64 end record")?.to_vec();
-            put(&mut zr, 24, &count.to_le_bytes());
-            put(&mut zr, 32, &count.to_le_bytes());
-            put(&mut zr, 40, &cd_size.to_le_bytes());
-            put(&mut zr, 48, &cd_off.to_le_bytes());
-            out.extend_from_slice(&zr);
-            let mut lr = slice(data, l.start, l.end - l.start, "ZIP64 locator")?.to_vec();
-            put(&mut lr, 8, &new_end.to_le_bytes());
-            out.extend_from_slice(&lr);
-        }
-        let mut er = slice(
-            data,
-            self.eocd.start,
-            self.eocd.end - self.eocd.start,
-            "end record",
-        )?
-        .to_vec();
-        let zip64 = self.zip64_eocd.is_some();
-        let too_big = |what: &str| {
-            Error::InvalidValue(format!(
-                "the package's {what} needs ZIP64 end records, which it does not have"
-            ))
-        };
-        for at in [8usize, 10] {
-            if !(zip64 && u16_at(&er, at) == 0xFFFF) {
-                let n = u16::try_from(count)
-                    .ok()
-                    .filter(|&n| n != 0xFFFF)
-                    .ok_or_else(|| too_big("entry count"))?;
-                put(&mut er, at, &n.to_le_bytes());
-            }
-        }
-        for (at, v, what) in [
-            (12usize, cd_size, "central directory size"),
-            (16, cd_off, "central directory offset"),
-        ] {
-            if !(zip64 && u32_at(&er, at) == 0xFFFF_FFFF) {
-                let n = u32::try_from(v)
-                    .ok()
-                    .filter(|&n| n != u32::MAX)
-                    .ok_or_else(|| too_big(what))?;
-                put(&mut er, at, &n.to_le_bytes());
-            }
-        }
-        out.extend_from_slice(&er);
-        Ok(out)
+        EndRecords::read(&mut SliceSource(data), self)?.build(cd_off, cd_size, count)
     }
 
     /// The package unsigned, ready for a signature: any `AppxSignature.p7x` dropped, and
@@ -674,104 +693,9 @@ impl Zip {
     /// Every other local record is kept byte for byte; central records are patched only
     /// in their offsets (and, for the content types, CRC and sizes).
     pub fn prepare_unsigned(&self, data: &[u8]) -> Result<Vec<u8>> {
-        let sig_start = self.signed_local_end()?;
-        let ct_entry = self
-            .entry(CONTENT_TYPES_NAME)
-            .ok_or_else(|| bad(format!("no {CONTENT_TYPES_NAME} in the package"), 0))?;
-        let ct = self.read(data, ct_entry, MAX_PART)?;
-        let new_ct = content_types_with_signature(&ct)?;
-        let mut order: Vec<&Entry> = self
-            .entries
-            .iter()
-            .filter(|e| e.name != SIGNATURE_NAME)
-            .collect();
-        order.sort_by_key(|e| e.local.start);
         let mut out = Vec::with_capacity(data.len());
-        // Old local start -> new local start (a map: linear time in the entry count).
-        let mut moved: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
-        let mut ct_fields = None;
-        let mut pos = 0u64;
-        for e in &order {
-            // Bytes between records are kept too.
-            out.extend_from_slice(slice(data, pos, e.local.start - pos, "local records")?);
-            moved.insert(e.local.start, out.len() as u64);
-            match (&new_ct, e.name == CONTENT_TYPES_NAME) {
-                (Some(text), true) => {
-                    let body = match e.method {
-                        Method::Deflated => miniz_oxide::deflate::compress_to_vec(text, 9),
-                        _ => text.clone(),
-                    };
-                    let crc = crc32(text);
-                    let (csize, usize_) = (
-                        u32::try_from(body.len())
-                            .map_err(|_| bad("content types too large", e.local.start))?,
-                        u32::try_from(text.len())
-                            .map_err(|_| bad("content types too large", e.local.start))?,
-                    );
-                    let old = slice(data, e.local.start, LOCAL_LEN as u64, "local header")?;
-                    let mut h = old.to_vec();
-                    let flags = u16_at(&h, 6) & !0x0008;
-                    put(&mut h, 6, &flags.to_le_bytes());
-                    put(&mut h, 14, &crc.to_le_bytes());
-                    put(&mut h, 18, &csize.to_le_bytes());
-                    put(&mut h, 22, &usize_.to_le_bytes());
-                    put(&mut h, 28, &0u16.to_le_bytes());
-                    let name = CONTENT_TYPES_NAME.as_bytes();
-                    out.extend_from_slice(&h);
-                    out.extend_from_slice(name);
-                    out.extend_from_slice(&body);
-                    ct_fields = Some((flags, crc, csize, usize_));
-                }
-                _ => out.extend_from_slice(slice(
-                    data,
-                    e.local.start,
-                    e.local.end - e.local.start,
-                    "local record",
-                )?),
-            }
-            pos = e.local.end;
-        }
-        out.extend_from_slice(slice(
-            data,
-            pos,
-            sig_start.saturating_sub(pos),
-            "local records",
-        )?);
-        let cd_off = out.len() as u64;
-        let mut count = 0u64;
-        for e in self.entries.iter().filter(|e| e.name != SIGNATURE_NAME) {
-            let mut r = slice(
-                data,
-                e.central.start,
-                e.central.end - e.central.start,
-                "central record",
-            )?
-            .to_vec();
-            let new_off = moved.get(&e.local.start).copied().unwrap_or(e.local.start);
-            if u32_at(&r, 42) == 0xFFFF_FFFF {
-                patch_zip64_offset(&mut r, new_off, e.central.start)?;
-            } else {
-                let n = u32::try_from(new_off)
-                    .map_err(|_| bad("an entry moved past 4 GiB without ZIP64", e.central.start))?;
-                put(&mut r, 42, &n.to_le_bytes());
-            }
-            if let (true, Some((flags, crc, csize, usize_))) =
-                (e.name == CONTENT_TYPES_NAME, ct_fields)
-            {
-                if u32_at(&r, 20) == 0xFFFF_FFFF || u32_at(&r, 24) == 0xFFFF_FFFF {
-                    return Err(bad("ZIP64 sizes on [Content_Types].xml", e.central.start));
-                }
-                put(&mut r, 8, &flags.to_le_bytes());
-                put(&mut r, 16, &crc.to_le_bytes());
-                put(&mut r, 20, &csize.to_le_bytes());
-                put(&mut r, 24, &usize_.to_le_bytes());
-            }
-            out.extend_from_slice(&r);
-            count += 1;
-        }
-        let cd_size = out.len() as u64 - cd_off;
-        let end = self.end_records(data, cd_off, cd_size, count)?;
-        out.extend_from_slice(&end);
+        let u = write_unsigned(&mut SliceSource(data), self, &mut out, None)?;
+        out.extend_from_slice(&u.tail.unsigned()?);
         Ok(out)
     }
 
@@ -781,36 +705,10 @@ impl Zip {
         if self.signature().is_some() {
             return Err(Error::InvalidValue("the package is already signed".into()));
         }
-        let mut p7x = P7X_MAGIC.to_vec();
-        p7x.extend_from_slice(der);
         let cd_start = self.central_dir.start;
         let mut out = slice(unsigned, 0, cd_start, "local records")?.to_vec();
-        let sig_off = out.len() as u64;
-        let name = SIGNATURE_NAME.as_bytes();
-        let crc = crc32(&p7x);
-        let len = u32::try_from(p7x.len())
-            .map_err(|_| Error::InvalidValue("signature too large".into()))?;
-        let off32 = u32::try_from(sig_off)
-            .ok()
-            .filter(|&o| o != u32::MAX)
-            .ok_or_else(|| {
-                Error::InvalidValue("signing packages past 4 GiB is not supported".into())
-            })?;
-        // Local header: version 2.0, no flags, stored, DOS time 0 / date 1980-01-01.
-        let mut h = Vec::with_capacity(LOCAL_LEN + name.len());
-        h.extend_from_slice(&SIG_LOCAL.to_le_bytes());
-        for v in [20u16, 0, 0, 0, 0x21] {
-            h.extend_from_slice(&v.to_le_bytes());
-        }
-        for v in [crc, len, len] {
-            h.extend_from_slice(&v.to_le_bytes());
-        }
-        for v in [name.len() as u16, 0] {
-            h.extend_from_slice(&v.to_le_bytes());
-        }
-        h.extend_from_slice(name);
-        out.extend_from_slice(&h);
-        out.extend_from_slice(&p7x);
+        let (local, central) = signature_records(cd_start, der)?;
+        out.extend_from_slice(&local);
         let new_cd = out.len() as u64;
         out.extend_from_slice(slice(
             unsigned,
@@ -818,22 +716,7 @@ impl Zip {
             self.central_dir.end - cd_start,
             "central directory",
         )?);
-        let mut c = Vec::with_capacity(CENTRAL_LEN + name.len());
-        c.extend_from_slice(&SIG_CENTRAL.to_le_bytes());
-        for v in [20u16, 20, 0, 0, 0, 0x21] {
-            c.extend_from_slice(&v.to_le_bytes());
-        }
-        for v in [crc, len, len] {
-            c.extend_from_slice(&v.to_le_bytes());
-        }
-        for v in [name.len() as u16, 0, 0, 0, 0] {
-            c.extend_from_slice(&v.to_le_bytes());
-        }
-        for v in [0u32, off32] {
-            c.extend_from_slice(&v.to_le_bytes());
-        }
-        c.extend_from_slice(name);
-        out.extend_from_slice(&c);
+        out.extend_from_slice(&central);
         let cd_size = out.len() as u64 - new_cd;
         let end = self.end_records(unsigned, new_cd, cd_size, self.entries.len() as u64 + 1)?;
         out.extend_from_slice(&end);
@@ -880,6 +763,121 @@ impl Zip {
         }
         Ok(())
     }
+}
+
+/// The local record and the central record of `AppxSignature.p7x` (`PKCX` + `der`,
+/// stored) written at `sig_off`.
+fn signature_records(sig_off: u64, der: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut p7x = P7X_MAGIC.to_vec();
+    p7x.extend_from_slice(der);
+    let name = SIGNATURE_NAME.as_bytes();
+    let crc = crc32(&p7x);
+    let len =
+        u32::try_from(p7x.len()).map_err(|_| Error::InvalidValue("signature too large".into()))?;
+    let off32 = u32::try_from(sig_off)
+        .ok()
+        .filter(|&o| o != u32::MAX)
+        .ok_or_else(|| {
+            Error::InvalidValue("signing packages past 4 GiB is not supported".into())
+        })?;
+    // Local header: version 2.0, no flags, stored, DOS time 0 / date 1980-01-01.
+    let mut h = Vec::with_capacity(LOCAL_LEN + name.len() + p7x.len());
+    h.extend_from_slice(&SIG_LOCAL.to_le_bytes());
+    for v in [20u16, 0, 0, 0, 0x21] {
+        h.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [crc, len, len] {
+        h.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [name.len() as u16, 0] {
+        h.extend_from_slice(&v.to_le_bytes());
+    }
+    h.extend_from_slice(name);
+    h.extend_from_slice(&p7x);
+    let mut c = Vec::with_capacity(CENTRAL_LEN + name.len());
+    c.extend_from_slice(&SIG_CENTRAL.to_le_bytes());
+    for v in [20u16, 20, 0, 0, 0, 0x21] {
+        c.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [crc, len, len] {
+        c.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [name.len() as u16, 0, 0, 0, 0] {
+        c.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [0u32, off32] {
+        c.extend_from_slice(&v.to_le_bytes());
+    }
+    c.extend_from_slice(name);
+    Ok((h, c))
+}
+
+/// End records (`zip64`: the ZIP64 end record and locator as read, `eocd` the end record
+/// with its comment) rewritten for a central directory at `cd_off` of `cd_size` bytes
+/// holding `count` records.
+fn build_end_records(
+    zip64: Option<&(Vec<u8>, Vec<u8>)>,
+    eocd: &[u8],
+    cd_off: u64,
+    cd_size: u64,
+    count: u64,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let new_end = cd_off + cd_size;
+    if let Some((z, l)) = zip64 {
+        let mut zr = z.clone();
+        put(&mut zr, 24, &count.to_le_bytes());
+        put(&mut zr, 32, &count.to_le_bytes());
+        put(&mut zr, 40, &cd_size.to_le_bytes());
+        put(&mut zr, 48, &cd_off.to_le_bytes());
+        out.extend_from_slice(&zr);
+        let mut lr = l.clone();
+        put(&mut lr, 8, &new_end.to_le_bytes());
+        out.extend_from_slice(&lr);
+    }
+    let mut er = eocd.to_vec();
+    let zip64 = zip64.is_some();
+    let too_big = |what: &str| {
+        Error::InvalidValue(format!(
+            "the package's {what} needs ZIP64 end records, which it does not have"
+        ))
+    };
+    for at in [8usize, 10] {
+        if !(zip64 && u16_at(&er, at) == 0xFFFF) {
+            let n = u16::try_from(count)
+                .ok()
+                .filter(|&n| n != 0xFFFF)
+                .ok_or_else(|| too_big("entry count"))?;
+            put(&mut er, at, &n.to_le_bytes());
+        }
+    }
+    for (at, v, what) in [
+        (12usize, cd_size, "central directory size"),
+        (16, cd_off, "central directory offset"),
+    ] {
+        if !(zip64 && u32_at(&er, at) == 0xFFFF_FFFF) {
+            let n = u32::try_from(v)
+                .ok()
+                .filter(|&n| n != u32::MAX)
+                .ok_or_else(|| too_big(what))?;
+            put(&mut er, at, &n.to_le_bytes());
+        }
+    }
+    out.extend_from_slice(&er);
+    Ok(out)
+}
+
+/// The indices of a bundle's inner packages: its top-level `.appx` / `.msix` entries.
+pub fn find_inner_packages(zip: &Zip) -> Vec<usize> {
+    zip.entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            let lower = e.name.to_ascii_lowercase();
+            !e.name.contains('/') && (lower.ends_with(".appx") || lower.ends_with(".msix"))
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// Writes `off` into the ZIP64 extra field of central record `r` (whose offset field is
@@ -951,35 +949,12 @@ pub fn crc32(data: &[u8]) -> u32 {
     !crc32_update(!0, data)
 }
 
-/// The CRC-32 table (polynomial 0xEDB88320).
-#[allow(clippy::indexing_slicing)] // i < 256 = the table's length
-const CRC_TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-};
-
-/// One step of an incremental CRC-32: start from `!0`, finish with `!`.
-#[allow(clippy::indexing_slicing)] // the index is masked to 0..=255
-fn crc32_update(mut c: u32, data: &[u8]) -> u32 {
-    for &b in data {
-        c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-    }
-    c
+/// One step of an incremental CRC-32: start from `!0`, finish with `!` (crc32fast's
+/// SIMD implementation, which keeps the state un-inverted).
+fn crc32_update(c: u32, data: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new_with_initial(!c);
+    h.update(data);
+    !h.finalize()
 }
 
 /// The digest algorithm a block map names in its `HashMethod` attribute.
@@ -1149,6 +1124,81 @@ mod tests {
         assert!(zip
             .read_blocks(&bomb[..bomb.len() / 2], &e, |_| {})
             .is_err());
+    }
+
+    /// A reader that counts the bytes it hands out.
+    struct Counting<R> {
+        inner: R,
+        read: std::rc::Rc<std::cell::Cell<u64>>,
+    }
+
+    impl<R: std::io::Read> std::io::Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read.set(self.read.get() + n as u64);
+            Ok(n)
+        }
+    }
+
+    impl<R: std::io::Seek> std::io::Seek for Counting<R> {
+        fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+            self.inner.seek(pos)
+        }
+    }
+
+    /// 20,000 empty entries whose central records run in the reverse order of their local
+    /// records: through a 64 KiB `BufReader`, parsing reads the file about once (the local
+    /// headers in file order), not a buffer per entry.
+    #[test]
+    fn parsing_reads_local_headers_in_file_order() {
+        let n = 20_000u32;
+        let mut data = Vec::new();
+        let mut offsets = Vec::new();
+        for i in 0..n {
+            let name = format!("f{i:05}");
+            offsets.push(data.len() as u32);
+            data.extend_from_slice(&SIG_LOCAL.to_le_bytes());
+            data.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]);
+            data.extend_from_slice(&[0; 12]); // CRC and sizes of an empty file
+            data.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            data.extend_from_slice(&[0, 0]);
+            data.extend_from_slice(name.as_bytes());
+        }
+        let cd_off = data.len() as u32;
+        for i in (0..n).rev() {
+            let name = format!("f{i:05}");
+            data.extend_from_slice(&SIG_CENTRAL.to_le_bytes());
+            data.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]);
+            data.extend_from_slice(&[0; 12]);
+            data.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            data.extend_from_slice(&[0; 12]);
+            data.extend_from_slice(&offsets[i as usize].to_le_bytes());
+            data.extend_from_slice(name.as_bytes());
+        }
+        let cd_size = data.len() as u32 - cd_off;
+        data.extend_from_slice(&SIG_EOCD.to_le_bytes());
+        data.extend_from_slice(&[0, 0, 0, 0]);
+        data.extend_from_slice(&(n as u16).to_le_bytes());
+        data.extend_from_slice(&(n as u16).to_le_bytes());
+        data.extend_from_slice(&cd_size.to_le_bytes());
+        data.extend_from_slice(&cd_off.to_le_bytes());
+        data.extend_from_slice(&[0, 0]);
+        let read = std::rc::Rc::new(std::cell::Cell::new(0));
+        let reader = Counting {
+            inner: std::io::Cursor::new(&data),
+            read: read.clone(),
+        };
+        let mut src =
+            SeekSource::new(std::io::BufReader::with_capacity(64 << 10, reader)).expect("source");
+        let zip = Zip::parse_from(&mut src).expect("parse");
+        assert_eq!(zip.entries.len(), n as usize);
+        assert_eq!(zip.entries[0].name, "f19999");
+        assert!(
+            read.get() <= 3 * data.len() as u64,
+            "{} bytes read for a file of {}",
+            read.get(),
+            data.len()
+        );
     }
 
     #[test]
@@ -1353,92 +1403,28 @@ pub fn parse_block_map(xml: &[u8]) -> Result<Vec<BlockMapFile>> {
 /// size, its local header's size, and the hash of each 64 KiB block of its data; every
 /// listed file exists. Returns one message per problem (empty: the package matches).
 pub fn check_block_map(data: &[u8], zip: &Zip) -> Result<Vec<String>> {
-    let bm_entry = zip
-        .entry(BLOCK_MAP_NAME)
-        .ok_or_else(|| bad(format!("no {BLOCK_MAP_NAME} in the package"), 0))?;
-    let xml = zip.read(data, bm_entry, MAX_PART)?;
-    let alg = block_map_hash_method(&xml)?;
-    let files = parse_block_map(&xml)?;
-    let mut problems = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let by_name: std::collections::HashMap<&str, &Entry> =
-        zip.entries.iter().map(|e| (e.name.as_str(), e)).collect();
-    for f in &files {
-        if !seen.insert(f.name.as_str()) {
-            problems.push(format!("{:?} is listed twice in the block map", f.name));
-            continue;
-        }
-        let Some(&e) = by_name.get(f.name.as_str()) else {
-            problems.push(format!(
-                "{:?} is in the block map but not in the package",
-                f.name
-            ));
-            continue;
-        };
-        if e.size != f.size {
-            problems.push(format!(
-                "{:?} is {} bytes; the block map says {}",
-                f.name, e.size, f.size
-            ));
-            continue;
-        }
-        let lfh = e.data_offset - e.local.start;
-        if f.lfh_size.is_some_and(|l| l != lfh) {
-            problems.push(format!(
-                "the local header of {:?} is {lfh} bytes; the block map says {}",
-                f.name,
-                f.lfh_size.unwrap_or_default()
-            ));
-        }
-        let want_blocks = e.size.div_ceil(BLOCK_SIZE);
-        if f.blocks.len() as u64 != want_blocks {
-            problems.push(format!(
-                "{:?} has {want_blocks} blocks; the block map lists {}",
-                f.name,
-                f.blocks.len()
-            ));
-            continue;
-        }
-        // Block by block: memory stays at one block however large the file.
-        let mut k = 0usize;
-        let mut found = Vec::new();
-        let read = zip.read_blocks(data, e, |block| {
-            let mut h = Hasher::new(alg);
-            h.update(block);
-            if f.blocks.get(k).is_some_and(|want| h.finalize() != *want) {
-                found.push(format!(
-                    "block {k} of {:?} (bytes {:#x}..) does not match the block map",
-                    f.name,
-                    k as u64 * BLOCK_SIZE
-                ));
-            }
-            k += 1;
-        });
-        match read {
-            Ok(()) => problems.extend(found),
-            Err(err) => problems.push(err.to_string()),
-        }
-    }
-    for e in &zip.entries {
-        let own = [BLOCK_MAP_NAME, CONTENT_TYPES_NAME, SIGNATURE_NAME].contains(&e.name.as_str());
-        if !own && !seen.contains(e.name.as_str()) {
-            problems.push(format!(
-                "{:?} is in the package but not in the block map",
-                e.name
-            ));
-        }
-    }
-    Ok(problems)
+    let mut check = PackageCheck::new(&mut SliceSource(data), zip, false, false)?;
+    check.feed(
+        0,
+        data.get(..usize::try_from(zip.central_dir.start).unwrap_or(0))
+            .unwrap_or_default(),
+    );
+    Ok(check.finish().problems)
 }
 
 /// The `Publisher` of the manifest's `Identity` (a package's `AppxManifest.xml` or a
 /// bundle's `AppxMetadata/AppxBundleManifest.xml`).
 pub fn manifest_publisher(data: &[u8], zip: &Zip) -> Result<String> {
+    manifest_publisher_from(&mut SliceSource(data), zip)
+}
+
+/// [`manifest_publisher`] from any [`Source`].
+pub fn manifest_publisher_from<S: Source + ?Sized>(src: &mut S, zip: &Zip) -> Result<String> {
     let e = zip
         .entry(MANIFEST_NAME)
         .or_else(|| zip.entry(BUNDLE_MANIFEST_NAME))
         .ok_or_else(|| bad("no AppxManifest.xml or bundle manifest in the package", 0))?;
-    let xml = zip.read(data, e, MAX_PART)?;
+    let xml = zip.read_from(src, e, MAX_PART)?;
     let xml = String::from_utf8_lossy(&xml).into_owned();
     let found = start_tags(&xml, "Identity").find_map(|(_, t)| attr(t, "Publisher"));
     found.ok_or_else(|| bad("the manifest's Identity has no Publisher", e.local.start))
@@ -1509,6 +1495,16 @@ pub fn subject_pairs(cert: &x509_cert::Certificate) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Whether two Publishers name the same subject (the same attributes with the same
+/// values, in any order): a bundle's and its inner packages'.
+pub fn publishers_match(a: &str, b: &str) -> bool {
+    let mut a = parse_publisher(a);
+    let mut b = parse_publisher(b);
+    a.sort();
+    b.sort();
+    a == b
 }
 
 /// Whether the manifest `publisher` names `cert`'s subject, as Windows requires at

@@ -201,9 +201,9 @@ fn classify_sign(e: AcError) -> StepError {
         AcError::Script(_) => StepError::input(FailureReason::MalformedScript, msg),
         AcError::Cab(_) => StepError::input(FailureReason::MalformedCab, msg),
         AcError::Msi(_) => StepError::input(FailureReason::MalformedMsi, msg),
-        AcError::Appx(AppxRefusal::PublisherMismatch { .. }) => {
-            StepError::input(FailureReason::PublisherMismatch, msg)
-        }
+        AcError::Appx(
+            AppxRefusal::PublisherMismatch { .. } | AppxRefusal::InnerPublisher { .. },
+        ) => StepError::input(FailureReason::PublisherMismatch, msg),
         AcError::Appx(_) => StepError::input(FailureReason::MalformedAppx, msg),
         AcError::AlreadySigned => StepError::permanent(FailureReason::AlreadySigned, msg),
         AcError::Sign(se) => {

@@ -1,17 +1,20 @@
-//! APPX / MSIX packages and bundles in the pipeline. The package is held in memory (its
-//! size is that of the file): staging drops any signature, gives `[Content_Types].xml` the
-//! signature part's Override and computes the APPX digest blob (with the block map's hash
-//! algorithm, the only one a package can be signed with); the commit adds
-//! `AppxSignature.p7x` as the last, stored entry, rewrites the central directory, parses
-//! the result back and checks it before the rename. The ZIP rules are
-//! [`codeseal_formats::appx`].
+//! APPX / MSIX packages and bundles in the pipeline, streamed: the archive's structure is
+//! read once ([`Zip::parse_from`]: end records, central directory, local headers), then one
+//! linear read of the local records drops any signature, gives `[Content_Types].xml` the
+//! signature part's Override, writes the unsigned form to the output, hashes it (the APPX
+//! digest blob, with the block map's hash algorithm, the only one a package can be signed
+//! with) and checks every 64 KiB block against the block map, a bundle's inner packages
+//! included. The commit appends `AppxSignature.p7x` as the last, stored entry and the
+//! rewritten central directory, and checks what was written before the rename. Memory is
+//! bounded by the central directory and the XML parts, not by the package's size. The ZIP
+//! rules are [`codeseal_formats::appx`].
 use std::{
     fs::File,
-    io::{Read, Seek, SeekFrom, Write},
+    io::{BufReader, Read, Seek, SeekFrom, Write},
     path::Path,
 };
 
-use codeseal_formats::appx::{self, Zip};
+use codeseal_formats::appx::{self, PackageCheck, SeekSource, Source, Tail, Zip};
 use codeseal_signer::DigestAlgorithm;
 
 use super::{check_written, output::OutputFile, FileKind, StageOptions, Staged};
@@ -23,75 +26,40 @@ use crate::{
     verify::{VerifyOptions, VerifyReport},
 };
 
-/// The most bytes of a package codeseal reads: it holds the package in memory (a streaming
-/// reader is still to come, issue #17), so the cap keeps a hostile or huge input from taking
-/// the machine's memory.
-pub const MAX_PACKAGE: u64 = 1 << 30;
-
 /// Whether the package is a bundle (it has a bundle manifest).
 pub(crate) fn is_bundle(zip: &Zip) -> bool {
     zip.entry(appx::BUNDLE_MANIFEST_NAME).is_some()
 }
 
-/// The block-map problems of a package, and for a bundle those of every inner package
-/// (an `.appx` / `.msix` entry at the top level, checked against its own block map), each
-/// named with its package. An inner package that is not a readable package is a problem.
-fn block_map_problems(data: &[u8], zip: &Zip) -> Result<Vec<String>> {
-    let mut problems = appx::check_block_map(data, zip)?;
-    if !is_bundle(zip) {
-        return Ok(problems);
-    }
-    for e in &zip.entries {
-        let lower = e.name.to_ascii_lowercase();
-        if e.name.contains('/') || !(lower.ends_with(".appx") || lower.ends_with(".msix")) {
-            continue;
-        }
-        let checked = zip
-            .read(data, e, MAX_PACKAGE)
-            .and_then(|inner| {
-                let z = Zip::parse(&inner)?;
-                appx::check_block_map(&inner, &z)
-            })
-            .map_err(|err| vec![err.to_string()]);
-        for p in checked.unwrap_or_else(|p| p) {
-            problems.push(format!("inner package {:?}: {p}", e.name));
-        }
-    }
-    Ok(problems)
-}
+/// The buffer in front of a package's file: the small reads of the structure (local
+/// headers, in file order) come from it; the pass's 1 MiB reads go around it.
+const READ_BUFFER: usize = 64 << 10;
 
-/// Reads the whole package from `r`, at most [`MAX_PACKAGE`] bytes.
-fn read_all<R: Read + ?Sized>(r: &mut R) -> Result<Vec<u8>> {
-    let mut data = Vec::new();
-    r.take(MAX_PACKAGE + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| Error::io("reading the package", e))?;
-    if data.len() as u64 > MAX_PACKAGE {
-        return Err(Error::Unsupported(format!(
-            "packages over {MAX_PACKAGE} bytes are not supported"
-        )));
-    }
-    Ok(data)
+fn open(input: &Path) -> Result<SeekSource<BufReader<File>>> {
+    let file =
+        File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
+    Ok(SeekSource::new(BufReader::with_capacity(
+        READ_BUFFER,
+        file,
+    ))?)
 }
 
 /// The signature entry's DER (without `PKCX`), if the package is signed.
-fn signature_der(data: &[u8], zip: &Zip) -> Result<Option<Vec<u8>>> {
+fn signature_der(src: &mut dyn Source, zip: &Zip) -> Result<Option<Vec<u8>>> {
     let Some(sig) = zip.signature() else {
         return Ok(None);
     };
-    let p7x = zip.read(data, sig, appx::MAX_PART)?;
+    let p7x = zip.read_from(src, sig, appx::MAX_PART)?;
     Ok(Some(appx::p7x_der(&p7x)?.to_vec()))
 }
 
-/// A package prepared for signing in memory: its unsigned form (with the Override) and its
-/// digest blob. The file path ([`StagedAppx`]) and the stream path ([`sign_stream`]) share
-/// it.
+/// A package staged for signing: the unsigned form's local records have been written to
+/// the output; the digest blob and what is left to write.
 #[derive(Debug)]
 struct Prepared {
-    unsigned: Vec<u8>,
-    zip: Zip,
     alg: DigestAlgorithm,
     blob: Vec<u8>,
+    tail: Tail,
     was_signed: bool,
     bundle: bool,
     /// The signature kept with `Existing::Keep` (DER, without `PKCX`): a time stamp is
@@ -100,17 +68,20 @@ struct Prepared {
 }
 
 impl Prepared {
-    /// Checks the package `data` named `name` (kind, existing signature, block map,
-    /// Publisher against `signer` when given) and prepares its unsigned form.
-    fn new(
+    /// Checks the package read from `src`, named `name` (kind, existing signature,
+    /// Publisher against `signer` when given, block map) and writes the local records of
+    /// its unsigned form to `out` in the same read. On an error, `out` may hold part of
+    /// the package.
+    fn new<W: Write + ?Sized>(
         kind: FileKind,
         name: &str,
-        data: Vec<u8>,
+        src: &mut dyn Source,
         existing: Existing,
         algs: &[DigestAlgorithm],
         signer: Option<&x509_cert::Certificate>,
+        out: &mut W,
     ) -> Result<Self> {
-        let zip = Zip::parse(&data)?;
+        let zip = Zip::parse_from(src)?;
         let bundle = is_bundle(&zip);
         if bundle != (kind == FileKind::AppxBundle) {
             return Err(Error::Unsupported(format!(
@@ -129,38 +100,41 @@ impl Prepared {
             return Err(Error::AlreadySigned);
         }
         let kept = if existing == Existing::Keep {
-            signature_der(&data, &zip)?
+            signature_der(src, &zip)?
         } else {
             None
         };
-        let problems = block_map_problems(&data, &zip)?;
-        if !problems.is_empty() {
-            return Err(Error::Appx(AppxRefusal::BlockMap(problems)));
-        }
-        if let Some(cert) = signer {
-            let publisher = appx::manifest_publisher(&data, &zip)?;
-            if !appx::publisher_matches(&publisher, cert) {
-                return Err(Error::Appx(AppxRefusal::PublisherMismatch {
-                    publisher,
-                    subject: crate::chain::name_text(&cert.tbs_certificate.subject),
-                }));
+        let publisher = match signer {
+            Some(cert) => {
+                let publisher = appx::manifest_publisher_from(src, &zip)?;
+                if !appx::publisher_matches(&publisher, cert) {
+                    return Err(Error::Appx(AppxRefusal::PublisherMismatch {
+                        publisher,
+                        subject: crate::chain::name_text(&cert.tbs_certificate.subject),
+                    }));
+                }
+                Some(publisher)
             }
-        }
-        let unsigned = zip.prepare_unsigned(&data)?;
-        drop(data);
-        let zip = Zip::parse(&unsigned)?;
-        let (alg, blob) = appx::digest_blob(&unsigned, &zip)?;
+            None => None,
+        };
+        let mut check = PackageCheck::new(src, &zip, false, bundle)?;
+        let alg = check.alg();
         if let Some(other) = algs.iter().find(|a| **a != alg) {
             return Err(Error::Usage(format!(
                 "this package's block map hashes with {alg}: it can be signed only with {alg}, not {other}"
             )));
         }
+        let u = appx::write_unsigned(src, &zip, out, Some(&mut check))?;
+        let result = check.finish();
+        if !result.problems.is_empty() {
+            return Err(Error::Appx(AppxRefusal::BlockMap(result.problems)));
+        }
+        refuse_inner(&result.inner, publisher.as_deref())?;
         Ok(Self {
             bundle,
-            unsigned,
-            zip,
-            alg,
-            blob,
+            alg: u.alg,
+            blob: u.blob,
+            tail: u.tail,
             was_signed,
             existing: kept,
         })
@@ -174,36 +148,147 @@ impl Prepared {
         }
     }
 
-    /// The package with `signature` (`None`: unsigned), checked: parsed back, the same
-    /// digest blob, exactly the new signature (or none), which must verify against it.
-    fn finish(&mut self, signature: Option<&[u8]>) -> Result<Vec<u8>> {
-        let written = match signature {
-            Some(der) => self.zip.with_signature(&self.unsigned, der)?,
-            None => std::mem::take(&mut self.unsigned),
-        };
-        let fail = |m: String| Error::OutputCheck(m);
-        let back = Zip::parse(&written).map_err(|e| fail(e.to_string()))?;
-        let (alg, blob) = appx::digest_blob(&written, &back).map_err(|e| fail(e.to_string()))?;
-        if alg != self.alg || blob != self.blob {
-            return Err(fail("the written package does not hash as staged".into()));
-        }
-        let found = signature_der(&written, &back).map_err(|e| fail(e.to_string()))?;
-        match (signature, found) {
-            (None, None) => {}
-            (None, Some(_)) => return Err(fail("a signature is still present".into())),
-            (Some(_), None) => return Err(fail("no signature was written".into())),
-            (Some(der), Some(f)) => {
-                if f != der {
-                    return Err(fail(
-                        "AppxSignature.p7x does not hold the new signature".into(),
-                    ));
-                }
+    /// The rest of the package after the local records: with `signature` (`None`:
+    /// unsigned). A new signature must verify against the staged digest blob.
+    fn tail(&self, signature: Option<&[u8]>) -> Result<Vec<u8>> {
+        match signature {
+            Some(der) => {
                 let (a, b) = (self.alg, self.blob.as_slice());
                 check_written(self.kind(), der, |x| (x == a).then_some(b), &[], |_| Ok(()))?;
+                Ok(self.tail.signed(der)?)
+            }
+            None => Ok(self.tail.unsigned()?),
+        }
+    }
+
+    /// Checks the package written to `src`: parsed back (every local header), the same
+    /// digest blob after AXPC (which was hashed as written), exactly the new signature
+    /// (or none).
+    fn check_output(&self, src: &mut dyn Source, signature: Option<&[u8]>) -> Result<()> {
+        let fail = |m: String| Error::OutputCheck(m);
+        let back = Zip::parse_from(src).map_err(|e| fail(e.to_string()))?;
+        let (alg, rest) = appx::blob_after_axpc(src, &back).map_err(|e| fail(e.to_string()))?;
+        let skip = 4 + 4 + self.alg.output_len();
+        if alg != self.alg || self.blob.get(skip..) != Some(rest.as_slice()) {
+            return Err(fail("the written package does not hash as staged".into()));
+        }
+        if back.signed_local_end().ok() != Some(self.tail.locals_len()) {
+            return Err(fail("the local records were not written as staged".into()));
+        }
+        let found = signature_der(src, &back).map_err(|e| fail(e.to_string()))?;
+        match (signature, found) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(fail("a signature is still present".into())),
+            (Some(_), None) => Err(fail("no signature was written".into())),
+            (Some(der), Some(f)) if f != der => Err(fail(
+                "AppxSignature.p7x does not hold the new signature".into(),
+            )),
+            (Some(_), Some(_)) => Ok(()),
+        }
+    }
+}
+
+/// Why a bundle's inner package is refused at signing: a Publisher other than the
+/// bundle's (`bundle_publisher`, given unless the Publisher check is overridden), or its
+/// own signature not verifying against it (digest, signature; the chain is not judged
+/// here).
+fn refuse_inner(inner: &[appx::InnerPackage], bundle_publisher: Option<&str>) -> Result<()> {
+    if let Some(bundle) = bundle_publisher {
+        for i in inner {
+            let ok = i
+                .publisher
+                .as_deref()
+                .is_ok_and(|p| appx::publishers_match(p, bundle));
+            if !ok {
+                return Err(Error::Appx(AppxRefusal::InnerPublisher {
+                    package: i.name.clone(),
+                    publisher: i
+                        .publisher
+                        .clone()
+                        .unwrap_or_else(|e| format!("(none: {e})")),
+                    bundle: bundle.to_string(),
+                }));
             }
         }
-        Ok(written)
     }
+    let mut bad = Vec::new();
+    for i in inner {
+        if let Some(why) = inner_signature_problem(i, None) {
+            bad.push(format!("{:?}: {why}", i.name));
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Appx(AppxRefusal::InnerSignature(bad)))
+    }
+}
+
+/// What is wrong with the signature an inner package carries (`None`: it has none, or it
+/// verifies). With `opts`, the whole verification (chain and policy included); without,
+/// the integrity (indirect data, digest, signature).
+fn inner_signature_problem(i: &appx::InnerPackage, opts: Option<&VerifyOptions>) -> Option<String> {
+    let der = i.signature.as_deref()?;
+    let parsed = match ParsedSignature::parse(der) {
+        Ok(p) => p,
+        Err(e) => return Some(e.to_string()),
+    };
+    let digest = i
+        .digest
+        .as_ref()
+        .filter(|(alg, _)| *alg == parsed.digest_algorithm)
+        .map(|(_, d)| d.as_slice())
+        .unwrap_or_default();
+    let report = match opts {
+        Some(opts) => crate::verify::check_one(FileKind::Appx, "0", &parsed, digest, opts),
+        None => {
+            if let Err(e) = super::check_indirect_data(FileKind::Appx, &parsed.spc.data) {
+                return Some(e);
+            }
+            crate::verify::check_signature(0, &parsed, digest)
+        }
+    };
+    if report.is_valid() {
+        return None;
+    }
+    let why: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+    Some(why.join("; "))
+}
+
+/// Findings on a bundle's inner packages beyond their block maps (which are in the
+/// bundle's): a Publisher other than the bundle's, a signature that does not verify.
+fn inner_findings(
+    inner: &[appx::InnerPackage],
+    bundle_publisher: &str,
+    opts: &VerifyOptions,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for i in inner {
+        match &i.publisher {
+            Ok(p) if appx::publishers_match(p, bundle_publisher) => {}
+            Ok(p) => out.push(Finding::file(
+                FindingCode::PublisherMismatch,
+                format!(
+                    "inner package {:?}: its Publisher {p:?} is not the bundle's {bundle_publisher:?}",
+                    i.name
+                ),
+            )),
+            Err(e) => out.push(Finding::file(
+                FindingCode::PublisherMismatch,
+                format!("inner package {:?}: no Publisher ({e})", i.name),
+            )),
+        }
+        if let Some(why) = inner_signature_problem(i, Some(opts)) {
+            out.push(Finding::file(
+                FindingCode::InnerPackageSignature,
+                format!(
+                    "inner package {:?}: its signature does not verify: {why}",
+                    i.name
+                ),
+            ));
+        }
+    }
+    out
 }
 
 /// A package carries one signature (Windows reads no nested ones): `--append` is refused.
@@ -228,16 +313,15 @@ pub(crate) fn file_digest(
     digest: DigestAlgorithm,
     signer: Option<&x509_cert::Certificate>,
 ) -> Result<Vec<u8>> {
-    let mut file =
-        File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
-    let data = read_all(&mut file)?;
+    let mut src = open(input)?;
     let p = Prepared::new(
         kind,
         &input.display().to_string(),
-        data,
+        &mut src,
         existing,
         &[digest],
         signer,
+        &mut std::io::sink(),
     )?;
     Ok(p.blob)
 }
@@ -256,24 +340,52 @@ impl StagedAppx {
         output: &Path,
         opts: StageOptions<'_>,
     ) -> Result<Self> {
-        let mut file =
+        let file =
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
-        let out = OutputFile::create(input, &file, output, opts.force, opts.sync_dir)?;
-        let data = read_all(&mut file)?;
+        let mut out = OutputFile::create(input, &file, output, opts.force, opts.sync_dir)?;
+        let mut src = SeekSource::new(BufReader::with_capacity(READ_BUFFER, file))?;
+        // Written in order with early write-back (as a PE's copy), so that the fsync before
+        // the rename finds little left to write.
+        let copy = crate::digest::FileCopy::new(out.file_mut(), None).with_early_writeback();
+        let mut w = std::io::BufWriter::with_capacity(appx::CHUNK, InOrder { copy, pos: 0 });
         let p = Prepared::new(
             kind,
             &input.display().to_string(),
-            data,
+            &mut src,
             opts.existing,
             opts.algs,
             opts.appx_signer,
+            &mut w,
         )?;
+        w.flush()
+            .map_err(|e| Error::io("writing the temp file", e))?;
+        drop(w);
         Ok(Self { p, out })
     }
 }
 
-/// Signs a package (or bundle) from any reader into any writer. The package is held in
-/// memory (at most [`MAX_PACKAGE`] bytes) until the streaming reader lands.
+/// A [`crate::digest::FileCopy`] written in order, as a `Write`.
+struct InOrder<'a> {
+    copy: crate::digest::FileCopy<'a>,
+    pos: u64,
+}
+
+impl Write for InOrder<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.copy.write_at(buf, self.pos)?;
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Signs a package (or bundle) from any reader into any writer, in one read: the local
+/// records of the unsigned form are written as they are hashed and checked, the signature
+/// entry and the central directory once the signature is made. When the package fails a
+/// check (its block map, an inner package), `output` holds part of it: the caller discards
+/// it, as it does any output of a failed call.
 pub(crate) fn sign_stream<R: Read + Seek, W: Write>(
     identity: &codeseal_signer::SigningIdentity,
     kind: FileKind,
@@ -283,18 +395,16 @@ pub(crate) fn sign_stream<R: Read + Seek, W: Write>(
 ) -> Result<crate::stream::StreamOutcome> {
     use crate::stream::{existing_mode, signature_table};
     refuse_nesting(opts.append)?;
-    input
-        .seek(SeekFrom::Start(0))
-        .map_err(|e| Error::io("rewinding the input", e))?;
-    let data = read_all(input)?;
+    let mut src = SeekSource::new(BufReader::with_capacity(READ_BUFFER, &mut *input))?;
     let signer = (!opts.allow_publisher_mismatch).then(|| identity.leaf());
-    let mut p = Prepared::new(
+    let p = Prepared::new(
         kind,
         "the input",
-        data,
+        &mut src,
         existing_mode(opts),
         &[opts.digest],
         signer,
+        output,
     )?;
     let table = signature_table(
         identity,
@@ -303,14 +413,14 @@ pub(crate) fn sign_stream<R: Read + Seek, W: Write>(
         &p.blob,
         None,
     )?;
-    let written = p.finish(Some(&table))?;
+    let tail = p.tail(Some(&table))?;
     output
-        .write_all(&written)
+        .write_all(&tail)
         .map_err(|e| Error::io("writing the output", e))?;
     Ok(crate::stream::StreamOutcome {
         kind,
         image_digest: p.blob.clone(),
-        output_len: written.len() as u64,
+        output_len: p.tail.locals_len() + tail.len() as u64,
         appended: false,
     })
 }
@@ -341,51 +451,53 @@ impl Staged for StagedAppx {
     }
 
     fn commit(mut self: Box<Self>, signature: Option<&[u8]>) -> Result<u64> {
-        let written = self.p.finish(signature)?;
+        let tail = self.p.tail(signature)?;
         let f = self.out.file_mut();
         let io = |what: &'static str| move |e| Error::io(what, e);
-        f.seek(SeekFrom::Start(0))
-            .map_err(io("rewinding the temp file"))?;
-        f.set_len(0).map_err(io("truncating the temp file"))?;
-        f.write_all(&written).map_err(io("writing the temp file"))?;
+        let end = f
+            .seek(SeekFrom::End(0))
+            .map_err(io("seeking the temp file"))?;
+        if end != self.p.tail.locals_len() {
+            return Err(Error::OutputCheck(
+                "the temp file does not hold the staged local records".into(),
+            ));
+        }
+        f.write_all(&tail).map_err(io("writing the temp file"))?;
+        let len = end + tail.len() as u64;
+        {
+            let mut back = SeekSource::new(BufReader::with_capacity(READ_BUFFER, &mut *f))?;
+            self.p.check_output(&mut back, signature)?;
+        }
         self.out.persist()?;
-        Ok(written.len() as u64)
+        Ok(len)
     }
 }
 
 /// The package's signature (DER).
 pub(crate) fn extract(input: &Path) -> Result<Vec<u8>> {
-    let mut f =
-        File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
-    let data = read_all(&mut f)?;
-    let zip = Zip::parse(&data)?;
-    let der = signature_der(&data, &zip)?.ok_or(Error::NotSigned)?;
+    let mut src = open(input)?;
+    let zip = Zip::parse_from(&mut src)?;
+    let der = signature_der(&mut src, &zip)?.ok_or(Error::NotSigned)?;
     Ok(ParsedSignature::parse(&der)?.der.to_vec())
 }
 
-/// Verifies a package: its signature against the digest blob.
+/// Verifies a package: its signature against the digest blob, its block map (and a
+/// bundle's inner packages) and its Publisher, in one read of its local records.
 pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<VerifyReport> {
     use crate::verify::{check_all, collect_signatures, finish_report};
-    r.seek(SeekFrom::Start(0))
-        .map_err(|e| Error::io("rewinding the package", e))?;
-    let data = read_all(r)?;
-    let zip = Zip::parse(&data)?;
-    let der = signature_der(&data, &zip)?.ok_or(Error::NotSigned)?;
+    let mut src = SeekSource::new(&mut *r)?; // verify_file's reader is buffered already
+    let zip = Zip::parse_from(&mut src)?;
+    let der = signature_der(&mut src, &zip)?.ok_or(Error::NotSigned)?;
+    let bundle = is_bundle(&zip);
+    let check = PackageCheck::new(&mut src, &zip, true, bundle)?;
+    let result = appx::run_check(&mut src, &zip, check)?;
+    let publisher = appx::manifest_publisher_from(&mut src, &zip)?;
     let mut errors = Vec::new();
-    // The block-map check and the digest blob on two threads (each reads every byte).
-    let (problems, digest) = std::thread::scope(|s| {
-        let check = s.spawn(|| block_map_problems(&data, &zip));
-        let digest = appx::digest_blob(&data, &zip);
-        let problems = check
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        (problems, digest)
-    });
-    for p in problems? {
+    for p in result.problems {
         errors.push(Finding::file(FindingCode::BlockMapMismatch, p));
     }
+    errors.extend(inner_findings(&result.inner, &publisher, opts));
     let parsed = collect_signatures(vec![("0".to_string(), der.as_slice())], &mut errors);
-    let publisher = appx::manifest_publisher(&data, &zip)?;
     for (_, p) in parsed.iter().filter(|(i, _)| i == "0") {
         match p.signer_certificate() {
             Some(cert) if !appx::publisher_matches(&publisher, cert) => {
@@ -400,8 +512,10 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
             _ => {}
         }
     }
-    let (alg, blob) = digest?;
-    let kind = if is_bundle(&zip) {
+    let (alg, blob) = result
+        .digest
+        .ok_or_else(|| Error::Unsupported("no digest computed".into()))?;
+    let kind = if bundle {
         FileKind::AppxBundle
     } else {
         FileKind::Appx
@@ -416,7 +530,7 @@ pub(crate) fn verify<R: Read + Seek>(r: &mut R, opts: &VerifyOptions) -> Result<
     Ok(finish_report(
         opts.trust(),
         kind,
-        data.len() as u64,
+        src.size(),
         None,
         signatures,
         errors,

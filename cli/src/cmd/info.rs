@@ -207,9 +207,11 @@ fn info_cab(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
 
 fn info_appx(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     use codeseal_authenticode::formats::appx::{self, Zip};
-    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let size = data.len();
-    let zip = Zip::parse(&data).map_err(codeseal_authenticode::Error::from)?;
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut src = appx::SeekSource::new(std::io::BufReader::with_capacity(64 << 10, f))
+        .map_err(codeseal_authenticode::Error::from)?;
+    let size = appx::Source::size(&src);
+    let zip = Zip::parse_from(&mut src).map_err(codeseal_authenticode::Error::from)?;
     let bundle = zip.entry(appx::BUNDLE_MANIFEST_NAME).is_some();
     let format = if bundle {
         "APPX / MSIX bundle"
@@ -218,7 +220,7 @@ fn info_appx(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     };
     let block_map = zip
         .entry(appx::BLOCK_MAP_NAME)
-        .map(|e| zip.read(&data, e, appx::MAX_PART))
+        .map(|e| zip.read_from(&mut src, e, appx::MAX_PART))
         .transpose()
         .map_err(codeseal_authenticode::Error::from)?;
     let hash = block_map
@@ -226,10 +228,10 @@ fn info_appx(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
         .map(appx::block_map_hash_method)
         .transpose()
         .map_err(codeseal_authenticode::Error::from)?;
-    let publisher = appx::manifest_publisher(&data, &zip).ok();
+    let publisher = appx::manifest_publisher_from(&mut src, &zip).ok();
     let code_integrity = zip.entry(appx::CODE_INTEGRITY_NAME).is_some();
     let signature = zip.signature().map(|e| e.compressed_size);
-    drop(data);
+    drop(src);
     let report = if signature.is_some() {
         Verifier::integrity_only().verify_file(file).ok()
     } else {
