@@ -202,7 +202,7 @@ impl<'a> FileCopy<'a> {
         self.writeback_started
     }
 
-    pub(crate) fn write_at(&mut self, data: &[u8], pos: u64) -> std::io::Result<()> {
+    fn write_at(&mut self, data: &[u8], pos: u64) -> std::io::Result<()> {
         #[cfg(unix)]
         if let Some(direct) = &self.direct {
             let align = DIRECT_IO_ALIGN as u64;

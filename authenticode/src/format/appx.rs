@@ -342,12 +342,15 @@ impl StagedAppx {
     ) -> Result<Self> {
         let file =
             File::open(input).map_err(|e| Error::io(format!("opening {}", input.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading the length of {}", input.display()), e))?
+            .len();
         let mut out = OutputFile::create(input, &file, output, opts.force, opts.sync_dir)?;
         let mut src = SeekSource::new(BufReader::with_capacity(READ_BUFFER, file))?;
-        // Written in order with early write-back (as a PE's copy), so that the fsync before
-        // the rename finds little left to write.
-        let copy = crate::digest::FileCopy::new(out.file_mut(), None).with_early_writeback();
-        let mut w = std::io::BufWriter::with_capacity(appx::CHUNK, InOrder { copy, pos: 0 });
+        // Written in order and flushed to the disk as it goes (as a PE's copy), so that the
+        // fsync before the rename finds little left to write.
+        let mut w = std::io::BufWriter::with_capacity(appx::CHUNK, out.early_flushing(len));
         let p = Prepared::new(
             kind,
             &input.display().to_string(),
@@ -361,23 +364,6 @@ impl StagedAppx {
             .map_err(|e| Error::io("writing the temp file", e))?;
         drop(w);
         Ok(Self { p, out })
-    }
-}
-
-/// A [`crate::digest::FileCopy`] written in order, as a `Write`.
-struct InOrder<'a> {
-    copy: crate::digest::FileCopy<'a>,
-    pos: u64,
-}
-
-impl Write for InOrder<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.copy.write_at(buf, self.pos)?;
-        self.pos += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
