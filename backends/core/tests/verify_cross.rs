@@ -49,6 +49,24 @@ struct Key {
 }
 
 impl Key {
+    /// A new RSA key of `bits` bits (public exponent 65537).
+    fn rsa(dir: &Path, name: &str, bits: u32) -> Self {
+        let bits = format!("rsa_keygen_bits:{bits}");
+        Self::new(dir, name, &["-algorithm", "RSA", "-pkeyopt", &bits])
+    }
+
+    /// A new EC key on the named curve `curve` (`P-256`, `P-384`), its parameters encoded
+    /// as the curve's name.
+    fn ec(dir: &Path, name: &str, curve: &str) -> Self {
+        let curve = format!("ec_paramgen_curve:{curve}");
+        let named = "ec_param_enc:named_curve";
+        Self::new(
+            dir,
+            name,
+            &["-algorithm", "EC", "-pkeyopt", &curve, "-pkeyopt", named],
+        )
+    }
+
     fn new(dir: &Path, name: &str, genpkey: &[&str]) -> Self {
         let pem = dir.join(format!("{name}.pem"));
         let mut args = vec!["genpkey", "-out", s(&pem)];
@@ -202,11 +220,7 @@ fn rsa_verdicts_agree() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let keys = [
-        Key::new(
-            d,
-            "rsa2048",
-            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-        ),
+        Key::rsa(d, "rsa2048", 2048),
         Key::new(
             d,
             "rsa3072-e3",
@@ -219,11 +233,7 @@ fn rsa_verdicts_agree() {
                 "rsa_keygen_pubexp:3",
             ],
         ),
-        Key::new(
-            d,
-            "rsa4096",
-            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4096"],
-        ),
+        Key::rsa(d, "rsa4096", 4096),
     ];
     for (i, key) in keys.iter().enumerate() {
         let other = &keys[(i + 1) % keys.len()];
@@ -382,42 +392,9 @@ fn ecdsa_verdicts_agree() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let keys = [
-        Key::new(
-            d,
-            "p256",
-            &[
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-pkeyopt",
-                "ec_param_enc:named_curve",
-            ],
-        ),
-        Key::new(
-            d,
-            "p384",
-            &[
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-384",
-                "-pkeyopt",
-                "ec_param_enc:named_curve",
-            ],
-        ),
-        Key::new(
-            d,
-            "p256-b",
-            &[
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-pkeyopt",
-                "ec_param_enc:named_curve",
-            ],
-        ),
+        Key::ec(d, "p256", "P-256"),
+        Key::ec(d, "p384", "P-384"),
+        Key::ec(d, "p256-b", "P-256"),
     ];
     common_cases(d, &keys[0], &keys[2], 3);
     common_cases(d, &keys[1], &keys[0], 2);
@@ -565,11 +542,7 @@ fn ecdsa_verdicts_agree() {
 fn compressed_ec_keys_and_small_exponents_verify_alike() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let key = Key::new(
-        d,
-        "p256",
-        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
-    );
+    let key = Key::ec(d, "p256", "P-256");
     let der = openssl(&[
         "pkey",
         "-in",
@@ -603,11 +576,7 @@ fn compressed_ec_keys_and_small_exponents_verify_alike() {
     refused(&bad, alg, &digest, &sig, "point off the curve");
 
     // RSA keys codeseal refuses, whichever implementation: 1024 bits, an even exponent.
-    let small = Key::new(
-        d,
-        "rsa1024",
-        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"],
-    );
+    let small = Key::rsa(d, "rsa1024", 1024);
     let digest = digest_for(DigestAlgorithm::Sha256, 1);
     let sig = small.sign(d, DigestAlgorithm::Sha256, &digest);
     let e = verdict(
@@ -619,11 +588,7 @@ fn compressed_ec_keys_and_small_exponents_verify_alike() {
     )
     .expect_err("refused");
     assert!(e.contains("UnsupportedKey"), "{e}");
-    let rsa = Key::new(
-        d,
-        "rsa2048",
-        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-    );
+    let rsa = Key::rsa(d, "rsa2048", 2048);
     let parts =
         rsa::pkcs1::RsaPublicKey::from_der(rsa.spki.subject_public_key.raw_bytes()).expect("pkcs1");
     let even = rsa::pkcs1::RsaPublicKey {
@@ -725,18 +690,7 @@ fn large_rsa_keys_verify_alike() {
 fn mutated_signatures_get_the_same_verdict() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let keys = [
-        Key::new(
-            d,
-            "rsa2048",
-            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-        ),
-        Key::new(
-            d,
-            "p256",
-            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
-        ),
-    ];
+    let keys = [Key::rsa(d, "rsa2048", 2048), Key::ec(d, "p256", "P-256")];
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move |bound: usize| {
         state ^= state << 13;
