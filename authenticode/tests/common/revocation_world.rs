@@ -171,6 +171,8 @@ pub struct World {
     pub revoked_before_at: u64,
     pub revoked_after_at: u64,
     input: PathBuf,
+    /// Numbers the signed outputs: two calls in one second must not share a name.
+    signed: AtomicUsize,
 }
 
 impl Drop for World {
@@ -244,6 +246,7 @@ impl World {
             port,
             hostile,
             input: input.to_path_buf(),
+            signed: AtomicUsize::new(0),
         }
     }
 
@@ -254,8 +257,9 @@ impl World {
     /// pe64.exe signed by `leaf`, time-stamped at `stamp` (Unix seconds) when given.
     pub fn sign(&self, leaf: &str, stamp: Option<u64>) -> PathBuf {
         let out = self.dir.path().join(format!(
-            "{leaf}-{}.exe",
-            stamp.map_or("unstamped".to_string(), |s| s.to_string())
+            "{leaf}-{}-{}.exe",
+            stamp.map_or("unstamped".to_string(), |s| s.to_string()),
+            self.signed.fetch_add(1, Ordering::SeqCst)
         ));
         let mut cmd = Command::new("osslsigncode");
         cmd.arg("sign")
