@@ -14,7 +14,8 @@ use common::*;
 
 use codeseal_authenticode::formats::{
     catalog::{
-        hex_upper, identifier_text, parse_catalog, CatalogMember, CertificateTrustList, MemberKind,
+        hex_upper, identifier_text, parse_catalog, value_text, CatalogMember, CertificateTrustList,
+        MemberKind,
     },
     oid, Error,
 };
@@ -107,6 +108,14 @@ fn ctl_identifier_text() {
     assert_eq!(identifier_text(&[0x01, 0xff]), "01FF");
     assert_eq!(identifier_text(&utf16z("ABCD")), "ABCD");
     assert_eq!(identifier_text(&[]), "");
+    // A space is text in a value, not in an identifier; an unpaired surrogate is neither.
+    assert_eq!(identifier_text(&utf16z("A B")), "4100200042000000");
+    assert_eq!(identifier_text(&[0x00, 0xd8]), "00D8");
+    assert_eq!(value_text(&utf16z("A B")), "A B");
+    assert_eq!(value_text(&utf16z("A\nB")), "41000A0042000000");
+    assert_eq!(value_text(&[0x41]), "41");
+    assert_eq!(value_text(&[0x00, 0xd8]), "00D8");
+    assert_eq!(value_text(&[]), "");
 }
 
 #[test]

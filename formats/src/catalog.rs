@@ -246,45 +246,35 @@ fn utf16z(text: &str) -> Vec<u8> {
 /// A subject identifier as text: UTF-16LE (a trailing NUL dropped) when it decodes as
 /// printable text, otherwise the upper-case hex of its bytes.
 pub fn identifier_text(id: &[u8]) -> String {
-    if id.len().is_multiple_of(2) && !id.is_empty() {
-        let units: Vec<u16> = id
-            .chunks_exact(2)
-            .filter_map(|c| <[u8; 2]>::try_from(c).ok())
-            .map(u16::from_le_bytes)
-            .collect();
-        let trimmed = match units.split_last() {
-            Some((0, rest)) => rest,
-            _ => units.as_slice(),
-        };
-        if let Ok(s) = String::from_utf16(trimmed) {
-            if !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic()) {
-                return s;
-            }
-        }
-    }
-    hex_upper(id)
+    utf16le_text(id)
+        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or_else(|| hex_upper(id))
 }
 
 /// A name/value's value as text: UTF-16LE (a trailing NUL dropped) without control
 /// characters, otherwise the upper-case hex of its bytes.
 pub fn value_text(value: &[u8]) -> String {
-    if value.len().is_multiple_of(2) {
-        let units: Vec<u16> = value
-            .chunks_exact(2)
-            .filter_map(|c| <[u8; 2]>::try_from(c).ok())
-            .map(u16::from_le_bytes)
-            .collect();
-        let trimmed = match units.split_last() {
-            Some((0, rest)) => rest,
-            _ => units.as_slice(),
-        };
-        if let Ok(s) = String::from_utf16(trimmed) {
-            if !s.chars().any(char::is_control) {
-                return s;
-            }
-        }
+    utf16le_text(value)
+        .filter(|s| !s.chars().any(char::is_control))
+        .unwrap_or_else(|| hex_upper(value))
+}
+
+/// `bytes` decoded as UTF-16LE with one trailing NUL dropped; `None` for an odd length or
+/// unpaired surrogates.
+fn utf16le_text(bytes: &[u8]) -> Option<String> {
+    if !bytes.len().is_multiple_of(2) {
+        return None;
     }
-    hex_upper(value)
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .filter_map(|c| <[u8; 2]>::try_from(c).ok())
+        .map(u16::from_le_bytes)
+        .collect();
+    let trimmed = match units.split_last() {
+        Some((0, rest)) => rest,
+        _ => units.as_slice(),
+    };
+    String::from_utf16(trimmed).ok()
 }
 
 impl CertificateTrustList {
