@@ -20,7 +20,7 @@ use codeseal_authenticode::{
         spc::sip_guid,
     },
     remove_signature, sign_bytes, sign_file, AppxRefusal, Error, FileKind, FindingCode,
-    SignOptions, Verifier,
+    SignOptions, Verifier, VerifyReport,
 };
 use codeseal_signer::DigestAlgorithm;
 use common::*;
@@ -1104,17 +1104,8 @@ fn a_bundle_whose_inner_package_lies_is_invalid() {
             && msg.contains("block 1 of \"Assets/big.bin\""),
         "{msg}"
     );
-    let theirs = d.join("theirs.appxbundle");
-    osslsigncode_sign_with(
-        Path::new("osslsigncode"),
-        &input,
-        &theirs,
-        "leaf-rsa2048",
-        "sha256",
-    );
+    let (theirs, r) = signed_by_osslsigncode_and_invalid(&d, &input);
     both_osslsigncodes_accept(&theirs);
-    let r = trusting().verify_file(&theirs).expect("verify");
-    assert!(!r.valid && r.signatures[0].image_digest_ok, "{r:?}");
     assert!(
         r.errors
             .iter()
@@ -1122,6 +1113,17 @@ fn a_bundle_whose_inner_package_lies_is_invalid() {
         "{:?}",
         r.errors
     );
+}
+
+/// `input` signed by osslsigncode, which does not look inside a bundle's packages: in
+/// codeseal the bundle's own digest holds and the bundle is invalid. The signed copy and
+/// codeseal's report.
+fn signed_by_osslsigncode_and_invalid(d: &Path, input: &Path) -> (PathBuf, VerifyReport) {
+    let theirs = d.join("theirs.appxbundle");
+    osslsigncode_sign(input, &theirs, "leaf-rsa2048", "sha256");
+    let r = trusting().verify_file(&theirs).expect("verify");
+    assert!(!r.valid && r.signatures[0].image_digest_ok, "{r:?}");
+    (theirs, r)
 }
 
 /// A bundle whose x86 inner package names another Publisher than the bundle (makeappx
@@ -1229,16 +1231,7 @@ fn a_bundle_checks_the_signature_its_inner_package_carries() {
             if p.len() == 1 && p[0].contains("x64.appx")),
         "{e}"
     );
-    let theirs = d.join("theirs.appxbundle");
-    osslsigncode_sign_with(
-        Path::new("osslsigncode"),
-        &input,
-        &theirs,
-        "leaf-rsa2048",
-        "sha256",
-    );
-    let r = trusting().verify_file(&theirs).expect("verify");
-    assert!(!r.valid && r.signatures[0].image_digest_ok, "{r:?}");
+    let (_, r) = signed_by_osslsigncode_and_invalid(&d, &input);
     assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
     assert!(
         r.errors[0].code == FindingCode::InnerPackageSignature

@@ -418,30 +418,7 @@ fn catalog_expired_leaf_with_a_back_dated_time_stamp() {
     let dir = tempfile::tempdir().expect("tmp");
     let unsigned = unsigned_catalog(dir.path(), "u.cat");
     let out = dir.path().join("expired-ts.cat");
-    let five_days_ago = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs()
-        - 5 * 24 * 3600;
-    let o = std::process::Command::new("osslsigncode")
-        .arg("sign")
-        .arg("-certs")
-        .arg(pki("leaf-expired-chain.pem"))
-        .arg("-key")
-        .arg(pki("leaf-expired.key"))
-        .args(["-h", "sha256", "-TSA-certs"])
-        .arg(pki("tsa-chain.pem"))
-        .arg("-TSA-key")
-        .arg(pki("tsa.key"))
-        .arg("-TSA-time")
-        .arg(five_days_ago.to_string())
-        .arg("-in")
-        .arg(&unsigned)
-        .arg("-out")
-        .arg(&out)
-        .output()
-        .expect("osslsigncode");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    osslsigncode_sign_stamped(&unsigned, &out, "leaf-expired", unix_now() - 5 * 24 * 3600);
     let (ok, text) = osslsigncode_verify_ts(&out);
     assert!(ok, "osslsigncode: {text}");
     let (ok, text) = signify_verify_ts(&out);

@@ -298,31 +298,13 @@ fn padding_bytes_unknown_unsigned_attributes_and_extra_certificates() {
 fn expired_leaf_with_a_back_dated_time_stamp_inside_its_validity() {
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("expired-ts.exe");
-    let five_days_ago = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs()
-        - 5 * 24 * 3600;
     // osslsigncode's built-in TSA makes the back-dated RFC 3161 stamp (an independent signer).
-    let o = std::process::Command::new("osslsigncode")
-        .arg("sign")
-        .arg("-certs")
-        .arg(pki("leaf-expired-chain.pem"))
-        .arg("-key")
-        .arg(pki("leaf-expired.key"))
-        .args(["-h", "sha256", "-TSA-certs"])
-        .arg(pki("tsa-chain.pem"))
-        .arg("-TSA-key")
-        .arg(pki("tsa.key"))
-        .arg("-TSA-time")
-        .arg(five_days_ago.to_string())
-        .arg("-in")
-        .arg(fixture("pe64.exe"))
-        .arg("-out")
-        .arg(&out)
-        .output()
-        .expect("osslsigncode");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    osslsigncode_sign_stamped(
+        &fixture("pe64.exe"),
+        &out,
+        "leaf-expired",
+        unix_now() - 5 * 24 * 3600,
+    );
     let (ot_ok, ot) = osslsigncode_verify_ts(&out);
     let (s_ok, st) = signify_verify_ts(&out);
     let (c_ok, ct) = ours(&out, &["root.pem"], &["tsa-root.pem"]);

@@ -193,14 +193,49 @@ pub fn osslsigncode_sign(input: &Path, output: &Path, leaf: &str, digest: &str) 
 
 /// Signs with a given osslsigncode binary.
 pub fn osslsigncode_sign_with(bin: &Path, input: &Path, output: &Path, leaf: &str, digest: &str) {
+    run_osslsigncode_sign(bin, input, output, leaf, digest, None)
+}
+
+/// Signs with osslsigncode (SHA-256), its built-in TSA time-stamping the signature at
+/// `stamp` (Unix seconds) with the test TSA's key: back-dated stamps from an independent
+/// signer.
+pub fn osslsigncode_sign_stamped(input: &Path, output: &Path, leaf: &str, stamp: u64) {
+    run_osslsigncode_sign(
+        Path::new("osslsigncode"),
+        input,
+        output,
+        leaf,
+        "sha256",
+        Some(stamp),
+    )
+}
+
+fn run_osslsigncode_sign(
+    bin: &Path,
+    input: &Path,
+    output: &Path,
+    leaf: &str,
+    digest: &str,
+    stamp: Option<u64>,
+) {
     let _ = std::fs::remove_file(output);
-    let o = Command::new(bin)
-        .arg("sign")
+    let mut cmd = Command::new(bin);
+    cmd.arg("sign")
         .arg("-certs")
         .arg(pki(&format!("{leaf}-chain.pem")))
         .arg("-key")
         .arg(pki(&format!("{leaf}.key")))
-        .args(["-h", digest, "-in"])
+        .args(["-h", digest]);
+    if let Some(t) = stamp {
+        cmd.arg("-TSA-certs")
+            .arg(pki("tsa-chain.pem"))
+            .arg("-TSA-key")
+            .arg(pki("tsa.key"))
+            .arg("-TSA-time")
+            .arg(t.to_string());
+    }
+    let o = cmd
+        .arg("-in")
         .arg(input)
         .arg("-out")
         .arg(output)
@@ -212,6 +247,14 @@ pub fn osslsigncode_sign_with(bin: &Path, input: &Path, output: &Path, leaf: &st
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs()
 }
 
 pub fn sha256_file(p: &Path) -> Vec<u8> {
